@@ -1,0 +1,1 @@
+"""Runtime of reachstream: settings, topics, codecs, the Faust app factory and the CLI."""

@@ -1,0 +1,73 @@
+"""Configuration from environment variables (prefix ``REACH_``), documented in README."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REACH_", frozen=True)
+
+    broker_url: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers, e.g. kafka://k1:9092,k2:9092. "
+        "Unset: start the embedded broker.",
+    )
+    clickhouse_dsn: str | None = Field(
+        default=None,
+        description="chdb://<dir> (embedded engine) or http(s)://user:pass@host:8123. "
+        "Unset: chdb://<data dir>/clickhouse.",
+    )
+    clickhouse_database: str = Field(default="reach", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    data_dir: Path = Field(default=Path(".reach"), description="State, tables and run files.")
+    topic_prefix: str = Field(default="reach.", pattern=r"^[A-Za-z0-9._-]*$")
+    partitions: int = Field(default=4, ge=1, le=1024)
+    table_store: Literal["memory", "rocksdb"] = "rocksdb"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8642, ge=0, le=65535)
+    api_keys: str = Field(
+        default="",
+        description="KEY:SCOPE[+SCOPE],... with scopes ingest, read, admin. "
+        "Required when the HTTP API binds to a non-loopback address.",
+    )
+    max_record_bytes: int = Field(default=1_000_000, ge=1024)
+    max_request_bytes: int = Field(default=16_000_000, ge=1024)
+    max_batch_items: int = Field(default=50_000, ge=1)
+    events_per_record: int = Field(
+        default=500, ge=1, description="How many events the ingest path packs per Kafka record."
+    )
+    projection_flush_rows: int = Field(default=50_000, ge=1)
+    projection_flush_seconds: float = Field(default=0.5, gt=0)
+    app_id: str = "reachstream"
+    log_level: str = "warning"
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _no_leading_dot(cls, value: str) -> str:
+        if value.startswith("."):
+            raise ValueError("topic prefix must not start with a dot")
+        return value
+
+    @property
+    def clickhouse(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def http_is_loopback(self) -> bool:
+        if self.http_host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.http_host).is_loopback
+        except ValueError:
+            return False
+
+
+def bootstrap_servers(broker_url: str) -> str:
+    """``kafka://a:9092,kafka://b:9092`` or ``a:9092,b:9092`` -> ``a:9092,b:9092``."""
+    hosts = [part.strip().removeprefix("kafka://") for part in broker_url.split(",")]
+    return ",".join(host for host in hosts if host)

@@ -1,0 +1,59 @@
+"""Topic names and their creation.
+
+Every user-keyed topic shares the key (the user id) and the partition count, so one
+worker owns all of a user's records and state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: str
+    tags: str
+    feedback: str
+    dead_letters: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topics:
+        prefix = settings.topic_prefix
+        return cls(
+            events=f"{prefix}events",
+            tags=f"{prefix}tags",
+            feedback=f"{prefix}feedback",
+            dead_letters=f"{prefix}dead-letters",
+        )
+
+    @property
+    def inputs(self) -> tuple[str, str, str]:
+        return self.events, self.tags, self.feedback
+
+    def all(self) -> tuple[str, ...]:
+        return (*self.inputs, self.dead_letters)
+
+
+async def ensure_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    """Create the topics that do not exist yet (existing ones are left as they are)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name=name, num_partitions=partitions, replication_factor=1)
+            for name in names
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
