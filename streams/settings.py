@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".reach"), description="State, tables and run files.")
     topic_prefix: str = Field(default="reach.", pattern=r"^[A-Za-z0-9._-]*$")
     partitions: int = Field(default=4, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+    broker_session_timeout: float = Field(
+        default=6.0, gt=0, description="Seconds; a worker joins its group in about half."
+    )
     table_store: Literal["memory", "rocksdb"] = "rocksdb"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8642, ge=0, le=65535)

@@ -1,0 +1,1 @@
+"""Intake of the input topics: validation, dead letters and projection rows."""

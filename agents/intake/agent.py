@@ -1,0 +1,68 @@
+"""Faust agents for the input topics: decode, validate, project, dead-letter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import faust
+from pydantic import BaseModel
+
+from agents.intake.logic import Source, intake
+from projections import rows
+from schemas import Event, Feedback, TagUpdate
+from streams.codecs import InputCodec
+from streams.engine import Engine
+
+M = TypeVar("M", bound=BaseModel)
+RowOf = Callable[[Any, rows.Origin, datetime], rows.Row]
+
+
+def register(app: faust.App, engine: Engine) -> None:
+    dead_letters = app.topic(
+        engine.topics.dead_letters, key_serializer="raw", value_serializer="raw"
+    )
+    limit = engine.settings.max_record_bytes
+    _register_input(app, engine, dead_letters, engine.topics.events,
+                    InputCodec(Event, limit), rows.EVENTS, rows.event_row)
+    _register_input(app, engine, dead_letters, engine.topics.tags,
+                    InputCodec(TagUpdate, limit), rows.TAG_UPDATES, rows.tag_update_row)
+    _register_input(app, engine, dead_letters, engine.topics.feedback,
+                    InputCodec(Feedback, limit), rows.FEEDBACK, rows.feedback_row)
+
+
+def _register_input(
+    app: faust.App,
+    engine: Engine,
+    dead_letters: faust.TopicT,
+    topic_name: str,
+    codec: InputCodec[M],
+    table: rows.Table,
+    row_of: RowOf,
+) -> None:
+    topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
+    counters, sink, checkpoint = engine.counters, engine.sink, engine.checkpoint
+
+    async def process(stream: faust.StreamT[bytes]) -> None:
+        # Acks are manual: a record is acknowledged once its rows are written.
+        async for event in stream.noack().events():
+            message = event.message
+            now = datetime.now(UTC)
+            source = Source(message.topic, message.partition, message.offset, message.key)
+            result = intake(codec, event.value, source, now)
+            if result.valid:
+                origin = rows.Origin(message.partition, message.offset)
+                sink.add(table, [row_of(item, origin, now) for item in result.valid])
+                counters[f"{table.name}.valid"] += len(result.valid)
+            for letter in result.dead:
+                await dead_letters.send(
+                    key=letter.key, value=letter.raw, headers=letter.headers(),
+                    partition=message.partition,
+                )
+            counters[f"{table.name}.dead"] += len(result.dead)
+            checkpoint.hold(event)
+            if checkpoint.due:
+                await checkpoint.commit()
+
+    app.agent(topic, name=f"intake-{table.name}")(process)

@@ -1,0 +1,1 @@
+"""ClickHouse projections: tables in ``sql/``, row builders, and a batching writer."""

@@ -1,0 +1,37 @@
+"""The Faust app factory: builds the app from settings; nothing happens at import."""
+
+from __future__ import annotations
+
+import faust
+
+from agents import dead_letters
+from agents.intake import agent as intake_agent
+from projections.service import ProjectionService
+from streams.engine import Engine
+from streams.http_api import HttpApi
+from streams.settings import Settings
+
+
+def create_app(settings: Settings, bootstrap: str) -> tuple[faust.App, Engine]:
+    engine = Engine.from_settings(settings, bootstrap)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{host}" for host in bootstrap.split(",")],
+        store="rocksdb://" if settings.table_store == "rocksdb" else "memory://",
+        datadir=str(settings.data_dir / "faust"),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        # Joining a group waits about half the session timeout (see PLATFORM-FACTS).
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_heartbeat_interval=settings.broker_session_timeout / 4,
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=settings.max_record_bytes + 65536,
+        consumer_max_fetch_size=max(4 * settings.max_record_bytes, 4 * 1024 * 1024),
+        autodiscover=False,
+    )
+    intake_agent.register(app, engine)
+    dead_letters.register(app, engine)
+    projection = ProjectionService(engine)
+    app.service(projection)  # type: ignore[arg-type]
+    app.web_server(HttpApi(engine, app))
+    return app, engine

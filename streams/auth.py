@@ -1,0 +1,47 @@
+"""API keys and their scopes for the HTTP API."""
+
+from __future__ import annotations
+
+import hmac
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    INGEST = "ingest"
+    READ = "read"
+    ADMIN = "admin"  # every scope
+
+
+class ApiKeyError(ValueError):
+    """The API key setting cannot be read."""
+
+
+def parse_api_keys(text: str) -> dict[str, frozenset[Scope]]:
+    """``key1:ingest+read,key2:admin`` -> {key: scopes}."""
+    keys: dict[str, frozenset[Scope]] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, scopes = entry.partition(":")
+        if not sep or len(key) < 16:
+            raise ApiKeyError(
+                f"API key entry {entry[:4]}… must read KEY:SCOPE[+SCOPE] with a key of "
+                "at least 16 characters"
+            )
+        try:
+            keys[key] = frozenset(Scope(scope) for scope in scopes.split("+"))
+        except ValueError:
+            raise ApiKeyError(
+                f"unknown scope in {scopes!r}; scopes are ingest, read, admin"
+            ) from None
+    return keys
+
+
+def allowed(keys: dict[str, frozenset[Scope]], presented: str | None, needed: Scope) -> bool:
+    """Open when no keys are configured (loopback only); otherwise key and scope must fit."""
+    if not keys:
+        return True
+    if not presented:
+        return False
+    for key, scopes in keys.items():
+        if hmac.compare_digest(key, presented):
+            return needed in scopes or Scope.ADMIN in scopes
+    return False

@@ -1,0 +1,44 @@
+"""Acknowledge input records only once their effects are durable.
+
+Faust commits the offsets of acknowledged records. Agents here iterate with acks
+off, hold each processed record, and acknowledge the held records after the
+projection rows they produced are in ClickHouse (and Faust flushes its producer
+before committing, which covers dead letters). A crash therefore replays records
+whose rows may already be written: the projections dedupe on row identity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from projections.sink import BatchingSink
+
+
+class Ackable(Protocol):
+    def ack(self) -> bool: ...
+
+
+class Checkpoint:
+    def __init__(self, sink: BatchingSink, max_rows: int) -> None:
+        self._sink = sink
+        self._max_rows = max_rows
+        self._held: list[Ackable] = []
+        self._lock = asyncio.Lock()
+        self.acked = 0
+
+    def hold(self, event: Ackable) -> None:
+        self._held.append(event)
+
+    @property
+    def due(self) -> bool:
+        return self._sink.pending >= self._max_rows
+
+    async def commit(self) -> None:
+        """Write what is pending, then acknowledge every record held before the call."""
+        async with self._lock:
+            held, self._held = self._held, []
+            await self._sink.flush()
+            for event in held:
+                event.ack()
+            self.acked += len(held)

@@ -1,0 +1,114 @@
+"""Decoding of input records: bytes -> validated contract models, or reasons why not.
+
+An input record holds one JSON object, or a JSON array of objects (a batch packed by
+the ingest path, all of one partition). Batches are validated in one call, and item
+by item only when that fails, so one bad item costs its neighbours nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import orjson
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from schemas.dead_letters import DeadLetterReason
+
+M = TypeVar("M", bound=BaseModel)
+
+_TYPE_ERRORS = ("_type", "_parsing", "model_attributes_type", "is_instance_of")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One rejected record or batch item. ``index`` is None for a whole record."""
+
+    index: int | None
+    raw: bytes
+    reason: DeadLetterReason
+    detail: str
+
+
+@dataclass(slots=True)
+class Decoded(Generic[M]):
+    items: list[M] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def classify(error: ValidationError) -> tuple[DeadLetterReason, str]:
+    """A machine-readable reason and a readable detail for a validation error."""
+    details = [
+        item
+        for item in error.errors(include_url=False, include_input=False)
+        # Derived ids report "not computed" whenever another field failed: noise.
+        if item["type"] != "default_factory_not_called"
+    ] or error.errors(include_url=False, include_input=False)
+    first = details[0]
+    kind, loc = first["type"], first["loc"]
+    field_name = str(loc[0]) if loc else ""
+    if kind == "json_invalid":
+        reason = DeadLetterReason.NOT_JSON
+    elif kind == "missing":
+        reason = DeadLetterReason.MISSING_FIELD
+    elif kind == "extra_forbidden":
+        reason = DeadLetterReason.UNKNOWN_FIELD
+    elif field_name == "timestamp" or (len(loc) > 1 and loc[-1] == "timestamp"):
+        reason = DeadLetterReason.BAD_TIMESTAMP
+    elif field_name == "op" and kind == "enum":
+        reason = DeadLetterReason.UNKNOWN_OPERATION
+    elif kind == "model_type" and not loc:
+        reason = DeadLetterReason.NOT_AN_OBJECT
+    elif kind.endswith(_TYPE_ERRORS):
+        reason = DeadLetterReason.WRONG_TYPE
+    else:
+        reason = DeadLetterReason.INVALID_VALUE
+    detail = "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or '(record)'}: {item['msg']}"
+        for item in details[:5]
+    )
+    return reason, detail[:2000]
+
+
+class InputCodec(Generic[M]):
+    """Validates records of one input contract (events, tag updates or feedback)."""
+
+    def __init__(self, model: type[M], max_record_bytes: int) -> None:
+        self.model = model
+        self.max_record_bytes = max_record_bytes
+        self._one: TypeAdapter[M] = TypeAdapter(model)
+        self._many: TypeAdapter[list[M]] = TypeAdapter(list[model])  # type: ignore[valid-type]
+
+    def decode(self, raw: bytes) -> Decoded[M]:
+        if len(raw) > self.max_record_bytes:
+            detail = f"record is {len(raw)} bytes, over the limit of {self.max_record_bytes}"
+            return Decoded(rejected=[Rejected(None, raw, DeadLetterReason.TOO_LARGE, detail)])
+        if raw[:1] == b"[" or raw.lstrip()[:1] == b"[":
+            return self._decode_batch(raw)
+        try:
+            return Decoded(items=[self._one.validate_json(raw)])
+        except ValidationError as error:
+            reason, detail = classify(error)
+            return Decoded(rejected=[Rejected(None, raw, reason, detail)])
+
+    def _decode_batch(self, raw: bytes) -> Decoded[M]:
+        try:
+            return Decoded(items=self._many.validate_json(raw))
+        except ValidationError:
+            pass  # find out which items are at fault below
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            return Decoded(rejected=[Rejected(None, raw, DeadLetterReason.NOT_JSON, str(error))])
+        return self.validate_items(parsed)
+
+    def validate_items(self, items: list[Any]) -> Decoded[M]:
+        """Validate already-parsed items one by one, keeping each verdict."""
+        decoded: Decoded[M] = Decoded()
+        for index, item in enumerate(items):
+            try:
+                decoded.items.append(self._one.validate_python(item))
+            except ValidationError as error:
+                reason, detail = classify(error)
+                decoded.rejected.append(Rejected(index, orjson.dumps(item), reason, detail))
+        return decoded

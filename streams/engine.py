@@ -1,0 +1,36 @@
+"""What the agents and services of one worker process share."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from clickhouse_connect.driver.client import Client
+
+from projections.sink import BatchingSink
+from streams.checkpoint import Checkpoint
+from streams.settings import Settings
+from streams.topics import Topics
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    bootstrap: str
+    topics: Topics
+    sink: BatchingSink
+    checkpoint: Checkpoint
+    counters: Counter[str] = field(default_factory=Counter)
+    clickhouse: Client | None = None
+    http_url: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, bootstrap: str) -> Engine:
+        sink = BatchingSink()
+        return cls(
+            settings=settings,
+            bootstrap=bootstrap,
+            topics=Topics.from_settings(settings),
+            sink=sink,
+            checkpoint=Checkpoint(sink, settings.projection_flush_rows),
+        )

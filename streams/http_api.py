@@ -1,0 +1,204 @@
+"""The HTTP API: ingest, read-only queries and status, served by aiohttp in the worker.
+
+Ingest validates each item; a batch with any invalid item is refused whole with a
+400 listing every error, so a client can fix and resend it without duplicates
+(``?partial=true`` instead sends the valid items and reports the rest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import faust
+import orjson
+from aiohttp import web
+from mode import Service
+from pydantic import BaseModel
+
+from projections.clickhouse import query_read_only
+from schemas import Event, Feedback, TagUpdate
+from streams.auth import Scope, allowed, parse_api_keys
+from streams.codecs import InputCodec
+from streams.engine import Engine
+from streams.ingest import IngestProducer
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class InsecureBinding(RuntimeError):
+    """The API would listen beyond loopback without API keys."""
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data, default=_default), status=status, content_type="application/json"
+    )
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal | dt.date | dt.time | dt.timedelta):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(type(value).__name__)
+
+
+def check_binding(host_is_loopback: bool, api_keys: str) -> None:
+    parse_api_keys(api_keys)
+    if not host_is_loopback and not api_keys:
+        raise InsecureBinding(
+            "refusing to serve the HTTP API beyond loopback without API keys: "
+            "set REACH_API_KEYS (KEY:SCOPE[+SCOPE],...)"
+        )
+
+
+class HttpApi(Service):
+    def __init__(self, engine: Engine, app: faust.App, **kwargs: Any) -> None:
+        self.engine = engine
+        self.faust_app = app
+        settings = engine.settings
+        check_binding(settings.http_is_loopback, settings.api_keys)
+        self._keys = parse_api_keys(settings.api_keys)
+        self._producer: IngestProducer | None = None
+        limit = settings.max_record_bytes
+        topics = engine.topics
+        self._inputs: dict[str, tuple[str, InputCodec[Any]]] = {
+            "events": (topics.events, InputCodec(Event, limit)),
+            "tags": (topics.tags, InputCodec(TagUpdate, limit)),
+            "feedback": (topics.feedback, InputCodec(Feedback, limit)),
+        }
+        self._runner: web.AppRunner | None = None
+        super().__init__(**kwargs)
+
+    def build(self) -> web.Application:
+        api = web.Application(
+            client_max_size=self.engine.settings.max_request_bytes,
+            middlewares=[self._limits_middleware],
+        )
+        api.router.add_get("/healthz", self.healthz)
+        api.router.add_get("/v1/status", self._scoped(Scope.READ, self.status))
+        api.router.add_post("/v1/query", self._scoped(Scope.READ, self.query))
+        for kind in self._inputs:
+            api.router.add_post(f"/v1/{kind}", self._scoped(Scope.INGEST, self.ingest))
+        return api
+
+    async def on_start(self) -> None:
+        settings = self.engine.settings
+        # aiokafka clients must be created inside the running loop.
+        self._producer = IngestProducer(
+            self.engine.bootstrap, settings.max_record_bytes, settings.events_per_record
+        )
+        await self._producer.start()
+        self._runner = web.AppRunner(self.build(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.engine.http_url = f"http://{host}:{port}"
+
+    async def on_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    def _scoped(self, scope: Scope, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            header = request.headers.get("Authorization", "")
+            presented = header.removeprefix("Bearer ").strip() or request.headers.get("X-Api-Key")
+            if not allowed(self._keys, presented, scope):
+                return _json({"error": f"an API key with scope '{scope}' is required"}, 401)
+            return await handler(request)
+
+        return guarded
+
+    @web.middleware
+    async def _limits_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        limit = self.engine.settings.max_request_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return _json({"error": f"request body over the limit of {limit} bytes"}, 413)
+        try:
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            return _json({"error": f"request body over the limit of {limit} bytes"}, 413)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def status(self, request: web.Request) -> web.Response:
+        engine = self.engine
+        return _json({
+            "broker": engine.bootstrap,
+            "topics": list(engine.topics.all()),
+            "partitions": engine.settings.partitions,
+            "assigned": sorted(f"{tp.topic}:{tp.partition}"
+                               for tp in self.faust_app.consumer.assignment()),
+            "counters": dict(engine.counters),
+            "projected": dict(engine.sink.written),
+            "acked_records": engine.checkpoint.acked,
+        })
+
+    async def ingest(self, request: web.Request) -> web.Response:
+        kind = request.path.rsplit("/", 1)[-1]
+        topic, codec = self._inputs[kind]
+        body = await request.read()
+        try:
+            items = _parse_items(body, request.content_type)
+        except ValueError as error:
+            return _json({"error": str(error)}, 400)
+        limit = self.engine.settings.max_batch_items
+        if len(items) > limit:
+            return _json({"error": f"batch has {len(items)} items, over the limit of {limit}"},
+                         400)
+        decoded = codec.validate_items(items)
+        errors = [
+            {"index": rejected.index, "reason": rejected.reason.value, "detail": rejected.detail}
+            for rejected in decoded.rejected
+        ]
+        partial = request.query.get("partial", "").lower() in ("1", "true", "yes")
+        if errors and not partial:
+            return _json({"accepted": 0, "errors": errors}, 400)
+        valid = [item for index, item in enumerate(items)
+                 if index not in {error["index"] for error in errors}] if errors else items
+        assert self._producer is not None, "ingest before the API started"
+        await self._producer.send_encoded(
+            topic, ((str(item["user_id"]), orjson.dumps(item)) for item in valid)
+        )
+        return _json({"accepted": len(valid), "errors": errors}, 200)
+
+    async def query(self, request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read())
+            sql = body["sql"]
+            parameters = body.get("parameters") or None
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return _json({"error": 'body must be {"sql": "...", "parameters": {...}}'}, 400)
+        client = self.engine.clickhouse
+        if client is None:
+            return _json({"error": "ClickHouse is not open yet"}, 503)
+        try:
+            columns, rows = await asyncio.to_thread(query_read_only, client, sql, parameters)
+        except Exception as error:  # ClickHouse's message is the useful answer here
+            return _json({"error": str(error).strip()[:2000]}, 400)
+        return _json({"columns": columns, "rows": rows})
+
+
+def _parse_items(body: bytes, content_type: str) -> list[Any]:
+    """A JSON array, ``{"items": [...]}``, or NDJSON (one object per line)."""
+    try:
+        if content_type == "application/x-ndjson":
+            return [orjson.loads(line) for line in body.splitlines() if line.strip()]
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise ValueError(f"body is not JSON: {error}") from None
+    if isinstance(parsed, dict):
+        parsed = parsed.get("items", [parsed])
+    if not isinstance(parsed, list):
+        raise ValueError("body must be a JSON array of objects")
+    return parsed

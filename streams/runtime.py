@@ -1,0 +1,71 @@
+"""Runs the whole system in this process: broker (if none configured), Faust worker,
+projections and the HTTP API, until Ctrl-C; stops what it started, also on failure."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+
+from streams import runfile
+from streams.app import create_app
+from streams.broker import BrokerUnavailable, EmbeddedBroker, check_reachable
+from streams.http_api import check_binding
+from streams.settings import Settings, bootstrap_servers
+from streams.topics import Topics, ensure_topics
+
+
+class StartupError(RuntimeError):
+    """The system cannot start; the message says why in one line."""
+
+
+def run(settings: Settings) -> None:
+    check_binding(settings.http_is_loopback, settings.api_keys)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    broker: EmbeddedBroker | None = None
+    try:
+        if settings.broker_url:
+            bootstrap = bootstrap_servers(settings.broker_url)
+            logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+            try:
+                loop.run_until_complete(check_reachable(bootstrap))
+            except BrokerUnavailable as error:
+                raise StartupError(str(error)) from None
+        else:
+            broker = EmbeddedBroker(log_path=settings.data_dir / "broker.log").start()
+            bootstrap = broker.bootstrap
+        topics = Topics.from_settings(settings)
+        loop.run_until_complete(ensure_topics(bootstrap, list(topics.all()), settings.partitions))
+        app, engine = create_app(settings, bootstrap)
+
+        async def announce() -> None:
+            info = runfile.RunInfo(os.getpid(), bootstrap, engine.http_url)
+            runfile.write(settings.data_dir, info)
+            print(f"reachstream is up: HTTP API {engine.http_url}, broker {bootstrap}, "
+                  f"ClickHouse {settings.clickhouse} (Ctrl-C stops)", flush=True)
+
+        _Worker(app, announce, loop=loop, loglevel=settings.log_level,
+                quiet=True).execute_from_commandline()
+    finally:
+        runfile.remove(settings.data_dir)
+        if broker is not None:
+            broker.stop()
+
+
+class _Worker(faust.Worker):
+    """Faust's worker, telling the world once the app is ready."""
+
+    def __init__(self, app: faust.App, announce: Callable[[], Awaitable[None]],
+                 **kwargs: Any) -> None:
+        self._announce = announce
+        super().__init__(app, **kwargs)
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        await self._announce()
