@@ -42,9 +42,10 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
-    # Linux: the broker gets SIGTERM if the process that started it dies, even by
-    # SIGKILL, so no orphan broker outlives a crashed runtime.
+def die_with_parent() -> None:
+    # Linux: the child gets SIGTERM if the process that started it dies, even by
+    # SIGKILL, so no orphan outlives a crashed parent. Own process group: a Ctrl-C
+    # meant for the parent reaches the child only through the parent.
     with contextlib.suppress(OSError, AttributeError):
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
@@ -80,7 +81,7 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads exist yet at this point
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads exist yet at this point
         )
         if log is not subprocess.DEVNULL:
             log.close()

@@ -104,6 +104,15 @@ def _query_directly(settings: Settings, sql: str) -> tuple[list[str], list[Any]]
 
 
 @main.command()
+def demo() -> None:
+    """Start everything on embedded defaults, feed samples (and bad records), print, stop."""
+    from streams.demo import run_demo
+
+    if not run_demo(_settings()):
+        raise click.ClickException("the demo's records did not all arrive")
+
+
+@main.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 def schemas(folder: Path) -> None:
     """Write the JSON Schemas of the input contracts into FOLDER."""

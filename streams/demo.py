@@ -1,0 +1,162 @@
+"""``reach demo``: start the system on embedded defaults, feed sample users, events and
+tag updates (with a few invalid records), print what arrived, stop everything."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from rich.console import Console
+from rich.table import Table
+
+from streams.client import HttpClient
+from streams.settings import Settings
+from streams.supervisor import SystemProcess
+from streams.topics import Topics
+
+EVENT_NAMES = ("ApplicationOpen", "ScreenOpen", "InAppPurchase", "ApplicationMinimized")
+MAX_RECORD_BYTES = 100_000  # small, so the demo can show a record over the limit
+console = Console(width=120)
+
+
+def sample_users(count: int, now: datetime, rng: random.Random) -> tuple[list[Any], list[Any]]:
+    """Tag updates and events of ``count`` users over the last two weeks."""
+    tags, events = [], []
+    for number in range(count):
+        user = f"user-{number:04d}"
+        installed = now - timedelta(days=rng.randint(14, 400))
+        tags.append({
+            "user_id": user, "op": "set", "timestamp": installed.isoformat(),
+            "tags": {
+                "Country": rng.choice(["PT", "FR", "IN", "DE", "BR"]),
+                "Language": rng.choice(["pt", "fr", "hi", "de", "en"]),
+                "Application Version": {"type": "version", "value": rng.choice(["2.3.1", "2.4.0"])},
+                "First Install": {"type": "date", "value": installed.isoformat()},
+            },
+        })
+        for _ in range(rng.randint(0, 20)):
+            at = now - timedelta(minutes=rng.randint(0, 14 * 24 * 60))
+            name = rng.choice(EVENT_NAMES)
+            attributes: dict[str, Any] = {}
+            if name == "InAppPurchase":
+                attributes = {"price": {"type": "price", "amount": f"{rng.randint(1, 50)}.99",
+                                        "currency": "EUR"}}
+            events.append({"user_id": user, "name": name, "timestamp": at.isoformat(),
+                           "attributes": attributes})
+        if rng.random() < 0.3:
+            tags.append({"user_id": user, "op": "increment", "tags": {"Sessions": 1},
+                         "timestamp": now.isoformat()})
+    return tags, events
+
+
+def invalid_records(now: datetime) -> list[tuple[str, bytes]]:
+    """(topic kind, raw record): one of each kind of bad input a producer might send."""
+    ts = now.isoformat()
+    good = {"user_id": "user-0001", "name": "ScreenOpen", "timestamp": ts}
+    return [
+        ("events", b"this is not JSON"),
+        ("events", orjson.dumps({"name": "ApplicationOpen", "timestamp": ts})),
+        ("events", orjson.dumps({"user_id": 42, "name": "ApplicationOpen", "timestamp": ts})),
+        ("events", orjson.dumps({"user_id": "user-0002", "name": "ScreenOpen",
+                                 "timestamp": "next tuesday"})),
+        ("tags", orjson.dumps({"user_id": "user-0003", "op": "explode", "tags": {"a": 1},
+                               "timestamp": ts})),
+        ("events", orjson.dumps({**good, "attributes": {"blob": "x" * MAX_RECORD_BYTES}})),
+        # A batch with one bad item: the item is dead-lettered, its neighbours arrive.
+        ("events", orjson.dumps([{**good, "name": "BatchNeighbourBefore"},
+                                 {**good, "timestamp": True},
+                                 {**good, "name": "BatchNeighbourAfter"}])),
+    ]
+
+
+async def _feed(system: SystemProcess, topics: Topics, now: datetime) -> tuple[int, int, int]:
+    assert system.info is not None
+    rng = random.Random(7)
+    tags, events = sample_users(300, now, rng)
+    api = system.http
+    for path, items in (("/v1/tags", tags), ("/v1/events", events)):
+        status, body = await api.call("POST", path, items)
+        if status != 200:
+            raise RuntimeError(f"{path} answered {status}: {body}")
+    status, refused = await api.call("POST", "/v1/events", [events[0], {"user_id": "x"}])
+    console.print(f"[dim]HTTP ingest of a mixed batch answers {status}:[/] {refused}")
+    producer = AIOKafkaProducer(bootstrap_servers=system.info.broker,
+                                max_request_size=4 * MAX_RECORD_BYTES)
+    await producer.start()
+    try:
+        bad = invalid_records(now)
+        for kind, raw in bad:
+            await producer.send_and_wait(getattr(topics, kind), raw, partition=0)
+    finally:
+        await producer.stop()
+    distinct_events = len({orjson.dumps(event) for event in events}) + 2  # + the neighbours
+    return distinct_events, len(tags), len(bad) + 0  # one dead letter per bad record
+
+
+async def _wait_for(api: HttpClient, sql: str, expected: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        _, rows = await api.query(sql)
+        found = int(rows[0][0])
+        if found >= expected or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.2)
+
+
+async def _report(system: SystemProcess, expected: tuple[int, int, int]) -> bool:
+    api = system.http
+    events, tags, dead = expected
+    got_events = await _wait_for(api, "SELECT count() FROM events FINAL", events, 60)
+    got_tags = await _wait_for(api, "SELECT count() FROM tag_updates FINAL", tags, 30)
+    got_dead = await _wait_for(api, "SELECT count() FROM dead_letters FINAL", dead, 30)
+
+    columns, rows = await api.query(
+        "SELECT name, count() AS events, uniqExact(user_id) AS users "
+        "FROM events FINAL GROUP BY name ORDER BY events DESC"
+    )
+    table = Table(*columns, title="Events in ClickHouse, per name")
+    for row in rows:
+        table.add_row(*(str(value) for value in row))
+    console.print(table)
+
+    columns, rows = await api.query(
+        "SELECT source_topic AS topic, source_partition AS part, source_offset AS offset, "
+        "source_index AS item, reason, substring(detail, 1, 60) AS detail "
+        "FROM dead_letters FINAL "
+        "ORDER BY source_topic, source_offset, source_index"
+    )
+    table = Table(*columns, title="Dead letters, with their reasons")
+    for row in rows:
+        table.add_row(*("-" if value == -1 else str(value) for value in row))
+    console.print(table)
+    ok = (got_events, got_tags, got_dead) == (events, tags, dead)
+    console.print(
+        f"events {got_events}/{events}, tag updates {got_tags}/{tags}, "
+        f"dead letters {got_dead}/{dead}: " + ("[green]all arrived[/]" if ok else "[red]missing[/]")
+    )
+    return ok
+
+
+def run_demo(settings: Settings) -> bool:
+    with tempfile.TemporaryDirectory(prefix="reach-demo-") as folder:
+        env = {"REACH_HTTP_PORT": "0", "REACH_MAX_RECORD_BYTES": str(MAX_RECORD_BYTES),
+               "REACH_DATA_DIR": str(Path(folder))}
+        console.print("starting the broker, the worker and ClickHouse (embedded)…")
+        started = time.monotonic()
+        with SystemProcess(Path(folder), env) as system:
+            assert system.info is not None
+            console.print(f"up in {time.monotonic() - started:.1f}s — HTTP API "
+                          f"{system.info.http}, broker {system.info.broker}")
+            topics = Topics.from_settings(settings)
+            now = datetime.now(UTC).replace(microsecond=0)
+            expected = asyncio.run(_feed(system, topics, now))
+            ok = asyncio.run(_report(system, expected))
+            console.print("stopping…")
+        return ok
