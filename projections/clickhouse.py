@@ -22,6 +22,11 @@ def connect(dsn: str, database: str) -> Client:
         import chdb  # noqa: F401
     client = clickhouse_connect.get_client(dsn=dsn)
     apply_schema(client, database)
+    # clickhouse-connect imports pandas lazily on the first insert (seconds here);
+    # pay for it now rather than on the hot path.
+    from clickhouse_connect.driver import options
+
+    _ = options.pd
     client.database = database
     return client
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from schemas.identity import content_id
-from schemas.values import Name, Timestamp, UserId, Value
+from schemas.values import CONTRACT, Name, Timestamp, UserId, Value
 
 
 def _derive_event_id(data: dict[str, Any]) -> str:
@@ -23,7 +23,7 @@ class Event(BaseModel):
     producer that re-sends the same event does not count it twice.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = CONTRACT
 
     user_id: UserId
     name: Name

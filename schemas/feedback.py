@@ -5,10 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from schemas.identity import content_id
-from schemas.values import Timestamp, UserId
+from schemas.values import CONTRACT, Timestamp, UserId
 
 
 class FeedbackStatus(StrEnum):
@@ -25,7 +25,7 @@ def _derive_feedback_id(data: dict[str, Any]) -> str:
 
 
 class Feedback(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = CONTRACT
 
     command_id: str = Field(min_length=1, max_length=256)
     user_id: UserId

@@ -5,10 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from schemas.identity import content_id
-from schemas.values import Name, Timestamp, UserId, Value
+from schemas.values import CONTRACT, Name, Timestamp, UserId, Value
 
 
 class TagOp(StrEnum):
@@ -34,7 +34,7 @@ class TagUpdate(BaseModel):
     - ``append`` / ``remove``: list tags gain or lose the given value or values.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = CONTRACT
 
     user_id: UserId
     op: TagOp = TagOp.SET

@@ -13,46 +13,46 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+)
 
 _VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
 
 
-def parse_timestamp(value: Any) -> datetime:
-    """ISO 8601 text or epoch milliseconds -> an aware UTC datetime.
+CONTRACT = ConfigDict(frozen=True, extra="forbid", val_temporal_unit="milliseconds")
+"""Configuration of every contract model: immutable, no unknown fields, and numeric
+timestamps read as epoch milliseconds (never seconds, whatever their size)."""
 
-    Text without an offset is read as UTC. Booleans are refused (JSON ``true`` is not
-    a time), and so are numbers outside years 1970..9999.
-    """
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, bool):
-        raise ValueError("timestamp must be ISO 8601 text or epoch milliseconds, not a boolean")
-    elif isinstance(value, int | float):
-        if not 0 <= value < 253402300800000:
-            raise ValueError(f"epoch milliseconds out of range: {value}")
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"not an ISO 8601 timestamp: {value!r}") from None
-    else:
-        raise ValueError("timestamp must be ISO 8601 text or epoch milliseconds")
+
+def _as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+        return moment.replace(tzinfo=UTC)  # text without an offset is read as UTC
+    if moment.utcoffset():
+        return moment.astimezone(UTC)
+    return moment  # already UTC (pydantic's own UTC tzinfo): the hot path, no copy
 
 
-Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp)]
+# ISO 8601 text and epoch milliseconds are parsed by pydantic-core (in Rust), which
+# also refuses booleans: JSON ``true`` is not a time.
+Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
 """An instant, always aware and in UTC after validation."""
+
+_TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp, config=CONTRACT)
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """ISO 8601 text or epoch milliseconds -> an aware UTC datetime."""
+    return _TIMESTAMP.validate_python(value)
 
 
 class _Typed(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = CONTRACT
 
 
 class DateValue(_Typed):

@@ -112,6 +112,21 @@ def demo() -> None:
         raise click.ClickException("the demo's records did not all arrive")
 
 
+@main.group()
+def bench() -> None:
+    """Benchmarks (they print figures next to a baseline measured in the same run)."""
+
+
+@bench.command(name="ingest")
+@click.option("--events", default=500_000, show_default=True)
+@click.option("--users", default=100_000, show_default=True)
+def bench_ingest(events: int, users: int) -> None:
+    """Events/s through ingest -> agent -> ClickHouse, next to a raw aiokafka consumer."""
+    from benchmarks.ingest import run
+
+    run(events, users)
+
+
 @main.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 def schemas(folder: Path) -> None:
