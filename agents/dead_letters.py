@@ -9,6 +9,7 @@ import faust
 
 from projections import rows
 from schemas import DeadLetter
+from streams.checkpoint import unacked_events
 from streams.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ def register(app: faust.App, engine: Engine) -> None:
     sink, checkpoint = engine.sink, engine.checkpoint
 
     async def project(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.noack().events():
+        async for event in unacked_events(stream):
             message = event.message
             try:
                 headers = message.headers or []
@@ -27,8 +28,12 @@ def register(app: faust.App, engine: Engine) -> None:
                 letter = DeadLetter.from_record(event.value, message.key, pairs)
             except (KeyError, ValueError) as error:
                 # Written by someone else without our headers: nothing to project.
-                log.warning("dead letter at %s:%s has no reach headers (%s)",
-                            message.partition, message.offset, error)
+                log.warning(
+                    "dead letter at %s:%s has no reach headers (%s)",
+                    message.partition,
+                    message.offset,
+                    error,
+                )
             else:
                 origin = rows.Origin(message.partition, message.offset)
                 sink.add(rows.DEAD_LETTERS, [rows.dead_letter_row(letter, origin)])

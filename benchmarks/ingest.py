@@ -41,15 +41,16 @@ def make_events(count: int, users: int) -> list[tuple[str, bytes]]:
     return encoded
 
 
-async def _produce(bootstrap: str, topic: str, settings: Settings,
-                   events: list[tuple[str, bytes]]) -> float:
+async def _produce(
+    bootstrap: str, topic: str, settings: Settings, events: list[tuple[str, bytes]]
+) -> float:
     producer = IngestProducer(bootstrap, settings.max_record_bytes, settings.events_per_record)
     await producer.start()
     try:
         started = time.perf_counter()
         chunk = 50_000
         for offset in range(0, len(events), chunk):
-            await producer.send_encoded(topic, events[offset:offset + chunk])
+            await producer.send_encoded(topic, events[offset : offset + chunk])
         return time.perf_counter() - started
     finally:
         await producer.stop()
@@ -68,8 +69,11 @@ async def _wait_projected(system: SystemProcess, expected: int, timeout: float) 
 
 async def _raw_consume(bootstrap: str, topic: str, expected_events: int) -> tuple[float, int, int]:
     """Read the topic from the start with aiokafka and orjson: the floor for any consumer."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
@@ -116,15 +120,38 @@ def run(events: int, users: int) -> None:
                 _raw_consume(bootstrap, topic, events + len(warmup))
             )
 
-    table = Table("path", "events", "records", "seconds", "events/s", title=(
-        f"Ingest benchmark: {events:,} events of {users:,} users, "
-        f"{settings.events_per_record} events per record, {settings.partitions} partitions"))
-    table.add_row("ingest -> intake agent -> ClickHouse (1 worker process)", f"{projected:,}",
-                  "", f"{elapsed:.2f}", f"{projected / elapsed:,.0f}")
-    table.add_row("  of which: producing (packing + sending)", f"{events:,}", "",
-                  f"{produce_seconds:.2f}", f"{events / produce_seconds:,.0f}")
-    table.add_row("baseline: raw aiokafka consumer + orjson, same topic", f"{raw_events:,}",
-                  f"{raw_records:,}", f"{raw_seconds:.2f}", f"{raw_events / raw_seconds:,.0f}")
+    table = Table(
+        "path",
+        "events",
+        "records",
+        "seconds",
+        "events/s",
+        title=(
+            f"Ingest benchmark: {events:,} events of {users:,} users, "
+            f"{settings.events_per_record} events per record, {settings.partitions} partitions"
+        ),
+    )
+    table.add_row(
+        "ingest -> intake agent -> ClickHouse (1 worker process)",
+        f"{projected:,}",
+        "",
+        f"{elapsed:.2f}",
+        f"{projected / elapsed:,.0f}",
+    )
+    table.add_row(
+        "  of which: producing (packing + sending)",
+        f"{events:,}",
+        "",
+        f"{produce_seconds:.2f}",
+        f"{events / produce_seconds:,.0f}",
+    )
+    table.add_row(
+        "baseline: raw aiokafka consumer + orjson, same topic",
+        f"{raw_events:,}",
+        f"{raw_records:,}",
+        f"{raw_seconds:.2f}",
+        f"{raw_events / raw_seconds:,.0f}",
+    )
     console.print(table)
     if projected < events:
         console.print(f"[red]only {projected:,} of {events:,} events were projected[/]")

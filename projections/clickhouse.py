@@ -33,9 +33,9 @@ def connect(dsn: str, database: str) -> Client:
 
 def sql_files() -> list[tuple[str, str]]:
     folder = importlib.resources.files("projections").joinpath("sql")
-    files = sorted((entry.name, entry.read_text()) for entry in folder.iterdir()
-                   if entry.name.endswith(".sql"))
-    return files
+    return sorted(
+        (entry.name, entry.read_text()) for entry in folder.iterdir() if entry.name.endswith(".sql")
+    )
 
 
 def apply_schema(client: Client, database: str) -> None:
@@ -43,8 +43,9 @@ def apply_schema(client: Client, database: str) -> None:
         client.command(text, parameters={"database": database})
 
 
-def query_read_only(client: Client, sql: str, parameters: dict[str, Any] | None = None
-                    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+def query_read_only(
+    client: Client, sql: str, parameters: dict[str, Any] | None = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run an analyst's query with ClickHouse's readonly=1: writes and DDL are refused."""
     result = client.query(sql, parameters=parameters, settings=READ_ONLY)
     return list(result.column_names), [tuple(row) for row in result.result_rows]

@@ -25,23 +25,59 @@ class Table(NamedTuple):
 
 EVENTS = Table(
     "events",
-    ("event_id", "user_id", "name", "ts", "attributes", "source_partition", "source_offset",
-     "ingested_at"),
+    (
+        "event_id",
+        "user_id",
+        "name",
+        "ts",
+        "attributes",
+        "source_partition",
+        "source_offset",
+        "ingested_at",
+    ),
 )
 TAG_UPDATES = Table(
     "tag_updates",
-    ("update_id", "user_id", "op", "tags", "ts", "source_partition", "source_offset",
-     "ingested_at"),
+    (
+        "update_id",
+        "user_id",
+        "op",
+        "tags",
+        "ts",
+        "source_partition",
+        "source_offset",
+        "ingested_at",
+    ),
 )
 FEEDBACK = Table(
     "feedback",
-    ("feedback_id", "command_id", "user_id", "status", "channel", "reason", "ts",
-     "source_partition", "source_offset", "ingested_at"),
+    (
+        "feedback_id",
+        "command_id",
+        "user_id",
+        "status",
+        "channel",
+        "reason",
+        "ts",
+        "source_partition",
+        "source_offset",
+        "ingested_at",
+    ),
 )
 DEAD_LETTERS = Table(
     "dead_letters",
-    ("source_topic", "source_partition", "source_offset", "source_index", "reason", "detail",
-     "raw", "at", "dlq_partition", "dlq_offset"),
+    (
+        "source_topic",
+        "source_partition",
+        "source_offset",
+        "source_index",
+        "reason",
+        "detail",
+        "raw",
+        "at",
+        "dlq_partition",
+        "dlq_offset",
+    ),
 )
 
 Row = tuple[Any, ...]
@@ -53,30 +89,55 @@ def _json(value: Any) -> str:
 
 def event_row(event: Event, origin: Origin, now: datetime) -> Row:
     return (
-        event.event_id, event.user_id, event.name, event.timestamp, _json(event.attributes),
-        origin.partition, origin.offset, now,
+        event.event_id,
+        event.user_id,
+        event.name,
+        event.timestamp,
+        _json(event.attributes),
+        origin.partition,
+        origin.offset,
+        now,
     )
 
 
 def tag_update_row(update: TagUpdate, origin: Origin, now: datetime) -> Row:
     return (
-        update.update_id, update.user_id, update.op.value, _json(update.tags), update.timestamp,
-        origin.partition, origin.offset, now,
+        update.update_id,
+        update.user_id,
+        update.op.value,
+        _json(update.tags),
+        update.timestamp,
+        origin.partition,
+        origin.offset,
+        now,
     )
 
 
 def feedback_row(feedback: Feedback, origin: Origin, now: datetime) -> Row:
     return (
-        feedback.feedback_id, feedback.command_id, feedback.user_id, feedback.status.value,
-        feedback.channel or "", feedback.reason or "", feedback.timestamp,
-        origin.partition, origin.offset, now,
+        feedback.feedback_id,
+        feedback.command_id,
+        feedback.user_id,
+        feedback.status.value,
+        feedback.channel or "",
+        feedback.reason or "",
+        feedback.timestamp,
+        origin.partition,
+        origin.offset,
+        now,
     )
 
 
 def dead_letter_row(letter: DeadLetter, origin: Origin) -> Row:
     return (
-        letter.source_topic, letter.source_partition, letter.source_offset,
+        letter.source_topic,
+        letter.source_partition,
+        letter.source_offset,
         -1 if letter.source_index is None else letter.source_index,
-        letter.reason.value, letter.detail, letter.raw.decode("utf-8", "replace"), letter.at,
-        origin.partition, origin.offset,
+        letter.reason.value,
+        letter.detail,
+        letter.raw.decode("utf-8", "replace"),
+        letter.at,
+        origin.partition,
+        origin.offset,
     )

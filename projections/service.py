@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from mode import Service
 
@@ -14,15 +15,13 @@ from streams.engine import Engine
 class ProjectionService(Service):
     """Opens ClickHouse (applying the tables), feeds the sink, flushes on a timer."""
 
-    def __init__(self, engine: Engine, **kwargs: object) -> None:
+    def __init__(self, engine: Engine, **kwargs: Any) -> None:
         self.engine = engine
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
         settings = self.engine.settings
-        client = await asyncio.to_thread(
-            connect, settings.clickhouse, settings.clickhouse_database
-        )
+        client = await asyncio.to_thread(connect, settings.clickhouse, settings.clickhouse_database)
         self.engine.clickhouse = client
         self.engine.sink.attach(client)
 

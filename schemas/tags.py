@@ -20,9 +20,7 @@ class TagOp(StrEnum):
 
 
 def _derive_update_id(data: dict[str, Any]) -> str:
-    return content_id(
-        "tags", data["user_id"], data["op"], data["timestamp"], data.get("tags", {})
-    )
+    return content_id("tags", data["user_id"], data["op"], data["timestamp"], data.get("tags", {}))
 
 
 class TagUpdate(BaseModel):
@@ -45,8 +43,10 @@ class TagUpdate(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _names_for_unset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("op") == "unset" and isinstance(data.get("tags"), list):
-            return {**data, "tags": dict.fromkeys(data["tags"])}
+        if isinstance(data, dict) and data.get("op") == "unset":
+            names = data.get("tags")
+            if isinstance(names, list):
+                return {**data, "tags": dict.fromkeys(names)}
         return data
 
     @model_validator(mode="after")

@@ -81,7 +81,7 @@ class VersionValue(_Typed):
     def parts(self) -> tuple[int, int, int, int]:
         """Components padded to four, so 1.2 compares equal to 1.2.0.0."""
         numbers = [int(part) for part in self.value.split(".")]
-        padded = (numbers + [0, 0, 0])[:4]
+        padded = [*numbers, 0, 0, 0][:4]
         return padded[0], padded[1], padded[2], padded[3]
 
 

@@ -10,13 +10,23 @@ whose rows may already be written: the projections dedupe on row identity.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import AsyncIterable
+from typing import Protocol, cast
+
+import faust
 
 from projections.sink import BatchingSink
 
 
 class Ackable(Protocol):
     def ack(self) -> bool: ...
+
+
+def unacked_events(stream: faust.StreamT[bytes]) -> AsyncIterable[faust.EventT[bytes]]:
+    """The stream's events with automatic acks off (Faust's StreamT type lacks
+    ``noack``, which every concrete Stream has)."""
+    manual: faust.StreamT[bytes] = cast(faust.Stream[bytes], stream).noack()
+    return cast(AsyncIterable[faust.EventT[bytes]], manual.events())
 
 
 class Checkpoint:

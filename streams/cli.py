@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 import orjson
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -20,8 +21,12 @@ console = Console()
 def _settings() -> Settings:
     try:
         return Settings()
-    except ValueError as error:
-        raise click.ClickException(f"invalid configuration: {error}") from None
+    except ValidationError as error:
+        problems = "; ".join(
+            f"REACH_{'_'.join(str(part) for part in item['loc']).upper()}: {item['msg']}"
+            for item in error.errors(include_url=False)
+        )
+        raise click.ClickException(f"invalid configuration: {problems}") from None
 
 
 @click.group()
@@ -45,13 +50,13 @@ def send() -> None:
     """Produce NDJSON records (one JSON object per line) to an input topic."""
 
 
-def _send(kind: str, source: click.File) -> None:
+def _send(kind: str, source: BinaryIO) -> None:
     from streams.client import NotRunning, send_ndjson
     from streams.topics import Topics
 
     settings = _settings()
     topic = getattr(Topics.from_settings(settings), kind)
-    lines = [line if isinstance(line, bytes) else line.encode() for line in source]
+    lines = list(source)
     try:
         items, records = asyncio.run(send_ndjson(settings, topic, lines))
     except NotRunning as error:
@@ -59,9 +64,13 @@ def _send(kind: str, source: click.File) -> None:
     click.echo(f"sent {items} lines to {topic} in {records} records")
 
 
-for _kind, _help in (("events", "Send behavioural events."), ("tags", "Send tag updates."),
-                     ("feedback", "Send message feedback.")):
-    def _command(source: click.File, kind: str = _kind) -> None:
+for _kind, _help in (
+    ("events", "Send behavioural events."),
+    ("tags", "Send tag updates."),
+    ("feedback", "Send message feedback."),
+):
+
+    def _command(source: BinaryIO, kind: str = _kind) -> None:
         _send(kind, source)
 
     send.command(name=_kind, help=_help)(click.argument("source", type=click.File("rb"))(_command))
@@ -98,8 +107,7 @@ def _query_directly(settings: Settings, sql: str) -> tuple[list[str], list[Any]]
     # No system runs: open the store ourselves (chDB allows one process per path).
     from projections.clickhouse import connect, query_read_only
 
-    columns, rows = query_read_only(connect(settings.clickhouse, settings.clickhouse_database),
-                                    sql)
+    columns, rows = query_read_only(connect(settings.clickhouse, settings.clickhouse_database), sql)
     return columns, [list(row) for row in rows]
 
 

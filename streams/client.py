@@ -65,8 +65,10 @@ async def send_ndjson(settings: Settings, topic: str, lines: Iterable[bytes]) ->
         records = await producer.send_encoded(topic, packable)
         await producer.send_records(
             topic,
-            [(partition_for(line.decode("utf-8", "replace"), settings.partitions), line)
-             for line in loose],
+            [
+                (partition_for(line.decode("utf-8", "replace"), settings.partitions), line)
+                for line in loose
+            ],
         )
     finally:
         await producer.stop()
@@ -82,15 +84,21 @@ class HttpClient:
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = orjson.dumps(body) if body is not None else None
-        async with aiohttp.ClientSession(headers=self._headers) as session, session.request(
-            method, self.url + path, data=data,
-            headers={"Content-Type": "application/json"} if data else None,
-        ) as response:
+        async with (
+            aiohttp.ClientSession(headers=self._headers) as session,
+            session.request(
+                method,
+                self.url + path,
+                data=data,
+                headers={"Content-Type": "application/json"} if data else None,
+            ) as response,
+        ):
             payload = await response.read()
             return response.status, orjson.loads(payload) if payload else None
 
-    async def query(self, sql: str, parameters: dict[str, Any] | None = None
-                    ) -> tuple[list[str], list[list[Any]]]:
+    async def query(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[list[Any]]]:
         status, body = await self.call("POST", "/v1/query", {"sql": sql, "parameters": parameters})
         if status != 200:
             raise RuntimeError(body.get("error") if isinstance(body, dict) else body)

@@ -32,27 +32,51 @@ def sample_users(count: int, now: datetime, rng: random.Random) -> tuple[list[An
     for number in range(count):
         user = f"user-{number:04d}"
         installed = now - timedelta(days=rng.randint(14, 400))
-        tags.append({
-            "user_id": user, "op": "set", "timestamp": installed.isoformat(),
-            "tags": {
-                "Country": rng.choice(["PT", "FR", "IN", "DE", "BR"]),
-                "Language": rng.choice(["pt", "fr", "hi", "de", "en"]),
-                "Application Version": {"type": "version", "value": rng.choice(["2.3.1", "2.4.0"])},
-                "First Install": {"type": "date", "value": installed.isoformat()},
-            },
-        })
+        tags.append(
+            {
+                "user_id": user,
+                "op": "set",
+                "timestamp": installed.isoformat(),
+                "tags": {
+                    "Country": rng.choice(["PT", "FR", "IN", "DE", "BR"]),
+                    "Language": rng.choice(["pt", "fr", "hi", "de", "en"]),
+                    "Application Version": {
+                        "type": "version",
+                        "value": rng.choice(["2.3.1", "2.4.0"]),
+                    },
+                    "First Install": {"type": "date", "value": installed.isoformat()},
+                },
+            }
+        )
         for _ in range(rng.randint(0, 20)):
             at = now - timedelta(minutes=rng.randint(0, 14 * 24 * 60))
             name = rng.choice(EVENT_NAMES)
             attributes: dict[str, Any] = {}
             if name == "InAppPurchase":
-                attributes = {"price": {"type": "price", "amount": f"{rng.randint(1, 50)}.99",
-                                        "currency": "EUR"}}
-            events.append({"user_id": user, "name": name, "timestamp": at.isoformat(),
-                           "attributes": attributes})
+                attributes = {
+                    "price": {
+                        "type": "price",
+                        "amount": f"{rng.randint(1, 50)}.99",
+                        "currency": "EUR",
+                    }
+                }
+            events.append(
+                {
+                    "user_id": user,
+                    "name": name,
+                    "timestamp": at.isoformat(),
+                    "attributes": attributes,
+                }
+            )
         if rng.random() < 0.3:
-            tags.append({"user_id": user, "op": "increment", "tags": {"Sessions": 1},
-                         "timestamp": now.isoformat()})
+            tags.append(
+                {
+                    "user_id": user,
+                    "op": "increment",
+                    "tags": {"Sessions": 1},
+                    "timestamp": now.isoformat(),
+                }
+            )
     return tags, events
 
 
@@ -64,15 +88,30 @@ def invalid_records(now: datetime) -> list[tuple[str, bytes]]:
         ("events", b"this is not JSON"),
         ("events", orjson.dumps({"name": "ApplicationOpen", "timestamp": ts})),
         ("events", orjson.dumps({"user_id": 42, "name": "ApplicationOpen", "timestamp": ts})),
-        ("events", orjson.dumps({"user_id": "user-0002", "name": "ScreenOpen",
-                                 "timestamp": "next tuesday"})),
-        ("tags", orjson.dumps({"user_id": "user-0003", "op": "explode", "tags": {"a": 1},
-                               "timestamp": ts})),
+        (
+            "events",
+            orjson.dumps(
+                {"user_id": "user-0002", "name": "ScreenOpen", "timestamp": "next tuesday"}
+            ),
+        ),
+        (
+            "tags",
+            orjson.dumps(
+                {"user_id": "user-0003", "op": "explode", "tags": {"a": 1}, "timestamp": ts}
+            ),
+        ),
         ("events", orjson.dumps({**good, "attributes": {"blob": "x" * MAX_RECORD_BYTES}})),
         # A batch with one bad item: the item is dead-lettered, its neighbours arrive.
-        ("events", orjson.dumps([{**good, "name": "BatchNeighbourBefore"},
-                                 {**good, "timestamp": True},
-                                 {**good, "name": "BatchNeighbourAfter"}])),
+        (
+            "events",
+            orjson.dumps(
+                [
+                    {**good, "name": "BatchNeighbourBefore"},
+                    {**good, "timestamp": True},
+                    {**good, "name": "BatchNeighbourAfter"},
+                ]
+            ),
+        ),
     ]
 
 
@@ -87,8 +126,9 @@ async def _feed(system: SystemProcess, topics: Topics, now: datetime) -> tuple[i
             raise RuntimeError(f"{path} answered {status}: {body}")
     status, refused = await api.call("POST", "/v1/events", [events[0], {"user_id": "x"}])
     console.print(f"[dim]HTTP ingest of a mixed batch answers {status}:[/] {refused}")
-    producer = AIOKafkaProducer(bootstrap_servers=system.info.broker,
-                                max_request_size=4 * MAX_RECORD_BYTES)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=system.info.broker, max_request_size=4 * MAX_RECORD_BYTES
+    )
     await producer.start()
     try:
         bad = invalid_records(now)
@@ -146,14 +186,19 @@ async def _report(system: SystemProcess, expected: tuple[int, int, int]) -> bool
 
 def run_demo(settings: Settings) -> bool:
     with tempfile.TemporaryDirectory(prefix="reach-demo-") as folder:
-        env = {"REACH_HTTP_PORT": "0", "REACH_MAX_RECORD_BYTES": str(MAX_RECORD_BYTES),
-               "REACH_DATA_DIR": str(Path(folder))}
+        env = {
+            "REACH_HTTP_PORT": "0",
+            "REACH_MAX_RECORD_BYTES": str(MAX_RECORD_BYTES),
+            "REACH_DATA_DIR": str(Path(folder)),
+        }
         console.print("starting the broker, the worker and ClickHouse (embedded)…")
         started = time.monotonic()
         with SystemProcess(Path(folder), env) as system:
             assert system.info is not None
-            console.print(f"up in {time.monotonic() - started:.1f}s — HTTP API "
-                          f"{system.info.http}, broker {system.info.broker}")
+            console.print(
+                f"up in {time.monotonic() - started:.1f}s — HTTP API "
+                f"{system.info.http}, broker {system.info.broker}"
+            )
             topics = Topics.from_settings(settings)
             now = datetime.now(UTC).replace(microsecond=0)
             expected = asyncio.run(_feed(system, topics, now))

@@ -29,7 +29,7 @@ from streams.ingest import IngestProducer
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class InsecureBinding(RuntimeError):
+class InsecureBinding(ValueError):
     """The API would listen beyond loopback without API keys."""
 
 
@@ -119,7 +119,9 @@ class HttpApi(Service):
         return guarded
 
     @web.middleware
-    async def _limits_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def _limits_middleware(
+        self, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
         limit = self.engine.settings.max_request_bytes
         if request.content_length is not None and request.content_length > limit:
             return _json({"error": f"request body over the limit of {limit} bytes"}, 413)
@@ -133,16 +135,19 @@ class HttpApi(Service):
 
     async def status(self, request: web.Request) -> web.Response:
         engine = self.engine
-        return _json({
-            "broker": engine.bootstrap,
-            "topics": list(engine.topics.all()),
-            "partitions": engine.settings.partitions,
-            "assigned": sorted(f"{tp.topic}:{tp.partition}"
-                               for tp in self.faust_app.consumer.assignment()),
-            "counters": dict(engine.counters),
-            "projected": dict(engine.sink.written),
-            "acked_records": engine.checkpoint.acked,
-        })
+        return _json(
+            {
+                "broker": engine.bootstrap,
+                "topics": list(engine.topics.all()),
+                "partitions": engine.settings.partitions,
+                "assigned": sorted(
+                    f"{tp.topic}:{tp.partition}" for tp in self.faust_app.consumer.assignment()
+                ),
+                "counters": dict(engine.counters),
+                "projected": dict(engine.sink.written),
+                "acked_records": engine.checkpoint.acked,
+            }
+        )
 
     async def ingest(self, request: web.Request) -> web.Response:
         kind = request.path.rsplit("/", 1)[-1]
@@ -154,8 +159,7 @@ class HttpApi(Service):
             return _json({"error": str(error)}, 400)
         limit = self.engine.settings.max_batch_items
         if len(items) > limit:
-            return _json({"error": f"batch has {len(items)} items, over the limit of {limit}"},
-                         400)
+            return _json({"error": f"batch has {len(items)} items, over the limit of {limit}"}, 400)
         decoded = codec.validate_items(items)
         errors = [
             {"index": rejected.index, "reason": rejected.reason.value, "detail": rejected.detail}
@@ -164,8 +168,15 @@ class HttpApi(Service):
         partial = request.query.get("partial", "").lower() in ("1", "true", "yes")
         if errors and not partial:
             return _json({"accepted": 0, "errors": errors}, 400)
-        valid = [item for index, item in enumerate(items)
-                 if index not in {error["index"] for error in errors}] if errors else items
+        valid = (
+            [
+                item
+                for index, item in enumerate(items)
+                if index not in {error["index"] for error in errors}
+            ]
+            if errors
+            else items
+        )
         assert self._producer is not None, "ingest before the API started"
         await self._producer.send_encoded(
             topic, ((str(item["user_id"]), orjson.dumps(item)) for item in valid)

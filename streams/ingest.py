@@ -50,7 +50,9 @@ class IngestProducer:
     async def send_encoded(self, topic: str, items: Iterable[tuple[str, bytes]]) -> int:
         """Send already-encoded JSON objects, each with its user id; returns records sent."""
         records = pack(
-            items, await self._partition_count(topic), self._items_per_record,
+            items,
+            await self._partition_count(topic),
+            self._items_per_record,
             self._max_record_bytes,
         )
         await self.send_records(topic, records)

@@ -16,7 +16,7 @@ from aiokafka.partitioner import murmur2
 
 @lru_cache(maxsize=1 << 17)
 def partition_for(user_id: str, partitions: int) -> int:
-    return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
+    return (int(murmur2(user_id.encode())) & 0x7FFFFFFF) % partitions
 
 
 def pack(

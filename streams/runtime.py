@@ -24,7 +24,10 @@ class StartupError(RuntimeError):
 
 
 def run(settings: Settings) -> None:
-    check_binding(settings.http_is_loopback, settings.api_keys)
+    try:
+        check_binding(settings.http_is_loopback, settings.api_keys)
+    except ValueError as error:  # InsecureBinding, ApiKeyError
+        raise StartupError(str(error)) from None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -47,11 +50,15 @@ def run(settings: Settings) -> None:
         async def announce() -> None:
             info = runfile.RunInfo(os.getpid(), bootstrap, engine.http_url)
             runfile.write(settings.data_dir, info)
-            print(f"reachstream is up: HTTP API {engine.http_url}, broker {bootstrap}, "
-                  f"ClickHouse {settings.clickhouse} (Ctrl-C stops)", flush=True)
+            print(
+                f"reachstream is up: HTTP API {engine.http_url}, broker {bootstrap}, "
+                f"ClickHouse {settings.clickhouse} (Ctrl-C stops)",
+                flush=True,
+            )
 
-        _Worker(app, announce, loop=loop, loglevel=settings.log_level,
-                quiet=True).execute_from_commandline()
+        _Worker(
+            app, announce, loop=loop, loglevel=settings.log_level, quiet=True
+        ).execute_from_commandline()
     finally:
         runfile.remove(settings.data_dir)
         if broker is not None:
@@ -61,8 +68,9 @@ def run(settings: Settings) -> None:
 class _Worker(faust.Worker):
     """Faust's worker, telling the world once the app is ready."""
 
-    def __init__(self, app: faust.App, announce: Callable[[], Awaitable[None]],
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, app: faust.App, announce: Callable[[], Awaitable[None]], **kwargs: Any
+    ) -> None:
         self._announce = announce
         super().__init__(app, **kwargs)
 

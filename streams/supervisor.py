@@ -21,8 +21,9 @@ from streams.client import HttpClient
 
 
 class SystemProcess:
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None,
-                 log_path: Path | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, log_path: Path | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.env = {**os.environ, "REACH_DATA_DIR": str(data_dir), **(env or {})}
         self.log_path = log_path or data_dir / "system.log"
@@ -40,8 +41,11 @@ class SystemProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "up"],
-                env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,  # noqa: PLW1509
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + timeout
         while (info := runfile.read(self.data_dir)) is None or info.pid != self.process.pid:
@@ -79,6 +83,10 @@ class SystemProcess:
     def __enter__(self) -> SystemProcess:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

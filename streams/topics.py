@@ -6,6 +6,7 @@ worker owns all of a user's records and state.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -51,9 +52,8 @@ async def ensure_topics(bootstrap: str, names: list[str], partitions: int) -> No
             if name not in existing
         ]
         if missing:
-            try:
+            # Another process may create them at the same moment.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from agents.intake.logic import Source, intake
 from projections import rows
 from schemas import Event, Feedback, TagUpdate
+from streams.checkpoint import unacked_events
 from streams.codecs import InputCodec
 from streams.engine import Engine
 
@@ -24,12 +25,33 @@ def register(app: faust.App, engine: Engine) -> None:
         engine.topics.dead_letters, key_serializer="raw", value_serializer="raw"
     )
     limit = engine.settings.max_record_bytes
-    _register_input(app, engine, dead_letters, engine.topics.events,
-                    InputCodec(Event, limit), rows.EVENTS, rows.event_row)
-    _register_input(app, engine, dead_letters, engine.topics.tags,
-                    InputCodec(TagUpdate, limit), rows.TAG_UPDATES, rows.tag_update_row)
-    _register_input(app, engine, dead_letters, engine.topics.feedback,
-                    InputCodec(Feedback, limit), rows.FEEDBACK, rows.feedback_row)
+    _register_input(
+        app,
+        engine,
+        dead_letters,
+        engine.topics.events,
+        InputCodec(Event, limit),
+        rows.EVENTS,
+        rows.event_row,
+    )
+    _register_input(
+        app,
+        engine,
+        dead_letters,
+        engine.topics.tags,
+        InputCodec(TagUpdate, limit),
+        rows.TAG_UPDATES,
+        rows.tag_update_row,
+    )
+    _register_input(
+        app,
+        engine,
+        dead_letters,
+        engine.topics.feedback,
+        InputCodec(Feedback, limit),
+        rows.FEEDBACK,
+        rows.feedback_row,
+    )
 
 
 def _register_input(
@@ -46,7 +68,7 @@ def _register_input(
 
     async def process(stream: faust.StreamT[bytes]) -> None:
         # Acks are manual: a record is acknowledged once its rows are written.
-        async for event in stream.noack().events():
+        async for event in unacked_events(stream):
             message = event.message
             now = datetime.now(UTC)
             source = Source(message.topic, message.partition, message.offset, message.key)
@@ -57,7 +79,9 @@ def _register_input(
                 counters[f"{table.name}.valid"] += len(result.valid)
             for letter in result.dead:
                 await dead_letters.send(
-                    key=letter.key, value=letter.raw, headers=letter.headers(),
+                    key=letter.key,
+                    value=letter.raw,
+                    headers=letter.headers(),
                     partition=message.partition,
                 )
             counters[f"{table.name}.dead"] += len(result.dead)
