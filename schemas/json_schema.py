@@ -33,13 +33,13 @@ from schemas.values import _VERSION
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ID_PREFIX = "urn:reachstream:schema:"
 
-# Epoch milliseconds the engine accepts: years 1 to 9999 (0001-01-01T00:00:00Z up to,
-# not including, 10000-01-01T00:00:00Z).
-EPOCH_MS_START = -62_135_596_800_000
-EPOCH_MS_END = 253_402_300_800_000
+# Epoch milliseconds the engine accepts: years 1900 to 2299, ClickHouse's DateTime64
+# range (1900-01-01T00:00:00Z up to, not including, 2300-01-01T00:00:00Z).
+EPOCH_MS_START = -2_208_988_800_000
+EPOCH_MS_END = 10_413_792_000_000
 # Extended ISO 8601: a date, optionally a time (minutes at least) and a UTC offset.
 ISO_8601 = (
-    r"^\d{4}-\d{2}-\d{2}"
+    r"^(19|2[0-2])\d{2}-\d{2}-\d{2}"
     r"([Tt ]\d{2}:\d{2}(:\d{2}([.,]\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?)?$"
 )
 DECIMAL = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
@@ -132,8 +132,7 @@ def _tag_rules(schema: dict[str, Any]) -> None:
         {"if": when([TagOp.INCREMENT]), "then": values({"type": "number"})},
         {
             "if": when([TagOp.APPEND, TagOp.REMOVE]),
-            # Booleans pass too: the model's check counts them as numbers.
-            "then": values(_scalar_or_list(["string", "number", "boolean"])),
+            "then": values(_scalar_or_list(["string", "number"])),
         },
     ]
 

@@ -45,7 +45,8 @@ class TagUpdate(BaseModel):
     def _names_for_unset(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("op") == "unset":
             names = data.get("tags")
-            if isinstance(names, list):
+            # Only names can become keys; anything else is left for validation to refuse.
+            if isinstance(names, list) and all(isinstance(name, str) for name in names):
                 return {**data, "tags": dict.fromkeys(names)}
         return data
 
@@ -67,6 +68,8 @@ def _value_problem(op: TagOp, value: Value | None) -> str | None:
         return "'increment' needs a number"
     if op in (TagOp.APPEND, TagOp.REMOVE):
         items = value if isinstance(value, list) else [value]
-        if not all(isinstance(item, str | int | float) for item in items):
+        if not all(
+            isinstance(item, str | int | float) and not isinstance(item, bool) for item in items
+        ):
             return f"'{op}' needs a string or number, or a list of them"
     return None

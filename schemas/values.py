@@ -30,7 +30,13 @@ CONTRACT = ConfigDict(frozen=True, extra="forbid", val_temporal_unit="millisecon
 timestamps read as epoch milliseconds (never seconds, whatever their size)."""
 
 
+# ClickHouse's DateTime64 range; an instant outside it could not be projected.
+_FIRST_YEAR, _LAST_YEAR = 1900, 2299
+
+
 def _as_utc(moment: datetime) -> datetime:
+    if not _FIRST_YEAR <= moment.year <= _LAST_YEAR:
+        raise ValueError(f"timestamp outside years {_FIRST_YEAR}..{_LAST_YEAR}: {moment}")
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)  # text without an offset is read as UTC
     if moment.utcoffset():

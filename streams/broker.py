@@ -82,7 +82,7 @@ class EmbeddedBroker:
                 stdin=subprocess.DEVNULL,
                 stdout=log or subprocess.DEVNULL,
                 stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads exist yet at this point
+                preexec_fn=die_with_parent,  # runs before exec; no threads exist yet here
             )
         try:
             self._wait_listening(timeout)

@@ -44,6 +44,9 @@ def classify(error: ValidationError) -> tuple[DeadLetterReason, str]:
         # Derived ids report "not computed" whenever another field failed: noise.
         if item["type"] != "default_factory_not_called"
     ] or error.errors(include_url=False, include_input=False)
+    # In a union (a typed value) the deepest error is from the member that matched
+    # furthest: the one that says what is actually wrong.
+    details.sort(key=lambda item: -len(item["loc"]))
     first = details[0]
     kind, loc = first["type"], first["loc"]
     field_name = str(loc[0]) if loc else ""

@@ -161,27 +161,29 @@ class HttpApi(Service):
         if len(items) > limit:
             return _json({"error": f"batch has {len(items)} items, over the limit of {limit}"}, 400)
         decoded = codec.validate_items(items)
-        errors = [
+        errors: list[dict[str, Any]] = [
             {"index": rejected.index, "reason": rejected.reason.value, "detail": rejected.detail}
             for rejected in decoded.rejected
         ]
+        refused = {error["index"] for error in errors}
+        record_limit = self.engine.settings.max_record_bytes
+        encoded: list[tuple[str, bytes]] = []
+        for index, item in enumerate(items):
+            if index in refused:
+                continue
+            raw = orjson.dumps(item)
+            if len(raw) > record_limit:
+                detail = f"item is {len(raw)} bytes, over the limit of {record_limit}"
+                errors.append({"index": index, "reason": "too_large", "detail": detail})
+            else:
+                encoded.append((str(item["user_id"]), raw))
+        errors.sort(key=lambda error: error["index"])
         partial = request.query.get("partial", "").lower() in ("1", "true", "yes")
         if errors and not partial:
             return _json({"accepted": 0, "errors": errors}, 400)
-        valid = (
-            [
-                item
-                for index, item in enumerate(items)
-                if index not in {error["index"] for error in errors}
-            ]
-            if errors
-            else items
-        )
         assert self._producer is not None, "ingest before the API started"
-        await self._producer.send_encoded(
-            topic, ((str(item["user_id"]), orjson.dumps(item)) for item in valid)
-        )
-        return _json({"accepted": len(valid), "errors": errors}, 200)
+        await self._producer.send_encoded(topic, encoded)
+        return _json({"accepted": len(encoded), "errors": errors}, 200)
 
     async def query(self, request: web.Request) -> web.Response:
         try:

@@ -44,7 +44,11 @@ def run(settings: Settings) -> None:
             broker = EmbeddedBroker(log_path=settings.data_dir / "broker.log").start()
             bootstrap = broker.bootstrap
         topics = Topics.from_settings(settings)
-        loop.run_until_complete(ensure_topics(bootstrap, list(topics.all()), settings.partitions))
+        loop.run_until_complete(
+            ensure_topics(
+                bootstrap, list(topics.all()), settings.partitions, settings.replication_factor
+            )
+        )
         app, engine = create_app(settings, bootstrap)
 
         async def announce() -> None:

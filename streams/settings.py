@@ -1,4 +1,5 @@
-"""Configuration from environment variables (prefix ``REACH_``), documented in README."""
+"""Configuration from environment variables (prefix ``REACH_``); docs/configuration.md
+lists them all."""
 
 from __future__ import annotations
 

@@ -40,14 +40,16 @@ class Topics:
         return (*self.inputs, self.dead_letters)
 
 
-async def ensure_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+async def ensure_topics(
+    bootstrap: str, names: list[str], partitions: int, replication_factor: int = 1
+) -> None:
     """Create the topics that do not exist yet (existing ones are left as they are)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name=name, num_partitions=partitions, replication_factor=1)
+            NewTopic(name=name, num_partitions=partitions, replication_factor=replication_factor)
             for name in names
             if name not in existing
         ]
