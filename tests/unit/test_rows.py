@@ -1,0 +1,179 @@
+"""Row builders: one contract model and its Kafka position -> one table row."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from projections import rows
+from projections.rows import Origin, Table
+from schemas import DeadLetter, DeadLetterReason, Event, Feedback, TagUpdate
+
+NOW = datetime(2024, 5, 1, 10, 0, 5, tzinfo=UTC)
+TS = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+ORIGIN = Origin(partition=3, offset=1234)
+
+
+def as_dict(table: Table, row: rows.Row) -> dict[str, Any]:
+    assert len(row) == len(table.columns)
+    return dict(zip(table.columns, row, strict=True))
+
+
+def test_event_row() -> None:
+    event = Event.model_validate(
+        {
+            "user_id": "u",
+            "name": "Purchase",
+            "timestamp": "2024-05-01T12:00:00+02:00",
+            "attributes": {
+                "sku": "A-1",
+                "n": 2,
+                "ok": True,
+                "tags": ["a", 1],
+                "price": {"type": "price", "amount": "19.90", "currency": "EUR"},
+                "since": {"type": "date", "value": "2024-01-01T02:00:00+02:00"},
+                "app": {"type": "version", "value": "4.12.1"},
+            },
+        }
+    )
+    row = as_dict(rows.EVENTS, rows.event_row(event, ORIGIN, NOW))
+    assert row == {
+        "event_id": event.event_id,
+        "user_id": "u",
+        "name": "Purchase",
+        "ts": TS,
+        "attributes": row["attributes"],
+        "source_partition": 3,
+        "source_offset": 1234,
+        "ingested_at": NOW,
+    }
+    assert orjson.loads(row["attributes"]) == {
+        "sku": "A-1",
+        "n": 2,
+        "ok": True,
+        "tags": ["a", 1],
+        "price": {"type": "price", "amount": "19.90", "currency": "EUR"},
+        "since": {"type": "date", "value": "2024-01-01T00:00:00Z"},
+        "app": {"type": "version", "value": "4.12.1"},
+    }
+
+
+def test_event_without_attributes_has_an_empty_object() -> None:
+    event = Event(user_id="u", name="n", timestamp=TS)
+    assert as_dict(rows.EVENTS, rows.event_row(event, ORIGIN, NOW))["attributes"] == "{}"
+
+
+@pytest.mark.parametrize(
+    ("data", "op", "tags"),
+    [
+        ({"op": "set", "tags": {"Plan": "pro"}}, "set", {"Plan": "pro"}),
+        ({"op": "unset", "tags": ["Coupon"]}, "unset", {"Coupon": None}),
+        ({"op": "increment", "tags": {"Sessions": -1.5}}, "increment", {"Sessions": -1.5}),
+        (
+            {"tags": {"Cart": {"type": "price", "amount": "1", "currency": "USD"}}},
+            "set",
+            {"Cart": {"type": "price", "amount": "1", "currency": "USD"}},
+        ),
+    ],
+)
+def test_tag_update_row(data: dict[str, Any], op: str, tags: dict[str, Any]) -> None:
+    update = TagUpdate.model_validate({"user_id": "u", "timestamp": TS, **data})
+    row = as_dict(rows.TAG_UPDATES, rows.tag_update_row(update, ORIGIN, NOW))
+    assert row["update_id"] == update.update_id
+    assert (row["user_id"], row["op"], row["ts"]) == ("u", op, TS)
+    assert orjson.loads(row["tags"]) == tags
+    assert (row["source_partition"], row["source_offset"], row["ingested_at"]) == (3, 1234, NOW)
+
+
+@pytest.mark.parametrize(
+    ("optional", "channel", "reason"),
+    [({}, "", ""), ({"channel": "push", "reason": "mailbox full"}, "push", "mailbox full")],
+)
+def test_feedback_row(optional: dict[str, str], channel: str, reason: str) -> None:
+    feedback = Feedback.model_validate(
+        {
+            "command_id": "cmd-1",
+            "user_id": "u",
+            "status": "bounced",
+            "timestamp": 1714557600000,
+            **optional,
+        }
+    )
+    row = as_dict(rows.FEEDBACK, rows.feedback_row(feedback, ORIGIN, NOW))
+    assert row == {
+        "feedback_id": feedback.feedback_id,
+        "command_id": "cmd-1",
+        "user_id": "u",
+        "status": "bounced",
+        "channel": channel,
+        "reason": reason,
+        "ts": TS,
+        "source_partition": 3,
+        "source_offset": 1234,
+        "ingested_at": NOW,
+    }
+
+
+@pytest.mark.parametrize(
+    ("index", "raw", "column_index", "column_raw"),
+    [
+        (None, b'{"user_id": 42}', -1, '{"user_id": 42}'),
+        (0, b"[1]", 0, "[1]"),
+        (17, b"\xff\xfeok", 17, "\ufffd\ufffdok"),  # not UTF-8: replaced, not refused
+    ],
+)
+def test_dead_letter_row(index: int | None, raw: bytes, column_index: int, column_raw: str) -> None:
+    letter = DeadLetter(
+        raw=raw,
+        key=b"u",
+        source_topic="reach.events",
+        source_partition=2,
+        source_offset=99,
+        source_index=index,
+        reason=DeadLetterReason.WRONG_TYPE,
+        detail="user_id: bad",
+        at=NOW,
+    )
+    row = as_dict(rows.DEAD_LETTERS, rows.dead_letter_row(letter, Origin(5, 7)))
+    assert row == {
+        "source_topic": "reach.events",
+        "source_partition": 2,
+        "source_offset": 99,
+        "source_index": column_index,
+        "reason": "wrong_type",
+        "detail": "user_id: bad",
+        "raw": column_raw,
+        "at": NOW,
+        "dlq_partition": 5,
+        "dlq_offset": 7,
+    }
+
+
+@pytest.mark.parametrize("table", [rows.EVENTS, rows.TAG_UPDATES, rows.FEEDBACK, rows.DEAD_LETTERS])
+def test_tables_have_distinct_columns(table: Table) -> None:
+    assert len(set(table.columns)) == len(table.columns)
+
+
+SQL = Path(rows.__file__).parent / "sql"
+
+
+@pytest.mark.parametrize(
+    ("table", "sql_file"),
+    [
+        (rows.EVENTS, "010_events.sql"),
+        (rows.TAG_UPDATES, "020_tag_updates.sql"),
+        (rows.FEEDBACK, "030_feedback.sql"),
+        (rows.DEAD_LETTERS, "040_dead_letters.sql"),
+    ],
+)
+def test_row_columns_match_the_table_definition(table: Table, sql_file: str) -> None:
+    text = (SQL / sql_file).read_text()
+    assert f".{table.name}\n" in text
+    body = text[text.index("(") + 1 : text.index("\n)")]
+    columns = tuple(re.findall(r"^\s+(\w+)\s+\w", body, flags=re.MULTILINE))
+    assert columns == table.columns
