@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -31,14 +32,16 @@ timestamps read as epoch milliseconds (never seconds, whatever their size)."""
 
 
 # ClickHouse's DateTime64 range; an instant outside it could not be projected.
-_FIRST_YEAR, _LAST_YEAR = 1900, 2299
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_END = datetime(2300, 1, 1, tzinfo=UTC)
 
 
 def _as_utc(moment: datetime) -> datetime:
-    if not _FIRST_YEAR <= moment.year <= _LAST_YEAR:
-        raise ValueError(f"timestamp outside years {_FIRST_YEAR}..{_LAST_YEAR}: {moment}")
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)  # text without an offset is read as UTC
+        moment = moment.replace(tzinfo=UTC)  # text without an offset is read as UTC
+    # Compared as instants, so an offset cannot carry a time across the range's edge.
+    if not _EARLIEST <= moment < _END:
+        raise ValueError(f"timestamp outside years 1900..2299 (UTC): {moment}")
     if moment.utcoffset():
         return moment.astimezone(UTC)
     return moment  # already UTC (pydantic's own UTC tzinfo): the hot path, no copy
@@ -79,7 +82,7 @@ class VersionValue(_Typed):
     @field_validator("value")
     @classmethod
     def _check_version(cls, value: str) -> str:
-        if not _VERSION.match(value):
+        if not _VERSION.fullmatch(value):
             raise ValueError(f"version must be w.x.y.z with 1 to 4 numeric parts, got {value!r}")
         return value
 
@@ -92,7 +95,17 @@ class VersionValue(_Typed):
 
 
 TypedValue = Annotated[DateValue | PriceValue | VersionValue, Field(discriminator="type")]
-Scalar = bool | int | float | str
+def _no_big_int(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError("integer outside 64 bits; send it as a string to keep every digit")
+    return value
+
+
+# Integers are 64-bit, as ClickHouse and JSON consumers downstream hold them; a larger
+# one is refused rather than silently rounded to a float.
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+Float = Annotated[float, BeforeValidator(_no_big_int)]
+Scalar = bool | Int64 | Float | str
 Value = Scalar | list[Scalar] | TypedValue
 """A tag value or an event attribute value."""
 

@@ -42,6 +42,6 @@ def allowed(keys: dict[str, frozenset[Scope]], presented: str | None, needed: Sc
     if not presented:
         return False
     for key, scopes in keys.items():
-        if hmac.compare_digest(key, presented):
+        if hmac.compare_digest(key.encode(), presented.encode()):
             return needed in scopes or Scope.ADMIN in scopes
     return False

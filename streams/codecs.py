@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import from_json, to_json
 
 from schemas.dead_letters import DeadLetterReason
 
@@ -62,6 +62,9 @@ def classify(error: ValidationError) -> tuple[DeadLetterReason, str]:
         reason = DeadLetterReason.UNKNOWN_OPERATION
     elif kind == "model_type" and not loc:
         reason = DeadLetterReason.NOT_AN_OBJECT
+    elif any(str(part).startswith("tagged-union[") for part in loc[:-1]):
+        # A typed value whose ``type`` matched but whose content is malformed.
+        reason = DeadLetterReason.INVALID_VALUE
     elif kind.endswith(_TYPE_ERRORS):
         reason = DeadLetterReason.WRONG_TYPE
     else:
@@ -71,6 +74,13 @@ def classify(error: ValidationError) -> tuple[DeadLetterReason, str]:
         for item in details[:5]
     )
     return reason, detail[:2000]
+
+
+def _verdict(error: Exception) -> tuple[DeadLetterReason, str]:
+    if isinstance(error, ValidationError):
+        return classify(error)
+    # Validation passed but a derived field could not be computed: still bad input.
+    return DeadLetterReason.INVALID_VALUE, f"{type(error).__name__}: {error}"[:2000]
 
 
 class InputCodec(Generic[M]):
@@ -90,18 +100,20 @@ class InputCodec(Generic[M]):
             return self._decode_batch(raw)
         try:
             return Decoded(items=[self._one.validate_json(raw)])
-        except ValidationError as error:
-            reason, detail = classify(error)
+        except Exception as error:  # bad input must never stop the stream
+            reason, detail = _verdict(error)
             return Decoded(rejected=[Rejected(None, raw, reason, detail)])
 
     def _decode_batch(self, raw: bytes) -> Decoded[M]:
         try:
             return Decoded(items=self._many.validate_json(raw))
-        except ValidationError:
-            pass  # find out which items are at fault below
+        except Exception:  # find out which items are at fault below
+            pass
         try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError as error:
+            # pydantic-core's parser, unlike orjson, keeps integers beyond 64 bits as
+            # integers, so they are refused here as they are on the fast path.
+            parsed = from_json(raw)
+        except ValueError as error:
             return Decoded(rejected=[Rejected(None, raw, DeadLetterReason.NOT_JSON, str(error))])
         return self.validate_items(parsed)
 
@@ -111,7 +123,7 @@ class InputCodec(Generic[M]):
         for index, item in enumerate(items):
             try:
                 decoded.items.append(self._one.validate_python(item))
-            except ValidationError as error:
-                reason, detail = classify(error)
-                decoded.rejected.append(Rejected(index, orjson.dumps(item), reason, detail))
+            except Exception as error:  # bad input must never stop the stream
+                reason, detail = _verdict(error)
+                decoded.rejected.append(Rejected(index, to_json(item), reason, detail))
         return decoded

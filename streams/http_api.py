@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 from mode import Service
 from pydantic import BaseModel
+from pydantic_core import from_json
 
 from projections.clickhouse import query_read_only
 from schemas import Event, Feedback, TagUpdate
@@ -204,11 +205,13 @@ class HttpApi(Service):
 
 def _parse_items(body: bytes, content_type: str) -> list[Any]:
     """A JSON array, ``{"items": [...]}``, or NDJSON (one object per line)."""
+    # pydantic-core's parser keeps integers beyond 64 bits exact (orjson rounds them to
+    # floats), so validation refuses them instead of accepting a rounded number.
     try:
         if content_type == "application/x-ndjson":
-            return [orjson.loads(line) for line in body.splitlines() if line.strip()]
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
+            return [from_json(line) for line in body.splitlines() if line.strip()]
+        parsed = from_json(body)
+    except ValueError as error:
         raise ValueError(f"body is not JSON: {error}") from None
     if isinstance(parsed, dict):
         parsed = parsed.get("items", [parsed])

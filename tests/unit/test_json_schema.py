@@ -108,6 +108,8 @@ class _Validator:
                 ok = re.search(rule, value) is not None
             elif keyword == "minimum":
                 ok = value >= rule
+            elif keyword == "maximum":
+                ok = value <= rule
             elif keyword == "exclusiveMaximum":
                 ok = value < rule
             else:
@@ -126,7 +128,7 @@ class _Validator:
             return isinstance(value, list)
         if keyword in ("minLength", "maxLength", "pattern"):
             return isinstance(value, str)
-        if keyword in ("minimum", "exclusiveMaximum"):
+        if keyword in ("minimum", "maximum", "exclusiveMaximum"):
             return isinstance(value, int | float) and not isinstance(value, bool)
         return True
 
