@@ -38,7 +38,7 @@ class Backend:
 
 
 @pytest.fixture(params=["memory", "rocksdb"])
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "memory":
         return Backend(durable=False, make=MemoryStore)
     return Backend(durable=True, make=lambda: RocksDBStore(tmp_path / "state", "users"))
@@ -50,8 +50,8 @@ def changelog() -> MemoryChangelog:
 
 
 @pytest.fixture
-async def table(changelog: MemoryChangelog, new_store: Backend) -> AsyncIterator[CoalescingTable]:
-    async with CoalescingTable(changelog, new_store.make()) as running:
+async def table(changelog: MemoryChangelog, backend: Backend) -> AsyncIterator[CoalescingTable]:
+    async with CoalescingTable(changelog, backend.make()) as running:
         await running.recover(range(PARTITIONS))
         yield running
 
@@ -67,6 +67,13 @@ def decoded(changelog: MemoryChangelog, partition: int) -> list[tuple[str, objec
         (key.decode(), None if value is None else orjson.loads(value))
         for key, value in changelog.logs[partition]
     ]
+
+
+@pytest.mark.parametrize("value", [{"count": 3, "tags": ["a", "é"]}, [1, 2.5], "text", None, 0])
+def test_entries_encode_as_a_json_object_and_back(value: object) -> None:
+    raw = Entry(value, 7).encode()
+    assert orjson.loads(raw) == {"value": value, "applied_offset": 7}
+    assert Entry.decode(raw) == Entry(value, 7)
 
 
 async def test_writes_to_one_key_coalesce_into_one_changelog_record(
@@ -132,9 +139,9 @@ async def test_delete_writes_a_tombstone_and_hides_the_key(
 
 
 async def test_partitions_not_recovered_refuse_reads_and_writes(
-    changelog: MemoryChangelog, new_store: Backend
+    changelog: MemoryChangelog, backend: Backend
 ) -> None:
-    table = await restarted(changelog, new_store.make)
+    table = await restarted(changelog, backend.make)
     await table.recover([0])
     with pytest.raises(PartitionNotReady):
         table.get(1, "u")
@@ -149,7 +156,7 @@ async def test_partitions_not_recovered_refuse_reads_and_writes(
 
 
 async def test_recover_restores_flushed_state_only(
-    table: CoalescingTable, changelog: MemoryChangelog, new_store: Backend
+    table: CoalescingTable, changelog: MemoryChangelog, backend: Backend
 ) -> None:
     for number in range(40):
         table.put(number % PARTITIONS, f"user-{number}", {"n": number}, 100 + number)
@@ -159,9 +166,9 @@ async def test_recover_restores_flushed_state_only(
     table.put(3, "late", {"n": -1}, 301)
     await table.stop()
 
-    again = await restarted(changelog, new_store.make)
+    again = await restarted(changelog, backend.make)
     # rocksdb kept everything flushed: nothing left to read.
-    assert await again.recover(range(PARTITIONS)) == (0 if new_store.durable else 40)
+    assert await again.recover(range(PARTITIONS)) == (0 if backend.durable else 40)
     assert again.get(1, "user-1") is None
     assert again.get(2, "user-2") == Entry({"n": 2}, 102)
     assert again.get(3, "late") is None
@@ -227,10 +234,10 @@ class _FailingChangelog(MemoryChangelog):
 
 
 async def test_failed_partitions_stay_dirty_and_go_out_with_the_next_flush(
-    new_store: Backend,
+    backend: Backend,
 ) -> None:
     changelog = _FailingChangelog(PARTITIONS)
-    table = await restarted(changelog, new_store.make)
+    table = await restarted(changelog, backend.make)
     await table.recover(range(PARTITIONS))
     table.put(0, "a", 1, 1)
     table.put(1, "b", 1, 1)
@@ -264,9 +271,9 @@ class _GatedChangelog(MemoryChangelog):
         return await super().write(batches)
 
 
-async def test_writes_during_a_flush_stay_dirty_and_visible(new_store: Backend) -> None:
+async def test_writes_during_a_flush_stay_dirty_and_visible(backend: Backend) -> None:
     changelog = _GatedChangelog(PARTITIONS)
-    table = await restarted(changelog, new_store.make)
+    table = await restarted(changelog, backend.make)
     await table.recover(range(PARTITIONS))
     table.put(0, "u", "first", 1)
     table.put(0, "v", "only", 1)
@@ -299,10 +306,10 @@ class _GatedFailingChangelog(_GatedChangelog):
 
 
 async def test_a_failed_flush_does_not_undo_writes_made_while_it_ran(
-    new_store: Backend,
+    backend: Backend,
 ) -> None:
     changelog = _GatedFailingChangelog(PARTITIONS)
-    table = await restarted(changelog, new_store.make)
+    table = await restarted(changelog, backend.make)
     await table.recover(range(PARTITIONS))
     table.put(0, "u", "old", 1)
     table.put(0, "v", "old", 1)
@@ -335,10 +342,10 @@ class _GatedReadChangelog(MemoryChangelog):
             yield item
 
 
-async def test_a_partition_is_not_served_while_it_recovers(new_store: Backend) -> None:
+async def test_a_partition_is_not_served_while_it_recovers(backend: Backend) -> None:
     changelog = _GatedReadChangelog(PARTITIONS)
     changelog.logs[0].append((b"u", Entry("flushed", 1).encode()))
-    table = await restarted(changelog, new_store.make)
+    table = await restarted(changelog, backend.make)
     changelog.gate.set()
     await table.recover([0])
     changelog.gate.clear()

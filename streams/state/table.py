@@ -1,0 +1,247 @@
+"""A partitioned key/value table whose changelog writes are coalesced and sent in bulk."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from types import TracebackType
+from typing import NamedTuple
+
+from streams.state.changelog import Changelog, Record
+from streams.state.entry import Entry, JSONValue
+from streams.state.stores import Store
+
+logger = logging.getLogger(__name__)
+
+
+class PartitionNotReady(RuntimeError):
+    """The partition is not recovered in this process (not assigned, or still recovering)."""
+
+
+class FlushFailed(RuntimeError):
+    """The changelog refused some partitions; their writes stay dirty for the next flush."""
+
+    def __init__(self, errors: dict[int, BaseException]) -> None:
+        super().__init__(f"changelog write failed for partitions {sorted(errors)}")
+        self.errors = errors
+
+
+class _Deleted(NamedTuple):
+    applied_offset: int
+
+
+_Write = Entry | _Deleted
+
+
+class CoalescingTable:
+    """User-keyed state, co-partitioned with the input topic, backed by a compacted changelog.
+
+    Each entry carries ``applied_offset``, the input offset of the last record it reflects.
+    Writes only mark keys dirty; ``flush()`` sends one changelog record per dirty key, so
+    any number of writes to a key between flushes cost one record.
+
+    The caller must respect this order for every batch of input records:
+
+    1. send its output records and await their acknowledgement,
+    2. ``await table.flush()``,
+    3. only then ack/commit the input offsets.
+
+    A crash then loses only state whose input is not committed. On restart, ``recover``
+    restores the flushed state and the caller replays the uncommitted input, skipping
+    each (record, key) for which ``should_apply`` is False: those effects, and their
+    outputs by (1), are already in place. An input record that carries several events for
+    one key must be decided once, before the first of them is applied, since all of them
+    share its offset.
+
+    A delete removes the key, so ``should_apply`` is True again for older offsets. Replay
+    stays correct when deletes are driven by input records of the same partition: a
+    replay that re-applies an older record also replays the delete that follows it.
+
+    Values are JSON-able and treated as immutable: build a new value and ``put`` it.
+    ``stop()`` does not flush: unflushed writes may lack their outputs (step 1).
+    """
+
+    def __init__(self, changelog: Changelog, store: Store) -> None:
+        self.changelog = changelog
+        self._store = store
+        # A partition is ready (recovered, writable) exactly when it has a dirty map.
+        self._dirty: dict[int, dict[str, _Write]] = {}
+        # Writes taken by a flush in progress: still visible to reads until stored.
+        self._flushing: dict[int, dict[str, _Write]] = {}
+        # The last entry decoded from the store: should_apply then get on one key, the
+        # usual sequence, decodes once. Reset wherever the store changes.
+        self._decoded: tuple[int, str, Entry] | None = None
+        # Serialises flush, recover and release, which all touch the store.
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.changelog.start()
+
+    async def stop(self) -> None:
+        async with self._lock:
+            self._dirty.clear()
+            self._decoded = None
+            await self.changelog.stop()
+            self._store.close_all()
+
+    async def __aenter__(self) -> CoalescingTable:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def partitions(self) -> frozenset[int]:
+        """The partitions recovered and served here."""
+        return frozenset(self._dirty)
+
+    @property
+    def dirty_count(self) -> int:
+        """Keys written since the last flush (what the next flush would send)."""
+        return sum(len(dirty) for dirty in self._dirty.values())
+
+    def _dirty_map(self, partition: int) -> dict[str, _Write]:
+        dirty = self._dirty.get(partition)
+        if dirty is None:
+            raise PartitionNotReady(f"partition {partition} is not recovered here")
+        return dirty
+
+    def _latest(self, partition: int, key: str) -> _Write | None:
+        write = self._dirty_map(partition).get(key)
+        if write is not None:
+            return write
+        if self._flushing:
+            write = self._flushing.get(partition, {}).get(key)
+            if write is not None:
+                return write
+        decoded = self._decoded
+        if decoded is not None and decoded[0] == partition and decoded[1] == key:
+            return decoded[2]
+        raw = self._store.get(partition, key)
+        if raw is None:
+            return None
+        entry = Entry.decode(raw)
+        self._decoded = (partition, key, entry)
+        return entry
+
+    def get(self, partition: int, key: str) -> Entry | None:
+        latest = self._latest(partition, key)
+        return latest if type(latest) is Entry else None
+
+    def should_apply(self, partition: int, key: str, offset: int) -> bool:
+        """False when the key's state already includes the input record at ``offset``."""
+        latest = self._latest(partition, key)
+        return latest is None or offset > latest.applied_offset
+
+    def put(self, partition: int, key: str, value: JSONValue, applied_offset: int) -> None:
+        """Set the key's state, which now includes the input record at ``applied_offset``."""
+        self._dirty_map(partition)[key] = Entry(value, applied_offset)
+
+    def delete(self, partition: int, key: str, applied_offset: int) -> None:
+        self._dirty_map(partition)[key] = _Deleted(applied_offset)
+
+    async def flush(self) -> int:
+        """Send every dirty key to the changelog and wait for the acks; return how many.
+
+        Raises FlushFailed if some partitions were refused: their writes stay dirty
+        (unless written again meanwhile) and go out with the next flush.
+        """
+        async with self._lock:
+            taken = {p: dirty for p, dirty in self._dirty.items() if dirty}
+            if not taken:
+                return 0
+            for partition in taken:
+                self._dirty[partition] = {}
+            self._flushing = taken
+            try:
+                records = {p: _encode(writes) for p, writes in taken.items()}
+                results = await self.changelog.write(records)
+            except BaseException:
+                for partition, writes in taken.items():
+                    self._restore(partition, writes)
+                raise
+            finally:
+                self._flushing = {}
+            errors: dict[int, BaseException] = {}
+            for partition, result in results.items():
+                if isinstance(result, BaseException):
+                    errors[partition] = result
+                    self._restore(partition, taken[partition])
+                else:
+                    self._store.apply(partition, records[partition], result)
+            self._decoded = None
+            if errors:
+                raise FlushFailed(errors)
+            return sum(len(writes) for writes in taken.values())
+
+    def _restore(self, partition: int, writes: dict[str, _Write]) -> None:
+        # Writes made while the flush ran are newer: they win over the restored ones.
+        writes.update(self._dirty[partition])
+        self._dirty[partition] = writes
+
+    async def recover(self, partitions: Iterable[int]) -> int:
+        """Bring the partitions' state up to the changelog's end and serve them.
+
+        Unflushed writes of these partitions are dropped first: their input was not
+        committed and will be replayed. Returns the number of changelog records read.
+        """
+        wanted = sorted(set(partitions))
+        count = self.changelog.partitions
+        for partition in wanted:
+            if not 0 <= partition < count:
+                raise ValueError(f"partition {partition} outside 0..{count - 1}")
+        async with self._lock:
+            self._decoded = None
+            for partition in wanted:
+                self._dirty.pop(partition, None)
+            held = {partition: self._store.open(partition) for partition in wanted}
+            bounds = await self.changelog.bounds(wanted)
+            starts: dict[int, int] = {}
+            for partition in wanted:
+                first, end = bounds[partition]
+                offset = held[partition]
+                if offset is not None and not first <= offset <= end:
+                    # The local copy does not belong to this log (topic recreated, records
+                    # expired): only a full read of the changelog is trustworthy.
+                    logger.warning(
+                        "%s[%d]: local state at offset %d outside the log (%d..%d); rebuilding",
+                        self.changelog.topic,
+                        partition,
+                        offset,
+                        first,
+                        end,
+                    )
+                    self._store.wipe(partition)
+                    offset = None
+                starts[partition] = first if offset is None else offset
+            ends = {partition: bounds[partition][1] for partition in wanted}
+            read = 0
+            async for partition, batch, next_offset in self.changelog.read(starts, ends):
+                self._store.apply(partition, batch, next_offset)
+                read += len(batch)
+            for partition in wanted:
+                self._dirty[partition] = {}
+            return read
+
+    async def release(self, partitions: Iterable[int]) -> None:
+        """Stop serving the partitions and drop them from memory, unflushed writes
+        included (a durable store keeps its files to resume from later)."""
+        async with self._lock:
+            self._decoded = None
+            for partition in partitions:
+                self._dirty.pop(partition, None)
+                self._store.close(partition)
+
+
+def _encode(writes: dict[str, _Write]) -> list[Record]:
+    return [
+        (key.encode(), write.encode() if type(write) is Entry else None)
+        for key, write in writes.items()
+    ]
