@@ -349,6 +349,7 @@ async def test_faust_agents_start_after_the_table_recovered(
         unique("wired-app"),
         broker=f"kafka://{bootstrap}",
         store="memory://",
+        datadir=str(tmp_path / "faust"),
         web_enabled=False,
         broker_session_timeout=2,
         broker_heartbeat_interval=0.3,
