@@ -52,6 +52,18 @@ def die_with_parent() -> None:
     os.setpgrp()
 
 
+def stop_child(process: subprocess.Popen[bytes], sig: int, timeout: float) -> int:
+    """Signal a child to stop, wait for it, kill it if it takes too long."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 class EmbeddedBroker:
     """Starts tansu on a free loopback port; stops it on exit."""
 
@@ -108,14 +120,8 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop_child(process, signal.SIGTERM, timeout=5)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

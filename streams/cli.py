@@ -135,6 +135,17 @@ def bench_ingest(events: int, users: int) -> None:
     run(events, users)
 
 
+@bench.command(name="state")
+@click.option("--writes", default=200_000, show_default=True)
+@click.option("--keys", default=100_000, show_default=True)
+@click.option("--hot-keys", default=10_000, show_default=True)
+def bench_state(writes: int, keys: int, hot_keys: int) -> None:
+    """Writes/s through the coalescing state table, next to one changelog record per write."""
+    from benchmarks.state import run
+
+    run(writes, keys, hot_keys)
+
+
 @main.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 def schemas(folder: Path) -> None:

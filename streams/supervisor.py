@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from streams import runfile
-from streams.broker import die_with_parent
+from streams.broker import die_with_parent, stop_child
 from streams.client import HttpClient
 
 
@@ -71,14 +71,8 @@ class SystemProcess:
         process, self.process = self.process, None
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        return process.returncode
+        # SIGINT, as Ctrl-C: the worker stops its services and its broker in order.
+        return stop_child(process, signal.SIGINT, timeout)
 
     def __enter__(self) -> SystemProcess:
         return self.start()
