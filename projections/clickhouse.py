@@ -27,7 +27,6 @@ def connect(dsn: str, database: str) -> Client:
     from clickhouse_connect.driver import options
 
     _ = options.pd
-    client.database = database
     return client
 
 
@@ -39,7 +38,12 @@ def sql_files() -> list[tuple[str, str]]:
 
 
 def apply_schema(client: Client, database: str) -> None:
-    for _name, text in sql_files():
+    """Apply every file in order; the first creates the database, the rest run inside
+    it (a view resolves its unqualified tables in the database current at creation)."""
+    first, *rest = sql_files()
+    client.command(first[1], parameters={"database": database})
+    client.database = database
+    for _name, text in rest:
         client.command(text, parameters={"database": database})
 
 

@@ -9,6 +9,7 @@ import orjson
 
 from schemas import DeadLetter, Event, Feedback, TagUpdate
 from schemas.identity import _jsonable
+from schemas.memberships import MembershipChanged
 
 
 class Origin(NamedTuple):
@@ -80,6 +81,20 @@ DEAD_LETTERS = Table(
     ),
 )
 
+SEGMENT_MEMBERSHIPS = Table(
+    "segment_memberships",
+    (
+        "change_id",
+        "segment_id",
+        "user_id",
+        "change",
+        "at",
+        "version",
+        "source_partition",
+        "source_offset",
+    ),
+)
+
 Row = tuple[Any, ...]
 
 
@@ -125,6 +140,19 @@ def feedback_row(feedback: Feedback, origin: Origin, now: datetime) -> Row:
         origin.partition,
         origin.offset,
         now,
+    )
+
+
+def membership_row(change: MembershipChanged, origin: Origin) -> Row:
+    return (
+        change.change_id,
+        change.segment_id,
+        change.user_id,
+        change.change.value,
+        change.at,
+        change.version,
+        origin.partition,
+        origin.offset,
     )
 
 

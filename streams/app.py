@@ -33,5 +33,6 @@ def create_app(settings: Settings, bootstrap: str) -> tuple[faust.App, Engine]:
     dead_letters.register(app, engine)
     projection = ProjectionService(engine)
     app.service(projection)  # type: ignore[arg-type]
+    app.service(engine.definitions)  # type: ignore[arg-type]
     app.web_server(HttpApi(engine, app))
     return app, engine

@@ -9,6 +9,7 @@ from clickhouse_connect.driver.client import Client
 
 from projections.sink import BatchingSink
 from streams.checkpoint import Checkpoint
+from streams.definitions import DefinitionsService
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -21,16 +22,20 @@ class Engine:
     sink: BatchingSink
     checkpoint: Checkpoint
     counters: Counter[str] = field(default_factory=Counter)
+    definitions: DefinitionsService = field(init=False)
     clickhouse: Client | None = None
     http_url: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings, bootstrap: str) -> Engine:
         sink = BatchingSink()
-        return cls(
+        topics = Topics.from_settings(settings)
+        engine = cls(
             settings=settings,
             bootstrap=bootstrap,
-            topics=Topics.from_settings(settings),
+            topics=topics,
             sink=sink,
             checkpoint=Checkpoint(sink, settings.projection_flush_rows),
         )
+        engine.definitions = DefinitionsService(bootstrap, topics.definitions)
+        return engine

@@ -25,6 +25,7 @@ from schemas import Event, Feedback, TagUpdate
 from streams.auth import Scope, allowed, parse_api_keys
 from streams.codecs import InputCodec
 from streams.engine import Engine
+from streams.http_segments import SegmentRoutes
 from streams.ingest import IngestProducer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -87,7 +88,20 @@ class HttpApi(Service):
         api.router.add_post("/v1/query", self._scoped(Scope.READ, self.query))
         for kind in self._inputs:
             api.router.add_post(f"/v1/{kind}", self._scoped(Scope.INGEST, self.ingest))
+        segments = SegmentRoutes(
+            self.engine.definitions, self._ready_producer, self.engine.topics.definitions, _json
+        )
+        api.router.add_post("/v1/segments", self._scoped(Scope.ADMIN, segments.apply))
+        api.router.add_get("/v1/segments", self._scoped(Scope.READ, segments.list))
+        api.router.add_get("/v1/segments/{segment_id}", self._scoped(Scope.READ, segments.show))
+        api.router.add_delete(
+            "/v1/segments/{segment_id}", self._scoped(Scope.ADMIN, segments.delete)
+        )
         return api
+
+    def _ready_producer(self) -> IngestProducer:
+        assert self._producer is not None, "the API has not started"
+        return self._producer
 
     async def on_start(self) -> None:
         settings = self.engine.settings

@@ -58,6 +58,10 @@ class IngestProducer:
         await self.send_records(topic, records)
         return len(records)
 
+    async def send_keyed(self, topic: str, key: bytes, value: bytes) -> None:
+        """Send one record by key (the default partitioner places it); wait for the ack."""
+        await self._producer.send_and_wait(topic, value=value, key=key)
+
     async def send_records(self, topic: str, records: Iterable[tuple[int, bytes]]) -> None:
         """Send records as they are to explicit partitions; returns once all are acked."""
         pending = [

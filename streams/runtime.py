@@ -46,7 +46,11 @@ def run(settings: Settings) -> None:
         topics = Topics.from_settings(settings)
         loop.run_until_complete(
             ensure_topics(
-                bootstrap, list(topics.all()), settings.partitions, settings.replication_factor
+                bootstrap,
+                list(topics.all()),
+                settings.partitions,
+                settings.replication_factor,
+                topics.compacted,
             )
         )
         app, engine = create_app(settings, bootstrap)

@@ -21,6 +21,9 @@ class Topics:
     tags: str
     feedback: str
     dead_letters: str
+    definitions: str
+    memberships: str
+    clock: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -30,6 +33,9 @@ class Topics:
             tags=f"{prefix}tags",
             feedback=f"{prefix}feedback",
             dead_letters=f"{prefix}dead-letters",
+            definitions=f"{prefix}definitions",
+            memberships=f"{prefix}memberships",
+            clock=f"{prefix}clock",
         )
 
     @property
@@ -37,11 +43,20 @@ class Topics:
         return self.events, self.tags, self.feedback
 
     def all(self) -> tuple[str, ...]:
-        return (*self.inputs, self.dead_letters)
+        return (*self.inputs, self.dead_letters, self.definitions, self.memberships, self.clock)
+
+    @property
+    def compacted(self) -> frozenset[str]:
+        """Topics where only the latest record per key matters."""
+        return frozenset({self.definitions})
 
 
 async def ensure_topics(
-    bootstrap: str, names: list[str], partitions: int, replication_factor: int = 1
+    bootstrap: str,
+    names: list[str],
+    partitions: int,
+    replication_factor: int = 1,
+    compacted: frozenset[str] = frozenset(),
 ) -> None:
     """Create the topics that do not exist yet (existing ones are left as they are)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
@@ -49,7 +64,13 @@ async def ensure_topics(
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name=name, num_partitions=partitions, replication_factor=replication_factor)
+            NewTopic(
+                name=name,
+                # The definitions topic is small and read whole by every worker.
+                num_partitions=1 if name in compacted else partitions,
+                replication_factor=replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if name in compacted else {},
+            )
             for name in names
             if name not in existing
         ]

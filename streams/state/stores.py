@@ -8,9 +8,9 @@ bytes, which the garbage collector never scans, however many users there are.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from rocksdict import Options, Rdict, WriteBatch
 
@@ -30,6 +30,9 @@ class Store(Protocol):
 
     def get(self, partition: int, key: str) -> bytes | None:
         """The encoded entry of ``key``, None if absent."""
+
+    def items(self, partition: int) -> Iterator[tuple[str, bytes]]:
+        """Every key of the partition with its encoded entry."""
 
     def apply(self, partition: int, records: Sequence[Record], next_offset: int) -> None:
         """Apply changelog records in order; the state then reaches ``next_offset``."""
@@ -58,6 +61,9 @@ class MemoryStore:
 
     def get(self, partition: int, key: str) -> bytes | None:
         return self._data[partition].get(key)
+
+    def items(self, partition: int) -> Iterator[tuple[str, bytes]]:
+        yield from list(self._data[partition].items())
 
     def apply(self, partition: int, records: Sequence[Record], next_offset: int) -> None:
         data = self._data[partition]
@@ -115,6 +121,13 @@ class RocksDBStore:
     def get(self, partition: int, key: str) -> bytes | None:
         raw: bytes | None = self._dbs[partition].get(_KEY_PREFIX + key.encode())
         return raw
+
+    def items(self, partition: int) -> Iterator[tuple[str, bytes]]:
+        for raw_key, value in self._dbs[partition].items(from_key=_KEY_PREFIX):
+            key = cast(bytes, raw_key)  # raw mode: keys and values are bytes
+            if not key.startswith(_KEY_PREFIX):
+                return
+            yield key[len(_KEY_PREFIX) :].decode(), cast(bytes, value)
 
     def apply(self, partition: int, records: Sequence[Record], next_offset: int) -> None:
         batch = WriteBatch(raw_mode=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import NamedTuple
 
@@ -134,6 +134,18 @@ class CoalescingTable:
     def get(self, partition: int, key: str) -> Entry | None:
         latest = self._latest(partition, key)
         return latest if type(latest) is Entry else None
+
+    def items(self, partition: int) -> Iterator[tuple[str, Entry]]:
+        """Every live key of the partition with its latest entry, unflushed writes included
+        (a snapshot: writes during the iteration may or may not show)."""
+        dirty = self._dirty_map(partition)
+        pending = {**self._flushing.get(partition, {}), **dirty} if self._flushing else dirty
+        for key, raw in self._store.items(partition):
+            if key not in pending:
+                yield key, Entry.decode(raw)
+        for key, write in list(pending.items()):
+            if type(write) is Entry:
+                yield key, write
 
     def should_apply(self, partition: int, key: str, offset: int) -> bool:
         """False when the key's state already includes the input record at ``offset``."""

@@ -400,3 +400,23 @@ async def test_rocksdb_rebuilds_when_its_offset_is_beyond_the_log(tmp_path: Path
     assert again.get(0, "stale") is None
     assert again.get(0, "fresh") == Entry(2, 2)
     await again.stop()
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "rocksdb"])
+async def test_items_merge_flushed_and_unflushed_state(store_kind: str, tmp_path: Path) -> None:
+    store: Store = MemoryStore() if store_kind == "memory" else RocksDBStore(tmp_path, "items")
+    table = CoalescingTable(MemoryChangelog(partitions=2), store)
+    async with table:
+        await table.recover([0, 1])
+        table.put(0, "a", 1, applied_offset=1)
+        table.put(0, "b", 2, applied_offset=2)
+        table.put(1, "z", 9, applied_offset=1)
+        await table.flush()
+        table.put(0, "b", 3, applied_offset=3)  # unflushed change
+        table.delete(0, "a", applied_offset=4)  # unflushed delete
+        table.put(0, "c", 4, applied_offset=5)  # unflushed new key
+        assert sorted((key, entry.value) for key, entry in table.items(0)) == [
+            ("b", 3),
+            ("c", 4),
+        ]
+        assert [(key, entry.value) for key, entry in table.items(1)] == [("z", 9)]

@@ -1,0 +1,87 @@
+"""The definitions service: every worker folds the whole definitions topic into its
+registry, reading with a plain consumer (no group), so that all workers see every
+definition in the same order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from mode import Service
+from pydantic import ValidationError
+
+from schemas.definitions import DEFINITION_EVENT, Definitions, SegmentApplied, SegmentDeleted
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[SegmentApplied | SegmentDeleted], Awaitable[None]]
+
+
+class DefinitionsService(Service):
+    def __init__(self, bootstrap: str, topic: str, **kwargs: Any) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.registry = Definitions()
+        self.ready = asyncio.Event()
+        self.listeners: list[Listener] = []
+        self._folded: asyncio.Condition | None = None
+        super().__init__(**kwargs)
+
+    async def wait_for_version(self, segment_id: str, version: int, timeout: float) -> bool:
+        """Wait until this worker has folded ``version`` of a segment (read your writes)."""
+
+        def folded() -> bool:
+            return self.registry.next_version(segment_id) > version
+
+        assert self._folded is not None
+        async with self._folded:
+            try:
+                await asyncio.wait_for(self._folded.wait_for(folded), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    @Service.task
+    async def _follow(self) -> None:
+        self._folded = asyncio.Condition()
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = [
+                TopicPartition(self.topic, p)
+                for p in sorted(consumer.partitions_for_topic(self.topic) or {0})
+            ]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            while not self.should_stop:
+                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                for messages in batches.values():
+                    for message in messages:
+                        await self._fold(message.value, message.offset)
+                positions = [await consumer.position(tp) for tp in partitions]
+                if not self.ready.is_set() and all(
+                    position >= ends[tp] for position, tp in zip(positions, partitions, strict=True)
+                ):
+                    log.info("definitions: %d segments", len(self.registry.segments))
+                    self.ready.set()
+        finally:
+            await consumer.stop()
+
+    async def _fold(self, value: bytes | None, offset: int) -> None:
+        if value is None:
+            return  # a tombstone: compaction's business, deletions are explicit records
+        try:
+            event = DEFINITION_EVENT.validate_json(value)
+        except ValidationError as error:
+            log.error("definitions topic offset %d is not a definition event: %s", offset, error)
+            return
+        self.registry.fold(event)
+        for listener in self.listeners:
+            await listener(event)
+        assert self._folded is not None
+        async with self._folded:
+            self._folded.notify_all()

@@ -1,0 +1,96 @@
+"""HTTP routes for segment definitions: apply, list, show, delete (and preview)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic_core import from_json
+
+from schemas.definitions import DefinitionRefused
+from schemas.segments import SegmentDefinition
+from streams.definitions import DefinitionsService
+from streams.ingest import IngestProducer
+from streams.segment_files import DefinitionError, from_document
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Respond = Callable[..., web.Response]
+
+
+def describe(definition: SegmentDefinition) -> dict[str, Any]:
+    from schemas.segment_language import format as format_condition
+
+    return {
+        **definition.model_dump(mode="json"),
+        "expression": format_condition(definition.condition),
+    }
+
+
+class SegmentRoutes:
+    def __init__(
+        self,
+        definitions: DefinitionsService,
+        producer: Callable[[], IngestProducer],
+        topic: str,
+        respond: Respond,
+    ) -> None:
+        self._definitions = definitions
+        self._producer = producer
+        self._topic = topic
+        self._json = respond
+
+    @property
+    def registry(self) -> Any:
+        return self._definitions.registry
+
+    async def apply(self, request: web.Request) -> web.Response:
+        try:
+            definitions = from_document(from_json(await request.read()))
+        except DefinitionError as error:
+            return self._json({"error": str(error)}, 400)
+        except ValueError as error:
+            return self._json({"error": f"body is not JSON: {error}"}, 400)
+        await self._definitions.ready.wait()
+        applied: list[dict[str, Any]] = []
+        now = datetime.now(UTC)
+        for definition in definitions:
+            try:
+                event = self.registry.prepare(definition, now)
+            except DefinitionRefused as error:
+                return self._json({"error": str(error), "applied": applied}, 400)
+            await self._producer().send_keyed(
+                self._topic, f"segment:{definition.id}".encode(), event.model_dump_json().encode()
+            )
+            await self._definitions.wait_for_version(
+                definition.id, event.definition.version, timeout=10
+            )
+            applied.append({"id": definition.id, "version": event.definition.version})
+        return self._json({"applied": applied})
+
+    async def list(self, request: web.Request) -> web.Response:
+        await self._definitions.ready.wait()
+        return self._json(
+            {"segments": [describe(d) for _, d in sorted(self.registry.segments.items())]}
+        )
+
+    async def show(self, request: web.Request) -> web.Response:
+        await self._definitions.ready.wait()
+        definition = self.registry.segments.get(request.match_info["segment_id"])
+        if definition is None:
+            return self._json({"error": f"no segment '{request.match_info['segment_id']}'"}, 404)
+        return self._json(describe(definition))
+
+    async def delete(self, request: web.Request) -> web.Response:
+        await self._definitions.ready.wait()
+        segment_id = request.match_info["segment_id"]
+        try:
+            event = self.registry.prepare_delete(segment_id, datetime.now(UTC))
+        except DefinitionRefused as error:
+            return self._json({"error": str(error)}, 404 if "no segment" in str(error) else 400)
+        await self._producer().send_keyed(
+            self._topic, f"segment:{segment_id}".encode(), event.model_dump_json().encode()
+        )
+        await self._definitions.wait_for_version(segment_id, event.version, timeout=10)
+        return self._json({"deleted": segment_id, "version": event.version})

@@ -1,0 +1,55 @@
+"""Segment definitions as users write them: JSON or YAML, one or a list, each with a
+``condition`` tree or an ``expression`` in the segmentation language."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+from pydantic import ValidationError
+
+from schemas.segments import SegmentDefinition
+
+
+class DefinitionError(ValueError):
+    """A definition that cannot be read; the message points at the problem."""
+
+
+def from_document(document: Any) -> list[SegmentDefinition]:
+    items = document if isinstance(document, list) else [document]
+    return [from_item(item, index) for index, item in enumerate(items)]
+
+
+def from_item(item: Any, index: int = 0) -> SegmentDefinition:
+    if not isinstance(item, dict):
+        raise DefinitionError(f"definition {index}: expected an object, got {type(item).__name__}")
+    where = f"segment '{item.get('id', index)}'"
+    if "expression" in item:
+        from schemas.segment_language import SegmentSyntaxError, parse
+
+        if "condition" in item:
+            raise DefinitionError(f"{where}: give a condition or an expression, not both")
+        try:
+            item = {**item, "condition": parse(str(item.pop("expression")))}
+        except SegmentSyntaxError as error:
+            raise DefinitionError(f"{where}: expression error\n{error}") from None
+    try:
+        return SegmentDefinition.model_validate(item)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or '(definition)'}: {problem['msg']}"
+            for problem in error.errors(include_url=False)[:5]
+        )
+        raise DefinitionError(f"{where}: {problems}") from None
+
+
+def load(path: Path) -> list[SegmentDefinition]:
+    text = path.read_bytes()
+    try:
+        is_yaml = path.suffix in (".yaml", ".yml")
+        document = yaml.safe_load(text) if is_yaml else orjson.loads(text)
+    except (yaml.YAMLError, orjson.JSONDecodeError) as error:
+        raise DefinitionError(f"{path}: not valid {path.suffix[1:] or 'JSON'}: {error}") from None
+    return from_document(document)
