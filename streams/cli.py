@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from streams.client import HttpClient
 from streams.settings import Settings
 
 console = Console()
@@ -118,6 +120,141 @@ def demo() -> None:
 
     if not run_demo(_settings()):
         raise click.ClickException("the demo's records did not all arrive")
+
+
+def _api(api_key: str | None) -> HttpClient:
+    from streams.client import HttpClient, running_api
+
+    url = running_api(_settings().data_dir)
+    if url is None:
+        raise click.ClickException("no system is running from this data dir (start `reach up`)")
+    return HttpClient(url, api_key)
+
+
+def _call(api_key: str | None, method: str, path: str, body: Any = None) -> Any:
+    status, answer = asyncio.run(_api(api_key).call(method, path, body))
+    if status >= 400:
+        message = answer.get("error") if isinstance(answer, dict) else answer
+        raise click.ClickException(str(message))
+    return answer
+
+
+api_key_option = click.option(
+    "--api-key", envvar="REACH_API_KEY", default=None, help="Key with the needed scope."
+)
+
+
+@main.group()
+def segments() -> None:
+    """Define, list and inspect segments (through the running system's HTTP API)."""
+
+
+@segments.command(name="apply")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@api_key_option
+def segments_apply(path: Path, api_key: str | None) -> None:
+    """Create or change the segments in a JSON or YAML file (one or a list)."""
+    from streams.segment_files import DefinitionError, load
+
+    try:
+        definitions = load(path)
+    except DefinitionError as error:
+        raise click.ClickException(str(error)) from None
+    body = [definition.model_dump(mode="json") for definition in definitions]
+    for applied in _call(api_key, "POST", "/v1/segments", body)["applied"]:
+        click.echo(f"applied {applied['id']} (version {applied['version']})")
+
+
+@segments.command(name="list")
+@api_key_option
+def segments_list(api_key: str | None) -> None:
+    """The live segments."""
+    table = Table("id", "version", "name", "expression")
+    for segment in _call(api_key, "GET", "/v1/segments")["segments"]:
+        table.add_row(
+            segment["id"], str(segment["version"]), segment["name"], segment["expression"]
+        )
+    console.print(table)
+
+
+@segments.command(name="show")
+@click.argument("segment_id")
+@api_key_option
+def segments_show(segment_id: str, api_key: str | None) -> None:
+    """One segment's definition, as JSON, with its expression."""
+    click.echo(
+        orjson.dumps(
+            _call(api_key, "GET", f"/v1/segments/{segment_id}"), option=orjson.OPT_INDENT_2
+        )
+    )
+
+
+@segments.command(name="delete")
+@click.argument("segment_id")
+@api_key_option
+def segments_delete(segment_id: str, api_key: str | None) -> None:
+    """Delete a segment: its members all exit."""
+    answer = _call(api_key, "DELETE", f"/v1/segments/{segment_id}")
+    click.echo(f"deleted {answer['deleted']} (version {answer['version']})")
+
+
+@segments.command(name="preview")
+@click.argument("expression")
+@click.option("--sample", default=10, show_default=True, help="How many members to show.")
+@api_key_option
+def segments_preview(expression: str, sample: int, api_key: str | None) -> None:
+    """Count and sample the users matching EXPRESSION now, without saving anything."""
+    answer = _call(
+        api_key, "POST", "/v1/segments/preview", {"expression": expression, "sample": sample}
+    )
+    click.echo(f"{answer['members']} of {answer['users']} users match")
+    for user in answer["sample"]:
+        click.echo(f"  {user}")
+
+
+@main.group()
+def clock() -> None:
+    """Drive simulated time (REACH_CLOCK=simulated): ticks on the clock topic."""
+
+
+@clock.command(name="tick")
+@click.argument("moment")
+def clock_tick(moment: str) -> None:
+    """Move simulated time to MOMENT (ISO 8601 or epoch ms); due timers fire."""
+    from schemas.values import parse_timestamp
+
+    _tick(parse_timestamp(int(moment) if moment.isdigit() else moment))
+
+
+@clock.command(name="advance")
+@click.argument("duration")
+@api_key_option
+def clock_advance(duration: str, api_key: str | None) -> None:
+    """Move simulated time forward by DURATION (e.g. 30m, 2h, 7d) from the engine's now."""
+    from schemas.values import parse_timestamp
+
+    status = _call(api_key, "GET", "/v1/status")
+    _tick(parse_timestamp(status["clock"]["now"]) + _duration(duration))
+
+
+def _duration(text: str) -> timedelta:
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit():
+        raise click.BadParameter(f"{text!r}: use a number and one of s, m, h, d, w (e.g. 7d)")
+    return timedelta(**{units[unit]: int(number)})
+
+
+def _tick(moment: datetime) -> None:
+    from streams.client import NotRunning, send_tick
+    from streams.topics import Topics
+
+    settings = _settings()
+    try:
+        count = asyncio.run(send_tick(settings, Topics.from_settings(settings).clock, moment))
+    except NotRunning as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"ticked {moment.isoformat()} on {count} partitions")
 
 
 @main.group()

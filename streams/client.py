@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+from aiokafka import AIOKafkaProducer
 
+from schemas.clock import Tick
 from streams import runfile
 from streams.ingest import IngestProducer
 from streams.partitioning import partition_for
@@ -121,3 +124,17 @@ class HttpClient:
 def running_api(data_dir: Path) -> str | None:
     info = runfile.read(data_dir)
     return info.http if info else None
+
+
+async def send_tick(settings: Settings, topic: str, now: datetime) -> int:
+    """Write a clock tick to every partition of the clock topic; returns the count."""
+    producer = AIOKafkaProducer(bootstrap_servers=find_broker(settings))
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        value = Tick(now=now).model_dump_json().encode()
+        for partition in partitions:
+            await producer.send_and_wait(topic, value, partition=partition)
+        return len(partitions)
+    finally:
+        await producer.stop()

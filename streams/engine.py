@@ -9,6 +9,7 @@ from clickhouse_connect.driver.client import Client
 
 from projections.sink import BatchingSink
 from streams.checkpoint import Checkpoint
+from streams.clock import Clock
 from streams.definitions import DefinitionsService
 from streams.settings import Settings
 from streams.topics import Topics
@@ -21,6 +22,7 @@ class Engine:
     topics: Topics
     sink: BatchingSink
     checkpoint: Checkpoint
+    clock: Clock
     counters: Counter[str] = field(default_factory=Counter)
     definitions: DefinitionsService = field(init=False)
     clickhouse: Client | None = None
@@ -36,6 +38,7 @@ class Engine:
             topics=topics,
             sink=sink,
             checkpoint=Checkpoint(sink, settings.projection_flush_rows),
+            clock=Clock(settings.clock),
         )
         engine.definitions = DefinitionsService(bootstrap, topics.definitions)
         return engine

@@ -161,6 +161,7 @@ class HttpApi(Service):
                 "counters": dict(engine.counters),
                 "projected": dict(engine.sink.written),
                 "acked_records": engine.checkpoint.acked,
+                "clock": {"mode": engine.clock.mode, "now": engine.clock.now().isoformat()},
             }
         )
 

@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     )
     projection_flush_rows: int = Field(default=50_000, ge=1)
     projection_flush_seconds: float = Field(default=0.5, gt=0)
+    clock: Literal["wall", "simulated"] = Field(
+        default="wall",
+        description="wall: real time. simulated: time moves only with ticks on the clock "
+        "topic (reach clock) and event timestamps, for tests, demos and replays.",
+    )
+    segment_horizon_days: int = Field(
+        default=90, ge=1, le=3660, description="How long per-user event counts are kept."
+    )
     app_id: str = "reachstream"
     log_level: str = "warning"
 
