@@ -10,7 +10,7 @@ whose rows may already be written: the projections dedupe on row identity.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Protocol, cast
 
 import faust
@@ -35,6 +35,9 @@ class Checkpoint:
         self._max_rows = max_rows
         self._held: list[Ackable] = []
         self._lock = asyncio.Lock()
+        # Run in order before the rows are written and the records acknowledged: output
+        # records first, then the state that already counts them (see streams/state).
+        self.before_ack: list[Callable[[], Awaitable[object]]] = []
         self.acked = 0
 
     def hold(self, event: Ackable) -> None:
@@ -48,6 +51,8 @@ class Checkpoint:
         """Write what is pending, then acknowledge every record held before the call."""
         async with self._lock:
             held, self._held = self._held, []
+            for flush in self.before_ack:
+                await flush()
             await self._sink.flush()
             for event in held:
                 event.ack()

@@ -29,7 +29,7 @@ protocol revokes everything; the rocksdb store only reads what it has not persis
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from streams.state.table import CoalescingTable
@@ -39,16 +39,31 @@ def _partitions_of(tps: Iterable[Any], topic: str) -> set[int]:
     return {tp.partition for tp in tps if tp.topic == topic}
 
 
-def attach_to_faust(app: Any, table: CoalescingTable, topic: str) -> None:
-    """Serve ``table`` for the partitions of ``topic`` (its input) assigned to ``app``."""
+def attach_to_faust(
+    app: Any,
+    table: CoalescingTable,
+    topic: str,
+    on_recovered: Callable[[set[int]], Awaitable[None]] | None = None,
+    on_released: Callable[[set[int]], None] | None = None,
+) -> None:
+    """Serve ``table`` for the partitions of ``topic`` (its input) assigned to ``app``;
+    ``on_recovered`` runs once they are readable, before their streams resume."""
 
     async def on_partitions_revoked(sender: Any, revoked: Iterable[Any], **_: Any) -> None:
-        await table.release(_partitions_of(revoked, topic))
+        released = _partitions_of(revoked, topic)
+        await table.release(released)
+        if on_released is not None:
+            on_released(released)
 
     async def on_rebalance_complete(sender: Any, **_: Any) -> None:
         assigned = _partitions_of(app.consumer.assignment(), topic)
-        await table.release(table.partitions - assigned)
+        released = table.partitions - assigned
+        await table.release(released)
+        if on_released is not None:
+            on_released(set(released))
         await table.recover(assigned)
+        if on_recovered is not None:
+            await on_recovered(assigned)
 
     app.on_partitions_revoked.connect(on_partitions_revoked)
     app.on_rebalance_complete.connect(on_rebalance_complete)
