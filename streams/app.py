@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import faust
 
-from agents import dead_letters
+from agents import dead_letters, memberships
 from agents.intake import agent as intake_agent
+from agents.segments import service as segment_service
 from projections.service import ProjectionService
 from streams.engine import Engine
 from streams.http_api import HttpApi
@@ -31,8 +32,10 @@ def create_app(settings: Settings, bootstrap: str) -> tuple[faust.App, Engine]:
     )
     intake_agent.register(app, engine)
     dead_letters.register(app, engine)
+    memberships.register(app, engine)
     projection = ProjectionService(engine)
     app.service(projection)  # type: ignore[arg-type]
     app.service(engine.definitions)  # type: ignore[arg-type]
+    segment_service.build(app, engine)
     app.web_server(HttpApi(engine, app))
     return app, engine

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
+from pydantic import BaseModel
 
 from projections.sink import BatchingSink
 from streams.checkpoint import Checkpoint
@@ -13,6 +16,11 @@ from streams.clock import Clock
 from streams.definitions import DefinitionsService
 from streams.settings import Settings
 from streams.topics import Topics
+
+InputHandler = Callable[[int, int, str, Sequence[BaseModel]], Awaitable[None]]
+"""Called with (partition, offset, input table name, valid items) for each input record."""
+Previewer = Callable[[Any, int], Awaitable[tuple[int, int, list[str]]]]
+"""(condition, sample size) -> (members, users, sample): who matches, over local state."""
 
 
 @dataclass
@@ -26,6 +34,8 @@ class Engine:
     counters: Counter[str] = field(default_factory=Counter)
     definitions: DefinitionsService = field(init=False)
     clickhouse: Client | None = None
+    input_handlers: list[InputHandler] = field(default_factory=list)
+    previewer: Previewer | None = None
     http_url: str = ""
 
     @classmethod

@@ -89,8 +89,13 @@ class HttpApi(Service):
         for kind in self._inputs:
             api.router.add_post(f"/v1/{kind}", self._scoped(Scope.INGEST, self.ingest))
         segments = SegmentRoutes(
-            self.engine.definitions, self._ready_producer, self.engine.topics.definitions, _json
+            self.engine.definitions,
+            self._ready_producer,
+            self.engine.topics.definitions,
+            _json,
+            self.engine.previewer,
         )
+        api.router.add_post("/v1/segments/preview", self._scoped(Scope.READ, segments.preview))
         api.router.add_post("/v1/segments", self._scoped(Scope.ADMIN, segments.apply))
         api.router.add_get("/v1/segments", self._scoped(Scope.READ, segments.list))
         api.router.add_get("/v1/segments/{segment_id}", self._scoped(Scope.READ, segments.show))

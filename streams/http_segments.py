@@ -12,8 +12,9 @@ from pydantic_core import from_json
 from schemas.definitions import DefinitionRefused
 from schemas.segments import SegmentDefinition
 from streams.definitions import DefinitionsService
+from streams.engine import Previewer
 from streams.ingest import IngestProducer
-from streams.segment_files import DefinitionError, from_document
+from streams.segment_files import DefinitionError, from_document, from_item
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Respond = Callable[..., web.Response]
@@ -35,8 +36,10 @@ class SegmentRoutes:
         producer: Callable[[], IngestProducer],
         topic: str,
         respond: Respond,
+        previewer: Previewer | None,
     ) -> None:
         self._definitions = definitions
+        self._previewer = previewer
         self._producer = producer
         self._topic = topic
         self._json = respond
@@ -81,6 +84,32 @@ class SegmentRoutes:
         if definition is None:
             return self._json({"error": f"no segment '{request.match_info['segment_id']}'"}, 404)
         return self._json(describe(definition))
+
+    async def preview(self, request: web.Request) -> web.Response:
+        """Count and sample the users matching a condition now; nothing is saved."""
+        from schemas.segment_language import SegmentSyntaxError, parse
+
+        try:
+            body = from_json(await request.read())
+            sample = int(body.get("sample", 10))
+            if "expression" in body:
+                condition = parse(str(body["expression"]))
+            else:
+                condition = from_item(
+                    {"id": "preview", "name": "preview", "condition": body["condition"]}
+                ).condition
+        except SegmentSyntaxError as error:
+            return self._json({"error": str(error)}, 400)
+        except (DefinitionError, ValueError, KeyError, TypeError, AttributeError) as error:
+            return self._json(
+                {"error": f'body must be {{"expression": "..."}} or {{"condition": ...}}: {error}'},
+                400,
+            )
+        if self._previewer is None:
+            return self._json({"error": "segments are not served by this process"}, 503)
+        await self._definitions.ready.wait()
+        members, users, found = await self._previewer(condition, sample)
+        return self._json({"members": members, "users": users, "sample": found})
 
     async def delete(self, request: web.Request) -> web.Response:
         await self._definitions.ready.wait()

@@ -32,7 +32,8 @@ def from_item(item: Any, index: int = 0) -> SegmentDefinition:
         if "condition" in item:
             raise DefinitionError(f"{where}: give a condition or an expression, not both")
         try:
-            item = {**item, "condition": parse(str(item.pop("expression")))}
+            rest = {key: value for key, value in item.items() if key != "expression"}
+            item = {**rest, "condition": parse(str(item["expression"]))}
         except SegmentSyntaxError as error:
             raise DefinitionError(f"{where}: expression error\n{error}") from None
     try:

@@ -77,6 +77,8 @@ def _register_input(
                 origin = rows.Origin(message.partition, message.offset)
                 sink.add(table, [row_of(item, origin, now) for item in result.valid])
                 counters[f"{table.name}.valid"] += len(result.valid)
+                for handle in engine.input_handlers:
+                    await handle(message.partition, message.offset, table.name, result.valid)
             for letter in result.dead:
                 await dead_letters.send(
                     key=letter.key,

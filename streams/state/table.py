@@ -74,11 +74,16 @@ class CoalescingTable:
         self._decoded: tuple[int, str, Entry] | None = None
         # Serialises flush, recover and release, which all touch the store.
         self._lock = asyncio.Lock()
+        self._started = False
 
     async def start(self) -> None:
-        await self.changelog.start()
+        """Connect the changelog; calling it again does nothing."""
+        if not self._started:
+            await self.changelog.start()
+            self._started = True
 
     async def stop(self) -> None:
+        self._started = False
         async with self._lock:
             self._dirty.clear()
             self._decoded = None

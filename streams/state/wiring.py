@@ -61,6 +61,7 @@ def attach_to_faust(
         await table.release(released)
         if on_released is not None:
             on_released(set(released))
+        await table.start()  # the first assignment may come before any service starts
         await table.recover(assigned)
         if on_recovered is not None:
             await on_recovered(assigned)

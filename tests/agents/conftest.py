@@ -126,6 +126,10 @@ def make_worker(tmp_path: Path) -> Callable[..., Worker]:
     def make(**overrides: Any) -> Worker:
         settings = Settings(data_dir=tmp_path, table_store="memory", **overrides)
         app, engine = create_app(settings, "localhost:9")
+        # The segment state table recovers on a broker rebalance, which the test
+        # context never has: segments are covered by the unit tier (logic) and the
+        # integration tier (wiring); these tests cover intake alone.
+        engine.input_handlers.clear()
         producer = RecordingProducer()
         app.producer = producer  # type: ignore[assignment]
         clickhouse = FakeClickHouse()

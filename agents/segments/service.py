@@ -1,0 +1,122 @@
+"""The segment service of a worker: starts the state table and the runtime, follows
+definition changes, fires timers on the wall clock, and registers the Faust agent
+that turns clock ticks into timer firings in simulated time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import faust
+from mode import Service
+
+from agents.segments.agent import SegmentRuntime
+from schemas.clock import TICK
+from schemas.definitions import SegmentApplied, SegmentDeleted
+from streams.checkpoint import unacked_events
+from streams.engine import Engine
+from streams.state import attach_to_faust, create_table
+
+log = logging.getLogger(__name__)
+
+
+def build(app: faust.App, engine: Engine) -> SegmentRuntime:
+    settings = engine.settings
+    table = create_table(
+        f"{settings.topic_prefix}segment-state",
+        bootstrap=engine.bootstrap,
+        partitions=settings.partitions,
+        store=settings.table_store,
+        data_dir=settings.data_dir / "state",
+    )
+    runtime = SegmentRuntime(
+        table,
+        engine.bootstrap,
+        engine.topics.memberships,
+        timedelta(days=settings.segment_horizon_days),
+    )
+
+    async def recovered(partitions: set[int]) -> None:
+        await runtime.start()
+        await runtime.on_recovered(partitions)
+
+    attach_to_faust(app, table, engine.topics.events, recovered, runtime.on_released)
+    sources = {"events": "e", "tag_updates": "t", "feedback": "f"}
+
+    async def on_input(partition: int, offset: int, kind: str, items: Sequence[Any]) -> None:
+        def now_of(item: Any) -> datetime:
+            return engine.clock.at_event(item.timestamp)
+
+        await runtime.apply(partition, offset, sources[kind], items, now_of)
+
+    async def preview(condition: Any, sample: int) -> tuple[int, int, list[str]]:
+        return await runtime.preview(condition, sample, engine.clock.now())
+
+    engine.input_handlers.append(on_input)
+    engine.previewer = preview
+    # Outputs, then the state that counts them, then (in the checkpoint) rows and acks.
+    engine.checkpoint.before_ack.extend([runtime.flush_outputs, table.flush])
+    _register_clock(app, engine, runtime)
+    app.service(SegmentService(engine, runtime))  # type: ignore[arg-type]
+    return runtime
+
+
+def _register_clock(app: faust.App, engine: Engine, runtime: SegmentRuntime) -> None:
+    topic = app.topic(engine.topics.clock, key_serializer="raw", value_serializer="raw")
+
+    async def ticks(stream: faust.StreamT[bytes]) -> None:
+        async for event in unacked_events(stream):
+            try:
+                tick = TICK.validate_json(event.value)
+            except ValueError as error:
+                log.error("clock record at %s is not a tick: %s", event.message.offset, error)
+            else:
+                now = engine.clock.advance(tick.now)
+                await runtime.fire_timers(event.message.partition, now)
+            engine.checkpoint.hold(event)
+
+    app.agent(topic, name="segment-clock")(ticks)
+
+
+class SegmentService(Service):
+    def __init__(self, engine: Engine, runtime: SegmentRuntime, **kwargs: Any) -> None:
+        self.engine = engine
+        self.runtime = runtime
+        super().__init__(**kwargs)
+
+    @Service.task
+    async def _follow_definitions(self) -> None:
+        # The registry is the source of truth: each change re-reads it whole, and the
+        # first pass (once the topic is read) re-evaluates every user for every segment,
+        # catching up with changes made while this worker was down.
+        definitions = self.engine.definitions
+        await definitions.ready.wait()
+        definitions.listeners.append(self._on_definition)
+        registry = definitions.registry
+        await self.runtime.redefine(
+            registry.segments,
+            set(registry.segments) | set(self.runtime.members),
+            self.engine.clock.now(),
+        )
+
+    async def _on_definition(self, event: SegmentApplied | SegmentDeleted) -> None:
+        changed = event.definition.id if isinstance(event, SegmentApplied) else event.segment_id
+        await self.runtime.redefine(
+            self.engine.definitions.registry.segments, {changed}, self.engine.clock.now()
+        )
+
+    @Service.task
+    async def _wall_clock_timers(self) -> None:
+        if self.engine.clock.simulated:
+            return  # timers fire on ticks
+        while not self.should_stop:
+            await self.sleep(0.25)
+            now = self.engine.clock.now()
+            for partition in sorted(self.runtime.table.partitions):
+                await self.runtime.fire_timers(partition, now)
+
+    async def on_stop(self) -> None:
+        await self.runtime.stop()
+        await self.runtime.table.stop()
