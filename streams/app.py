@@ -18,6 +18,7 @@ def create_app(settings: Settings, bootstrap: str) -> tuple[faust.App, Engine]:
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{host}" for host in bootstrap.split(",")],
+        broker_consumer=[f"reach://{host}" for host in bootstrap.split(",")],
         store="rocksdb://" if settings.table_store == "rocksdb" else "memory://",
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,

@@ -272,6 +272,27 @@ def bench_ingest(events: int, users: int) -> None:
     run(events, users)
 
 
+@bench.command(name="segments")
+@click.option("--users", default=100_000, show_default=True)
+@click.option("--events", "event_count", default=300_000, show_default=True)
+@click.option(
+    "--memory-users",
+    default=0,
+    show_default=True,
+    help="Also load this many users in all and report memory per user.",
+)
+@click.option(
+    "--latency-rate",
+    default=0.0,
+    help="Events/s during the latency probe (default: half the measured throughput).",
+)
+def bench_segments(users: int, event_count: int, memory_users: int, latency_rate: float) -> None:
+    """Events/s through the segment agents, latency p50/p99, memory per user."""
+    from benchmarks.segments import run
+
+    run(users, event_count, memory_users, latency_rate)
+
+
 @bench.command(name="state")
 @click.option("--writes", default=200_000, show_default=True)
 @click.option("--keys", default=100_000, show_default=True)

@@ -14,6 +14,7 @@ from mode import Service
 from pydantic import ValidationError
 
 from schemas.definitions import DEFINITION_EVENT, Definitions, SegmentApplied, SegmentDeleted
+from streams.transport import FETCH_MAX_WAIT_MS
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,11 @@ class DefinitionsService(Service):
     @Service.task
     async def _follow(self) -> None:
         self._folded = asyncio.Condition()
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # see streams/transport.py
+        )
         await consumer.start()
         try:
             partitions = [

@@ -36,6 +36,8 @@ class Engine:
     clickhouse: Client | None = None
     input_handlers: list[InputHandler] = field(default_factory=list)
     previewer: Previewer | None = None
+    status_parts: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    """Extra sections of ``GET /v1/status``, by name."""
     http_url: str = ""
 
     @classmethod

@@ -167,6 +167,7 @@ class HttpApi(Service):
                 "projected": dict(engine.sink.written),
                 "acked_records": engine.checkpoint.acked,
                 "clock": {"mode": engine.clock.mode, "now": engine.clock.now().isoformat()},
+                **{name: part() for name, part in engine.status_parts.items()},
             }
         )
 

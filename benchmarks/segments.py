@@ -1,0 +1,324 @@
+"""Benchmark: events/s through the segment agents (20 segments mixing tag and windowed
+event conditions, 100k users), next to a raw aiokafka consumer on the same topic in
+the same run; event -> membership-change latency p50/p99 at half that load; and the
+worker's memory per user with the configured table store.
+
+Not a timed test: it prints figures. ``reach bench segments``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.ingest import _raw_consume
+from streams.ingest import IngestProducer
+from streams.settings import Settings
+from streams.supervisor import SystemProcess
+from streams.topics import Topics
+from streams.transport import FETCH_MAX_WAIT_MS
+
+console = Console(width=120)
+COUNTRIES = ("PT", "FR", "IN", "DE", "BR", "US", "ES", "IT")
+LANGUAGES = ("pt", "fr", "hi", "de", "en", "es", "it")
+EVENTS = ("ApplicationOpen", "ScreenOpen", "InAppPurchase", "AddToCart", "Search")
+
+
+def segments() -> list[dict[str, Any]]:
+    """20 segments: tag conditions, windowed event counts, and mixes of both."""
+    expressions = [
+        'T("Country", eq, "PT")',
+        'T("Language", eq, "hi")',
+        'T("Country", in, ["FR", "DE", "ES"])',
+        'T("Sessions", gte, 10)',
+        'T("Plan", eq, "premium")',
+        'E("ApplicationOpen", count = 0, last 7 days)',
+        'E("InAppPurchase", count >= 2, last 30 days)',
+        'E("AddToCart", count >= 1, last 1 days) * E("InAppPurchase", count = 0, last 1 days)',
+        'E("Search", count >= 3, last 6 hours)',
+        'E("ScreenOpen", count between 5 and 50, last 14 days)',
+        'T("Country", eq, "PT") * E("ApplicationOpen", count >= 1, last 3 days)',
+        'T("Language", in, ["pt", "es"]) * E("InAppPurchase", count >= 1, last 7 days)',
+        'T("Plan", eq, "free") * E("AddToCart", count >= 2, last 2 days)',
+        'E("ApplicationOpen", count >= 5, last 1 days) + T("Plan", eq, "premium")',
+        'T("Country", eq, "IN") - E("InAppPurchase", count >= 1, ever)',
+        'E("Search", count >= 1, last 30 minutes)',
+        'E("ScreenOpen", count >= 1, exactly 1 days ago)',
+        'E("ApplicationOpen", count >= 1, between 1 and 7 days ago)',
+        'T("Sessions", between, [1, 5]) * E("ApplicationOpen", count >= 1, last 2 days)',
+        'E("Probe", count >= 1, last 1 days)',
+    ]
+    return [
+        {"id": f"s{number:02d}", "name": f"segment {number}", "expression": expression}
+        for number, expression in enumerate(expressions)
+    ]
+
+
+def tag_updates(users: int, now: datetime, rng: random.Random) -> list[tuple[str, bytes]]:
+    encoded = []
+    for number in range(users):
+        user = f"user-{number}"
+        update = {
+            "user_id": user,
+            "op": "set",
+            "timestamp": (now - timedelta(days=30)).isoformat(),
+            "tags": {
+                "Country": rng.choice(COUNTRIES),
+                "Language": rng.choice(LANGUAGES),
+                "Plan": rng.choice(("free", "premium")),
+                "Sessions": rng.randint(0, 20),
+            },
+        }
+        encoded.append((user, orjson.dumps(update)))
+    return encoded
+
+
+def events(count: int, users: int, now: datetime, rng: random.Random) -> list[tuple[str, bytes]]:
+    encoded = []
+    for number in range(count):
+        user = f"user-{rng.randrange(users)}"
+        at = now - timedelta(seconds=(count - number) * 60 * 24 * 14 // count)
+        event = {
+            "user_id": user,
+            "name": rng.choice(EVENTS),
+            "timestamp": at.isoformat(),
+            "attributes": {"n": number},
+        }
+        encoded.append((user, orjson.dumps(event)))
+    return encoded
+
+
+async def _status(system: SystemProcess) -> dict[str, Any]:
+    _, status = await system.http.call("GET", "/v1/status")
+    result: dict[str, Any] = status
+    return result
+
+
+async def _wait_inputs(system: SystemProcess, expected: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        done = int((await _status(system))["segments"]["inputs"])
+        if done >= expected or time.monotonic() > deadline:
+            return done
+        await asyncio.sleep(0.05)
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def _latency(
+    bootstrap: str,
+    topic: str,
+    memberships: str,
+    settings: Settings,
+    rate: float,
+    seconds: float,
+    users: int,
+    now: datetime,
+) -> list[float]:
+    """Send load at ``rate`` events/s with probe events mixed in; each probe makes a new
+    user enter segment s19; measure produce -> membership record."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
+    )
+    await consumer.start()
+    parts = [
+        TopicPartition(memberships, p) for p in consumer.partitions_for_topic(memberships) or []
+    ]
+    consumer.assign(parts)
+    await consumer.seek_to_end(*parts)
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def watch() -> None:
+        while True:
+            for messages in (await consumer.getmany(timeout_ms=100)).values():
+                arrived = time.perf_counter()
+                for message in messages:
+                    for change in orjson.loads(message.value):
+                        if change["segment_id"] != "s19":
+                            continue
+                        started = sent.pop(change["user_id"], None)
+                        if started is not None:
+                            latencies.append(arrived - started)
+
+    producer = IngestProducer(bootstrap, settings.max_record_bytes, settings.events_per_record)
+    await producer.start()
+    watcher = asyncio.create_task(watch())
+    rng = random.Random(11)
+    try:
+        interval = 0.01  # a batch of load plus one probe every 10 ms
+        per_batch = max(1, int(rate * interval))
+        deadline = time.perf_counter() + seconds
+        number = 0
+        while time.perf_counter() < deadline:
+            tick = time.perf_counter()
+            batch = events(per_batch, users, now, rng)
+            probe = f"probe-{number}"
+            number += 1
+            batch.append(
+                (
+                    probe,
+                    orjson.dumps({"user_id": probe, "name": "Probe", "timestamp": now.isoformat()}),
+                )
+            )
+            sent[probe] = time.perf_counter()
+            await producer.send_encoded(topic, batch)
+            await asyncio.sleep(max(0.0, interval - (time.perf_counter() - tick)))
+        await asyncio.sleep(2)
+    finally:
+        watcher.cancel()
+        await producer.stop()
+        await consumer.stop()
+    return sorted(latencies)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    return values[min(len(values) - 1, int(fraction * len(values)))] if values else float("nan")
+
+
+def run(users: int, event_count: int, memory_users: int, latency_rate: float = 0) -> None:
+    settings = Settings()
+    topics = Topics.from_settings(settings)
+    rng = random.Random(7)
+    now = datetime.now(UTC).replace(microsecond=0)
+    rows: list[tuple[str, str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="reach-bench-") as folder:
+        env = {"REACH_HTTP_PORT": "0", "REACH_PROJECTION_FLUSH_SECONDS": "0.5"}
+        with SystemProcess(Path(folder), env) as system:
+            assert system.info is not None
+            assert system.process is not None
+            bootstrap, pid = system.info.broker, system.process.pid
+
+            async def scenario() -> None:
+                status, body = await system.http.call("POST", "/v1/segments", segments())
+                assert status == 200, body
+                rss_empty = _rss_kib(pid)
+                producer = IngestProducer(
+                    bootstrap, settings.max_record_bytes, settings.events_per_record
+                )
+                await producer.start()
+                await producer.send_encoded(topics.tags, tag_updates(users, now, rng))
+                await _wait_inputs(system, users, 600)
+                payload = events(event_count, users, now, rng)
+                started = time.perf_counter()
+                await producer.send_encoded(topics.events, payload)
+                done = await _wait_inputs(system, users + event_count, 600) - users
+                elapsed = time.perf_counter() - started
+                await producer.stop()
+                rss_loaded = _rss_kib(pid)
+                rate = done / elapsed
+                rows.append(
+                    (
+                        "segment agents: events -> state -> memberships (1 worker)",
+                        f"{done:,}",
+                        f"{elapsed:.2f}",
+                        f"{rate:,.0f} events/s",
+                    )
+                )
+                raw_seconds, _, raw_events = await _raw_consume(
+                    bootstrap, topics.events, event_count
+                )
+                rows.append(
+                    (
+                        "baseline: raw aiokafka consumer + orjson, same topic",
+                        f"{raw_events:,}",
+                        f"{raw_seconds:.2f}",
+                        f"{raw_events / raw_seconds:,.0f} events/s",
+                    )
+                )
+                load = latency_rate or rate / 2
+                latencies = await _latency(
+                    bootstrap, topics.events, topics.memberships, settings, load, 10, users, now
+                )
+                rows.append(
+                    (
+                        f"event -> membership latency at {load:,.0f} events/s",
+                        f"{len(latencies):,} probes",
+                        f"p50 {_percentile(latencies, 0.5) * 1000:.0f} ms",
+                        f"p99 {_percentile(latencies, 0.99) * 1000:.0f} ms",
+                    )
+                )
+                per_user = (rss_loaded - rss_empty) * 1024 / users
+                rows.append(
+                    (
+                        f"worker memory per user ({settings.table_store} store)",
+                        f"{users:,} users",
+                        f"+{(rss_loaded - rss_empty) / 1024:.0f} MiB",
+                        f"{per_user:,.0f} bytes/user",
+                    )
+                )
+                status_now = await _status(system)
+                rows.append(
+                    (
+                        "memberships changed / timers pending",
+                        "",
+                        f"{status_now['segments']['changes']:,}",
+                        f"{status_now['segments']['timers']:,} timers",
+                    )
+                )
+                if memory_users > users:
+                    extra = memory_users - users
+                    producer = IngestProducer(
+                        bootstrap, settings.max_record_bytes, settings.events_per_record
+                    )
+                    await producer.start()
+                    more = [
+                        (
+                            f"more-{n}",
+                            orjson.dumps(
+                                {
+                                    "user_id": f"more-{n}",
+                                    "op": "set",
+                                    "timestamp": now.isoformat(),
+                                    "tags": {"Country": COUNTRIES[n % 8], "Plan": "free"},
+                                }
+                            ),
+                        )
+                        for n in range(extra)
+                    ]
+                    before = int((await _status(system))["segments"]["inputs"])
+                    for offset in range(0, extra, 100_000):
+                        await producer.send_encoded(topics.tags, more[offset : offset + 100_000])
+                    await _wait_inputs(system, before + extra, 1200)
+                    await producer.stop()
+                    rss_more = _rss_kib(pid)
+                    per_user_more = (rss_more - rss_empty) * 1024 / memory_users
+                    rows.append(
+                        (
+                            f"worker memory per user ({settings.table_store} store)",
+                            f"{memory_users:,} users",
+                            f"+{(rss_more - rss_empty) / 1024:.0f} MiB",
+                            f"{per_user_more:,.0f} bytes/user",
+                        )
+                    )
+
+            asyncio.run(scenario())
+
+    table = Table(
+        "measure",
+        "count",
+        "time / size",
+        "figure",
+        title=(
+            f"Segments benchmark: 20 segments, {users:,} users, {event_count:,} events, "
+            f"{settings.partitions} partitions"
+        ),
+    )
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)

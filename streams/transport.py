@@ -1,0 +1,32 @@
+"""Faust's Kafka transport with one change: how long a fetch may wait for data.
+
+Faust fixes ``fetch_max_wait_ms`` at 1500 ms. A Kafka broker answers a fetch as soon as
+data arrives, but the embedded broker holds it for the full wait (measured: 154 ms p50
+from produce to consume with 500 ms, 3 ms with 10 ms), which would put up to 1.5 s
+between an event and its membership change. Registered as the ``reach://`` transport
+through the ``faust.transports`` entry point.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from faust.transport.drivers import aiokafka as driver
+
+FETCH_MAX_WAIT_MS = 20
+
+
+class _ConsumerThread(driver.AIOKafkaConsumerThread):  # type: ignore[misc]
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
+        return consumer
+
+
+class _Consumer(driver.Consumer):  # type: ignore[misc]
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(driver.Transport):  # type: ignore[misc]
+    Consumer: ClassVar[type[Any]] = _Consumer
