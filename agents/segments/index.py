@@ -1,0 +1,196 @@
+"""Which segments an input can affect, in which order to evaluate them, and what to
+count. Built from the definitions, rebuilt whenever they change."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, timedelta
+from zoneinfo import ZoneInfo
+
+from agents.segments.evaluate import StateTest, compile_condition, compile_predicate
+from agents.segments.state import (
+    DEFAULT_HORIZON,
+    Counted,
+    MessageKey,
+    condition_counts,
+    filter_key,
+    stored,
+    to_ms,
+)
+from agents.segments.timing import Change, compile_change
+from schemas.events import Event
+from schemas.segments import (
+    All,
+    AndNot,
+    Any_,
+    AttributeFilter,
+    Condition,
+    EventCondition,
+    LastPerformedCondition,
+    MessageCondition,
+    SegmentDefinition,
+    TagCondition,
+    reference_problems,
+    references,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSignature:
+    """The attribute filters of an event condition. They are decided when the event is
+    counted: relative dates count back from the event's own time, and calendar days are
+    UTC days (one counter serves every segment using the same filters)."""
+
+    key: str
+    event: str
+    filters: tuple[AttributeFilter, ...]
+
+    def matches(self, event: Event) -> bool:
+        at = to_ms(event.timestamp)
+        attributes = event.attributes
+        for item in self.filters:
+            raw = attributes.get(item.attribute)
+            test = compile_predicate(item)
+            if not test(None if raw is None else stored(raw), at, UTC):
+                return False
+        return True
+
+
+def _leaves(condition: Condition) -> Iterable[Condition]:
+    if isinstance(condition, All | Any_):
+        for child in condition.conditions:
+            yield from _leaves(child)
+    elif isinstance(condition, AndNot):
+        yield from _leaves(condition.include)
+        yield from _leaves(condition.exclude)
+    else:
+        yield condition
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentIndex:
+    order: tuple[str, ...]
+    """Every segment, referred segments before their referrers."""
+    by_event: Mapping[str, frozenset[str]]
+    """Segments reading an event name (its counts or its last instant)."""
+    by_tag: Mapping[str, frozenset[str]]
+    by_message: frozenset[str]
+    referrers: Mapping[str, frozenset[str]]
+    """Segments that refer to a segment, directly or through others."""
+    counted: Counted
+    zones: Mapping[str, ZoneInfo]
+    tests: Mapping[str, StateTest]
+    """Each segment's compiled condition."""
+    changes: Mapping[str, Change | None]
+    """Each segment's compiled next change (None: time alone never changes it)."""
+    horizon: timedelta = DEFAULT_HORIZON
+    position: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls, definitions: Mapping[str, SegmentDefinition], horizon: timedelta = DEFAULT_HORIZON
+    ) -> SegmentIndex:
+        problems = reference_problems(dict(definitions))
+        if problems:
+            raise ValueError("; ".join(problems))
+        by_event: dict[str, set[str]] = {}
+        by_tag: dict[str, set[str]] = {}
+        by_message: set[str] = set()
+        direct_referrers: dict[str, set[str]] = {}
+        filters: dict[str, dict[str, FilterSignature]] = {}
+        messages: set[MessageKey] = set()
+        for segment_id, definition in definitions.items():
+            for target in references(definition.condition):
+                direct_referrers.setdefault(target, set()).add(segment_id)
+            for leaf in _leaves(definition.condition):
+                if isinstance(leaf, TagCondition):
+                    by_tag.setdefault(leaf.tag, set()).add(segment_id)
+                elif isinstance(leaf, EventCondition | LastPerformedCondition):
+                    by_event.setdefault(leaf.event, set()).add(segment_id)
+                elif isinstance(leaf, MessageCondition):
+                    by_message.add(segment_id)
+            for counted in condition_counts(definition.condition):
+                if isinstance(counted, EventCondition) and counted.filters:
+                    key = filter_key(counted.event, counted.filters)
+                    signature = FilterSignature(key, counted.event, counted.filters)
+                    filters.setdefault(counted.event, {})[key] = signature
+                elif isinstance(counted, MessageCondition) and (counted.journey or counted.step):
+                    messages.add(
+                        MessageKey(counted.action, counted.channel, counted.journey, counted.step)
+                    )
+        order = _topological(definitions)
+        return cls(
+            order=order,
+            by_event={name: frozenset(ids) for name, ids in by_event.items()},
+            by_tag={name: frozenset(ids) for name, ids in by_tag.items()},
+            by_message=frozenset(by_message),
+            referrers={
+                segment_id: frozenset(_closure(segment_id, direct_referrers))
+                for segment_id in definitions
+            },
+            counted=Counted(
+                filters={name: tuple(found.values()) for name, found in filters.items()},
+                messages=tuple(sorted(messages, key=lambda item: item.key)),
+            ),
+            zones={
+                segment_id: ZoneInfo(definition.timezone)
+                for segment_id, definition in definitions.items()
+            },
+            tests={key: compile_condition(d.condition) for key, d in definitions.items()},
+            changes={key: compile_change(d.condition) for key, d in definitions.items()},
+            horizon=horizon,
+            position={segment_id: index for index, segment_id in enumerate(order)},
+        )
+
+    def affected(self, direct: Iterable[str]) -> tuple[str, ...]:
+        """``direct`` and their referrers, in evaluation order."""
+        found: set[str] = set()
+        for segment_id in direct:
+            if segment_id in self.position and segment_id not in found:
+                found.add(segment_id)
+                found |= self.referrers[segment_id]
+        return tuple(sorted(found, key=self.position.__getitem__))
+
+    def for_event(self, name: str, changed_tags: Iterable[str] = ()) -> tuple[str, ...]:
+        direct = set(self.by_event.get(name, ()))
+        for tag in changed_tags:
+            direct |= self.by_tag.get(tag, frozenset())
+        return self.affected(direct)
+
+    def for_tags(self, names: Iterable[str]) -> tuple[str, ...]:
+        direct: set[str] = set()
+        for name in names:
+            direct |= self.by_tag.get(name, frozenset())
+        return self.affected(direct)
+
+    def for_feedback(self) -> tuple[str, ...]:
+        return self.affected(self.by_message)
+
+
+def _closure(segment_id: str, edges: Mapping[str, set[str]]) -> set[str]:
+    found: set[str] = set()
+    pending = list(edges.get(segment_id, ()))
+    while pending:
+        other = pending.pop()
+        if other not in found:
+            found.add(other)
+            pending.extend(edges.get(other, ()))
+    return found
+
+
+def _topological(definitions: Mapping[str, SegmentDefinition]) -> tuple[str, ...]:
+    order: list[str] = []
+    done: set[str] = set()
+
+    def visit(segment_id: str) -> None:
+        if segment_id in done:
+            return
+        done.add(segment_id)  # no cycles: reference_problems refused them
+        for target in sorted(references(definitions[segment_id].condition)):
+            visit(target)
+        order.append(segment_id)
+
+    for segment_id in sorted(definitions):
+        visit(segment_id)
+    return tuple(order)

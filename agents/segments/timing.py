@@ -1,0 +1,267 @@
+"""When can a condition's result change with no new input?
+
+``next_change`` returns the first instant after ``now`` at which the result may differ:
+an occurrence leaving a ``last`` window, a local midnight moving a calendar-day window,
+a relative date being crossed, the last occurrence of an event turning N days old. For
+every leaf it is exact at the millisecond (the result is the same from ``now`` until
+that instant, and differs at it), given the bucket semantics of evaluate.py; an AND, OR
+or AND NOT takes the earliest instant of its children, which may come early, never late.
+A reference to another segment has no instant of its own: that segment's own timer
+fires, and its referrers are evaluated with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, tzinfo
+from typing import Any
+
+from agents.segments.evaluate import (
+    CounterOf,
+    cached,
+    count_test,
+    counter_of,
+    day_start,
+    is_fine,
+    local_day,
+)
+from agents.segments.state import (
+    DAY,
+    UNIT_MS,
+    Counter,
+    UserState,
+    from_ms,
+    occurrences,
+    to_ms,
+)
+from schemas.segments import (
+    All,
+    AndNot,
+    Any_,
+    Condition,
+    DaysAgo,
+    EventCondition,
+    LastPerformedCondition,
+    LastPerformedOp,
+    MessageCondition,
+    Op,
+    TagCondition,
+    TagType,
+    Window,
+)
+
+Change = Callable[[UserState, int, tzinfo], int | None]
+"""A compiled condition's next change: (state, now in ms, zone) -> ms or None."""
+
+
+def next_change(
+    condition: Condition, state: UserState, now: datetime, tz: tzinfo
+) -> datetime | None:
+    """The earliest instant after ``now`` at which ``condition`` may change without new
+    input, or None if it cannot."""
+    found = change_after(condition, state, to_ms(now), tz)
+    return None if found is None else from_ms(found)
+
+
+def change_after(condition: Condition, state: UserState, now: int, tz: tzinfo) -> int | None:
+    """``next_change`` in epoch milliseconds."""
+    change = compile_change(condition)
+    return None if change is None else change(state, now, tz)
+
+
+def compile_change(condition: Condition) -> Change | None:
+    """``condition``'s next-change function, or None when time alone never changes it."""
+    return cached("change", condition, lambda: _compile(condition))
+
+
+def _compile(condition: Condition) -> Change | None:
+    if isinstance(condition, TagCondition):
+        return _tag_change(condition)
+    if isinstance(condition, EventCondition):
+        return _count_change(counter_of(condition), condition.window, count_test(condition.count))
+    if isinstance(condition, MessageCondition):
+        return _count_change(counter_of(condition), condition.window, lambda value: value > 0)
+    if isinstance(condition, LastPerformedCondition):
+        return _last_performed_change(condition)
+    if isinstance(condition, All | Any_):
+        children = condition.conditions
+    elif isinstance(condition, AndNot):
+        children = (condition.include, condition.exclude)
+    else:
+        return None  # SegmentRef: the referred segment keeps its own timer
+    found = [change for change in map(compile_change, children) if change is not None]
+    if len(found) <= 1:
+        return found[0] if found else None
+    return _earliest(tuple(found))
+
+
+def _earliest(children: tuple[Change, ...]) -> Change:
+    def change(state: UserState, now: int, tz: tzinfo) -> int | None:
+        best: int | None = None
+        for child in children:
+            found = child(state, now, tz)
+            if found is not None and (best is None or found < best):
+                best = found
+        return best
+
+    return change
+
+
+def _after(now: int, candidates: Iterable[int]) -> int | None:
+    return min((candidate for candidate in candidates if candidate > now), default=None)
+
+
+def _count_change(get: CounterOf, window: Window, test: Callable[[int], bool]) -> Change | None:
+    """When ``test`` of the window's count flips."""
+    if window.kind in ("ever", "between_dates"):
+        return None  # nothing enters or leaves these windows as time passes
+    if window.kind == "last":
+        length = (window.n or 0) * UNIT_MS[window.unit]
+        fine = is_fine(window)
+
+        def last(state: UserState, now: int, tz: tzinfo) -> int | None:
+            counter = get(state)
+            if counter is None:
+                return None
+            return _last_window_change(counter, length, fine, test, now)
+
+        return last
+    near = window.n or 0
+    far = window.m if window.kind == "between_ago" else near
+    assert far is not None
+    open_ended = window.kind == "ago_or_more"
+
+    def days(state: UserState, now: int, tz: tzinfo) -> int | None:
+        counter = get(state)
+        if counter is None:
+            return None
+        return _day_window_change(counter, near, None if open_ended else far, test, now, tz)
+
+    return days
+
+
+def _last_window_change(
+    counter: Counter, length: int, fine: bool, test: Callable[[int], bool], now: int
+) -> int | None:
+    # Without input the count only falls, one bucket at a time, at bucket start + length.
+    inside: dict[int, int] = {}
+    for start, count in occurrences(counter, fine=fine):
+        if start > now - length:
+            inside[start] = inside.get(start, 0) + count
+    if not inside:
+        return None
+    remaining = sum(inside.values())
+    current = test(remaining)
+    for start in sorted(inside):
+        remaining -= inside[start]
+        if test(remaining) != current:
+            return start + length
+    return None
+
+
+def _day_window_change(
+    counter: Counter,
+    near: int,
+    far: int | None,
+    test: Callable[[int], bool],
+    now: int,
+    tz: tzinfo,
+) -> int | None:
+    """A window of the days ``today - far`` to ``today - near`` (``far`` None: every
+    day up to ``today - near``, as ``ago_or_more``)."""
+    # Calendar-day windows move at local midnights. An occurrence on local day d enters
+    # the window when today = d + near, and leaves when today = d + far + 1: sweep those.
+    deltas: dict[int, int] = {}
+    bucketed = 0
+    low = high = 0
+    day = 0
+    for start, count in occurrences(counter, fine=False):
+        if not low <= start < high:  # occurrences come in runs of the same day
+            day = local_day(start, tz)
+            low, high = day_start(day, tz), day_start(day + 1, tz)
+        bucketed += count
+        deltas[day + near] = deltas.get(day + near, 0) + count
+        if far is not None:
+            deltas[day + far + 1] = deltas.get(day + far + 1, 0) - count
+    today = local_day(now, tz)
+    # ago_or_more also counts what is older than the buckets (in the total only).
+    count = int(counter[0]) - bucketed if far is None else 0
+    count += sum(delta for turn, delta in deltas.items() if turn <= today)
+    current = test(count)
+    for turn in sorted(turn for turn in deltas if turn > today):
+        count += deltas[turn]
+        if test(count) != current:
+            return day_start(turn, tz)
+    return None
+
+
+def _last_performed_change(condition: LastPerformedCondition) -> Change | None:
+    # within N: last > now - N turns false at last + N; before N days ago: last <= now - N
+    # turns true at last + N; after N days ago turns false then. Absolute dates: never.
+    if condition.op is LastPerformedOp.WITHIN:
+        length = (condition.n or 0) * UNIT_MS[condition.unit]
+    elif isinstance(condition.date, DaysAgo):
+        length = condition.date.days_ago * DAY
+    else:
+        return None
+    event = condition.event
+
+    def change(state: UserState, now: int, tz: tzinfo) -> int | None:
+        counter = state.events.get(event)
+        if counter is None:
+            return None
+        turn: int = counter[1] + length
+        return turn if turn > now else None
+
+    return change
+
+
+def _tag_change(condition: TagCondition) -> Change | None:
+    """Only dates change with time: relative operands and the within / more-than ops."""
+    if condition.type is not TagType.DATE:
+        return None
+    turns = _date_turns(condition.op, condition.operand)
+    if turns is None:
+        return None
+    tag = condition.tag
+
+    def change(state: UserState, now: int, tz: tzinfo) -> int | None:
+        value = state.tags.get(tag)
+        if not (isinstance(value, dict) and "d" in value):
+            return None
+        return _after(now, turns(value["d"], tz))
+
+    return change
+
+
+def _date_turns(op: Op, operand: Any) -> Callable[[int, tzinfo], list[int]] | None:
+    """(date value, zone) -> the instants at which ``value OP operand`` may flip."""
+    if op is Op.WITHIN_LAST:
+        span = operand * DAY
+        return lambda instant, tz: [instant, instant + span + 1]
+    if op is Op.MORE_THAN_AGO:
+        span = operand * DAY
+        return lambda instant, tz: [instant + span + 1]
+    if op in (Op.EQ, Op.NOTEQ):
+        if not isinstance(operand, DaysAgo):
+            return None
+        back = operand.days_ago
+
+        def days(instant: int, tz: tzinfo) -> list[int]:
+            enters = local_day(instant, tz) + back
+            return [day_start(enters, tz), day_start(enters + 1, tz)]
+
+        return days
+    # value OP now - N days flips when now crosses value + N days; ``value >= bound``
+    # and ``value < bound`` a millisecond after, the others at that instant.
+    if op is Op.BETWEEN:
+        low, high = operand
+        spans = [(low.days_ago * DAY + 1)] if isinstance(low, DaysAgo) else []
+        spans += [high.days_ago * DAY] if isinstance(high, DaysAgo) else []
+    elif isinstance(operand, DaysAgo):
+        spans = [operand.days_ago * DAY + (1 if op in (Op.GTE, Op.LT) else 0)]
+    else:
+        return None
+    if not spans:
+        return None
+    return lambda instant, tz: [instant + span for span in spans]
