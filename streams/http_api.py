@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -94,6 +95,7 @@ class HttpApi(Service):
             self.engine.topics.definitions,
             _json,
             self.engine.previewer,
+            timedelta(days=self.engine.settings.segment_horizon_days),
         )
         api.router.add_post("/v1/segments/preview", self._scoped(Scope.READ, segments.preview))
         api.router.add_post("/v1/segments", self._scoped(Scope.ADMIN, segments.apply))

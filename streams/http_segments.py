@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 from pydantic_core import from_json
 
+from agents.segments.state import horizon_problems
 from schemas.definitions import DefinitionRefused
 from schemas.segments import SegmentDefinition
 from streams.definitions import DefinitionsService
@@ -37,7 +38,9 @@ class SegmentRoutes:
         topic: str,
         respond: Respond,
         previewer: Previewer | None,
+        horizon: timedelta,
     ) -> None:
+        self._horizon = horizon
         self._definitions = definitions
         self._previewer = previewer
         self._producer = producer
@@ -59,6 +62,10 @@ class SegmentRoutes:
         applied: list[dict[str, Any]] = []
         now = datetime.now(UTC)
         for definition in definitions:
+            problems = horizon_problems(definition.condition, self._horizon, now)
+            if problems:
+                message = f"segment '{definition.id}': " + "; ".join(problems)
+                return self._json({"error": message, "applied": applied}, 400)
             try:
                 event = self.registry.prepare(definition, now)
             except DefinitionRefused as error:

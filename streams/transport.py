@@ -16,17 +16,17 @@ from faust.transport.drivers import aiokafka as driver
 FETCH_MAX_WAIT_MS = 20
 
 
-class _ConsumerThread(driver.AIOKafkaConsumerThread):  # type: ignore[misc]
+class _ConsumerThread(driver.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
         return consumer
 
 
-class _Consumer(driver.Consumer):  # type: ignore[misc]
+class _Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class Transport(driver.Transport):  # type: ignore[misc]
+class Transport(driver.Transport):
     Consumer: ClassVar[type[Any]] = _Consumer

@@ -49,6 +49,7 @@ class SegmentRuntime:
         self.lock = asyncio.Lock()
         self.members: dict[str, int] = defaultdict(int)  # segment -> members here
         self.changes = 0
+        self.inputs = 0
         self._timers: dict[int, list[tuple[int, str]]] = defaultdict(list)
         self._producer: AIOKafkaProducer | None = None
         self._pending: list[asyncio.Future[Any]] = []
@@ -61,6 +62,14 @@ class SegmentRuntime:
         if self._producer is not None:
             await self.flush_outputs()
             await self._producer.stop()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "inputs": self.inputs,
+            "changes": self.changes,
+            "timers": sum(len(queue) for queue in self._timers.values()),
+            "members": dict(sorted(self.members.items())),
+        }
 
     async def flush_outputs(self) -> None:
         """Wait until every membership record sent so far is acknowledged."""
@@ -91,6 +100,7 @@ class SegmentRuntime:
                     replayed[user] = stored[OFFSETS].get(source, -1) >= offset
                 if replayed[user]:
                     continue  # this record is already in the user's state
+                self.inputs += 1
                 result = step(
                     self.index,
                     self.definitions,
