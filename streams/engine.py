@@ -37,6 +37,8 @@ class Engine:
     input_handlers: list[InputHandler] = field(default_factory=list)
     previewer: Previewer | None = None
     status_parts: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    segments: Any = None
+    """The segment runtime (``agents.segments.agent.SegmentRuntime``) once built."""
     """Extra sections of ``GET /v1/status``, by name."""
     http_url: str = ""
 

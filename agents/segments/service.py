@@ -57,6 +57,7 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
     engine.input_handlers.append(on_input)
     engine.previewer = preview
     engine.status_parts["segments"] = runtime.status
+    engine.segments = runtime
     # Outputs, then the state that counts them, then (in the checkpoint) rows and acks.
     engine.checkpoint.before_ack.extend([runtime.flush_outputs, table.flush])
     _register_clock(app, engine, runtime)

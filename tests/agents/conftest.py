@@ -22,6 +22,7 @@ from faust.types.tuples import TP, RecordMetadata
 from streams.app import create_app
 from streams.engine import Engine
 from streams.settings import Settings
+from streams.state import CoalescingTable, MemoryChangelog, MemoryStore
 
 
 @dataclass
@@ -123,13 +124,17 @@ class Worker:
 
 @pytest.fixture
 def make_worker(tmp_path: Path) -> Callable[..., Worker]:
-    def make(**overrides: Any) -> Worker:
+    def make(segments: bool = False, **overrides: Any) -> Worker:
         settings = Settings(data_dir=tmp_path, table_store="memory", **overrides)
         app, engine = create_app(settings, "localhost:9")
-        # The segment state table recovers on a broker rebalance, which the test
-        # context never has: segments are covered by the unit tier (logic) and the
-        # integration tier (wiring); these tests cover intake alone.
-        engine.input_handlers.clear()
+        if segments:
+            # The state table recovers on a broker rebalance, which the test context
+            # never has: serve it from an in-process changelog the test recovers.
+            runtime = engine.segments
+            runtime.table = CoalescingTable(MemoryChangelog(settings.partitions), MemoryStore())
+            engine.checkpoint.before_ack[:] = [runtime.flush_outputs, runtime.table.flush]
+        else:
+            engine.input_handlers.clear()  # intake alone
         producer = RecordingProducer()
         app.producer = producer  # type: ignore[assignment]
         clickhouse = FakeClickHouse()

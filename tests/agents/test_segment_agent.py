@@ -1,0 +1,103 @@
+"""The segment wiring in Faust's test context: the real intake agent feeds the segment
+runtime, which keeps state in the coalescing table and emits membership records."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from agents.segments.agent import SegmentRuntime
+from schemas.events import Event
+from schemas.segment_language import parse
+from schemas.segments import SegmentDefinition
+from tests.agents.conftest import Worker
+
+NOW = datetime(2026, 11, 1, 10, tzinfo=UTC)
+
+
+class Outputs:
+    """Stands in for the runtime's aiokafka producer; keeps what it sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int | None, list[dict[str, Any]]]] = []
+
+    async def send(self, topic: str, value: bytes, partition: int | None = None) -> Any:
+        self.sent.append((topic, partition, orjson.loads(value)))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def stop(self) -> None:
+        return None
+
+
+def definition(segment_id: str, expression: str) -> SegmentDefinition:
+    return SegmentDefinition(id=segment_id, name=segment_id, condition=parse(expression), version=1)
+
+
+async def ready(worker: Worker) -> tuple[SegmentRuntime, Outputs]:
+    runtime: SegmentRuntime = worker.engine.segments
+    outputs = Outputs()
+    runtime._producer = outputs  # type: ignore[assignment]
+    await runtime.table.start()
+    await runtime.table.recover(range(worker.engine.settings.partitions))
+    definitions = {
+        "buyers": definition("buyers", 'E("InAppPurchase", count >= 2, last 30 days)'),
+        "portugal": definition("portugal", 'T("Country", eq, "PT")'),
+    }
+    await runtime.redefine(definitions, set(definitions), NOW)
+    return runtime, outputs
+
+
+def event(user: str, name: str, at: str) -> dict[str, Any]:
+    return {"user_id": user, "name": name, "timestamp": at}
+
+
+async def test_events_make_members_and_state_is_flushed_before_acks(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker(segments=True, clock="simulated")
+    runtime, outputs = await ready(worker)
+    purchases = [
+        event("u1", "InAppPurchase", "2026-11-01T10:00:00Z"),
+        event("u1", "InAppPurchase", "2026-11-02T10:00:00Z"),
+        event("u2", "InAppPurchase", "2026-11-02T10:00:00Z"),
+    ]
+    async with drive(worker, "intake-events") as driver:
+        await driver.put(orjson.dumps(purchases), partition=1)
+
+    [(topic, partition, changes)] = outputs.sent
+    assert (topic, partition) == (worker.engine.topics.memberships, 1)
+    assert [(c["segment_id"], c["user_id"], c["change"], c["at"]) for c in changes] == [
+        ("buyers", "u1", "entered", "2026-11-02T10:00:00Z")
+    ]
+    assert runtime.table.dirty_count == 2  # u1 and u2, not yet in the changelog
+    await asyncio.wait_for(worker.engine.checkpoint.commit(), 5)
+    assert runtime.table.dirty_count == 0
+    entry = runtime.table.get(1, "u1")
+    assert entry is not None
+    assert entry.value["m"] == {"buyers": 1}
+
+
+async def test_a_replayed_record_changes_nothing(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker(segments=True, clock="simulated")
+    runtime, outputs = await ready(worker)
+    record = orjson.dumps([event("u1", "InAppPurchase", "2026-11-01T10:00:00Z")])
+    async with drive(worker, "intake-events") as driver:
+        await driver.put(record, partition=0)
+    before = runtime.table.get(0, "u1")
+    assert before is not None
+    applied = before.value["o"]["e"]
+    # A record at an offset already applied (a replay after a crash): skipped.
+    item = Event.model_validate(event("u1", "InAppPurchase", "2026-11-03T10:00:00Z"))
+    await runtime.apply(0, applied, "e", [item], lambda item: NOW)
+    after = runtime.table.get(0, "u1")
+    assert after is not None
+    assert after.value == before.value
+    assert outputs.sent == []
