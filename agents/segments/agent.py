@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from agents.segments.evaluate import holds
@@ -25,7 +26,6 @@ from agents.segments.logic import Input, StepResult, Tick, on_definitions_change
 from agents.segments.state import UserState, from_ms, to_ms
 from schemas.events import Event
 from schemas.feedback import Feedback
-from schemas.memberships import Change, MembershipChanged
 from schemas.segments import Condition, SegmentDefinition
 from schemas.tags import TagUpdate
 from streams.state import CoalescingTable
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # last applied record per input topic (a replay skips what is already in the state),
 # and the user's next timer (ms), from which the timer queue is rebuilt on recovery.
 STATE, MEMBERS, OFFSETS, TIMER = "s", "m", "o", "d"
+
+Record = dict[str, Any]
+"""One membership change as sent on the memberships topic."""
 
 
 class SegmentRuntime:
@@ -89,7 +92,7 @@ class SegmentRuntime:
     ) -> None:
         """Fold one input record's items (all of ``partition``) into their users, each at
         the instant ``now_of`` gives it."""
-        changes: list[MembershipChanged] = []
+        changes: list[Record] = []
         replayed: dict[str, bool] = {}  # decided once per user and record
         async with self.lock:
             for item in items:
@@ -120,7 +123,7 @@ class SegmentRuntime:
             return 0
         due_ms = to_ms(now)
         fired = 0
-        changes: list[MembershipChanged] = []
+        changes: list[Record] = []
         async with self.lock:
             while queue and queue[0][0] <= due_ms:
                 at, user = heapq.heappop(queue)
@@ -152,7 +155,7 @@ class SegmentRuntime:
             definitions = dict(definitions)
             self.definitions = definitions
             self.index = SegmentIndex.build(definitions, self.horizon)
-            by_partition: dict[int, list[MembershipChanged]] = {}
+            by_partition: dict[int, list[Record]] = {}
             for partition in sorted(self.table.partitions):
                 changes = by_partition.setdefault(partition, [])
                 for user, entry in list(self.table.items(partition)):
@@ -222,7 +225,7 @@ class SegmentRuntime:
 
     def _store(
         self, partition: int, user: str, stored: dict[str, Any], result: StepResult
-    ) -> list[MembershipChanged]:
+    ) -> list[Record]:
         timer = to_ms(result.next_timer) if result.next_timer is not None else None
         value = {
             STATE: result.state.to_json(),
@@ -233,26 +236,27 @@ class SegmentRuntime:
         self.table.put(partition, user, value, applied_offset=0)
         if timer is not None and timer != stored[TIMER]:
             heapq.heappush(self._timers[partition], (timer, user))
-        changes = []
+        changes: list[Record] = []
         for change in result.changes:
-            entered = change.kind == "entered"
-            self.members[change.segment_id] += 1 if entered else -1
+            self.members[change.segment_id] += 1 if change.kind == "entered" else -1
+            # The fields of schemas.memberships.MembershipChanged, built from values the
+            # logic produced (a model per change cost more than the change itself).
             changes.append(
-                MembershipChanged(
-                    segment_id=change.segment_id,
-                    user_id=user,
-                    change=Change.ENTERED if entered else Change.EXITED,
-                    at=change.at,
-                    version=change.version,
-                )
+                {
+                    "segment_id": change.segment_id,
+                    "user_id": user,
+                    "change": change.kind,
+                    "at": change.at,
+                    "version": change.version,
+                }
             )
         self.changes += len(changes)
         return changes
 
-    async def _send(self, partition: int, changes: list[MembershipChanged]) -> None:
+    async def _send(self, partition: int, changes: list[Record]) -> None:
         if not changes or self._producer is None:
             return
-        value = b"[" + b",".join(change.model_dump_json().encode() for change in changes) + b"]"
+        value = orjson.dumps(changes, option=orjson.OPT_UTC_Z)
         self._pending.append(await self._producer.send(self.topic, value, partition=partition))
 
 
