@@ -17,11 +17,13 @@ from rich.console import Console
 from rich.table import Table
 
 from streams.client import HttpClient
+from streams.segment_files import load as load_segments
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
 from streams.topics import Topics
 
 EVENT_NAMES = ("ApplicationOpen", "ScreenOpen", "InAppPurchase", "ApplicationMinimized")
+SEED_SEGMENTS = Path(__file__).parents[1] / "examples" / "seed-segments.yaml"
 MAX_RECORD_BYTES = 100_000  # small, so the demo can show a record over the limit
 console = Console(width=120)
 
@@ -120,6 +122,11 @@ async def _feed(system: SystemProcess, topics: Topics, now: datetime) -> tuple[i
     rng = random.Random(7)
     tags, events = sample_users(300, now, rng)
     api = system.http
+    definitions = [d.model_dump(mode="json") for d in load_segments(SEED_SEGMENTS)]
+    status, body = await api.call("POST", "/v1/segments", definitions)
+    if status != 200:
+        raise RuntimeError(f"/v1/segments answered {status}: {body}")
+    console.print(f"defined the seed's segments: {', '.join(d['id'] for d in definitions)}")
     for path, items in (("/v1/tags", tags), ("/v1/events", events)):
         status, body = await api.call("POST", path, items)
         if status != 200:
@@ -176,12 +183,40 @@ async def _report(system: SystemProcess, expected: tuple[int, int, int]) -> bool
     for row in rows:
         table.add_row(*("-" if value == -1 else str(value) for value in row))
     console.print(table)
+    await _report_segments(api)
     ok = (got_events, got_tags, got_dead) == (events, tags, dead)
     console.print(
         f"events {got_events}/{events}, tag updates {got_tags}/{tags}, "
         f"dead letters {got_dead}/{dead}: " + ("[green]all arrived[/]" if ok else "[red]missing[/]")
     )
     return ok
+
+
+async def _report_segments(api: HttpClient) -> None:
+    """Members now (the worker's count) next to the ClickHouse membership log."""
+    deadline = time.monotonic() + 30
+    while True:
+        _, status = await api.call("GET", "/v1/status")
+        live = status["segments"]["members"]
+        _, rows = await api.query(
+            "SELECT segment_id, countIf(change = 'entered') - countIf(change = 'exited') "
+            "FROM segment_memberships FINAL GROUP BY segment_id"
+        )
+        logged = dict(rows)
+        if all(logged.get(s, 0) == n for s, n in live.items()) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.3)
+    _, segments = await api.call("GET", "/v1/segments")
+    table = Table("segment", "expression", "members now", "in ClickHouse", title="Segments")
+    for segment in segments["segments"]:
+        segment_id = segment["id"]
+        table.add_row(
+            segment_id,
+            segment["expression"],
+            str(live.get(segment_id, 0)),
+            str(logged.get(segment_id, 0)),
+        )
+    console.print(table)
 
 
 def run_demo(settings: Settings) -> bool:
