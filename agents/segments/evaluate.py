@@ -131,16 +131,23 @@ def _compile(condition: Condition) -> StateTest:
     return _all(children) if isinstance(condition, All) else _any(children)
 
 
+# Plain loops, not all() / any() over a generator: these run for every evaluation.
 def _all(children: tuple[StateTest, ...]) -> StateTest:
     def test(state: UserState, now: int, tz: tzinfo, member_of: MemberOf) -> bool:
-        return all(child(state, now, tz, member_of) for child in children)
+        for child in children:  # noqa: SIM110
+            if not child(state, now, tz, member_of):
+                return False
+        return True
 
     return test
 
 
 def _any(children: tuple[StateTest, ...]) -> StateTest:
     def test(state: UserState, now: int, tz: tzinfo, member_of: MemberOf) -> bool:
-        return any(child(state, now, tz, member_of) for child in children)
+        for child in children:  # noqa: SIM110
+            if child(state, now, tz, member_of):
+                return True
+        return False
 
     return test
 

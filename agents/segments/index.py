@@ -68,6 +68,9 @@ def _leaves(condition: Condition) -> Iterable[Condition]:
         yield condition
 
 
+Plan = tuple[StateTest, Change | None, ZoneInfo]
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentIndex:
     order: tuple[str, ...]
@@ -86,6 +89,12 @@ class SegmentIndex:
     """Each segment's compiled next change (None: time alone never changes it)."""
     horizon: timedelta = DEFAULT_HORIZON
     position: Mapping[str, int] = field(default_factory=dict)
+    plans: Mapping[str, Plan] = field(default_factory=dict)
+    """Each segment's (test, next change, zone), looked up once per evaluation."""
+    _memo: dict[frozenset[str], tuple[str, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """``affected`` by its argument: inputs hit the same few sets of segments."""
 
     @classmethod
     def build(
@@ -120,6 +129,9 @@ class SegmentIndex:
                         MessageKey(counted.action, counted.channel, counted.journey, counted.step)
                     )
         order = _topological(definitions)
+        tests = {key: compile_condition(d.condition) for key, d in definitions.items()}
+        changes = {key: compile_change(d.condition) for key, d in definitions.items()}
+        zones = {key: ZoneInfo(d.timezone) for key, d in definitions.items()}
         return cls(
             order=order,
             by_event={name: frozenset(ids) for name, ids in by_event.items()},
@@ -133,18 +145,26 @@ class SegmentIndex:
                 filters={name: tuple(found.values()) for name, found in filters.items()},
                 messages=tuple(sorted(messages, key=lambda item: item.key)),
             ),
-            zones={
-                segment_id: ZoneInfo(definition.timezone)
-                for segment_id, definition in definitions.items()
-            },
-            tests={key: compile_condition(d.condition) for key, d in definitions.items()},
-            changes={key: compile_change(d.condition) for key, d in definitions.items()},
+            zones=zones,
+            tests=tests,
+            changes=changes,
             horizon=horizon,
             position={segment_id: index for index, segment_id in enumerate(order)},
+            plans={key: (tests[key], changes[key], zones[key]) for key in definitions},
         )
 
     def affected(self, direct: Iterable[str]) -> tuple[str, ...]:
         """``direct`` and their referrers, in evaluation order."""
+        key = frozenset(direct)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._affected(key)
+            if len(self._memo) > 4096:  # the sets are few; never let them grow unbounded
+                self._memo.clear()
+            self._memo[key] = found
+        return found
+
+    def _affected(self, direct: Iterable[str]) -> tuple[str, ...]:
         found: set[str] = set()
         for segment_id in direct:
             if segment_id in self.position and segment_id not in found:
@@ -153,9 +173,11 @@ class SegmentIndex:
         return tuple(sorted(found, key=self.position.__getitem__))
 
     def for_event(self, name: str, changed_tags: Iterable[str] = ()) -> tuple[str, ...]:
-        direct = set(self.by_event.get(name, ()))
+        direct = self.by_event.get(name, frozenset())
         for tag in changed_tags:
-            direct |= self.by_tag.get(tag, frozenset())
+            by_tag = self.by_tag.get(tag)
+            if by_tag is not None:
+                direct = direct | by_tag
         return self.affected(direct)
 
     def for_tags(self, names: Iterable[str]) -> tuple[str, ...]:

@@ -156,21 +156,20 @@ def _evaluate(
     timers = dict(state.timers)
     changes: list[MembershipChange] = []
     member_of = members.__contains__  # referred segments were evaluated first
+    plans = index.plans
     for segment_id in affected:
         definition = definitions.get(segment_id)
         if definition is None:  # a stale timer of a deleted segment
             timers.pop(segment_id, None)
             continue
-        zone = index.zones[segment_id]
-        inside = index.tests[segment_id](state, instant, zone, member_of)
-        if inside:
+        test, change, zone = plans[segment_id]
+        if test(state, instant, zone, member_of):
             if segment_id not in members:
                 changes.append(MembershipChange(segment_id, "entered", now, definition.version))
             members[segment_id] = definition.version
         elif segment_id in members:
             del members[segment_id]
             changes.append(MembershipChange(segment_id, "exited", now, definition.version))
-        change = index.changes[segment_id]
         due = None if change is None else change(state, instant, zone)
         if due is None:
             timers.pop(segment_id, None)
