@@ -169,6 +169,26 @@ def local_day(ms: int, tz: tzinfo) -> int:
     return _day_of_quarter(ms, tz)
 
 
+def local_today(now: int, tz: tzinfo) -> int:
+    """``local_day`` of the current instant: remembered per zone while it lasts."""
+    known = _TODAY.get(tz)
+    if known is not None and known[0] <= now < known[1]:
+        return known[2]
+    day = local_day(now, tz)
+    low, high = day_start(day, tz), day_start(day + 1, tz)
+    # Only a day of exactly 24 hours has one UTC offset throughout (no DST change in it,
+    # so every instant in it is on that day); other days are looked up every time.
+    if high - low == DAY:
+        if len(_TODAY) > 256:  # zones are few; never let the cache grow with them
+            _TODAY.clear()
+        _TODAY[tz] = (low, high, day)
+    return day
+
+
+_TODAY: dict[tzinfo, tuple[int, int, int]] = {}
+"""Per zone, the day of the instant last looked up: (first instant, end, ordinal)."""
+
+
 @lru_cache(maxsize=256)
 def _day_of_instant(ms: int, tz: tzinfo) -> int:
     return from_ms(ms).astimezone(tz).toordinal()
@@ -230,7 +250,7 @@ def _window_counter(window: Window) -> WindowCount:
         # Everything but what happened after day (today - n); what is older than the
         # buckets still counts in the total, so this is exact within the horizon.
         def older(counter: Counter, now: int, tz: tzinfo) -> int:
-            after = day_start(local_day(now, tz) - n + 1, tz)
+            after = day_start(local_today(now, tz) - n + 1, tz)
             return int(counter[0]) - count_in(counter, after, None, fine=False)
 
         return older
@@ -238,7 +258,7 @@ def _window_counter(window: Window) -> WindowCount:
     assert far is not None
 
     def days(counter: Counter, now: int, tz: tzinfo) -> int:
-        today = local_day(now, tz)
+        today = local_today(now, tz)
         return count_in(
             counter, day_start(today - far, tz), day_start(today - n + 1, tz), fine=False
         )
@@ -435,7 +455,7 @@ def _date_test(op: Op, operand: Any) -> Callable[[int, int, tzinfo], bool]:
         if isinstance(operand, DaysAgo):
             back = operand.days_ago
             return lambda instant, now, tz: (
-                (local_day(instant, tz) == local_day(now, tz) - back) == wanted
+                (local_day(instant, tz) == local_today(now, tz) - back) == wanted
             )
         fixed = to_ms(operand)
         return lambda instant, now, tz: (local_day(instant, tz) == local_day(fixed, tz)) == wanted

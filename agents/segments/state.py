@@ -175,15 +175,18 @@ def count_into(
     """``counter`` with one more occurrence at ``at_ms``, its buckets settled for the
     instant ``reference_ms``: minutes older than ``RECENT`` folded into quarter hours,
     quarter hours older than the horizon plus a day dropped."""
+    recent_edge = reference_ms // MINUTE - RECENT  # minute buckets start after this
+    # The extra day keeps whole local days (and a DST hour) around the horizon's edge.
+    cutoff = (reference_ms - horizon // _MS - DAY) // QUARTER_MS
     if counter is None:
         total, last, fine, coarse = 0, at_ms, [], []
     else:
         total, last, fine, coarse = counter
+        newest = _count_newest(fine, coarse, at_ms // MINUTE, recent_edge, cutoff)
+        if newest is not None:
+            return [total + 1, max(last, at_ms), newest, coarse]
     minutes = list(buckets(fine))
     quarters = list(buckets(coarse))
-    recent_edge = reference_ms // MINUTE - RECENT  # minute buckets start after this
-    # The extra day keeps whole local days (and a DST hour) around the horizon's edge.
-    cutoff = (reference_ms - horizon // _MS - DAY) // QUARTER_MS
     minute = at_ms // MINUTE
     if minute > recent_edge:
         _add(minutes, minute, 1)
@@ -197,7 +200,27 @@ def count_into(
     return [total + 1, max(last, at_ms), encode(minutes), encode(quarters)]
 
 
-def _newest_bucket(counter: Counter, fine: bool) -> int | None:
+def _count_newest(
+    fine: list[int], coarse: list[int], minute: int, recent_edge: int, cutoff: int
+) -> list[int] | None:
+    """The common case of ``count_into``, without decoding the tiers: an occurrence in
+    (or after) the newest minute bucket, and nothing to fold or drop. The new minute
+    tier then, or None when the general case applies."""
+    if minute <= recent_edge or (fine and minute < fine[0]):
+        return None
+    # Keys fall by the gaps: the oldest bucket is the newest key less every gap.
+    if fine and fine[0] - sum(fine[2::2]) <= recent_edge:
+        return None
+    if coarse and coarse[0] - sum(coarse[2::2]) < cutoff:
+        return None
+    if not fine:
+        return [minute, 1]
+    if minute == fine[0]:
+        return [minute, fine[1] + 1, *fine[2:]]
+    return [minute, 1, minute - fine[0], *fine[1:]]
+
+
+def newest_bucket(counter: Counter, fine: bool) -> int | None:
     """The start (ms, at the resolution asked) of the bucket holding the newest
     occurrence, or None when it has none (it was older than the horizon)."""
     minute: int = counter[1] // MINUTE
@@ -224,7 +247,7 @@ def occurrences(counter: Counter, *, fine: bool) -> list[tuple[int, int]]:
             else:
                 start = key // QUARTER * QUARTER_MS
             found.append((start, tier[index + 1]))
-    newest = _newest_bucket(counter, fine)
+    newest = newest_bucket(counter, fine)
     if newest is not None:
         for index, (start, count) in enumerate(found):
             if start == newest:
@@ -240,27 +263,79 @@ def occurrences(counter: Counter, *, fine: bool) -> list[tuple[int, int]]:
 def count_in(counter: Counter, low_ms: int, high_ms: int | None, *, fine: bool) -> int:
     """Occurrences in ``[low_ms, high_ms)`` (no upper bound: None), placed as
     ``occurrences`` places them."""
-    total = 0
-    for tier, is_minutes in ((counter[2], True), (counter[3], False)):
-        key = 0
-        for index in range(0, len(tier), 2):
-            key = tier[0] if index == 0 else key - tier[index]
-            if not is_minutes:
-                start = key * QUARTER_MS
-            elif fine:
-                start = key * MINUTE
-            else:
-                start = key // QUARTER * QUARTER_MS
-            if start < low_ms:
-                break  # newest first: every further bucket is older
-            if high_ms is None or start < high_ms:
-                total += tier[index + 1]
-    newest = _newest_bucket(counter, fine)
+    # In key space: a bucket starts at or after an instant x exactly when its key is at
+    # least the first key starting there, -(-x // size); a minute placed at its quarter
+    # (not ``fine``) when its key is at least QUARTER times the first such quarter.
+    if fine:
+        low_minute = -(-low_ms // MINUTE)
+        high_minute = None if high_ms is None else -(-high_ms // MINUTE)
+    else:
+        low_minute = -(-low_ms // QUARTER_MS) * QUARTER
+        high_minute = None if high_ms is None else -(-high_ms // QUARTER_MS) * QUARTER
+    total = _tier_count(counter[2], low_minute, high_minute)
+    total += _tier_count(
+        counter[3],
+        -(-low_ms // QUARTER_MS),
+        None if high_ms is None else -(-high_ms // QUARTER_MS),
+    )
+    newest = newest_bucket(counter, fine)
     if newest is not None:  # move the newest occurrence from its bucket to its instant
         last: int = counter[1]
         total -= low_ms <= newest and (high_ms is None or newest < high_ms)
         total += low_ms <= last and (high_ms is None or last < high_ms)
     return total
+
+
+def _tier_count(tier: list[int], low: int, high: int | None) -> int:
+    """The counts of a tier's buckets with ``low <= key < high`` (None: no bound)."""
+    size = len(tier)
+    if not size:
+        return 0
+    index, key = 0, tier[0]
+    if high is not None:
+        while key >= high:  # newest first: skip what is too new, then count down to low
+            index += 2
+            if index >= size:
+                return 0
+            key -= tier[index]
+    total = 0
+    while key >= low:
+        total += tier[index + 1]
+        index += 2
+        if index >= size:
+            break
+        key -= tier[index]
+    return total
+
+
+def placed(counter: Counter, low_ms: int | None, *, fine: bool) -> dict[int, int]:
+    """``occurrences`` from ``low_ms`` on (None: all of them), summed by instant."""
+    found: dict[int, int] = {}
+    minutes, quarters = counter[2], counter[3]
+    scale, group = (MINUTE, 1) if fine else (QUARTER_MS, QUARTER)
+    key = 0
+    for index in range(0, len(minutes), 2):
+        key = minutes[0] if index == 0 else key - minutes[index]
+        start = key // group * scale
+        if low_ms is not None and start < low_ms:
+            break  # newest first: every further bucket is older
+        found[start] = found.get(start, 0) + minutes[index + 1]
+    for index in range(0, len(quarters), 2):
+        key = quarters[0] if index == 0 else key - quarters[index]
+        start = key * QUARTER_MS
+        if low_ms is not None and start < low_ms:
+            break
+        found[start] = found.get(start, 0) + quarters[index + 1]
+    newest = newest_bucket(counter, fine)
+    if newest is not None:  # the newest occurrence counts at its instant
+        if newest in found:
+            found[newest] -= 1
+            if not found[newest]:
+                del found[newest]
+        last: int = counter[1]
+        if low_ms is None or last >= low_ms:
+            found[last] = found.get(last, 0) + 1
+    return found
 
 
 # --- what definitions ask to count ----------------------------------------------------

@@ -24,14 +24,19 @@ from agents.segments.evaluate import (
     day_start,
     is_fine,
     local_day,
+    local_today,
 )
 from agents.segments.state import (
     DAY,
+    QUARTER,
+    QUARTER_MS,
     UNIT_MS,
     Counter,
     UserState,
+    count_in,
     from_ms,
-    occurrences,
+    newest_bucket,
+    placed,
     to_ms,
 )
 from schemas.segments import (
@@ -144,10 +149,7 @@ def _last_window_change(
     counter: Counter, length: int, fine: bool, test: Callable[[int], bool], now: int
 ) -> int | None:
     # Without input the count only falls, one bucket at a time, at bucket start + length.
-    inside: dict[int, int] = {}
-    for start, count in occurrences(counter, fine=fine):
-        if start > now - length:
-            inside[start] = inside.get(start, 0) + count
+    inside = placed(counter, now - length + 1, fine=fine)
     if not inside:
         return None
     remaining = sum(inside.values())
@@ -171,21 +173,21 @@ def _day_window_change(
     day up to ``today - near``, as ``ago_or_more``)."""
     # Calendar-day windows move at local midnights. An occurrence on local day d enters
     # the window when today = d + near, and leaves when today = d + far + 1: sweep those.
+    today = local_today(now, tz)
+    if far is None:
+        # Days up to today - near are in for good (with what is older than the buckets,
+        # counted in the total only): only the later days are still to enter.
+        low = day_start(today - near + 1, tz)
+        count = int(counter[0]) - count_in(counter, low, None, fine=False)
+    else:
+        # Days before today - far have entered and left for good: only later ones matter.
+        low = day_start(today - far, tz)
+        count = 0
     deltas: dict[int, int] = {}
-    bucketed = 0
-    low = high = 0
-    day = 0
-    for start, count in occurrences(counter, fine=False):
-        if not low <= start < high:  # occurrences come in runs of the same day
-            day = local_day(start, tz)
-            low, high = day_start(day, tz), day_start(day + 1, tz)
-        bucketed += count
-        deltas[day + near] = deltas.get(day + near, 0) + count
+    for day, found in _per_day(counter, low, today, tz).items():
+        deltas[day + near] = deltas.get(day + near, 0) + found
         if far is not None:
-            deltas[day + far + 1] = deltas.get(day + far + 1, 0) - count
-    today = local_day(now, tz)
-    # ago_or_more also counts what is older than the buckets (in the total only).
-    count = int(counter[0]) - bucketed if far is None else 0
+            deltas[day + far + 1] = deltas.get(day + far + 1, 0) - found
     count += sum(delta for turn, delta in deltas.items() if turn <= today)
     current = test(count)
     for turn in sorted(turn for turn in deltas if turn > today):
@@ -193,6 +195,49 @@ def _day_window_change(
         if test(count) != current:
             return day_start(turn, tz)
     return None
+
+
+def _per_day(counter: Counter, low: int, today: int, tz: tzinfo) -> dict[int, int]:
+    """Occurrences from instant ``low`` on, by local day: each at its quarter hour's
+    start, the newest at its instant (as ``occurrences`` places them)."""
+    per_day: dict[int, int] = {}
+    # Buckets come newest first: walk the days down from today (up for a future one).
+    day = today
+    day_low, day_high = day_start(day, tz), day_start(day + 1, tz)
+    low_quarter = -(-low // QUARTER_MS)
+    for tier, group in ((counter[2], QUARTER), (counter[3], 1)):
+        key = 0
+        for index in range(0, len(tier), 2):
+            key = tier[0] if index == 0 else key - tier[index]
+            quarter = key // group
+            if quarter < low_quarter:
+                break
+            start = quarter * QUARTER_MS
+            if not day_low <= start < day_high:
+                day, day_low, day_high = _walk(start, day, day_low, day_high, tz)
+            per_day[day] = per_day.get(day, 0) + tier[index + 1]
+    newest = newest_bucket(counter, fine=False)
+    if newest is not None:  # the newest occurrence counts at its instant
+        if newest >= low:
+            day, day_low, day_high = _walk(newest, day, day_low, day_high, tz)
+            per_day[day] = per_day.get(day, 0) - 1
+        last: int = counter[1]
+        if last >= low:
+            day, day_low, day_high = _walk(last, day, day_low, day_high, tz)
+            per_day[day] = per_day.get(day, 0) + 1
+    return per_day
+
+
+def _walk(instant: int, day: int, low: int, high: int, tz: tzinfo) -> tuple[int, int, int]:
+    """From local ``day`` (its first instant ``low``, and the next day's, ``high``) to
+    the day of ``instant``, a day at a time: (that day, its first instant, the next's)."""
+    while instant < low:
+        day, high = day - 1, low
+        low = day_start(day, tz)
+    while instant >= high:
+        day, low = day + 1, high
+        high = day_start(day + 1, tz)
+    return day, low, high
 
 
 def _last_performed_change(condition: LastPerformedCondition) -> Change | None:
