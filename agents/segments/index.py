@@ -18,7 +18,7 @@ from agents.segments.state import (
     stored,
     to_ms,
 )
-from agents.segments.timing import Change, compile_change
+from agents.segments.timing import Change, Verdict, compile_change, compile_verdict
 from schemas.events import Event
 from schemas.segments import (
     All,
@@ -68,7 +68,7 @@ def _leaves(condition: Condition) -> Iterable[Condition]:
         yield condition
 
 
-Plan = tuple[StateTest, Change | None, ZoneInfo]
+Plan = tuple[Verdict, ZoneInfo]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,7 @@ class SegmentIndex:
     horizon: timedelta = DEFAULT_HORIZON
     position: Mapping[str, int] = field(default_factory=dict)
     plans: Mapping[str, Plan] = field(default_factory=dict)
-    """Each segment's (test, next change, zone), looked up once per evaluation."""
+    """Each segment's compiled result and next change at once, and its zone."""
     _memo: dict[frozenset[str], tuple[str, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -150,7 +150,9 @@ class SegmentIndex:
             changes=changes,
             horizon=horizon,
             position={segment_id: index for index, segment_id in enumerate(order)},
-            plans={key: (tests[key], changes[key], zones[key]) for key in definitions},
+            plans={
+                key: (compile_verdict(d.condition), zones[key]) for key, d in definitions.items()
+            },
         )
 
     def affected(self, direct: Iterable[str]) -> tuple[str, ...]:

@@ -162,15 +162,15 @@ def _evaluate(
         if definition is None:  # a stale timer of a deleted segment
             timers.pop(segment_id, None)
             continue
-        test, change, zone = plans[segment_id]
-        if test(state, instant, zone, member_of):
+        verdict, zone = plans[segment_id]
+        inside, due = verdict(state, instant, zone, member_of)
+        if inside:
             if segment_id not in members:
                 changes.append(MembershipChange(segment_id, "entered", now, definition.version))
             members[segment_id] = definition.version
         elif segment_id in members:
             del members[segment_id]
             changes.append(MembershipChange(segment_id, "exited", now, definition.version))
-        due = None if change is None else change(state, instant, zone)
         if due is None:
             timers.pop(segment_id, None)
         else:

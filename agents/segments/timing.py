@@ -18,7 +18,10 @@ from typing import Any
 
 from agents.segments.evaluate import (
     CounterOf,
+    MemberOf,
+    StateTest,
     cached,
+    compile_condition,
     count_test,
     counter_of,
     day_start,
@@ -118,17 +121,30 @@ def _after(now: int, candidates: Iterable[int]) -> int | None:
 
 def _count_change(get: CounterOf, window: Window, test: Callable[[int], bool]) -> Change | None:
     """When ``test`` of the window's count flips."""
+    timed = _count_timed(get, window, test)
+    if timed is None:
+        return None
+    return lambda state, now, tz: timed(state, now, tz)[1]
+
+
+Timed = Callable[[UserState, int, tzinfo], tuple[bool, int | None]]
+"""``test`` of a window's count, and when it may flip: (state, now, zone) -> both."""
+
+
+def _count_timed(get: CounterOf, window: Window, test: Callable[[int], bool]) -> Timed | None:
+    """The window's count tested, and when that may flip (the count itself is the one
+    evaluate.py counts); None for windows nothing enters or leaves as time passes."""
     if window.kind in ("ever", "between_dates"):
-        return None  # nothing enters or leaves these windows as time passes
+        return None
     if window.kind == "last":
         length = (window.n or 0) * UNIT_MS[window.unit]
         fine = is_fine(window)
 
-        def last(state: UserState, now: int, tz: tzinfo) -> int | None:
+        def last(state: UserState, now: int, tz: tzinfo) -> tuple[bool, int | None]:
             counter = get(state)
             if counter is None:
-                return None
-            return _last_window_change(counter, length, fine, test, now)
+                return test(0), None
+            return _last_window(counter, length, fine, test, now)
 
         return last
     near = window.n or 0
@@ -136,39 +152,37 @@ def _count_change(get: CounterOf, window: Window, test: Callable[[int], bool]) -
     assert far is not None
     open_ended = window.kind == "ago_or_more"
 
-    def days(state: UserState, now: int, tz: tzinfo) -> int | None:
+    def days(state: UserState, now: int, tz: tzinfo) -> tuple[bool, int | None]:
         counter = get(state)
         if counter is None:
-            return None
-        return _day_window_change(counter, near, None if open_ended else far, test, now, tz)
+            return test(0), None
+        return _day_window(counter, near, None if open_ended else far, test, now, tz)
 
     return days
 
 
-def _last_window_change(
+def _last_window(
     counter: Counter, length: int, fine: bool, test: Callable[[int], bool], now: int
-) -> int | None:
+) -> tuple[bool, int | None]:
     # Without input the count only falls, one bucket at a time, at bucket start + length.
     inside = placed(counter, now - length + 1, fine=fine)
-    if not inside:
-        return None
     remaining = sum(inside.values())
     current = test(remaining)
     for start in sorted(inside):
         remaining -= inside[start]
         if test(remaining) != current:
-            return start + length
-    return None
+            return current, start + length
+    return current, None
 
 
-def _day_window_change(
+def _day_window(
     counter: Counter,
     near: int,
     far: int | None,
     test: Callable[[int], bool],
     now: int,
     tz: tzinfo,
-) -> int | None:
+) -> tuple[bool, int | None]:
     """A window of the days ``today - far`` to ``today - near`` (``far`` None: every
     day up to ``today - near``, as ``ago_or_more``)."""
     # Calendar-day windows move at local midnights. An occurrence on local day d enters
@@ -193,8 +207,8 @@ def _day_window_change(
     for turn in sorted(turn for turn in deltas if turn > today):
         count += deltas[turn]
         if test(count) != current:
-            return day_start(turn, tz)
-    return None
+            return current, day_start(turn, tz)
+    return current, None
 
 
 def _per_day(counter: Counter, low: int, today: int, tz: tzinfo) -> dict[int, int]:
@@ -310,3 +324,95 @@ def _date_turns(op: Op, operand: Any) -> Callable[[int, tzinfo], list[int]] | No
     if not spans:
         return None
     return lambda instant, tz: [instant + span for span in spans]
+
+
+# --- result and next change at once ----------------------------------------------------
+
+Verdict = Callable[[UserState, int, tzinfo, MemberOf], tuple[bool, int | None]]
+"""A compiled condition's result and next change: (state, now in ms, zone, member_of)
+-> (whether it holds, ms or None), as ``compile_condition`` and ``compile_change``."""
+
+
+def compile_verdict(condition: Condition) -> Verdict:
+    """Both answers about ``condition`` at once: an event or message count is then
+    counted once for both, and a test that decides nothing is skipped."""
+    return cached("verdict", condition, lambda: _verdict(condition))
+
+
+def _verdict(condition: Condition) -> Verdict:
+    if isinstance(condition, EventCondition | MessageCondition):
+        test = count_test(condition.count) if isinstance(condition, EventCondition) else _any_at_all
+        timed = _count_timed(counter_of(condition), condition.window, test)
+        if timed is not None:
+            negate = isinstance(condition, MessageCondition) and condition.negate
+            return _count_verdict(timed, negate)
+    elif isinstance(condition, All | Any_):
+        return _group_verdict(condition.conditions, every=isinstance(condition, All))
+    elif isinstance(condition, AndNot):
+        return _and_not_verdict(
+            compile_verdict(condition.include), compile_verdict(condition.exclude)
+        )
+    return _separate_verdict(compile_condition(condition), compile_change(condition))
+
+
+def _any_at_all(value: int) -> bool:
+    return value > 0
+
+
+def _count_verdict(timed: Timed, negate: bool) -> Verdict:
+    def verdict(
+        state: UserState, now: int, tz: tzinfo, member_of: MemberOf
+    ) -> tuple[bool, int | None]:
+        held, due = timed(state, now, tz)
+        return held != negate, due  # a flip of the count's test flips its negation too
+
+    return verdict
+
+
+def _separate_verdict(test: StateTest, change: Change | None) -> Verdict:
+    if change is None:
+        return lambda state, now, tz, member_of: (test(state, now, tz, member_of), None)
+    return lambda state, now, tz, member_of: (
+        test(state, now, tz, member_of),
+        change(state, now, tz),
+    )
+
+
+def _group_verdict(children: tuple[Condition, ...], every: bool) -> Verdict:
+    """AND (``every``) or OR: children with a next change are all asked (the earliest
+    change counts), the others only while they can still decide the result."""
+    timed = tuple(compile_verdict(child) for child in children if compile_change(child))
+    untimed = tuple(compile_condition(child) for child in children if not compile_change(child))
+
+    def verdict(
+        state: UserState, now: int, tz: tzinfo, member_of: MemberOf
+    ) -> tuple[bool, int | None]:
+        held = every
+        due: int | None = None
+        for child in timed:
+            result, when = child(state, now, tz, member_of)
+            if result != every:
+                held = result
+            if when is not None and (due is None or when < due):
+                due = when
+        if held == every:
+            for test in untimed:
+                if test(state, now, tz, member_of) != every:
+                    held = not every
+                    break
+        return held, due
+
+    return verdict
+
+
+def _and_not_verdict(include: Verdict, exclude: Verdict) -> Verdict:
+    def verdict(
+        state: UserState, now: int, tz: tzinfo, member_of: MemberOf
+    ) -> tuple[bool, int | None]:
+        held, due = include(state, now, tz, member_of)
+        excluded, other = exclude(state, now, tz, member_of)
+        if other is not None and (due is None or other < due):
+            due = other
+        return held and not excluded, due
+
+    return verdict
