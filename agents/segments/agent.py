@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 # and the user's next timer (ms), from which the timer queue is rebuilt on recovery.
 STATE, MEMBERS, OFFSETS, TIMER = "s", "m", "o", "d"
 
+# Timers fired per hold of the lock: many due at once must not stall the inputs.
+TIMERS_PER_ROUND = 500
+
 Record = dict[str, Any]
 """One membership change as sent on the memberships topic."""
 
@@ -123,25 +126,36 @@ class SegmentRuntime:
             return 0
         due_ms = to_ms(now)
         fired = 0
-        changes: list[Record] = []
-        async with self.lock:
-            while queue and queue[0][0] <= due_ms:
-                at, user = heapq.heappop(queue)
-                stored = self._load(partition, user)
-                if stored[TIMER] != at:
-                    continue  # superseded by a later or earlier timer for this user
-                state = UserState.from_json(stored[STATE])
-                # Evaluate at the instant the timer was set for, so a change carries the
-                # moment it happened whatever the tick granularity; never before the
-                # user's newest input, which was already evaluated at its own time.
-                when = max(at, state.seen or at)
-                result = step(
-                    self.index, self.definitions, state, stored[MEMBERS], Tick(), from_ms(when)
-                )
-                changes.extend(self._store(partition, user, stored, result))
-                fired += 1
-        await self._send(partition, changes)
-        return fired
+        while True:
+            changes: list[Record] = []
+            async with self.lock:
+                for _ in range(TIMERS_PER_ROUND):
+                    if not queue or queue[0][0] > due_ms:
+                        break
+                    at, user = heapq.heappop(queue)
+                    stored = self._load(partition, user)
+                    if stored[TIMER] != at:
+                        continue  # superseded by a later or earlier timer for this user
+                    state = UserState.from_json(stored[STATE])
+                    # Evaluate at the instant the timer was set for, so a change carries
+                    # the moment it happened whatever the tick granularity; never before
+                    # the user's newest input, already evaluated at its own time.
+                    when = max(at, state.seen or at)
+                    result = step(
+                        self.index,
+                        self.definitions,
+                        state,
+                        stored[MEMBERS],
+                        Tick(),
+                        from_ms(when),
+                    )
+                    changes.extend(self._store(partition, user, stored, result))
+                    fired += 1
+                more = bool(queue) and queue[0][0] <= due_ms
+            await self._send(partition, changes)
+            if not more:
+                return fired
+            await asyncio.sleep(0)  # let input records in between rounds
 
     async def redefine(
         self,
