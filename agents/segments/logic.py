@@ -24,7 +24,7 @@ from agents.segments.state import (
     apply_tag_update,
     from_ms,
     input_hash,
-    remember,
+    remembered,
     to_ms,
 )
 from schemas.events import Event
@@ -123,7 +123,9 @@ def step(
         affected = index.for_feedback() if new is not state else ()
     if state.seen is None and not state.tags and not state.messages and not state.recent:
         affected = index.order  # a new user
-    return _evaluate(index, definitions, remember(new, record), memberships, affected, now)
+    # Remembered in the one copy that also takes the timers (none read the hashes).
+    recent = remembered(new.recent, record)
+    return _evaluate(index, definitions, new, memberships, affected, now, recent=recent)
 
 
 def on_definitions_changed(
@@ -150,6 +152,7 @@ def _evaluate(
     now: datetime,
     *,
     sweep: bool = False,
+    recent: tuple[int, ...] | None = None,
 ) -> StepResult:
     instant = to_ms(now)
     members = dict(memberships)
@@ -182,7 +185,9 @@ def _evaluate(
         # A deleted segment's timer would stay due for ever: a tick that never ends it.
         timers = {key: due for key, due in timers.items() if key in definitions}
     if timers != state.timers:
-        state = state.with_(timers=timers)
+        state = state.with_(timers=timers, recent=recent)
+    elif recent is not None:
+        state = state.with_(recent=recent)
     return StepResult(state, members, tuple(changes), _next_timer(timers))
 
 

@@ -75,11 +75,14 @@ UNIT_MS = {Unit.MINUTES: MINUTE, Unit.HOURS: 60 * MINUTE, Unit.DAYS: DAY}
 
 def to_ms(moment: datetime) -> int:
     """Epoch milliseconds of an aware datetime (floored, also before 1970)."""
-    return (moment - EPOCH) // _MS
+    # From the parts of the difference (seconds and microseconds are never negative):
+    # quicker than dividing one timedelta by another.
+    since = moment - EPOCH
+    return (since.days * 86_400 + since.seconds) * 1000 + since.microseconds // 1000
 
 
 def from_ms(ms: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=ms)
+    return EPOCH + timedelta(0, 0, 0, ms)  # positional milliseconds: quicker than by name
 
 
 # --- tags -------------------------------------------------------------------------
@@ -186,18 +189,41 @@ def count_into(
         if newest is not None:
             return [total + 1, max(last, at_ms), newest, coarse]
     minutes = list(buckets(fine))
-    quarters = list(buckets(coarse))
+    quarters: list[tuple[int, int]] = []  # to add to the quarter tier, newest first
     minute = at_ms // MINUTE
     if minute > recent_edge:
         _add(minutes, minute, 1)
     elif minute // QUARTER >= cutoff:
-        _add(quarters, minute // QUARTER, 1)
+        quarters.append((minute // QUARTER, 1))
     while minutes and minutes[-1][0] <= recent_edge:
         key, count = minutes.pop()
         _add(quarters, key // QUARTER, count)
-    while quarters and quarters[-1][0] < cutoff:
-        quarters.pop()
-    return [total + 1, max(last, at_ms), encode(minutes), encode(quarters)]
+    return [total + 1, max(last, at_ms), encode(minutes), _settle(coarse, quarters, cutoff)]
+
+
+def _settle(tier: list[int], added: list[tuple[int, int]], cutoff: int) -> list[int]:
+    """The quarter ``tier`` with the buckets ``added`` (newest first), less the buckets
+    before ``cutoff``."""
+    if not added:
+        settled = tier
+    elif not tier or added[-1][0] > tier[0]:  # all newer: the tier goes on as it is
+        settled = [*encode(added), added[-1][0] - tier[0], *tier[1:]] if tier else encode(added)
+    elif added[-1][0] == tier[0] and len(added) == 1:  # the common case: one more there
+        settled = [tier[0], tier[1] + added[0][1], *tier[2:]]
+    else:
+        pairs = list(buckets(tier))
+        for key, count in added:
+            _add(pairs, key, count)
+        settled = encode(pairs)
+    # Drop from the oldest end: the oldest key is the newest less every gap.
+    oldest = settled[0] - sum(settled[2::2]) if settled else 0
+    if not settled or oldest >= cutoff:
+        return settled
+    settled = list(settled)
+    while settled and oldest < cutoff:
+        oldest += settled[-2] if len(settled) > 2 else 0
+        del settled[-2:]
+    return settled
 
 
 def _count_newest(
@@ -653,7 +679,12 @@ def _is_general(key: str) -> bool:
 
 
 def remember(state: UserState, input_hash: int) -> UserState:
-    return state.with_(recent=(*state.recent, input_hash)[-RECENT_INPUTS:])
+    return state.with_(recent=remembered(state.recent, input_hash))
+
+
+def remembered(recent: tuple[int, ...], input_hash: int) -> tuple[int, ...]:
+    """The hashes of the last inputs, newest last, with one more."""
+    return (*recent, input_hash)[-RECENT_INPUTS:]
 
 
 def input_hash(kind: str, record_id: str) -> int:
