@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 
 import faust
-from pydantic import ValidationError
+import orjson
 
 from projections import rows
-from schemas.memberships import MEMBERSHIP_BATCH
 from streams.checkpoint import unacked_events
 from streams.engine import Engine
 
@@ -23,16 +22,15 @@ def register(app: faust.App, engine: Engine) -> None:
         async for event in unacked_events(stream):
             message = event.message
             try:
-                changes = MEMBERSHIP_BATCH.validate_json(event.value)
-            except ValidationError as error:
+                changes = orjson.loads(event.value)
+                origin = rows.Origin(message.partition, message.offset)
+                projected = [rows.membership_row(change, origin) for change in changes]
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
                 log.error(
                     "memberships %s:%s unreadable: %s", message.partition, message.offset, error
                 )
             else:
-                origin = rows.Origin(message.partition, message.offset)
-                sink.add(
-                    rows.SEGMENT_MEMBERSHIPS, [rows.membership_row(c, origin) for c in changes]
-                )
+                sink.add(rows.SEGMENT_MEMBERSHIPS, projected)
             checkpoint.hold(event)
             if checkpoint.due:
                 await checkpoint.commit()

@@ -8,8 +8,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from schemas import DeadLetter, Event, Feedback, TagUpdate
-from schemas.identity import _jsonable
-from schemas.memberships import MembershipChanged
+from schemas.identity import _jsonable, content_id
 
 
 class Origin(NamedTuple):
@@ -143,14 +142,19 @@ def feedback_row(feedback: Feedback, origin: Origin, now: datetime) -> Row:
     )
 
 
-def membership_row(change: MembershipChanged, origin: Origin) -> Row:
+def membership_row(change: dict[str, Any], origin: Origin) -> Row:
+    """A row from one change as the segment runtime writes it (``MembershipChanged``'s
+    fields, ``at`` in RFC 3339 with Z): trusted, so not validated again."""
+    at = change["at"]
     return (
-        change.change_id,
-        change.segment_id,
-        change.user_id,
-        change.change.value,
-        change.at,
-        change.version,
+        # The same id as MembershipChanged.change_id: the text of ``at`` is what the
+        # canonical JSON of its datetime would be.
+        content_id("membership", change["segment_id"], change["user_id"], change["change"], at),
+        change["segment_id"],
+        change["user_id"],
+        change["change"],
+        datetime.fromisoformat(at),
+        change["version"],
         origin.partition,
         origin.offset,
     )

@@ -177,3 +177,37 @@ def test_row_columns_match_the_table_definition(table: Table, sql_file: str) -> 
     body = text[text.index("(") + 1 : text.index("\n)")]
     columns = tuple(re.findall(r"^\s+(\w+)\s+\w", body, flags=re.MULTILINE))
     assert columns == table.columns
+
+
+@pytest.mark.parametrize(
+    "at", ["2026-11-02T10:00:00Z", "2026-11-02T10:00:00.123456Z", "2026-11-02T10:00:00.5Z"]
+)
+def test_membership_row_identity_matches_the_contract_model(at: str) -> None:
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from schemas.memberships import MembershipChanged
+
+    moment = datetime.fromisoformat(at)
+    model = MembershipChanged(
+        segment_id="vip", user_id="u1", change="entered", at=moment, version=3
+    )
+    # As the segment runtime writes it: orjson with OPT_UTC_Z.
+    [written] = orjson.loads(
+        orjson.dumps(
+            [
+                {
+                    "segment_id": "vip",
+                    "user_id": "u1",
+                    "change": "entered",
+                    "at": moment.astimezone(UTC),
+                    "version": 3,
+                }
+            ],
+            option=orjson.OPT_UTC_Z,
+        )
+    )
+    row = rows.membership_row(written, rows.Origin(1, 2))
+    assert row[0] == model.change_id
+    assert row[1:6] == ("vip", "u1", "entered", moment, 3)
