@@ -94,13 +94,15 @@ async def _raw_consume(bootstrap: str, topic: str, expected_events: int) -> tupl
         await consumer.stop()
 
 
-def run(events: int, users: int) -> None:
+def run(events: int, users: int, role: str = "projections") -> None:
     settings = Settings()
     topic = Topics.from_settings(settings).events
     payload = make_events(events, users)
     warmup = make_events(20_000, users)
     with tempfile.TemporaryDirectory(prefix="reach-bench-") as folder:
-        env = {"REACH_HTTP_PORT": "0", "REACH_TABLE_STORE": "memory"}
+        # The projections role: validation, dead letters and ClickHouse, without the
+        # segment state that the "all" role keeps for every user as well.
+        env = {"REACH_HTTP_PORT": "0", "REACH_TABLE_STORE": "memory", "REACH_ROLE": role}
         with SystemProcess(Path(folder), env) as system:
             assert system.info is not None
             bootstrap = system.info.broker
@@ -128,11 +130,12 @@ def run(events: int, users: int) -> None:
         "events/s",
         title=(
             f"Ingest benchmark: {events:,} events of {users:,} users, "
-            f"{settings.events_per_record} events per record, {settings.partitions} partitions"
+            f"{settings.events_per_record} events per record, {settings.partitions} partitions, "
+            f"worker role {role}"
         ),
     )
     table.add_row(
-        "ingest -> intake agent -> ClickHouse (1 worker process)",
+        f"ingest -> intake agent -> ClickHouse (1 worker, role {role})",
         f"{projected:,}",
         "",
         f"{elapsed:.2f}",

@@ -13,7 +13,7 @@ from streams.engine import Engine
 
 
 class ProjectionService(Service):
-    """Opens ClickHouse (applying the tables), feeds the sink, flushes on a timer."""
+    """Opens ClickHouse (applying the tables) for the sink, and closes it."""
 
     def __init__(self, engine: Engine, **kwargs: Any) -> None:
         self.engine = engine
@@ -24,13 +24,6 @@ class ProjectionService(Service):
         client = await asyncio.to_thread(connect, settings.clickhouse, settings.clickhouse_database)
         self.engine.clickhouse = client
         self.engine.sink.attach(client)
-
-    @Service.task
-    async def _flush_periodically(self) -> None:
-        interval = self.engine.settings.projection_flush_seconds
-        while not self.should_stop:
-            await self.sleep(interval)
-            await self.engine.checkpoint.commit()
 
     async def on_stop(self) -> None:
         # Rows are durable before the consumer commits; this last flush only saves

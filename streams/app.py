@@ -8,6 +8,7 @@ from agents import dead_letters, memberships
 from agents.intake import agent as intake_agent
 from agents.segments import service as segment_service
 from projections.service import ProjectionService
+from streams.checkpoint import CheckpointService
 from streams.engine import Engine
 from streams.http_api import HttpApi
 from streams.settings import Settings
@@ -16,7 +17,7 @@ from streams.settings import Settings
 def create_app(settings: Settings, bootstrap: str) -> tuple[faust.App, Engine]:
     engine = Engine.from_settings(settings, bootstrap)
     app = faust.App(
-        settings.app_id,
+        settings.group_id,
         broker=[f"kafka://{host}" for host in bootstrap.split(",")],
         broker_consumer=[f"reach://{host}" for host in bootstrap.split(",")],
         store="rocksdb://" if settings.table_store == "rocksdb" else "memory://",
@@ -32,11 +33,14 @@ def create_app(settings: Settings, bootstrap: str) -> tuple[faust.App, Engine]:
         autodiscover=False,
     )
     intake_agent.register(app, engine)
-    dead_letters.register(app, engine)
-    memberships.register(app, engine)
-    projection = ProjectionService(engine)
-    app.service(projection)  # type: ignore[arg-type]
     app.service(engine.definitions)  # type: ignore[arg-type]
-    segment_service.build(app, engine)
+    checkpoints = CheckpointService(engine.checkpoint, settings.projection_flush_seconds)
+    app.service(checkpoints)  # type: ignore[arg-type]
+    if settings.projects:
+        dead_letters.register(app, engine)
+        memberships.register(app, engine)
+        app.service(ProjectionService(engine))  # type: ignore[arg-type]
+    if settings.segments:
+        segment_service.build(app, engine)
     app.web_server(HttpApi(engine, app))
     return app, engine

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, Awaitable, Callable
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import faust
+from mode import Service
 
 from projections.sink import BatchingSink
 
@@ -57,3 +58,19 @@ class Checkpoint:
             for event in held:
                 event.ack()
             self.acked += len(held)
+
+
+class CheckpointService(Service):
+    """Commits the checkpoint on a timer, so records are acknowledged (and rows and
+    state written) under light load too, not only when the sink fills up."""
+
+    def __init__(self, checkpoint: Checkpoint, interval: float, **kwargs: Any) -> None:
+        self.checkpoint = checkpoint
+        self.interval = interval
+        super().__init__(**kwargs)
+
+    @Service.task
+    async def _commit_periodically(self) -> None:
+        while not self.should_stop:
+            await self.sleep(self.interval)
+            await self.checkpoint.commit()

@@ -265,11 +265,18 @@ def bench() -> None:
 @bench.command(name="ingest")
 @click.option("--events", default=500_000, show_default=True)
 @click.option("--users", default=100_000, show_default=True)
-def bench_ingest(events: int, users: int) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(["projections", "all"]),
+    default="projections",
+    show_default=True,
+    help="The worker's role: all also keeps segment state per user.",
+)
+def bench_ingest(events: int, users: int, role: str) -> None:
     """Events/s through ingest -> agent -> ClickHouse, next to a raw aiokafka consumer."""
     from benchmarks.ingest import run
 
-    run(events, users)
+    run(events, users, role)
 
 
 @bench.command(name="segments")

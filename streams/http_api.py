@@ -217,6 +217,8 @@ class HttpApi(Service):
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             return _json({"error": 'body must be {"sql": "...", "parameters": {...}}'}, 400)
         client = self.engine.clickhouse
+        if not self.engine.settings.projects:
+            return _json({"error": "this worker's role does not run projections"}, 503)
         if client is None:
             return _json({"error": "ClickHouse is not open yet"}, 503)
         try:

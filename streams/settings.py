@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     segment_horizon_days: int = Field(
         default=90, ge=1, le=3660, description="How long per-user event counts are kept."
     )
+    role: Literal["all", "projections", "segments"] = Field(
+        default="all",
+        description="What this worker does. all: everything (the embedded default). "
+        "projections: validation, dead letters and ClickHouse. segments: segment state and "
+        "memberships. Each role is its own consumer group, so the two scale apart.",
+    )
     app_id: str = "reachstream"
     log_level: str = "warning"
 
@@ -69,6 +75,19 @@ class Settings(BaseSettings):
     @property
     def clickhouse(self) -> str:
         return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group: one per role, as each role reads every input record."""
+        return self.app_id if self.role == "all" else f"{self.app_id}-{self.role}"
+
+    @property
+    def projects(self) -> bool:
+        return self.role in ("all", "projections")
+
+    @property
+    def segments(self) -> bool:
+        return self.role in ("all", "segments")
 
     @property
     def http_is_loopback(self) -> bool:

@@ -1,4 +1,5 @@
-"""Faust agents for the input topics: decode, validate, project, dead-letter."""
+"""Faust agents for the input topics: decode, validate, then (by role) project and
+dead-letter, and hand the valid items to the input handlers (segments)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ def _register_input(
 ) -> None:
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
     counters, sink, checkpoint = engine.counters, engine.sink, engine.checkpoint
+    # Another role's workers project and dead-letter when this one only keeps segments.
+    projects = engine.settings.projects
 
     async def process(stream: faust.StreamT[bytes]) -> None:
         # Acks are manual: a record is acknowledged once its rows are written.
@@ -73,20 +76,22 @@ def _register_input(
             now = datetime.now(UTC)
             source = Source(message.topic, message.partition, message.offset, message.key)
             result = intake(codec, event.value, source, now)
+            if projects:
+                if result.valid:
+                    origin = rows.Origin(message.partition, message.offset)
+                    sink.add(table, [row_of(item, origin, now) for item in result.valid])
+                for letter in result.dead:
+                    await dead_letters.send(
+                        key=letter.key,
+                        value=letter.raw,
+                        headers=letter.headers(),
+                        partition=message.partition,
+                    )
+            counters[f"{table.name}.valid"] += len(result.valid)
+            counters[f"{table.name}.dead"] += len(result.dead)
             if result.valid:
-                origin = rows.Origin(message.partition, message.offset)
-                sink.add(table, [row_of(item, origin, now) for item in result.valid])
-                counters[f"{table.name}.valid"] += len(result.valid)
                 for handle in engine.input_handlers:
                     await handle(message.partition, message.offset, table.name, result.valid)
-            for letter in result.dead:
-                await dead_letters.send(
-                    key=letter.key,
-                    value=letter.raw,
-                    headers=letter.headers(),
-                    partition=message.partition,
-                )
-            counters[f"{table.name}.dead"] += len(result.dead)
             checkpoint.hold(event)
             if checkpoint.due:
                 await checkpoint.commit()
