@@ -24,7 +24,8 @@ def create_app(settings: Settings, bootstrap: str) -> tuple[faust.App, Engine]:
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
-        # Joining a group waits about half the session timeout (see PLATFORM-FACTS).
+        # Joining a group waits about half the session timeout (measured on the embedded
+        # broker), so keep it short.
         broker_session_timeout=settings.broker_session_timeout,
         broker_heartbeat_interval=settings.broker_session_timeout / 4,
         consumer_auto_offset_reset="earliest",
