@@ -186,8 +186,8 @@ def run(writes: int, keys: int, hot_keys: int) -> None:
         )
     console.print(table)
     console.print(
-        "[dim]For scale (measured earlier on this kind of machine, not in this run): a plain Faust table write "
-        "costs ~330 µs, ~3k writes/s per process.[/]"
+        "[dim]For scale (measured earlier on this kind of machine, not in this run): "
+        "a plain Faust table write costs ~330 µs, ~3k writes/s per process.[/]"
     )
 
 
