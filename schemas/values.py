@@ -96,6 +96,8 @@ class VersionValue(_Typed):
 
 
 TypedValue = Annotated[DateValue | PriceValue | VersionValue, Field(discriminator="type")]
+
+
 def _no_big_int(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         raise ValueError("integer outside 64 bits; send it as a string to keep every digit")
