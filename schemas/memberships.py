@@ -1,10 +1,14 @@
-"""Membership changes: a user entered or left a segment, at a time, under a version."""
+"""Membership changes: a user entered or left a segment, at a time, under a version.
+
+A record on the memberships topic is a JSON array of these, all of users of the
+record's partition (the partition of the input that caused them).
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field
 
 from schemas.identity import content_id
 from schemas.segments import SegmentId
@@ -31,8 +35,3 @@ class MembershipChanged(BaseModel):
     def change_id(self) -> str:
         """Row identity: a replay produces the same change with the same id."""
         return content_id("membership", self.segment_id, self.user_id, self.change, self.at)
-
-
-MEMBERSHIP_BATCH: TypeAdapter[list[MembershipChanged]] = TypeAdapter(list[MembershipChanged])
-"""A memberships record: a JSON array of changes, all of users of the record's
-partition (the partition of the input that caused them)."""

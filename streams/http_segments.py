@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic_core import from_json
 
 from agents.segments.state import horizon_problems
-from schemas.definitions import DefinitionRefused
+from schemas.definitions import DefinitionRefused, Definitions
 from schemas.segments import SegmentDefinition
 from streams.definitions import DefinitionsService
 from streams.engine import Previewer
@@ -48,7 +48,7 @@ class SegmentRoutes:
         self._json = respond
 
     @property
-    def registry(self) -> Any:
+    def registry(self) -> Definitions:
         return self._definitions.registry
 
     async def apply(self, request: web.Request) -> web.Response:
