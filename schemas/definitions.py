@@ -1,5 +1,8 @@
-"""Definition events: segments (and, later, presets and journeys) are created, changed
-and deleted by records on the compacted definitions topic, keyed ``segment:<id>``.
+"""Definition events: segments and journeys (and, later, presets) are created, changed
+and deleted by records on the compacted definitions topic. Keys: ``segment:<id>``;
+``journey:<id>:<version>`` (every version is kept: users inside a journey stay on the
+version they entered); ``journey-status:<id>`` (the whole lifecycle state, so the
+latest record alone says it).
 
 Every worker folds the whole topic into a ``Definitions`` registry, so all of them
 agree on the same versions; replaying the topic rebuilds the same registry.
@@ -7,11 +10,14 @@ agree on the same versions; replaying the topic rebuilds the same registry.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
+from schemas.journeys import JourneyDefinition, JourneyId
 from schemas.segments import SegmentDefinition, SegmentId, reference_problems, references
 from schemas.values import CONTRACT, Timestamp
 
@@ -33,13 +39,96 @@ class SegmentDeleted(BaseModel):
     at: Timestamp
 
 
-DefinitionEvent = Annotated[SegmentApplied | SegmentDeleted, Field(discriminator="kind")]
-DEFINITION_EVENT: TypeAdapter[SegmentApplied | SegmentDeleted] = TypeAdapter(DefinitionEvent)
+class JourneyApplied(BaseModel):
+    model_config = CONTRACT
+
+    kind: Literal["journey_applied"] = "journey_applied"
+    definition: JourneyDefinition
+    at: Timestamp
 
 
-def record_key(event: SegmentApplied | SegmentDeleted) -> bytes:
-    segment_id = event.definition.id if isinstance(event, SegmentApplied) else event.segment_id
-    return f"segment:{segment_id}".encode()
+class JourneyStatus(StrEnum):
+    DRAFT = "draft"
+    LAUNCHED = "launched"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+class JourneyAction(StrEnum):
+    LAUNCH = "launch"
+    PAUSE = "pause"
+    RESUME = "resume"
+    STOP = "stop"
+    RENAME = "rename"
+
+
+class JourneyStatusChanged(BaseModel):
+    """A journey's lifecycle after ``action``: the whole of it, so that compaction may
+    keep only the latest record."""
+
+    model_config = CONTRACT
+
+    kind: Literal["journey_status"] = "journey_status"
+    journey_id: JourneyId
+    action: JourneyAction
+    status: JourneyStatus
+    name: str
+    launch: int = Field(ge=0, description="How many times it was launched (a run's prefix).")
+    launched_at: Timestamp | None = None
+    """When the current launch happened (schedules count from it)."""
+    stopped_at: Timestamp | None = None
+    at: Timestamp
+
+
+DefinitionEventType = SegmentApplied | SegmentDeleted | JourneyApplied | JourneyStatusChanged
+DefinitionEvent = Annotated[DefinitionEventType, Field(discriminator="kind")]
+DEFINITION_EVENT: TypeAdapter[DefinitionEventType] = TypeAdapter(DefinitionEvent)
+
+
+def record_key(event: DefinitionEventType) -> bytes:
+    if isinstance(event, SegmentApplied):
+        return f"segment:{event.definition.id}".encode()
+    if isinstance(event, SegmentDeleted):
+        return f"segment:{event.segment_id}".encode()
+    if isinstance(event, JourneyApplied):
+        return f"journey:{event.definition.id}:{event.definition.version}".encode()
+    return f"journey-status:{event.journey_id}".encode()
+
+
+@dataclass
+class Journey:
+    """A journey in the registry: every applied version and the lifecycle."""
+
+    versions: dict[int, JourneyDefinition] = field(default_factory=dict)
+    status: JourneyStatusChanged | None = None
+
+    @property
+    def latest(self) -> JourneyDefinition:
+        return self.versions[max(self.versions)]
+
+    @property
+    def state(self) -> JourneyStatus:
+        return self.status.status if self.status else JourneyStatus.DRAFT
+
+    @property
+    def name(self) -> str:
+        return self.status.name if self.status else self.latest.name
+
+
+# action -> (the states it may start from, the state it leads to)
+_TRANSITIONS: dict[JourneyAction, tuple[frozenset[JourneyStatus], JourneyStatus | None]] = {
+    JourneyAction.LAUNCH: (
+        frozenset({JourneyStatus.DRAFT, JourneyStatus.STOPPED}),
+        JourneyStatus.LAUNCHED,
+    ),
+    JourneyAction.PAUSE: (frozenset({JourneyStatus.LAUNCHED}), JourneyStatus.PAUSED),
+    JourneyAction.RESUME: (frozenset({JourneyStatus.PAUSED}), JourneyStatus.LAUNCHED),
+    JourneyAction.STOP: (
+        frozenset({JourneyStatus.LAUNCHED, JourneyStatus.PAUSED}),
+        JourneyStatus.STOPPED,
+    ),
+    JourneyAction.RENAME: (frozenset(JourneyStatus), None),
+}
 
 
 class DefinitionRefused(ValueError):
@@ -47,21 +136,29 @@ class DefinitionRefused(ValueError):
 
 
 class Definitions:
-    """The registry of live segment definitions, folded from definition events."""
+    """The registry of live segment and journey definitions, folded from definition
+    events."""
 
     def __init__(self) -> None:
         self.segments: dict[str, SegmentDefinition] = {}
         # Versions of deleted segments too, so a re-created segment gets a new one.
         self._versions: dict[str, int] = {}
+        self.journeys: dict[str, Journey] = {}
 
-    def fold(self, event: SegmentApplied | SegmentDeleted) -> None:
+    def fold(self, event: DefinitionEventType) -> None:
         if isinstance(event, SegmentApplied):
             definition = event.definition
             self.segments[definition.id] = definition
             self._versions[definition.id] = definition.version
-        else:
+        elif isinstance(event, SegmentDeleted):
             self.segments.pop(event.segment_id, None)
             self._versions[event.segment_id] = event.version
+        elif isinstance(event, JourneyApplied):
+            journey = self.journeys.setdefault(event.definition.id, Journey())
+            journey.versions[event.definition.version] = event.definition
+        else:
+            journey = self.journeys.setdefault(event.journey_id, Journey())
+            journey.status = event
 
     def next_version(self, segment_id: str) -> int:
         return self._versions.get(segment_id, 0) + 1
@@ -83,8 +180,64 @@ class Definitions:
             for other in self.segments.values()
             if other.id != segment_id and segment_id in references(other.condition)
         )
+        users += sorted(
+            f"journey {journey_id}"
+            for journey_id, journey in self.journeys.items()
+            if journey.state is not JourneyStatus.STOPPED
+            and any(segment_id in version.segments for version in journey.versions.values())
+        )
         if users:
             raise DefinitionRefused(
                 f"segment '{segment_id}' is referred to by {', '.join(users)}: change those first"
             )
         return SegmentDeleted(segment_id=segment_id, version=self.next_version(segment_id), at=at)
+
+    # --- journeys -------------------------------------------------------------------
+
+    def prepare_journey(self, definition: JourneyDefinition, at: datetime) -> JourneyApplied:
+        """Check a new journey or a new version against the segments, and version it."""
+        problems = [
+            f"journey '{definition.id}' uses unknown segment '{segment_id}'"
+            for segment_id in sorted(definition.segments)
+            if segment_id not in self.segments
+        ]
+        if problems:
+            raise DefinitionRefused("; ".join(problems))
+        journey = self.journeys.get(definition.id)
+        version = max(journey.versions) + 1 if journey and journey.versions else 1
+        return JourneyApplied(definition=definition.model_copy(update={"version": version}), at=at)
+
+    def prepare_action(
+        self, journey_id: str, action: JourneyAction, at: datetime, name: str | None = None
+    ) -> JourneyStatusChanged:
+        """The lifecycle after ``action``, or a refusal saying why it cannot happen."""
+        journey = self.journeys.get(journey_id)
+        if journey is None or not journey.versions:
+            raise DefinitionRefused(f"no journey '{journey_id}'")
+        allowed, target = _TRANSITIONS[action]
+        current = journey.state
+        if current not in allowed:
+            raise DefinitionRefused(
+                f"journey '{journey_id}' is {current}: it cannot {action} "
+                f"(only when {', '.join(sorted(allowed))})"
+            )
+        if action is JourneyAction.RENAME and not name:
+            raise DefinitionRefused("rename needs a new name")
+        if action is JourneyAction.LAUNCH:
+            missing = sorted(journey.latest.segments - set(self.segments))
+            if missing:
+                raise DefinitionRefused(
+                    f"journey '{journey_id}' uses deleted segments: {', '.join(missing)}"
+                )
+        status = journey.status
+        launch = status.launch if status else 0
+        return JourneyStatusChanged(
+            journey_id=journey_id,
+            action=action,
+            status=target or current,
+            name=name or journey.name,
+            launch=launch + 1 if action is JourneyAction.LAUNCH else launch,
+            launched_at=at if action is JourneyAction.LAUNCH else status and status.launched_at,
+            stopped_at=at if action is JourneyAction.STOP else status and status.stopped_at,
+            at=at,
+        )

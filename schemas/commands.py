@@ -1,0 +1,140 @@
+"""What journeys emit: send commands for the delivery workers, and journey activity
+(one record per thing that happened to a user in a journey) for the statistics.
+
+A send command's id is deterministic: the journey, version, run, node and visit, and
+a digest that adds the user. Replaying the inputs re-creates the same id for the same
+step visit, so consumers dedupe by it. The id is readable: the feedback that comes
+back with it says which journey and step it belongs to (``parse_command_id``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, Field
+
+from schemas.identity import content_id
+from schemas.values import CONTRACT, Timestamp, UserId
+
+WEBHOOK = "webhook"
+"""The channel of a webhook step's command."""
+
+
+def command_id(journey: str, version: int, run: str, user: str, node: str, visit: int) -> str:
+    digest = content_id("send", journey, version, run, user, node, visit)[:16]
+    return f"{journey}:{version}:{run}:{node}:{visit}:{digest}"
+
+
+class CommandRef(NamedTuple):
+    journey: str
+    version: int
+    run: str
+    node: str
+    visit: int
+
+
+def parse_command_id(value: str) -> CommandRef | None:
+    """The journey step a command id names; None for ids not made by a journey."""
+    parts = value.split(":")
+    if len(parts) != 6 or not parts[1].isdigit() or not parts[4].isdigit():
+        return None
+    return CommandRef(parts[0], int(parts[1]), parts[2], parts[3], int(parts[4]))
+
+
+class SendCommand(BaseModel):
+    """Deliver ``preset`` on ``channel`` to ``user_id``: one record on the
+    send-commands topic, keyed by user id."""
+
+    model_config = CONTRACT
+
+    command_id: str = Field(min_length=1, max_length=256)
+    user_id: UserId
+    channel: str
+    preset: str | None = None
+    url: str | None = None
+    """Where a webhook step posts."""
+    journey_id: str
+    journey_version: int
+    run: str
+    step: str
+    visit: int
+    properties: dict[str, Any] = Field(default_factory=dict)
+    """The entry properties (API entries; the trigger event's attributes)."""
+    at: Timestamp
+
+
+class Activity(StrEnum):
+    ENTERED = "entered"
+    """Into the journey (step: the start node) or into a step."""
+    SENT = "sent"
+    CAPPED = "capped"
+    """A send the frequency cap held back: the user goes on as if it was not opened."""
+    SUPPRESSED = "suppressed"
+    """A send to a channel the user opted out of."""
+    DELIVERED = "delivered"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    NOT_OPENED = "not_opened"
+    FAILED = "failed"
+    GOAL = "goal"
+    EXITED = "exited"
+    """Left through an exit step, or a goal that ends the journey."""
+    DROPPED = "dropped"
+    """Left without finishing: the journey stopped, the user left its segment."""
+    SKIPPED = "skipped"
+    """An entry refused: already inside, or re-entry not allowed."""
+
+
+class JourneyActivity(BaseModel):
+    """One thing that happened to one user in a journey, at a step."""
+
+    model_config = CONTRACT
+
+    journey_id: str
+    journey_version: int
+    run: str
+    user_id: UserId
+    step: str
+    """The node id; the journey-level rows (entered, skipped) name the start node."""
+    activity: Activity
+    at: Timestamp
+    detail: str = ""
+    """Why (a goal's name, a drop's reason, an output taken)."""
+    command_id: str = ""
+
+    @property
+    def activity_id(self) -> str:
+        """Row identity: a replay produces the same row."""
+        return content_id(
+            "activity",
+            self.journey_id,
+            self.journey_version,
+            self.run,
+            self.user_id,
+            self.step,
+            self.activity,
+            self.detail,
+            self.command_id,
+            self.at,
+        )
+
+
+def _derive_entry_id(data: dict[str, Any]) -> str:
+    return content_id(
+        "entry", data["journey_id"], data["user_id"], data["at"], data.get("properties", {})
+    )
+
+
+class JourneyEntryRequest(BaseModel):
+    """An API entry: put ``user_id`` into a launched journey with an API entry, with
+    ``properties`` its messages can use. One item of a record on the journey-entries
+    topic (a JSON array of one partition's users, like the input topics)."""
+
+    model_config = CONTRACT
+
+    journey_id: str = Field(min_length=1, max_length=64)
+    user_id: UserId
+    at: Timestamp
+    properties: dict[str, Any] = Field(default_factory=dict)
+    entry_id: str = Field(default_factory=_derive_entry_id, min_length=1, max_length=128)
