@@ -449,8 +449,14 @@ class FrequencyCap(BaseModel):
 
     model_config = CONTRACT
 
-    messages: int = Field(ge=1, le=10_000)
+    messages: int = Field(ge=1, le=100)
     period: Duration
+
+    @model_validator(mode="after")
+    def _at_most_a_year(self) -> FrequencyCap:
+        if self.period.delta > timedelta(days=366):
+            raise ValueError("a frequency cap counts back at most a year")
+        return self
 
 
 class SilentHours(BaseModel):
@@ -573,11 +579,7 @@ def graph_problems(journey: JourneyDefinition) -> list[str]:
         if node.id not in reached:
             problems.append(f"node '{node.id}' cannot be reached from the start")
     # A loop must pass through a step that waits, or a user would spin in it for ever.
-    instant = {
-        node.id: list(node.next.values())
-        for node in journey.nodes
-        if not node.waits()
-    }
+    instant = {node.id: list(node.next.values()) for node in journey.nodes if not node.waits()}
     state: dict[str, int] = {}  # 1 visiting, 2 done
 
     def visit(node_id: str, path: list[str]) -> None:
