@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from schemas import DeadLetter, Event, Feedback, TagUpdate
+from schemas.commands import JourneyActivity, SendCommand
 from schemas.identity import _jsonable, content_id
 
 
@@ -94,6 +95,43 @@ SEGMENT_MEMBERSHIPS = Table(
     ),
 )
 
+SEND_COMMANDS = Table(
+    "send_commands",
+    (
+        "command_id",
+        "user_id",
+        "channel",
+        "preset",
+        "url",
+        "journey_id",
+        "journey_version",
+        "run",
+        "step",
+        "visit",
+        "properties",
+        "at",
+        "source_partition",
+        "source_offset",
+    ),
+)
+JOURNEY_ACTIVITY = Table(
+    "journey_activity",
+    (
+        "activity_id",
+        "journey_id",
+        "journey_version",
+        "run",
+        "user_id",
+        "step",
+        "activity",
+        "at",
+        "detail",
+        "command_id",
+        "source_partition",
+        "source_offset",
+    ),
+)
+
 Row = tuple[Any, ...]
 
 
@@ -170,6 +208,42 @@ def dead_letter_row(letter: DeadLetter, origin: Origin) -> Row:
         letter.detail,
         letter.raw.decode("utf-8", "replace"),
         letter.at,
+        origin.partition,
+        origin.offset,
+    )
+
+
+def send_command_row(command: SendCommand, origin: Origin) -> Row:
+    return (
+        command.command_id,
+        command.user_id,
+        command.channel,
+        command.preset or "",
+        command.url or "",
+        command.journey_id,
+        command.journey_version,
+        command.run,
+        command.step,
+        command.visit,
+        _json(command.properties),
+        command.at,
+        origin.partition,
+        origin.offset,
+    )
+
+
+def journey_activity_row(activity: JourneyActivity, origin: Origin) -> Row:
+    return (
+        activity.activity_id,
+        activity.journey_id,
+        activity.journey_version,
+        activity.run,
+        activity.user_id,
+        activity.step,
+        activity.activity.value,
+        activity.at,
+        activity.detail,
+        activity.command_id,
         origin.partition,
         origin.offset,
     )

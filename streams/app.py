@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from agents import dead_letters, memberships
+from agents import dead_letters, journey_projections, memberships
 from agents.intake import agent as intake_agent
 from agents.segments import service as segment_service
 from projections.service import ProjectionService
@@ -40,6 +40,7 @@ def create_app(settings: Settings, bootstrap: str) -> tuple[faust.App, Engine]:
     if settings.projects:
         dead_letters.register(app, engine)
         memberships.register(app, engine)
+        journey_projections.register(app, engine)
         app.service(ProjectionService(engine))  # type: ignore[arg-type]
     if settings.segments:
         segment_service.build(app, engine)

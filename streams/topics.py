@@ -24,6 +24,9 @@ class Topics:
     definitions: str
     memberships: str
     clock: str
+    journey_entries: str
+    send_commands: str
+    journey_activity: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -36,6 +39,9 @@ class Topics:
             definitions=f"{prefix}definitions",
             memberships=f"{prefix}memberships",
             clock=f"{prefix}clock",
+            journey_entries=f"{prefix}journey-entries",
+            send_commands=f"{prefix}send-commands",
+            journey_activity=f"{prefix}journey-activity",
         )
 
     @property
@@ -43,7 +49,16 @@ class Topics:
         return self.events, self.tags, self.feedback
 
     def all(self) -> tuple[str, ...]:
-        return (*self.inputs, self.dead_letters, self.definitions, self.memberships, self.clock)
+        return (
+            *self.inputs,
+            self.dead_letters,
+            self.definitions,
+            self.memberships,
+            self.clock,
+            self.journey_entries,
+            self.send_commands,
+            self.journey_activity,
+        )
 
     @property
     def compacted(self) -> frozenset[str]:

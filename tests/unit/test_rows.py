@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 
+from agents.journey_projections import item_rows
 from projections import rows
 from projections.rows import Origin, Table
 from schemas import DeadLetter, DeadLetterReason, Event, Feedback, TagUpdate
+from schemas.commands import JourneyActivity, SendCommand
 
 NOW = datetime(2024, 5, 1, 10, 0, 5, tzinfo=UTC)
 TS = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -154,7 +157,18 @@ def test_dead_letter_row(index: int | None, raw: bytes, column_index: int, colum
     }
 
 
-@pytest.mark.parametrize("table", [rows.EVENTS, rows.TAG_UPDATES, rows.FEEDBACK, rows.DEAD_LETTERS])
+TABLES = [
+    (rows.EVENTS, "010_events.sql"),
+    (rows.TAG_UPDATES, "020_tag_updates.sql"),
+    (rows.FEEDBACK, "030_feedback.sql"),
+    (rows.DEAD_LETTERS, "040_dead_letters.sql"),
+    (rows.SEGMENT_MEMBERSHIPS, "050_segment_memberships.sql"),
+    (rows.SEND_COMMANDS, "070_send_commands.sql"),
+    (rows.JOURNEY_ACTIVITY, "080_journey_activity.sql"),
+]
+
+
+@pytest.mark.parametrize("table", [table for table, _ in TABLES])
 def test_tables_have_distinct_columns(table: Table) -> None:
     assert len(set(table.columns)) == len(table.columns)
 
@@ -162,19 +176,11 @@ def test_tables_have_distinct_columns(table: Table) -> None:
 SQL = Path(rows.__file__).parent / "sql"
 
 
-@pytest.mark.parametrize(
-    ("table", "sql_file"),
-    [
-        (rows.EVENTS, "010_events.sql"),
-        (rows.TAG_UPDATES, "020_tag_updates.sql"),
-        (rows.FEEDBACK, "030_feedback.sql"),
-        (rows.DEAD_LETTERS, "040_dead_letters.sql"),
-    ],
-)
+@pytest.mark.parametrize(("table", "sql_file"), TABLES)
 def test_row_columns_match_the_table_definition(table: Table, sql_file: str) -> None:
     text = (SQL / sql_file).read_text()
-    assert f".{table.name}\n" in text
-    body = text[text.index("(") + 1 : text.index("\n)")]
+    start = text.index(f".{table.name}\n(") + len(table.name) + 3
+    body = text[start : text.index("\n)", start)]
     columns = tuple(re.findall(r"^\s+(\w+)\s+\w", body, flags=re.MULTILINE))
     assert columns == table.columns
 
@@ -211,3 +217,96 @@ def test_membership_row_identity_matches_the_contract_model(at: str) -> None:
     row = rows.membership_row(written, rows.Origin(1, 2))
     assert row[0] == model.change_id
     assert row[1:6] == ("vip", "u1", "entered", moment, 3)
+
+
+# --- the journeys' topics -------------------------------------------------------------
+
+COMMAND = {
+    "command_id": "welcome:1:r1:greet:1:0123456789abcdef",
+    "user_id": "u1",
+    "channel": "push",
+    "preset": "welcome-push",
+    "journey_id": "welcome",
+    "journey_version": 1,
+    "run": "r1",
+    "step": "greet",
+    "visit": 1,
+    "properties": {"plan": "pro", "n": 2},
+    "at": "2024-05-01T10:00:00Z",
+}
+ACTIVITY = {
+    "journey_id": "welcome",
+    "journey_version": 2,
+    "run": "r1",
+    "user_id": "u1",
+    "step": "greet",
+    "activity": "clicked",
+    "at": "2024-05-01T10:00:00Z",
+    "command_id": "welcome:2:r1:greet:1:0123456789abcdef",
+}
+
+
+def test_send_command_row() -> None:
+    command = SendCommand.model_validate(COMMAND)
+    row = as_dict(rows.SEND_COMMANDS, rows.send_command_row(command, ORIGIN))
+    assert row == {
+        **COMMAND,
+        "url": "",
+        "properties": row["properties"],
+        "at": TS,
+        "source_partition": 3,
+        "source_offset": 1234,
+    }
+    assert orjson.loads(row["properties"]) == {"plan": "pro", "n": 2}
+
+
+def test_webhook_command_row_has_an_empty_preset_and_properties() -> None:
+    data = {**COMMAND, "channel": "webhook", "url": "https://example.com/hook"}
+    del data["preset"], data["properties"]
+    row = as_dict(rows.SEND_COMMANDS, rows.send_command_row(SendCommand(**data), ORIGIN))
+    assert (row["preset"], row["url"], row["properties"]) == ("", "https://example.com/hook", "{}")
+
+
+def test_journey_activity_row() -> None:
+    activity = JourneyActivity.model_validate(ACTIVITY)
+    row = as_dict(rows.JOURNEY_ACTIVITY, rows.journey_activity_row(activity, ORIGIN))
+    assert row == {
+        **ACTIVITY,
+        "activity_id": activity.activity_id,
+        "at": TS,
+        "detail": "",
+        "source_partition": 3,
+        "source_offset": 1234,
+    }
+    assert type(row["activity"]) is str
+
+
+def test_a_replayed_activity_gets_the_same_row_identity() -> None:
+    first = rows.journey_activity_row(JourneyActivity.model_validate(ACTIVITY), ORIGIN)
+    again = rows.journey_activity_row(JourneyActivity.model_validate(ACTIVITY), Origin(0, 9))
+    assert first[0] == again[0]
+    other = JourneyActivity.model_validate({**ACTIVITY, "detail": "cta"})
+    assert rows.journey_activity_row(other, ORIGIN)[0] != first[0]
+
+
+def _record(value: bytes) -> Any:
+    """A consumed record as the projection agents see it (only its value is read)."""
+    return SimpleNamespace(value=value)
+
+
+def test_journey_records_become_rows_without_their_invalid_items(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    to_rows = item_rows("reach.journey-activity", JourneyActivity, rows.journey_activity_row)
+    items = [ACTIVITY, {**ACTIVITY, "activity": "teleported"}, {**ACTIVITY, "step": "x"}]
+    record = _record(orjson.dumps(items))
+    found = to_rows(record, ORIGIN)
+    assert [row[5] for row in found] == ["greet", "x"]
+    assert "reach.journey-activity 3:1234[1] not projected" in caplog.text
+
+
+@pytest.mark.parametrize(("value", "error"), [(b"{}", TypeError), (b"[", ValueError)])
+def test_a_journey_record_that_is_not_an_array_raises(value: bytes, error: type[Exception]) -> None:
+    to_rows = item_rows("reach.send-commands", SendCommand, rows.send_command_row)
+    with pytest.raises(error):
+        to_rows(_record(value), ORIGIN)

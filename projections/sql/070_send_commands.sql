@@ -1,0 +1,24 @@
+-- Send commands the journeys gave the delivery workers. Row identity is command_id
+-- alone (the sorting key): a command re-sent by a replay, whatever its other
+-- columns, collapses into one row, so with FINAL every command appears once.
+-- No PARTITION BY: rows only collapse within a partition, and a re-send's `at`
+-- could fall in another month.
+CREATE TABLE IF NOT EXISTS {database:Identifier}.send_commands
+(
+    command_id       String,
+    user_id          String,
+    channel          LowCardinality(String),
+    preset           String COMMENT 'empty when the step has none (webhooks)',
+    url              String COMMENT 'where a webhook step posts; empty otherwise',
+    journey_id       LowCardinality(String),
+    journey_version  UInt32,
+    run              String,
+    step             LowCardinality(String),
+    visit            UInt32,
+    properties       String COMMENT 'JSON object: the entry properties',
+    at               DateTime64(3, 'UTC'),
+    source_partition UInt32,
+    source_offset    UInt64
+)
+ENGINE = ReplacingMergeTree
+ORDER BY command_id

@@ -1,0 +1,29 @@
+-- What happened to users in journeys: one row per user, step and activity. Row
+-- identity is activity_id (a digest of every other content column), so a replay
+-- rewrites the same rows; read with FINAL for exact counts.
+-- Conventions of the journey engine:
+--   activity 'entered' with detail 'journey': an entry into the journey (a run),
+--     at the start node; with detail '': an entry into the step `step`.
+--   'skipped' (journey level, at the start node): an entry refused.
+--   'exited' / 'dropped': the user left the journey (finished / did not finish).
+--   command_id: the send command of a send's rows (sent ... failed); empty otherwise.
+-- activity is text, not an Enum: a kind added to the engine must never make an
+-- insert fail (the writer retries a failed insert until it succeeds).
+CREATE TABLE IF NOT EXISTS {database:Identifier}.journey_activity
+(
+    activity_id      String,
+    journey_id       LowCardinality(String),
+    journey_version  UInt32,
+    run              String,
+    user_id          String,
+    step             LowCardinality(String),
+    activity         LowCardinality(String),
+    at               DateTime64(3, 'UTC'),
+    detail           String,
+    command_id       String,
+    source_partition UInt32,
+    source_offset    UInt64
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(at)
+ORDER BY (journey_id, step, activity, at, activity_id)
