@@ -18,7 +18,14 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 from schemas.segments import AttributeFilter, SegmentId
 from schemas.values import CONTRACT, Name, Value
@@ -103,7 +110,7 @@ class Duration(BaseModel):
         return self.amount * int(_UNIT[self.unit].total_seconds()) * 1000
 
 
-_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:00)?$")
 
 
 def _parse_hhmm(value: str | dt.time) -> dt.time:
@@ -111,11 +118,16 @@ def _parse_hhmm(value: str | dt.time) -> dt.time:
         return value.replace(second=0, microsecond=0, tzinfo=None)
     if not isinstance(value, str) or not _HHMM.fullmatch(value):
         raise ValueError(f"a time of day is HH:MM (00:00 to 23:59), got {value!r}")
-    hours, minutes = value.split(":")
+    hours, minutes = value.split(":")[:2]
     return dt.time(int(hours), int(minutes))
 
 
-TimeOfDay = Annotated[dt.time, Field(description="HH:MM, 24-hour")]
+TimeOfDay = Annotated[
+    dt.time,
+    BeforeValidator(_parse_hhmm),
+    PlainSerializer(lambda value: value.strftime("%H:%M"), return_type=str),
+    Field(description="HH:MM, 24-hour"),
+]
 
 
 class EventMatch(BaseModel):
@@ -152,11 +164,6 @@ class Schedule(BaseModel):
     weekdays: tuple[Weekday, ...] = ()
     until: dt.date | None = None
     timezone: Zone = "UTC"
-
-    @field_validator("at", mode="before")
-    @classmethod
-    def _time_of_day(cls, value: object) -> object:
-        return None if value is None else _parse_hhmm(value)  # type: ignore[arg-type]
 
     @field_validator("timezone")
     @classmethod
@@ -282,11 +289,6 @@ class DelayNode(_Node):
     until: TimeOfDay | None = None
     weekdays: tuple[Weekday, ...] = ()
     timezone: Zone = USER_ZONE
-
-    @field_validator("until", mode="before")
-    @classmethod
-    def _time_of_day(cls, value: object) -> object:
-        return None if value is None else _parse_hhmm(value)  # type: ignore[arg-type]
 
     @field_validator("timezone")
     @classmethod
@@ -468,11 +470,6 @@ class SilentHours(BaseModel):
     start: TimeOfDay
     end: TimeOfDay
     channels: tuple[Channel, ...] = ()
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _time_of_day(cls, value: object) -> object:
-        return _parse_hhmm(value)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _not_empty(self) -> SilentHours:

@@ -13,12 +13,20 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 from pydantic import ValidationError
 
-from schemas.definitions import DEFINITION_EVENT, Definitions, SegmentApplied, SegmentDeleted
+from schemas.definitions import (
+    DEFINITION_EVENT,
+    Definitions,
+    JourneyApplied,
+    JourneyStatusChanged,
+    SegmentApplied,
+    SegmentDeleted,
+)
 from streams.transport import FETCH_MAX_WAIT_MS
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[SegmentApplied | SegmentDeleted], Awaitable[None]]
+JourneyListener = Callable[[JourneyApplied | JourneyStatusChanged], Awaitable[None]]
 
 
 class DefinitionsService(Service):
@@ -28,26 +36,36 @@ class DefinitionsService(Service):
         self.registry = Definitions()
         self.ready = asyncio.Event()
         self.listeners: list[Listener] = []
+        self.journey_listeners: list[JourneyListener] = []
         self._folded: asyncio.Condition | None = None
         super().__init__(**kwargs)
 
     async def wait_for_version(self, segment_id: str, version: int, timeout: float) -> bool:
         """Wait until this worker has folded ``version`` of a segment (read your writes)."""
+        return await self.wait_for(
+            lambda: self.registry.next_version(segment_id) > version, timeout
+        )
 
-        def folded() -> bool:
-            return self.registry.next_version(segment_id) > version
-
-        assert self._folded is not None
-        async with self._folded:
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate`` holds on the registry, re-checked after each folded
+        event; False when ``timeout`` passes first."""
+        async with self._changed:
             try:
-                await asyncio.wait_for(self._folded.wait_for(folded), timeout)
+                await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
             except TimeoutError:
                 return False
         return True
 
+    @property
+    def _changed(self) -> asyncio.Condition:
+        # Made on first use, inside the running loop, whether a waiter or the follower
+        # comes first.
+        if self._folded is None:
+            self._folded = asyncio.Condition()
+        return self._folded
+
     @Service.task
     async def _follow(self) -> None:
-        self._folded = asyncio.Condition()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
@@ -71,7 +89,11 @@ class DefinitionsService(Service):
                 if not self.ready.is_set() and all(
                     position >= ends[tp] for position, tp in zip(positions, partitions, strict=True)
                 ):
-                    log.info("definitions: %d segments", len(self.registry.segments))
+                    log.info(
+                        "definitions: %d segments, %d journeys",
+                        len(self.registry.segments),
+                        len(self.registry.journeys),
+                    )
                     self.ready.set()
         finally:
             await consumer.stop()
@@ -85,8 +107,11 @@ class DefinitionsService(Service):
             log.error("definitions topic offset %d is not a definition event: %s", offset, error)
             return
         self.registry.fold(event)
-        for listener in self.listeners:
-            await listener(event)
-        assert self._folded is not None
-        async with self._folded:
-            self._folded.notify_all()
+        if isinstance(event, SegmentApplied | SegmentDeleted):
+            for listener in self.listeners:
+                await listener(event)
+        else:
+            for journey_listener in self.journey_listeners:
+                await journey_listener(event)
+        async with self._changed:
+            self._changed.notify_all()

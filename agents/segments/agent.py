@@ -1,9 +1,12 @@
-"""Wiring of the segment engine into a worker: per-user state in a coalescing table,
-the index of current definitions, durable timers, and the memberships topic.
+"""Wiring of the segment and journey engines into a worker: per-user state in a
+coalescing table, the index of current definitions, durable timers, and the output
+topics (memberships; send commands, journey activity and tag updates from journeys).
 
-Everything that decides is in ``logic.step``; this module loads, calls, stores and
-sends. One lock serialises the writers of user state (input records, timers,
-definition changes) in the worker's single event loop.
+Everything that decides is in ``agents.segments.logic.step`` and
+``agents.journeys.logic.step``; this module loads, calls, stores and sends. A user's
+segment and journey state live in one value, so one input moves both at once and a
+replay skips both. One lock serialises the writers of user state (input records,
+timers, definition changes, journey runs) in the worker's single event loop.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import asyncio
 import heapq
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,45 +24,81 @@ from zoneinfo import ZoneInfo
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from agents.journeys import logic as journeys
+from agents.journeys.catalog import Catalog
+from agents.journeys.schedule import Run, due_runs, user_run_instant, user_zone
 from agents.segments.evaluate import holds
 from agents.segments.index import SegmentIndex
-from agents.segments.logic import Input, StepResult, Tick, on_definitions_changed, step
+from agents.segments.logic import (
+    Input,
+    JourneyFeedback,
+    StepResult,
+    Tick,
+    on_definitions_changed,
+    step,
+)
 from agents.segments.state import UserState, from_ms, to_ms
+from schemas.commands import JourneyEntryRequest, parse_command_id
+from schemas.definitions import Journey, JourneyStatus
 from schemas.events import Event
 from schemas.feedback import Feedback
+from schemas.journeys import USER_ZONE, AudienceEntry
 from schemas.segments import Condition, SegmentDefinition
 from schemas.tags import TagUpdate
 from streams.state import CoalescingTable
 
 log = logging.getLogger(__name__)
 
-# The stored value per user: state, memberships (segment -> version), the offset of the
-# last applied record per input topic (a replay skips what is already in the state),
-# and the user's next timer (ms), from which the timer queue is rebuilt on recovery.
-STATE, MEMBERS, OFFSETS, TIMER = "s", "m", "o", "d"
+# The stored value per user: segment state, memberships (segment -> version), the
+# offset of the last applied record per input topic (a replay skips what is already in
+# the state), the user's next timer (ms; the queue is rebuilt from it on recovery), and
+# the journey state.
+STATE, MEMBERS, OFFSETS, TIMER, JOURNEYS = "s", "m", "o", "d", "j"
+RUNS_KEY = "\x00journey-runs"
+"""Per partition, not a user: the last audience run swept, per journey entry."""
 
-# Timers fired per hold of the lock: many due at once must not stall the inputs.
+# Timers fired (or users swept) per hold of the lock: many at once must not stall the
+# inputs.
 TIMERS_PER_ROUND = 500
 
 Record = dict[str, Any]
-"""One membership change as sent on the memberships topic."""
+"""One output item (a membership change, a send command, ...) as sent on its topic."""
+
+
+@dataclass(frozen=True)
+class JourneyTopics:
+    commands: str
+    activity: str
+    tags: str
 
 
 class SegmentRuntime:
-    def __init__(self, table: CoalescingTable, bootstrap: str, topic: str, horizon: timedelta):
+    def __init__(
+        self,
+        table: CoalescingTable,
+        bootstrap: str,
+        topic: str,
+        horizon: timedelta,
+        journey_topics: JourneyTopics | None = None,
+    ):
         self.table = table
         self.bootstrap = bootstrap
         self.topic = topic
         self.horizon = horizon
+        self.journey_topics = journey_topics
         self.definitions: dict[str, SegmentDefinition] = {}
         self.index = SegmentIndex.build({}, horizon)
+        self.catalog = Catalog.build({})
         self.lock = asyncio.Lock()
         self.members: dict[str, int] = defaultdict(int)  # segment -> members here
         self.changes = 0
         self.inputs = 0
+        self.commands = 0
         self._timers: dict[int, list[tuple[int, str]]] = defaultdict(list)
         self._producer: AIOKafkaProducer | None = None
         self._pending: list[asyncio.Future[Any]] = []
+        # Outputs of the current call, by topic; sent as one record per topic.
+        self._out: dict[str, list[Record]] = defaultdict(list)
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
@@ -73,6 +113,7 @@ class SegmentRuntime:
         return {
             "inputs": self.inputs,
             "changes": self.changes,
+            "commands": self.commands,
             "timers": sum(len(queue) for queue in self._timers.values()),
             "members": dict(sorted(self.members.items())),
         }
@@ -95,7 +136,6 @@ class SegmentRuntime:
     ) -> None:
         """Fold one input record's items (all of ``partition``) into their users, each at
         the instant ``now_of`` gives it."""
-        changes: list[Record] = []
         replayed: dict[str, bool] = {}  # decided once per user and record
         async with self.lock:
             for item in items:
@@ -107,17 +147,43 @@ class SegmentRuntime:
                 if replayed[user]:
                     continue  # this record is already in the user's state
                 self.inputs += 1
+                now = now_of(item)
+                segment_input: Input = item
+                if isinstance(item, Feedback):
+                    # A journey's command id names its journey and step, for message
+                    # conditions by journey or step.
+                    ref = parse_command_id(item.command_id)
+                    if ref is not None:
+                        segment_input = JourneyFeedback(item, ref.journey, ref.node)
                 result = step(
                     self.index,
                     self.definitions,
                     UserState.from_json(stored[STATE]),
                     stored[MEMBERS],
-                    item,
-                    now_of(item),
+                    segment_input,
+                    now,
                 )
                 stored[OFFSETS] = {**stored[OFFSETS], source: offset}
-                changes.extend(self._store(partition, user, stored, result))
-        await self._send(partition, changes)
+                journey_input = item if isinstance(item, Event | Feedback) else journeys.Tick()
+                self._store(partition, user, stored, result, journey_input, now)
+        await self._send(partition)
+
+    async def apply_entries(
+        self, partition: int, offset: int, items: Iterable[JourneyEntryRequest]
+    ) -> None:
+        """Fold one record of API journey entries (all of ``partition``)."""
+        replayed: dict[str, bool] = {}
+        async with self.lock:
+            for item in items:
+                user = item.user_id
+                stored = self._load(partition, user)
+                if user not in replayed:
+                    replayed[user] = stored[OFFSETS].get("a", -1) >= offset
+                if replayed[user]:
+                    continue
+                stored[OFFSETS] = {**stored[OFFSETS], "a": offset}
+                self._store(partition, user, stored, None, item, item.at)
+        await self._send(partition)
 
     async def fire_timers(self, partition: int, now: datetime) -> int:
         """Evaluate the users whose timer is due at ``now``; returns how many."""
@@ -127,7 +193,6 @@ class SegmentRuntime:
         due_ms = to_ms(now)
         fired = 0
         while True:
-            changes: list[Record] = []
             async with self.lock:
                 for _ in range(TIMERS_PER_ROUND):
                     if not queue or queue[0][0] > due_ms:
@@ -149,10 +214,10 @@ class SegmentRuntime:
                         Tick(),
                         from_ms(when),
                     )
-                    changes.extend(self._store(partition, user, stored, result))
+                    self._store(partition, user, stored, result, journeys.Tick(), from_ms(when))
                     fired += 1
                 more = bool(queue) and queue[0][0] <= due_ms
-            await self._send(partition, changes)
+            await self._send(partition)
             if not more:
                 return fired
             await asyncio.sleep(0)  # let input records in between rounds
@@ -169,11 +234,9 @@ class SegmentRuntime:
             definitions = dict(definitions)
             self.definitions = definitions
             self.index = SegmentIndex.build(definitions, self.horizon)
-            by_partition: dict[int, list[Record]] = {}
+            by_partition: dict[int, dict[str, list[Record]]] = {}
             for partition in sorted(self.table.partitions):
-                changes = by_partition.setdefault(partition, [])
-                for user, entry in list(self.table.items(partition)):
-                    stored = _decode(entry.value)
+                for user, stored in list(self._users(partition)):
                     result = on_definitions_changed(
                         self.index,
                         definitions,
@@ -183,9 +246,11 @@ class SegmentRuntime:
                         now,
                     )
                     if result.changes or result.next_timer != _timer_of(stored):
-                        changes.extend(self._store(partition, user, stored, result))
-        for partition, changes in by_partition.items():
-            await self._send(partition, changes)
+                        self._store(partition, user, stored, result, journeys.Tick(), now)
+                by_partition[partition], self._out = self._out, defaultdict(list)
+        for partition, outputs in by_partition.items():
+            self._out = defaultdict(list, outputs)
+            await self._send(partition)
 
     async def preview(
         self, condition: Condition, sample: int, now: datetime
@@ -196,8 +261,7 @@ class SegmentRuntime:
         zone = ZoneInfo("UTC")
         async with self.lock:
             for partition in sorted(self.table.partitions):
-                for user, entry in self.table.items(partition):
-                    stored = _decode(entry.value)
+                for user, stored in self._users(partition):
                     users += 1
                     member_of = stored[MEMBERS]
                     if holds(
@@ -212,14 +276,111 @@ class SegmentRuntime:
                             found.append(user)
         return members, users, found
 
+    # --- journeys ---------------------------------------------------------------------
+
+    async def rejourney(
+        self, registry: Mapping[str, Journey], changed: str | None, now: datetime
+    ) -> None:
+        """Take the registry's journeys; when journey ``changed`` stopped, everyone
+        inside drops out; when it resumed, its users move on what came due meanwhile."""
+        self.catalog = Catalog.build(registry)
+        journey = registry.get(changed) if changed else None
+        if journey is None or journey.status is None:
+            return
+        action = journey.status.action
+        if action not in ("stop", "resume"):
+            return
+        input: journeys.Input = (
+            journeys.Stopped(journey.status.journey_id) if action == "stop" else journeys.Tick()
+        )
+
+        def pick(stored: Mapping[str, Any]) -> journeys.Input | None:
+            state = stored[JOURNEYS] or {}
+            inside = changed in state.get("in", {}) or changed in state.get("pe", {})
+            return input if inside else None
+
+        for partition in sorted(self.table.partitions):
+            await self._sweep(partition, now, pick)
+
+    async def run_schedules(self, partition: int, now: datetime) -> int:
+        """Start the audience runs that came due by ``now`` for this partition's users;
+        returns how many runs. Only the latest due run of an entry starts: runs missed
+        while no worker ran are not caught up."""
+        if self.journey_topics is None or partition not in self.table.partitions:
+            return 0
+        started = 0
+        for journey_id, journey in sorted(self.catalog.journeys.items()):
+            status = journey.status
+            if (
+                journey.state is not JourneyStatus.LAUNCHED
+                or status is None
+                or status.launched_at is None
+            ):
+                continue
+            for number, entry in enumerate(journey.latest.entries):
+                if not isinstance(entry, AudienceEntry):
+                    continue
+                marker = f"{journey_id}/{number}"
+                runs = self._runs(partition)
+                last = runs.get(marker)
+                after = _run_of(last[1:]) if last and last[0] == status.launch else None
+                due = due_runs(entry.schedule, status.launched_at, after, now)
+                if not due:
+                    continue
+                run = due[-1]
+                await self._sweep(partition, now, self._audience_pick(journey_id, entry, run))
+                async with self.lock:
+                    runs = {**self._runs(partition), marker: [status.launch, *_run_fields(run)]}
+                    self.table.put(partition, RUNS_KEY, runs, applied_offset=0)
+                started += 1
+        return started
+
+    def _audience_pick(
+        self, journey_id: str, entry: AudienceEntry, run: Run
+    ) -> Callable[[Mapping[str, Any]], journeys.Input | None]:
+        journey = self.catalog.journeys[journey_id]
+        default_zone = journey.latest.settings.timezone
+        in_user_zone = entry.schedule.timezone == USER_ZONE and run.local is not None
+
+        def pick(stored: Mapping[str, Any]) -> journeys.Input | None:
+            if entry.segment not in stored[MEMBERS]:
+                return None
+            due = None
+            if in_user_zone:
+                tags = UserState.from_json(stored[STATE]).tags
+                due = to_ms(user_run_instant(run, user_zone(tags, default_zone)))
+            return journeys.AudienceRun(journey_id, run.id, due)
+
+        return pick
+
+    async def _sweep(
+        self,
+        partition: int,
+        now: datetime,
+        pick: Callable[[Mapping[str, Any]], journeys.Input | None],
+    ) -> None:
+        """Give each user of ``partition`` the input ``pick`` chooses for them, in rounds."""
+        users = [user for user, _ in self._users(partition)]
+        for start in range(0, len(users), TIMERS_PER_ROUND):
+            async with self.lock:
+                for user in users[start : start + TIMERS_PER_ROUND]:
+                    stored = self._load(partition, user)
+                    input = pick(stored)
+                    if input is not None:
+                        self._store(partition, user, stored, None, input, now)
+            await self._send(partition)
+
+    def _runs(self, partition: int) -> dict[str, list[Any]]:
+        entry = self.table.get(partition, RUNS_KEY)
+        return dict(entry.value) if entry is not None and entry.value else {}
+
     # --- recovery ---------------------------------------------------------------------
 
     async def on_recovered(self, partitions: set[int]) -> None:
         """Rebuild the timer queues and member counts from the recovered state."""
         for partition in partitions:
             queue: list[tuple[int, str]] = []
-            for user, entry in self.table.items(partition):
-                stored = _decode(entry.value)
+            for user, stored in self._users(partition):
                 if stored[TIMER] is not None:
                     queue.append((stored[TIMER], user))
                 for segment_id in stored[MEMBERS]:
@@ -237,20 +398,59 @@ class SegmentRuntime:
         entry = self.table.get(partition, user)
         return _decode(entry.value if entry is not None else None)
 
+    def _users(self, partition: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        for user, entry in self.table.items(partition):
+            if user != RUNS_KEY:
+                yield user, _decode(entry.value)
+
     def _store(
-        self, partition: int, user: str, stored: dict[str, Any], result: StepResult
-    ) -> list[Record]:
-        timer = to_ms(result.next_timer) if result.next_timer is not None else None
+        self,
+        partition: int,
+        user: str,
+        stored: dict[str, Any],
+        result: StepResult | None,
+        journey_input: journeys.Input,
+        now: datetime,
+    ) -> None:
+        """Move the user's journeys on ``journey_input`` after the segment ``result``
+        (None: the segments did not move), store both, queue the outputs."""
+        state_json = result.state.to_json() if result is not None else stored[STATE]
+        members = dict(result.memberships) if result is not None else stored[MEMBERS]
+        timer: int | None
+        if result is not None:
+            timer = to_ms(result.next_timer) if result.next_timer is not None else None
+        else:
+            timers = UserState.from_json(state_json).timers
+            timer = min(timers.values()) if timers else None
+        journey_state = stored[JOURNEYS]
+        if self.journey_topics is not None:
+            tags = UserState.from_json(state_json).tags if state_json is not None else {}
+            moved = journeys.step(
+                self.catalog,
+                journey_state,
+                journeys.Facts(user, tags, members),
+                journey_input,
+                to_ms(now),
+                result.changes if result is not None else (),
+            )
+            journey_state = moved.state
+            if moved.next_due is not None:
+                timer = moved.next_due if timer is None else min(timer, moved.next_due)
+            self._queue_journey_outputs(moved)
         value = {
-            STATE: result.state.to_json(),
-            MEMBERS: dict(result.memberships),
+            STATE: state_json,
+            MEMBERS: members,
             OFFSETS: stored[OFFSETS],
             TIMER: timer,
         }
+        if journey_state is not None:
+            value[JOURNEYS] = journey_state
         self.table.put(partition, user, value, applied_offset=0)
         if timer is not None and timer != stored[TIMER]:
             heapq.heappush(self._timers[partition], (timer, user))
-        changes: list[Record] = []
+        if result is None:
+            return
+        changes = self._out[self.topic]
         for change in result.changes:
             self.members[change.segment_id] += 1 if change.kind == "entered" else -1
             # The fields of schemas.memberships.MembershipChanged, built from values the
@@ -264,14 +464,29 @@ class SegmentRuntime:
                     "version": change.version,
                 }
             )
-        self.changes += len(changes)
-        return changes
+        self.changes += len(result.changes)
 
-    async def _send(self, partition: int, changes: list[Record]) -> None:
-        if not changes or self._producer is None:
+    def _queue_journey_outputs(self, moved: journeys.JourneyResult) -> None:
+        topics = self.journey_topics
+        assert topics is not None
+        if moved.commands:
+            self._out[topics.commands].extend(moved.commands)
+            self.commands += len(moved.commands)
+        if moved.activity:
+            self._out[topics.activity].extend(moved.activity)
+        if moved.tag_updates:
+            self._out[topics.tags].extend(moved.tag_updates)
+
+    async def _send(self, partition: int) -> None:
+        """Send the queued outputs: one record per topic (a JSON array), in ``partition``,
+        the users' partition on every topic."""
+        outputs, self._out = self._out, defaultdict(list)
+        if self._producer is None:
             return
-        value = orjson.dumps(changes, option=orjson.OPT_UTC_Z)
-        self._pending.append(await self._producer.send(self.topic, value, partition=partition))
+        for topic, records in outputs.items():
+            if records:
+                value = orjson.dumps(records, option=orjson.OPT_UTC_Z)
+                self._pending.append(await self._producer.send(topic, value, partition=partition))
 
 
 def _decode(value: Any) -> dict[str, Any]:
@@ -281,7 +496,23 @@ def _decode(value: Any) -> dict[str, Any]:
         MEMBERS: stored.get(MEMBERS, {}),
         OFFSETS: stored.get(OFFSETS, {}),
         TIMER: stored.get(TIMER),
+        JOURNEYS: stored.get(JOURNEYS),
     }
+
+
+def _run_fields(run: Run) -> list[Any]:
+    local = run.local.isoformat() if run.local is not None else None
+    return [run.id, local, to_ms(run.earliest), to_ms(run.latest)]
+
+
+def _run_of(fields: list[Any]) -> Run:
+    run_id, local, earliest, latest = fields
+    return Run(
+        run_id,
+        datetime.fromisoformat(local) if local is not None else None,
+        from_ms(earliest),
+        from_ms(latest),
+    )
 
 
 def _timer_of(stored: Mapping[str, Any]) -> datetime | None:

@@ -11,10 +11,17 @@ from typing import Any
 
 import faust
 from mode import Service
+from pydantic import TypeAdapter, ValidationError
 
-from agents.segments.agent import SegmentRuntime
+from agents.segments.agent import JourneyTopics, SegmentRuntime
 from schemas.clock import TICK
-from schemas.definitions import SegmentApplied, SegmentDeleted
+from schemas.commands import JourneyEntryRequest
+from schemas.definitions import (
+    JourneyApplied,
+    JourneyStatusChanged,
+    SegmentApplied,
+    SegmentDeleted,
+)
 from streams.checkpoint import unacked_events
 from streams.engine import Engine
 from streams.state import attach_to_faust, create_table
@@ -36,6 +43,11 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
         engine.bootstrap,
         engine.topics.memberships,
         timedelta(days=settings.segment_horizon_days),
+        JourneyTopics(
+            commands=engine.topics.send_commands,
+            activity=engine.topics.journey_activity,
+            tags=engine.topics.tags,
+        ),
     )
 
     async def recovered(partitions: set[int]) -> None:
@@ -61,6 +73,7 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
     # Outputs, then the state that counts them, then (in the checkpoint) rows and acks.
     engine.checkpoint.before_ack.extend([runtime.flush_outputs, table.flush])
     _register_clock(app, engine, runtime)
+    _register_entries(app, engine, runtime)
     app.service(SegmentService(engine, runtime))  # type: ignore[arg-type]
     return runtime
 
@@ -76,10 +89,32 @@ def _register_clock(app: faust.App, engine: Engine, runtime: SegmentRuntime) -> 
                 log.error("clock record at %s is not a tick: %s", event.message.offset, error)
             else:
                 now = engine.clock.advance(tick.now)
+                await runtime.run_schedules(event.message.partition, now)
                 await runtime.fire_timers(event.message.partition, now)
             engine.checkpoint.hold(event)
 
     app.agent(topic, name="segment-clock")(ticks)
+
+
+_ENTRIES = TypeAdapter(list[JourneyEntryRequest])
+
+
+def _register_entries(app: faust.App, engine: Engine, runtime: SegmentRuntime) -> None:
+    """API journey entries: records of the HTTP API, one JSON array per partition."""
+    topic = app.topic(engine.topics.journey_entries, key_serializer="raw", value_serializer="raw")
+
+    async def entries(stream: faust.StreamT[bytes]) -> None:
+        async for event in unacked_events(stream):
+            message = event.message
+            try:
+                items = _ENTRIES.validate_json(event.value)
+            except ValidationError as error:
+                log.error("journey entries at %s are invalid: %s", message.offset, error)
+            else:
+                await runtime.apply_entries(message.partition, message.offset, items)
+            engine.checkpoint.hold(event)
+
+    app.agent(topic, name="journey-entries")(entries)
 
 
 class SegmentService(Service):
@@ -96,6 +131,8 @@ class SegmentService(Service):
         definitions = self.engine.definitions
         await definitions.ready.wait()
         definitions.listeners.append(self._on_definition)
+        definitions.journey_listeners.append(self._on_journey)
+        await self.runtime.rejourney(registry_journeys(definitions), None, self.engine.clock.now())
         registry = definitions.registry
         await self.runtime.redefine(
             registry.segments,
@@ -109,6 +146,11 @@ class SegmentService(Service):
             self.engine.definitions.registry.segments, {changed}, self.engine.clock.now()
         )
 
+    async def _on_journey(self, event: JourneyApplied | JourneyStatusChanged) -> None:
+        changed = event.journey_id if isinstance(event, JourneyStatusChanged) else None
+        registry = registry_journeys(self.engine.definitions)
+        await self.runtime.rejourney(registry, changed, self.engine.clock.now())
+
     @Service.task
     async def _wall_clock_timers(self) -> None:
         if self.engine.clock.simulated:
@@ -117,8 +159,14 @@ class SegmentService(Service):
             await self.sleep(0.25)
             now = self.engine.clock.now()
             for partition in sorted(self.runtime.table.partitions):
+                await self.runtime.run_schedules(partition, now)
                 await self.runtime.fire_timers(partition, now)
 
     async def on_stop(self) -> None:
         await self.runtime.stop()
         await self.runtime.table.stop()
+
+
+def registry_journeys(definitions: Any) -> dict[str, Any]:
+    """A copy: the runtime indexes it while the registry keeps folding."""
+    return dict(definitions.registry.journeys)
