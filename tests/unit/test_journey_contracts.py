@@ -40,7 +40,7 @@ def refused(document: dict[str, Any]) -> str:
     return str(caught.value)
 
 
-EXIT = {"id": "done", "type": "exit"}
+EXIT: dict[str, Any] = {"id": "done", "type": "exit"}
 
 
 def test_the_seed_examples_are_valid_and_round_trip() -> None:
@@ -106,13 +106,13 @@ def test_unreachable_nodes_and_duplicates_are_refused() -> None:
 
 
 def test_a_loop_without_a_wait_is_refused_and_with_one_accepted() -> None:
-    spin = [
+    spin: list[dict[str, Any]] = [
         {"id": "a", "type": "segment_split", "segment": "s", "next": {"in": "b", "not_in": "done"}},
         {"id": "b", "type": "update_profile", "tags": {"x": 1}, "next": {"next": "a"}},
         EXIT,
     ]
     assert "a loop with no waiting step: a -> b -> a" in refused(definition(spin))
-    waits = [
+    waits: list[dict[str, Any]] = [
         {"id": "a", "type": "segment_split", "segment": "s", "next": {"in": "w", "not_in": "done"}},
         {
             "id": "w",
@@ -201,8 +201,9 @@ def test_lifecycle_versions_and_refusals() -> None:
         assert event.status is status
         # Through the topic's encoding, as every worker folds it.
         registry.fold(DEFINITION_EVENT.validate_json(event.model_dump_json()))
-    assert registry.journeys[journey.id].status is not None
-    assert registry.journeys[journey.id].status.launch == 2
+    changed = registry.journeys[journey.id].status
+    assert changed is not None
+    assert changed.launch == 2
     renamed = registry.prepare_action(journey.id, JourneyAction.RENAME, AT, "Come back!")
     registry.fold(renamed)
     assert registry.journeys[journey.id].name == "Come back!"
