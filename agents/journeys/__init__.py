@@ -1,0 +1,1 @@
+"""Customer journeys, the pure core."""
