@@ -213,6 +213,114 @@ def segments_preview(expression: str, sample: int, api_key: str | None) -> None:
 
 
 @main.group()
+def journeys() -> None:
+    """Define, drive and inspect journeys (through the running system's HTTP API)."""
+
+
+@journeys.command(name="apply")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@api_key_option
+def journeys_apply(path: Path, api_key: str | None) -> None:
+    """Create journeys or new versions of them from a JSON or YAML file (one or a list)."""
+    from streams.journey_files import from_document, read
+    from streams.segment_files import DefinitionError
+
+    try:
+        document = read(path)
+        from_document(document)  # the file's own errors, before anything is sent
+    except DefinitionError as error:
+        raise click.ClickException(str(error)) from None
+    # Sent as written: the server reads it the same way, and a re-dump could change it.
+    for applied in _call(api_key, "POST", "/v1/journeys", document)["applied"]:
+        click.echo(f"applied {applied['id']} (version {applied['version']})")
+
+
+def _journey_action(action: str, help_text: str) -> None:
+    def command(journey_id: str, api_key: str | None) -> None:
+        answer = _call(api_key, "POST", f"/v1/journeys/{journey_id}/{action}")
+        click.echo(f"{answer['id']}: {answer['status']} (launch {answer['launch']})")
+
+    journeys.command(name=action, help=help_text)(
+        click.argument("journey_id")(api_key_option(command))
+    )
+
+
+for _action, _action_help in (
+    ("launch", "Launch a draft or stopped journey (each launch is a new run)."),
+    ("pause", "Pause a launched journey."),
+    ("resume", "Resume a paused journey."),
+    ("stop", "Stop a launched or paused journey."),
+):
+    _journey_action(_action, _action_help)
+
+
+@journeys.command(name="rename")
+@click.argument("journey_id")
+@click.argument("name")
+@api_key_option
+def journeys_rename(journey_id: str, name: str, api_key: str | None) -> None:
+    """Give a journey a new name (in any state)."""
+    answer = _call(api_key, "POST", f"/v1/journeys/{journey_id}/rename", {"name": name})
+    click.echo(f"{answer['id']}: renamed to {answer['name']}")
+
+
+@journeys.command(name="list")
+@api_key_option
+def journeys_list(api_key: str | None) -> None:
+    """The journeys, their status, latest version, launches and entries."""
+    table = Table("id", "status", "version", "launch", "name", "entries")
+    for journey in _call(api_key, "GET", "/v1/journeys")["journeys"]:
+        table.add_row(
+            journey["id"],
+            journey["status"],
+            str(journey["version"]),
+            str(journey["launch"]),
+            journey["name"],
+            "; ".join(journey["entries"]),
+        )
+    console.print(table)
+
+
+@journeys.command(name="show")
+@click.argument("journey_id")
+@click.option("--version", type=click.IntRange(min=1), default=None, help="An older version.")
+@api_key_option
+def journeys_show(journey_id: str, version: int | None, api_key: str | None) -> None:
+    """A journey's definition (the latest, or --version N) with its status, as JSON."""
+    query = f"?version={version}" if version is not None else ""
+    answer = _call(api_key, "GET", f"/v1/journeys/{journey_id}{query}")
+    click.echo(orjson.dumps(answer, option=orjson.OPT_INDENT_2))
+
+
+@journeys.command(name="enter")
+@click.argument("journey_id")
+@click.argument("user_id")
+@click.option("--properties", default="{}", help="A JSON object the messages can use.")
+@api_key_option
+def journeys_enter(journey_id: str, user_id: str, properties: str, api_key: str | None) -> None:
+    """Put USER_ID into a launched journey that has an API entry."""
+    try:
+        parsed = orjson.loads(properties)
+    except orjson.JSONDecodeError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--properties") from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--properties")
+    body = {"users": [{"user_id": user_id, "properties": parsed}]}
+    answer = _call(api_key, "POST", f"/v1/journeys/{journey_id}/entries", body)
+    click.echo(f"entered {user_id} into {journey_id} (entry {answer['entry_ids'][0]})")
+
+
+@journeys.command(name="stats")
+@click.argument("journey_id")
+@api_key_option
+def journeys_stats(journey_id: str, api_key: str | None) -> None:
+    """A journey's statistics, from its activity in ClickHouse."""
+    from projections.journey_stats import format_stats
+
+    click.echo(format_stats(_call(api_key, "GET", f"/v1/journeys/{journey_id}/stats")))
+
+
+@main.group()
 def clock() -> None:
     """Drive simulated time (REACH_CLOCK=simulated): ticks on the clock topic."""
 

@@ -26,6 +26,7 @@ from schemas import Event, Feedback, TagUpdate
 from streams.auth import Scope, allowed, parse_api_keys
 from streams.codecs import InputCodec
 from streams.engine import Engine
+from streams.http_journeys import JourneyRoutes
 from streams.http_segments import SegmentRoutes
 from streams.ingest import IngestProducer
 
@@ -104,7 +105,21 @@ class HttpApi(Service):
         api.router.add_delete(
             "/v1/segments/{segment_id}", self._scoped(Scope.ADMIN, segments.delete)
         )
+        self._add_journey_routes(api)
         return api
+
+    def _add_journey_routes(self, api: web.Application) -> None:
+        journeys = JourneyRoutes(self.engine, self._ready_producer, _json)
+        route = "/v1/journeys/{journey_id}"
+        api.router.add_post("/v1/journeys", self._scoped(Scope.ADMIN, journeys.apply))
+        api.router.add_get("/v1/journeys", self._scoped(Scope.READ, journeys.list))
+        api.router.add_get(route, self._scoped(Scope.READ, journeys.show))
+        api.router.add_get(f"{route}/stats", self._scoped(Scope.READ, journeys.stats))
+        api.router.add_post(
+            route + "/{action:launch|pause|resume|stop|rename}",
+            self._scoped(Scope.ADMIN, journeys.change),
+        )
+        api.router.add_post(f"{route}/entries", self._scoped(Scope.INGEST, journeys.enter))
 
     def _ready_producer(self) -> IngestProducer:
         assert self._producer is not None, "the API has not started"

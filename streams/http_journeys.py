@@ -1,0 +1,303 @@
+"""HTTP routes for journeys: apply definitions, drive the lifecycle (launch, pause,
+resume, stop, rename), list and show them, put users in through an API entry, and read
+their statistics.
+
+Definition changes are records on the definitions topic; each route answers once this
+worker's registry has folded its own record, so a following read sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+from pydantic_core import from_json
+
+from schemas.commands import JourneyEntryRequest
+from schemas.definitions import (
+    DefinitionEventType,
+    DefinitionRefused,
+    Definitions,
+    Journey,
+    JourneyAction,
+    JourneyStatus,
+    record_key,
+)
+from schemas.journeys import ApiEntry, AudienceEntry, Entry, JourneyDefinition, TriggerEntry
+from streams.engine import Engine
+from streams.ingest import IngestProducer
+from streams.journey_files import from_document
+from streams.segment_files import DefinitionError
+
+Respond = Callable[..., web.Response]
+
+FOLD_TIMEOUT = 10.0
+"""Seconds a definition change waits for this worker to fold it before answering."""
+ENTRY_FIELDS = frozenset({"user_id", "properties", "entry_id"})
+
+
+def entry_summary(entry: Entry) -> str:
+    """One line per entry for listings: ``audience inactive-7d (every 1 weeks on fri at
+    17:00 user)``, ``trigger CartAbandoned (filtered)``, ``api``."""
+    if isinstance(entry, AudienceEntry):
+        schedule = entry.schedule
+        at = schedule.at.strftime("%H:%M") if schedule.at else ""
+        if schedule.kind == "now":
+            when = "at launch"
+        elif schedule.kind == "once":
+            when = f"once {schedule.date} {at} {schedule.timezone}"
+        else:
+            days = f" on {','.join(schedule.weekdays)}" if schedule.weekdays else ""
+            when = f"every {schedule.every} {schedule.unit}{days} at {at} {schedule.timezone}"
+        return f"audience {entry.segment} ({when})"
+    if isinstance(entry, TriggerEntry):
+        return f"trigger {entry.match.event}" + (" (filtered)" if entry.match.filters else "")
+    return "api"
+
+
+def lifecycle(journey_id: str, journey: Journey) -> dict[str, Any]:
+    status = journey.status
+    return {
+        "id": journey_id,
+        "name": journey.name,
+        "status": journey.state.value,
+        "launch": status.launch if status else 0,
+        "launched_at": status.launched_at.isoformat() if status and status.launched_at else None,
+        "stopped_at": status.stopped_at.isoformat() if status and status.stopped_at else None,
+    }
+
+
+def summary(journey_id: str, journey: Journey) -> dict[str, Any]:
+    return {
+        **lifecycle(journey_id, journey),
+        "version": max(journey.versions),
+        "entries": [entry_summary(entry) for entry in journey.latest.entries],
+    }
+
+
+class JourneyRoutes:
+    def __init__(
+        self, engine: Engine, producer: Callable[[], IngestProducer], respond: Respond
+    ) -> None:
+        self._engine = engine
+        self._producer = producer
+        self._json = respond
+        # One definition change at a time from this process: each is prepared against
+        # the registry the previous one left, so two applies cannot take one version.
+        self._writing = asyncio.Lock()
+
+    @property
+    def registry(self) -> Definitions:
+        return self._engine.definitions.registry
+
+    async def _journey(self, request: web.Request) -> tuple[str, Journey | None]:
+        await self._engine.definitions.ready.wait()
+        journey_id = request.match_info["journey_id"]
+        journey = self.registry.journeys.get(journey_id)
+        return journey_id, journey if journey and journey.versions else None
+
+    def _missing(self, journey_id: str) -> web.Response:
+        return self._json({"error": f"no journey '{journey_id}'"}, 404)
+
+    async def _produce(self, event: DefinitionEventType, folded: Callable[[], bool]) -> bool:
+        """Write the record; False when this worker has not read it back in time."""
+        await self._producer().send_keyed(
+            self._engine.topics.definitions, record_key(event), event.model_dump_json().encode()
+        )
+        return await self._engine.definitions.wait_for(folded, FOLD_TIMEOUT)
+
+    def _unread(self, what: str, **extra: Any) -> web.Response:
+        # Written, but a read now would not see it: say so rather than claim success.
+        message = f"{what} was written but not read back within {FOLD_TIMEOUT:g}s"
+        return self._json({"error": message, **extra}, 504)
+
+    # --- definitions ------------------------------------------------------------------
+
+    async def apply(self, request: web.Request) -> web.Response:
+        """One journey or a list; all are checked before any is written."""
+        try:
+            journeys = from_document(from_json(await request.read()))
+        except DefinitionError as error:
+            return self._json({"error": str(error)}, 400)
+        except ValueError as error:
+            return self._json({"error": f"body is not JSON: {error}"}, 400)
+        await self._engine.definitions.ready.wait()
+        async with self._writing:
+            now = self._engine.clock.now()
+            try:
+                events = [self.registry.prepare_journey(journey, now) for journey in journeys]
+            except DefinitionRefused as error:
+                return self._json({"error": str(error)}, 400)
+            applied: list[dict[str, Any]] = []
+            for event in events:
+                definition = event.definition
+                if not await self._produce(event, partial(self._has_version, definition)):
+                    what = f"journey '{definition.id}' version {definition.version}"
+                    return self._unread(what, applied=applied)
+                applied.append({"id": definition.id, "version": definition.version})
+        return self._json({"applied": applied})
+
+    def _has_version(self, definition: JourneyDefinition) -> bool:
+        journey = self.registry.journeys.get(definition.id)
+        return journey is not None and definition.version in journey.versions
+
+    async def change(self, request: web.Request) -> web.Response:
+        """launch, pause, resume, stop (from the path) and rename (``{"name": ...}``)."""
+        action = JourneyAction(request.match_info["action"])
+        name: str | None = None
+        if action is JourneyAction.RENAME:
+            try:
+                body = from_json(await request.read())
+                name = body["name"].strip()
+                if not 1 <= len(name) <= 256:
+                    raise ValueError(name)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return self._json({"error": 'body must be {"name": "..."} (1 to 256 chars)'}, 400)
+        journey_id, journey = await self._journey(request)
+        if journey is None:
+            return self._missing(journey_id)
+        async with self._writing:
+            try:
+                event = self.registry.prepare_action(
+                    journey_id, action, self._engine.clock.now(), name
+                )
+            except DefinitionRefused as error:
+                return self._json({"error": str(error)}, 409)
+            if not await self._produce(event, partial(_has_status, journey, event.model_dump())):
+                return self._unread(f"journey '{journey_id}' {action}")
+        return self._json({**lifecycle(journey_id, journey), "action": action.value})
+
+    # --- reads ------------------------------------------------------------------------
+
+    async def list(self, request: web.Request) -> web.Response:
+        await self._engine.definitions.ready.wait()
+        journeys = self.registry.journeys
+        return self._json(
+            {
+                "journeys": [
+                    summary(journey_id, journey)
+                    for journey_id, journey in sorted(journeys.items())
+                    if journey.versions
+                ]
+            }
+        )
+
+    async def show(self, request: web.Request) -> web.Response:
+        """The latest definition, or ``?version=N``, with the lifecycle and versions."""
+        journey_id, journey = await self._journey(request)
+        if journey is None:
+            return self._missing(journey_id)
+        asked = request.query.get("version")
+        if asked is None:
+            version = max(journey.versions)
+        elif asked.isdigit():
+            version = int(asked)
+        else:
+            return self._json({"error": f"version must be a whole number, not {asked!r}"}, 400)
+        definition = journey.versions.get(version)
+        if definition is None:
+            versions = ", ".join(str(number) for number in sorted(journey.versions))
+            message = f"journey '{journey_id}' has no version {version} (versions: {versions})"
+            return self._json({"error": message}, 404)
+        return self._json(
+            {
+                **lifecycle(journey_id, journey),
+                "version": version,
+                "versions": sorted(journey.versions),
+                "definition": definition.model_dump(mode="json"),
+            }
+        )
+
+    async def stats(self, request: web.Request) -> web.Response:
+        from projections.journey_stats import journey_stats
+
+        journey_id, journey = await self._journey(request)
+        if journey is None:
+            return self._missing(journey_id)
+        if not self._engine.settings.projects:
+            return self._json({"error": "this worker's role does not run projections"}, 503)
+        client = self._engine.clickhouse
+        if client is None:
+            return self._json({"error": "ClickHouse is not open yet"}, 503)
+        return self._json(await asyncio.to_thread(journey_stats, client, journey_id))
+
+    # --- API entries ------------------------------------------------------------------
+
+    async def enter(self, request: web.Request) -> web.Response:
+        """``{"users": [{"user_id": ..., "properties": {...}}, ...]}`` into a launched
+        journey with an API entry; refused whole when any item is invalid, as ingest."""
+        try:
+            users = from_json(await request.read())["users"]
+            if not isinstance(users, list):
+                raise TypeError(type(users).__name__)
+        except (ValueError, KeyError, TypeError) as error:
+            return self._json(
+                {"error": f'body must be {{"users": [{{"user_id": ...}}, ...]}}: {error}'}, 400
+            )
+        settings = self._engine.settings
+        if len(users) > settings.max_batch_items:
+            message = f"batch has {len(users)} users, over the limit of {settings.max_batch_items}"
+            return self._json({"error": message}, 400)
+        journey_id, journey = await self._journey(request)
+        if journey is None:
+            return self._missing(journey_id)
+        if journey.state is not JourneyStatus.LAUNCHED:
+            message = f"journey '{journey_id}' is {journey.state}: users enter only when launched"
+            return self._json({"error": message}, 409)
+        if not any(isinstance(entry, ApiEntry) for entry in journey.latest.entries):
+            message = f"journey '{journey_id}' has no api entry: users cannot be put in by API"
+            return self._json({"error": message}, 409)
+        now = self._engine.clock.now()
+        errors: list[dict[str, Any]] = []
+        encoded: list[tuple[str, bytes]] = []
+        entry_ids: list[str] = []
+        for index, item in enumerate(users):
+            try:
+                entry = _entry(journey_id, item, now)
+            except ValueError as error:
+                errors.append({"index": index, "detail": str(error)})
+                continue
+            raw = entry.model_dump_json().encode()
+            if len(raw) > settings.max_record_bytes:
+                limit = settings.max_record_bytes
+                detail = f"entry is {len(raw)} bytes, over the limit of {limit}"
+                errors.append({"index": index, "detail": detail})
+                continue
+            encoded.append((entry.user_id, raw))
+            entry_ids.append(entry.entry_id)
+        if errors:
+            return self._json({"accepted": 0, "errors": errors}, 400)
+        # Packed per partition by user id, as ingest packs events: a user's entries
+        # land where their events and state are.
+        await self._producer().send_encoded(self._engine.topics.journey_entries, encoded)
+        return self._json({"accepted": len(encoded), "entry_ids": entry_ids})
+
+
+def _has_status(journey: Journey, expected: dict[str, Any]) -> bool:
+    return journey.status is not None and journey.status.model_dump() == expected
+
+
+def _entry(journey_id: str, item: Any, now: datetime) -> JourneyEntryRequest:
+    if not isinstance(item, dict):
+        raise ValueError(f"expected an object, got {type(item).__name__}")
+    unknown = sorted(set(item) - ENTRY_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"unknown fields {', '.join(unknown)} (allowed: user_id, properties, entry_id)"
+        )
+    try:
+        return JourneyEntryRequest.model_validate({**item, "journey_id": journey_id, "at": now})
+    except ValidationError as error:
+        raise ValueError(
+            "; ".join(
+                f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+                for problem in error.errors(include_url=False)
+                # The derived entry id's own complaint when another field failed: noise.
+                if problem["type"] != "default_factory_not_called"
+            )
+        ) from None

@@ -1,0 +1,383 @@
+"""The journey routes of the HTTP API, served by aiohttp's test server with the real
+route table and scopes, without a broker: definition records are folded into the
+registry by the real ``DefinitionsService`` as if read back from the topic, and
+entries are kept as the records the ingest producer would send."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from schemas.commands import JourneyEntryRequest
+from schemas.definitions import JourneyStatusChanged
+from schemas.values import parse_timestamp
+from streams import segment_files
+from streams.engine import Engine
+from streams.http_api import HttpApi
+from streams.ingest import IngestProducer
+from streams.journey_files import read
+from streams.partitioning import pack, partition_for
+from streams.settings import Settings
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+# As written (dates as text), the way `reach journeys apply` sends them.
+JOURNEYS: list[dict[str, Any]] = orjson.loads(orjson.dumps(read(EXAMPLES / "seed-journeys.yaml")))
+API_JOURNEY = "follow-up-email-sms-whatsapp"
+ADMIN = {"Authorization": "Bearer admin-key-0123456789"}
+READ = {"Authorization": "Bearer read-key-01234567890"}
+INGEST = {"Authorization": "Bearer ingest-key-012345678"}
+PARTITIONS = 4
+
+
+@dataclass
+class FoldingProducer:
+    """The API's producer, minus Kafka: a definition record is folded as the
+    definitions service folds what it reads; other records are packed and kept."""
+
+    engine: Engine
+    keyed: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+    records: list[tuple[str, int, bytes]] = field(default_factory=list)
+
+    async def send_keyed(self, topic: str, key: bytes, value: bytes) -> None:
+        self.keyed.append((topic, key, value))
+        await self.engine.definitions._fold(value, len(self.keyed) - 1)
+
+    async def send_encoded(self, topic: str, items: Iterable[tuple[str, bytes]]) -> int:
+        records = pack(items, PARTITIONS, 500, self.engine.settings.max_record_bytes)
+        self.records.extend((topic, partition, value) for partition, value in records)
+        return len(records)
+
+
+@dataclass
+class Api:
+    client: TestClient[Any, Any]
+    engine: Engine
+    producer: FoldingProducer
+
+    async def call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] = ADMIN
+    ) -> tuple[int, Any]:
+        response = await self.client.request(method, path, json=body, headers=headers)
+        return response.status, await response.json()
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[Api]:
+    settings = Settings(
+        api_keys=(
+            f"{ADMIN['Authorization'][7:]}:admin,{READ['Authorization'][7:]}:read,"
+            f"{INGEST['Authorization'][7:]}:ingest"
+        ),
+        clock="simulated",
+        max_batch_items=3,
+        max_record_bytes=2048,
+    )
+    engine = Engine.from_settings(settings, "127.0.0.1:1")
+    engine.clock.advance(parse_timestamp("2026-11-01T09:00:00Z"))
+    registry = engine.definitions.registry
+    for segment in segment_files.load(EXAMPLES / "seed-segments.yaml"):
+        registry.fold(registry.prepare(segment, datetime(2026, 10, 1, tzinfo=UTC)))
+    engine.definitions.ready.set()
+    producer = FoldingProducer(engine)
+    http = HttpApi(engine, cast(faust.App, None))
+    http._producer = cast(IngestProducer, producer)
+    async with TestClient(TestServer(http.build())) as client:
+        yield Api(client, engine, producer)
+
+
+async def test_apply_versions_list_and_show(api: Api) -> None:
+    status, body = await api.call("POST", "/v1/journeys", JOURNEYS)
+    assert status == 200, body
+    assert body["applied"] == [{"id": item["id"], "version": 1} for item in JOURNEYS]
+    # One record each, keyed by journey and version, on the definitions topic.
+    assert [key for _, key, _ in api.producer.keyed] == [
+        f"journey:{item['id']}:1".encode() for item in JOURNEYS
+    ]
+    changed = {**JOURNEYS[0], "name": "Come back, please"}
+    status, body = await api.call("POST", "/v1/journeys", changed)
+    assert (status, body) == (200, {"applied": [{"id": "reengage-once", "version": 2}]})
+
+    status, body = await api.call("GET", "/v1/journeys", headers=READ)
+    assert status == 200
+    listed = {journey["id"]: journey for journey in body["journeys"]}
+    assert list(listed) == sorted(item["id"] for item in JOURNEYS)
+    assert listed["reengage-once"] == {
+        "id": "reengage-once",
+        "name": "Come back, please",
+        "status": "draft",
+        "launch": 0,
+        "launched_at": None,
+        "stopped_at": None,
+        "version": 2,
+        "entries": ["audience inactive-7d (once 2026-12-10 09:00 Europe/Paris)"],
+    }
+    assert listed["reengage-weekly"]["entries"] == [
+        "audience inactive-7d (every 1 weeks on fri at 17:00 user)"
+    ]
+    assert listed["follow-up-push-whatsapp"]["entries"] == ["trigger CartAbandoned (filtered)"]
+    assert listed["follow-up-email-sms"]["entries"] == ["audience lapsed-portuguese (at launch)"]
+    assert listed[API_JOURNEY]["entries"] == ["api"]
+
+    status, body = await api.call("GET", "/v1/journeys/reengage-once", headers=READ)
+    assert status == 200
+    assert (body["version"], body["versions"], body["status"]) == (2, [1, 2], "draft")
+    definition = body["definition"]
+    assert (definition["id"], definition["name"], definition["version"]) == (
+        "reengage-once",
+        "Come back, please",
+        2,
+    )
+    assert [node["id"] for node in definition["nodes"]] == ["first-email", "second-email", "done"]
+    status, body = await api.call("GET", "/v1/journeys/reengage-once?version=1", headers=READ)
+    assert (status, body["version"], body["definition"]["name"]) == (200, 1, "Come back (once)")
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "message"),
+    [
+        ("?version=3", 404, "journey 'reengage-once' has no version 3 (versions: 1)"),
+        ("?version=one", 400, "version must be a whole number, not 'one'"),
+    ],
+)
+async def test_show_refuses_unknown_versions(
+    api: Api, query: str, status: int, message: str
+) -> None:
+    await api.call("POST", "/v1/journeys", JOURNEYS[0])
+    assert await api.call("GET", f"/v1/journeys/reengage-once{query}") == (
+        status,
+        {"error": message},
+    )
+
+
+async def test_unknown_segments_refuse_the_whole_apply(api: Api) -> None:
+    unknown = {
+        **JOURNEYS[0],
+        "id": "ghost",
+        "entries": [{"kind": "audience", "segment": "ghost-segment"}],
+    }
+    status, body = await api.call("POST", "/v1/journeys", [JOURNEYS[1], unknown])
+    assert status == 400
+    assert body == {"error": "journey 'ghost' uses unknown segment 'ghost-segment'"}
+    assert api.producer.keyed == []  # nothing written, not even the valid one
+
+
+async def test_invalid_definitions_say_where(api: Api) -> None:
+    broken = orjson.loads(orjson.dumps(JOURNEYS[0]))
+    broken["nodes"][1]["channel"] = "fax"
+    status, body = await api.call("POST", "/v1/journeys", broken)
+    assert status == 400
+    assert body["error"].startswith("journey 'reengage-once': node 'second-email', channel: ")
+    response = await api.client.post("/v1/journeys", data=b"{", headers=ADMIN)
+    assert response.status == 400
+    assert (await response.json())["error"].startswith("body is not JSON")
+
+
+async def test_the_lifecycle_and_its_refusals(api: Api) -> None:
+    await api.call("POST", "/v1/journeys", JOURNEYS[0])
+    path = "/v1/journeys/reengage-once"
+    assert await api.call("POST", f"{path}/pause") == (
+        409,
+        {
+            "error": "journey 'reengage-once' is draft: it cannot pause (only when launched)",
+        },
+    )
+    status, body = await api.call("POST", f"{path}/launch")
+    assert status == 200
+    assert body == {
+        "id": "reengage-once",
+        "name": "Come back (once)",
+        "status": "launched",
+        "launch": 1,
+        "launched_at": "2026-11-01T09:00:00+00:00",
+        "stopped_at": None,
+        "action": "launch",
+    }
+    assert (await api.call("POST", f"{path}/launch"))[0] == 409
+    for action, state in (("pause", "paused"), ("resume", "launched"), ("stop", "stopped")):
+        status, body = await api.call("POST", f"{path}/{action}")
+        assert (status, body["status"], body["action"]) == (200, state, action)
+    assert (await api.call("POST", f"{path}/resume"))[0] == 409
+    api.engine.clock.advance(parse_timestamp("2026-11-02T09:00:00Z"))
+    status, body = await api.call("POST", f"{path}/launch")
+    assert (status, body["launch"], body["launched_at"]) == (200, 2, "2026-11-02T09:00:00+00:00")
+    status, body = await api.call("POST", f"{path}/rename", {"name": "  Welcome back  "})
+    assert (status, body["name"], body["status"]) == (200, "Welcome back", "launched")
+    assert (await api.call("GET", path))[1]["name"] == "Welcome back"
+
+    # Each change is the whole lifecycle, on the journey's status key.
+    statuses = [
+        JourneyStatusChanged.model_validate_json(value)
+        for _, key, value in api.producer.keyed
+        if key == b"journey-status:reengage-once"
+    ]
+    assert [(s.action, s.status, s.launch) for s in statuses] == [
+        ("launch", "launched", 1),
+        ("pause", "paused", 1),
+        ("resume", "launched", 1),
+        ("stop", "stopped", 1),
+        ("launch", "launched", 2),
+        ("rename", "launched", 2),
+    ]
+
+
+@pytest.mark.parametrize("body", [{}, {"name": ""}, {"name": 7}, ["x"], {"name": "x" * 257}])
+async def test_rename_needs_a_name(api: Api, body: Any) -> None:
+    await api.call("POST", "/v1/journeys", JOURNEYS[0])
+    status, answer = await api.call("POST", "/v1/journeys/reengage-once/rename", body)
+    assert status == 400
+    assert "name" in answer["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [
+        ("GET", ""),
+        ("GET", "/stats"),
+        ("POST", "/launch"),
+        ("POST", "/stop"),
+        ("POST", "/entries"),
+    ],
+)
+async def test_unknown_journeys_are_404(api: Api, method: str, suffix: str) -> None:
+    body = {"users": [{"user_id": "u1"}]} if suffix == "/entries" else None
+    assert await api.call(method, f"/v1/journeys/nobody{suffix}", body) == (
+        404,
+        {"error": "no journey 'nobody'"},
+    )
+
+
+async def test_scopes(api: Api) -> None:
+    await api.call("POST", "/v1/journeys", JOURNEYS)
+    await api.call("POST", f"/v1/journeys/{API_JOURNEY}/launch")
+    entries = {"users": [{"user_id": "u1"}]}
+    for method, path, body, key, allowed in [
+        ("POST", "/v1/journeys", JOURNEYS[0], READ, False),
+        ("POST", "/v1/journeys", JOURNEYS[0], INGEST, False),
+        ("POST", f"/v1/journeys/{API_JOURNEY}/pause", None, READ, False),
+        ("GET", "/v1/journeys", None, READ, True),
+        ("GET", "/v1/journeys", None, INGEST, False),
+        ("GET", f"/v1/journeys/{API_JOURNEY}", None, READ, True),
+        ("POST", f"/v1/journeys/{API_JOURNEY}/entries", entries, READ, False),
+        ("POST", f"/v1/journeys/{API_JOURNEY}/entries", entries, INGEST, True),
+        ("GET", "/v1/journeys", None, {}, False),
+    ]:
+        status, _ = await api.call(method, path, body, headers=key)
+        assert (status != 401) is allowed, (method, path, key)
+
+
+async def test_api_entries_are_packed_by_user_partition(api: Api) -> None:
+    await api.call("POST", "/v1/journeys", JOURNEYS)
+    path = f"/v1/journeys/{API_JOURNEY}"
+    users = {"users": [{"user_id": "u1", "properties": {"plan": "gold"}}, {"user_id": "u2"}]}
+    status, body = await api.call("POST", f"{path}/entries", users, headers=INGEST)
+    assert status == 409
+    assert body["error"] == f"journey '{API_JOURNEY}' is draft: users enter only when launched"
+
+    await api.call("POST", f"{path}/launch")
+    users["users"].append({"user_id": "u3", "entry_id": "renewal-2026-u3"})
+    status, body = await api.call("POST", f"{path}/entries", users, headers=INGEST)
+    assert status == 200, body
+    assert body["accepted"] == 3
+    assert body["entry_ids"][2] == "renewal-2026-u3"
+    at = parse_timestamp("2026-11-01T09:00:00Z")
+    sent: dict[str, JourneyEntryRequest] = {}
+    for topic, partition, value in api.producer.records:
+        assert topic == api.engine.topics.journey_entries
+        for item in orjson.loads(value):  # a JSON array of one partition's users
+            entry = JourneyEntryRequest.model_validate(item)
+            assert partition == partition_for(entry.user_id, PARTITIONS)
+            sent[entry.user_id] = entry
+    assert sorted(sent) == ["u1", "u2", "u3"]
+    assert sent["u1"].properties == {"plan": "gold"}
+    assert {entry.journey_id for entry in sent.values()} == {API_JOURNEY}
+    assert {entry.at for entry in sent.values()} == {at}
+    assert [sent[user].entry_id for user in ("u1", "u2", "u3")] == body["entry_ids"]
+
+
+async def test_api_entries_need_an_api_entry(api: Api) -> None:
+    await api.call("POST", "/v1/journeys", JOURNEYS)
+    await api.call("POST", "/v1/journeys/follow-up-push-email/launch")
+    status, body = await api.call(
+        "POST",
+        "/v1/journeys/follow-up-push-email/entries",
+        {"users": [{"user_id": "u1"}]},
+        headers=INGEST,
+    )
+    assert status == 409
+    assert "has no api entry" in body["error"]
+    assert api.producer.records == []
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"users": "u1"}, 'body must be {"users"'),
+        ([{"user_id": "u1"}], 'body must be {"users"'),
+        ({"users": [{"user_id": str(n)} for n in range(4)]}, "4 users, over the limit of 3"),
+    ],
+)
+async def test_api_entries_refuse_bad_bodies(api: Api, body: Any, message: str) -> None:
+    await api.call("POST", "/v1/journeys", JOURNEYS)
+    await api.call("POST", f"/v1/journeys/{API_JOURNEY}/launch")
+    status, answer = await api.call(
+        "POST", f"/v1/journeys/{API_JOURNEY}/entries", body, headers=INGEST
+    )
+    assert status == 400
+    assert message in answer["error"]
+
+
+async def test_api_entries_refuse_the_batch_listing_bad_items(api: Api) -> None:
+    await api.call("POST", "/v1/journeys", JOURNEYS)
+    await api.call("POST", f"/v1/journeys/{API_JOURNEY}/launch")
+    users = [
+        {"user_id": "u1"},
+        {"user_id": "u2", "at": "2026-01-01T00:00:00Z"},
+        {"properties": {}},
+    ]
+    status, body = await api.call(
+        "POST", f"/v1/journeys/{API_JOURNEY}/entries", {"users": users}, headers=INGEST
+    )
+    assert status == 400
+    assert body["accepted"] == 0
+    assert [(error["index"], error["detail"]) for error in body["errors"]] == [
+        (1, "unknown fields at (allowed: user_id, properties, entry_id)"),
+        (2, "user_id: Field required"),
+    ]
+    status, body = await api.call(
+        "POST",
+        f"/v1/journeys/{API_JOURNEY}/entries",
+        {"users": [{"user_id": "u1", "properties": {"blob": "x" * 3000}}]},
+        headers=INGEST,
+    )
+    assert status == 400
+    assert "over the limit of 2048" in body["errors"][0]["detail"]
+    assert api.producer.records == []
+
+
+async def test_stats(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    stats_module = pytest.importorskip("projections.journey_stats")
+    await api.call("POST", "/v1/journeys", JOURNEYS[0])
+    path = "/v1/journeys/reengage-once/stats"
+    assert await api.call("GET", path, headers=READ) == (
+        503,
+        {"error": "ClickHouse is not open yet"},
+    )
+    asked: list[tuple[Any, str]] = []
+
+    def journey_stats(client: Any, journey_id: str) -> dict[str, Any]:
+        asked.append((client, journey_id))
+        return {"journey_id": journey_id, "journey": {"entered": 0}, "steps": []}
+
+    monkeypatch.setattr(stats_module, "journey_stats", journey_stats)
+    api.engine.clickhouse = cast(Any, "the-client")
+    status, body = await api.call("GET", path, headers=READ)
+    assert (status, body["journey_id"]) == (200, "reengage-once")
+    assert asked == [("the-client", "reengage-once")]
