@@ -12,7 +12,6 @@ timers, definition changes, journey runs) in the worker's single event loop.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -46,6 +45,7 @@ from schemas.journeys import USER_ZONE, AudienceEntry
 from schemas.segments import Condition, SegmentDefinition
 from schemas.tags import TagUpdate
 from streams.state import CoalescingTable
+from streams.state.timers import HeapTimers, Timers
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class SegmentRuntime:
         topic: str,
         horizon: timedelta,
         journey_topics: JourneyTopics | None = None,
+        timers: Timers | None = None,
     ):
         self.table = table
         self.bootstrap = bootstrap
@@ -94,7 +95,7 @@ class SegmentRuntime:
         self.changes = 0
         self.inputs = 0
         self.commands = 0
-        self._timers: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        self.timers: Timers = timers if timers is not None else HeapTimers()
         self._producer: AIOKafkaProducer | None = None
         self._pending: list[asyncio.Future[Any]] = []
         # Outputs of the current call, by topic; sent as one record per topic.
@@ -114,7 +115,7 @@ class SegmentRuntime:
             "inputs": self.inputs,
             "changes": self.changes,
             "commands": self.commands,
-            "timers": sum(len(queue) for queue in self._timers.values()),
+            "timers": self.timers.count(),
             "members": dict(sorted(self.members.items())),
         }
 
@@ -187,17 +188,11 @@ class SegmentRuntime:
 
     async def fire_timers(self, partition: int, now: datetime) -> int:
         """Evaluate the users whose timer is due at ``now``; returns how many."""
-        queue = self._timers.get(partition)
-        if not queue:
-            return 0
         due_ms = to_ms(now)
         fired = 0
         while True:
             async with self.lock:
-                for _ in range(TIMERS_PER_ROUND):
-                    if not queue or queue[0][0] > due_ms:
-                        break
-                    at, user = heapq.heappop(queue)
+                for at, user in self.timers.pop_due(partition, due_ms, TIMERS_PER_ROUND):
                     stored = self._load(partition, user)
                     if stored[TIMER] != at:
                         continue  # superseded by a later or earlier timer for this user
@@ -216,7 +211,7 @@ class SegmentRuntime:
                     )
                     self._store(partition, user, stored, result, journeys.Tick(), from_ms(when))
                     fired += 1
-                more = bool(queue) and queue[0][0] <= due_ms
+                more = self.timers.has_due(partition, due_ms)
             await self._send(partition)
             if not more:
                 return fired
@@ -379,18 +374,16 @@ class SegmentRuntime:
     async def on_recovered(self, partitions: set[int]) -> None:
         """Rebuild the timer queues and member counts from the recovered state."""
         for partition in partitions:
-            queue: list[tuple[int, str]] = []
+            self.timers.reset(partition)
             for user, stored in self._users(partition):
                 if stored[TIMER] is not None:
-                    queue.append((stored[TIMER], user))
+                    self.timers.push(partition, stored[TIMER], user)
                 for segment_id in stored[MEMBERS]:
                     self.members[segment_id] += 1
-            heapq.heapify(queue)
-            self._timers[partition] = queue
 
     def on_released(self, partitions: set[int]) -> None:
         for partition in partitions:
-            self._timers.pop(partition, None)
+            self.timers.reset(partition)
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -446,8 +439,11 @@ class SegmentRuntime:
         if journey_state is not None:
             value[JOURNEYS] = journey_state
         self.table.put(partition, user, value, applied_offset=0)
-        if timer is not None and timer != stored[TIMER]:
-            heapq.heappush(self._timers[partition], (timer, user))
+        if timer != stored[TIMER]:
+            if timer is not None:
+                self.timers.push(partition, timer, user, replaces=stored[TIMER])
+            else:
+                self.timers.cancel(partition, stored[TIMER], user)
         if result is None:
             return
         changes = self._out[self.topic]

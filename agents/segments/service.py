@@ -25,6 +25,7 @@ from schemas.definitions import (
 from streams.checkpoint import unacked_events
 from streams.engine import Engine
 from streams.state import attach_to_faust, create_table
+from streams.state.timers import HeapTimers, RocksDBTimers
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
             commands=engine.topics.send_commands,
             activity=engine.topics.journey_activity,
             tags=engine.topics.tags,
+        ),
+        timers=(
+            RocksDBTimers(settings.data_dir / "state", f"{settings.topic_prefix}timers")
+            if settings.table_store == "rocksdb"
+            else HeapTimers()
         ),
     )
 
@@ -165,6 +171,7 @@ class SegmentService(Service):
     async def on_stop(self) -> None:
         await self.runtime.stop()
         await self.runtime.table.stop()
+        self.runtime.timers.close()
 
 
 def registry_journeys(definitions: Any) -> dict[str, Any]:
