@@ -40,7 +40,7 @@ JOURNEY = {
 async def ready(worker: Worker) -> tuple[SegmentRuntime, Outputs, Definitions]:
     runtime: SegmentRuntime = worker.engine.segments
     outputs = Outputs()
-    runtime._producer = outputs  # type: ignore[assignment]
+    runtime._producer = outputs
     await runtime.table.start()
     await runtime.table.recover(range(worker.engine.settings.partitions))
     registry = Definitions()
