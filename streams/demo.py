@@ -16,7 +16,9 @@ from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
 
+from projections.journey_stats import format_stats
 from streams.client import HttpClient
+from streams.journey_files import load as load_journeys
 from streams.segment_files import load as load_segments
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
@@ -24,6 +26,7 @@ from streams.topics import Topics
 
 EVENT_NAMES = ("ApplicationOpen", "ScreenOpen", "InAppPurchase", "ApplicationMinimized")
 SEED_SEGMENTS = Path(__file__).parents[1] / "examples" / "seed-segments.yaml"
+SEED_JOURNEYS = Path(__file__).parents[1] / "examples" / "seed-journeys.yaml"
 MAX_RECORD_BYTES = 100_000  # small, so the demo can show a record over the limit
 console = Console(width=120)
 
@@ -219,6 +222,55 @@ async def _report_segments(api: HttpClient) -> None:
     console.print(table)
 
 
+async def _campaign(system: SystemProcess) -> bool:
+    """The seed's campaign launched now: the first email to every inactive user, a
+    third of them open it (feedback), and the journey's statistics from ClickHouse.
+    The follow-up email waits the journey's 5 days."""
+    api = system.http
+    [seed] = [j for j in load_journeys(SEED_JOURNEYS) if j.id == "reengage-once"]
+    entry = seed.entries[0].model_dump(mode="json")
+    journey = seed.model_dump(mode="json") | {
+        "id": "demo-reengage",
+        "name": "Come back (demo, now)",
+        "entries": [entry | {"schedule": {"kind": "now"}}],
+    }
+    for method, path, body in [
+        ("POST", "/v1/journeys", journey),
+        ("POST", "/v1/journeys/demo-reengage/launch", None),
+    ]:
+        status, answer = await api.call(method, path, body)
+        if status != 200:
+            raise RuntimeError(f"{path} answered {status}: {answer}")
+    _, status_now = await api.call("GET", "/v1/status")
+    audience = status_now["segments"]["members"].get("inactive-7d", 0)
+    console.print(f"launched the seed's campaign now: {audience} users have not opened the app")
+    await _wait_for(api, "SELECT count() FROM send_commands FINAL", audience, 30)
+    _, commands = await api.query(
+        "SELECT command_id, user_id FROM send_commands FINAL ORDER BY user_id"
+    )
+    now = datetime.now(UTC).isoformat()
+    feedback = [
+        {"command_id": command, "user_id": user, "status": status, "channel": "email",
+         "timestamp": now}
+        for number, (command, user) in enumerate(commands)
+        for status in (("delivered", "opened") if number % 3 == 0 else ("delivered",))
+    ]  # fmt: skip
+    if feedback:
+        await api.call("POST", "/v1/feedback", feedback)
+    opened = len(commands[::3])
+    await _wait_for(
+        api, "SELECT countIf(activity = 'opened') FROM journey_activity FINAL", opened, 30
+    )
+    _, stats = await api.call("GET", "/v1/journeys/demo-reengage/stats")
+    console.print(format_stats(stats))
+    ok = len(commands) == audience and int(stats["journey"]["opened"]) == opened
+    console.print(
+        f"first emails {len(commands)}/{audience}, opened {stats['journey']['opened']}/{opened}: "
+        + ("[green]as expected[/]" if ok else "[red]missing[/]")
+    )
+    return ok
+
+
 def run_demo(settings: Settings) -> bool:
     with tempfile.TemporaryDirectory(prefix="reach-demo-") as folder:
         env = {
@@ -238,5 +290,6 @@ def run_demo(settings: Settings) -> bool:
             now = datetime.now(UTC).replace(microsecond=0)
             expected = asyncio.run(_feed(system, topics, now))
             ok = asyncio.run(_report(system, expected))
+            ok = asyncio.run(_campaign(system)) and ok
             console.print("stopping…")
         return ok
