@@ -142,3 +142,35 @@ async def test_stop_drops_everyone_inside(make_worker: Callable[..., Worker]) ->
         if item["activity"] == "dropped"
     ]
     assert dropped == ["journey stopped"]
+
+
+async def test_feedback_on_a_journey_command_counts_for_its_journey_and_step(
+    make_worker: Callable[..., Worker],
+) -> None:
+    worker = make_worker(segments=True, clock="simulated")
+    runtime, outputs, registry = await ready(worker)
+    opened_welcome = SegmentDefinition(
+        id="opened-welcome",
+        name="Opened the welcome email",
+        condition=parse('M(opened, journey "welcome", step "email", last 5 days)'),
+        version=1,
+    )
+    definitions = {**registry.segments, "opened-welcome": opened_welcome}
+    await runtime.redefine(definitions, {"opened-welcome"}, NOW)
+    await runtime.apply(0, 1, "e", [Event(user_id="a", name="Signup", timestamp=NOW)], at)
+    [command] = commands(outputs, worker)
+    opened = Feedback(
+        command_id=command["command_id"],
+        user_id="a",
+        status=FeedbackStatus.OPENED,
+        timestamp=NOW + timedelta(minutes=5),
+        channel="email",
+    )
+    await runtime.apply(0, 2, "f", [opened], own_time)
+    changes = [
+        (item["segment_id"], item["user_id"], item["change"])
+        for name, _, items in outputs.sent
+        if name == worker.engine.topics.memberships
+        for item in items
+    ]
+    assert ("opened-welcome", "a", "entered") in changes
