@@ -128,6 +128,7 @@ def step(
     else:
         state = _copy(state)
     mover = _Mover(catalog, state, facts)
+    mover.drop_stale(now)
     mover.due(now)
     if changes:
         mover.left_segments(changes, now)
@@ -220,6 +221,22 @@ class _Mover:
         self.result = JourneyResult(state)
 
     # --- inputs -----------------------------------------------------------------------
+
+    def drop_stale(self, now: int) -> None:
+        """Visits of a journey stopped (or stopped and launched again) while this user's
+        state was not swept, e.g. on a worker that was down: they end here."""
+        for journey_id, visit in list(self.state.get("in", {}).items()):
+            if not self._current(journey_id, visit["r"]):
+                self._leave(journey_id, visit, Activity.DROPPED, "journey stopped", now)
+        for journey_id in list(self.state.get("pe", {})):
+            if self.catalog.status(journey_id) is not JourneyStatus.LAUNCHED:
+                del self.state["pe"][journey_id]
+
+    def _current(self, journey_id: str, run: str) -> bool:
+        status = self.catalog.status(journey_id)
+        if status is None or status is JourneyStatus.STOPPED:
+            return False
+        return run.split("-", 1)[0] == str(self.catalog.launch(journey_id))
 
     def due(self, now: int) -> None:
         """Move every visit and waiting entry whose instant has come, at that instant."""

@@ -11,6 +11,7 @@ import pytest
 
 from agents.journeys.logic import AudienceRun, Facts, Tick, step
 from schemas.commands import parse_command_id
+from schemas.definitions import JourneyAction
 from tests.unit.journey_sim import T0, Sim, load_journeys
 
 SEED = {journey.id: journey for journey in load_journeys("examples/seed-journeys.yaml")}
@@ -589,3 +590,19 @@ def _ms(moment: datetime) -> int:
     from agents.segments.state import to_ms
 
     return to_ms(moment)
+
+
+def test_a_stop_missed_by_a_sweep_still_ends_the_visit_and_a_relaunch_starts_afresh() -> None:
+    sim = launched(SEED["reengage-once"])
+    sim.user("u1", "inactive-7d")
+    sim.run("reengage-once", "r")
+    # Stopped and launched again while this user's worker was down: no sweep reached them.
+    sim.registry.fold(sim.registry.prepare_action("reengage-once", JourneyAction.STOP, sim.now))
+    sim.registry.fold(sim.registry.prepare_action("reengage-once", JourneyAction.LAUNCH, sim.now))
+    sim._rebuild()
+    sim.advance(10 * DAY)
+    assert sim.sent("u1") == ["first-email"]
+    assert [r["detail"] for r in sim.rows("u1", "dropped")] == ["journey stopped"]
+    sim.run("reengage-once", "r")  # the same schedule, a new launch: a new run...
+    skipped = sim.rows("u1", "skipped")  # ...which re-entry "never" keeps them out of
+    assert [(r["run"], r["detail"]) for r in skipped] == [("2-r", "already entered")]
