@@ -419,6 +419,18 @@ def bench_state(writes: int, keys: int, hot_keys: int) -> None:
     run(writes, keys, hot_keys)
 
 
+@bench.command(name="journeys")
+@click.option("--users", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--latency-users", type=click.IntRange(min=1), default=2_000, show_default=True)
+@click.option("--latency-rate", type=click.FloatRange(min=1), default=200.0, show_default=True)
+@click.option("--timers", type=click.IntRange(min=1), default=1_000_000, show_default=True)
+def bench_journeys(users: int, latency_users: int, latency_rate: float, timers: int) -> None:
+    """Audience launch commands/s, feedback -> next step latency, memory per pending timer."""
+    from benchmarks.journeys import run
+
+    run(users, latency_users, latency_rate, timers)
+
+
 @main.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 def schemas(folder: Path) -> None:

@@ -1,0 +1,491 @@
+"""Benchmark: journeys on the embedded system (worker role all, wall clock, the
+configured table store), each figure next to a baseline measured in the same run.
+
+1. Audience launch: N users are put in segment ``bench-audience`` by tag updates; a
+   journey "audience (at launch) -> email -> exit" is launched, and the time from the
+   launch request to the N-th send command read from the send-commands topic gives
+   send commands/s. Baseline: a raw aiokafka consumer + orjson reading those same
+   commands from the start of the topic (the floor for any reader of that topic).
+2. Step latency: users enter "trigger BenchStart -> push (split after 1 day) ->
+   opened -> email"; an ``opened`` feedback per user is produced (one per record) at
+   a steady rate, and the time from producing it to reading the user's email command
+   gives p50/p99. Baseline: a raw aiokafka producer/consumer pair on a scratch topic
+   at the same rate and record size (the broker's and client's own share).
+3. Pending timers: users are put, through API entries, into "delay 30 days -> email",
+   until the status reports that many timers; the worker's RSS growth per pending
+   timer, next to the growth of its state directory (RocksDB table and timer queues)
+   per user.
+
+How to read it: the ratio to the baseline is the engine's cost (a launch far below
+the raw read rate is the sweep and the per-user step, not Kafka); latency above the
+baseline is the worker's feedback -> step -> command path. Not a timed test: it prints
+figures. ``reach bench journeys`` or ``python -m benchmarks.journeys``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import inspect
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.ingest import _raw_consume
+from benchmarks.segments import _percentile, _rss_kib, _status
+from streams.ingest import IngestProducer
+from streams.partitioning import partition_for
+from streams.settings import Settings
+from streams.supervisor import SystemProcess
+from streams.topics import Topics, ensure_topics
+from streams.transport import FETCH_MAX_WAIT_MS
+
+console = Console(width=160)
+AUDIENCE = "bench-audience"
+LAUNCH, LATENCY, TIMERS = "bench-launch", "bench-latency", "bench-timers"
+CHUNK = 100_000  # items generated and produced at a time: bounded client memory
+
+Item = dict[str, Any]
+Row = tuple[str, str, str]
+"""measure, count, figure; a baseline is its own row, indented, under its figure."""
+
+
+def journeys() -> list[Item]:
+    email = {"type": "message", "channel": "email", "preset": "bench-email"}
+    done = {"id": "done", "type": "exit"}
+    return [
+        {
+            "id": LAUNCH,
+            "name": "Bench: audience launch",
+            "entries": [{"kind": "audience", "segment": AUDIENCE}],  # schedule: now
+            "start": "email",
+            "nodes": [{"id": "email", **email, "next": {"next": "done"}}, done],
+        },
+        {
+            "id": LATENCY,
+            "name": "Bench: step latency",
+            "entries": [{"kind": "trigger", "match": {"event": "BenchStart"}}],
+            "start": "push",
+            "nodes": [
+                {
+                    "id": "push",
+                    "type": "message",
+                    "channel": "push",
+                    "preset": "bench-push",
+                    "split_after": {"amount": 1, "unit": "days"},
+                    "next": {"opened": "email", "not_opened": "done"},
+                },
+                {"id": "email", **email, "next": {"next": "done"}},
+                done,
+            ],
+        },
+        {
+            "id": TIMERS,
+            "name": "Bench: pending timers",
+            "entries": [{"kind": "api"}],
+            "start": "wait",
+            "nodes": [
+                {
+                    "id": "wait",
+                    "type": "delay",
+                    "duration": {"amount": 30, "unit": "days"},
+                    "next": {"next": "email"},
+                },
+                {"id": "email", **email, "next": {"next": "done"}},
+                done,
+            ],
+        },
+    ]
+
+
+class Reader:
+    """Follows a topic of JSON-array records from its current end, handing each item
+    and the moment its fetch returned to ``on_item``."""
+
+    def __init__(self, bootstrap: str, topic: str, on_item: Callable[[Item, float], None]):
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # as the worker's consumer
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        self._topic = topic
+        self._on_item = on_item
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Reader:
+        consumer = self._consumer
+        await consumer.start()
+        parts = [
+            TopicPartition(self._topic, p) for p in consumer.partitions_for_topic(self._topic) or []
+        ]
+        consumer.assign(parts)
+        await consumer.seek_to_end(*parts)
+        for part in parts:
+            await consumer.position(part)  # resolve the end now, not at the first fetch
+        self._task = asyncio.create_task(self._follow())
+        return self
+
+    async def _follow(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=100, max_records=10_000)
+            arrived = time.perf_counter()
+            for messages in batches.values():
+                for message in messages:
+                    for item in orjson.loads(message.value):
+                        self._on_item(item, arrived)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+
+async def _until(
+    check: Callable[[], bool | Awaitable[bool]], timeout: float, poll: float = 0.05
+) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(poll)
+
+
+async def _settle(system: SystemProcess, quiet: float = 1.5, timeout: float = 900) -> float:
+    """Wait until the worker is idle (no input applied, row projected or record acked
+    for ``quiet`` seconds), so one phase's backlog does not weigh on the next; returns
+    the moment of the last change seen."""
+    last, changed = None, time.perf_counter()
+    deadline = changed + timeout
+    while time.perf_counter() < deadline:
+        status = await _status(system)
+        seen = (status["segments"]["inputs"], status["projected"], status["acked_records"])
+        if seen != last:
+            last, changed = seen, time.perf_counter()
+        elif time.perf_counter() - changed >= quiet:
+            break
+        await asyncio.sleep(0.25)
+    return changed
+
+
+async def _call(system: SystemProcess, method: str, path: str, body: Any = None) -> Any:
+    status, answer = await system.http.call(method, path, body)
+    if status >= 400:
+        raise RuntimeError(f"{method} {path}: {status} {answer}")
+    return answer
+
+
+async def _produce_chunks(
+    bootstrap: str,
+    settings: Settings,
+    topic: str,
+    make: Callable[[int, int], Iterator[Item]],
+    count: int,
+) -> None:
+    producer = IngestProducer(bootstrap, settings.max_record_bytes, settings.events_per_record)
+    await producer.start()
+    try:
+        for offset in range(0, count, CHUNK):
+            items = make(offset, min(count, offset + CHUNK))
+            await producer.send_encoded(topic, ((i["user_id"], orjson.dumps(i)) for i in items))
+    finally:
+        await producer.stop()
+
+
+# --- 1. audience launch -------------------------------------------------------------
+
+
+async def audience_launch(system: SystemProcess, bootstrap: str, users: int) -> list[Row]:
+    settings, topics = Settings(), Topics.from_settings(Settings())
+    now = datetime.now(UTC).isoformat()
+
+    def tags(start: int, end: int) -> Iterator[Item]:
+        for n in range(start, end):
+            yield {"user_id": f"aud-{n}", "op": "set", "timestamp": now, "tags": {"Country": "PT"}}
+
+    await _produce_chunks(bootstrap, settings, topics.tags, tags, users)
+
+    async def members() -> bool:
+        return int((await _status(system))["segments"]["members"].get(AUDIENCE, 0)) >= users
+
+    if not await _until(members, max(600, users / 200), poll=0.2):
+        raise RuntimeError(f"segment {AUDIENCE} did not reach {users:,} members")
+    arrivals: list[float] = []
+
+    def on_command(item: Item, arrived: float) -> None:
+        if item["journey_id"] == LAUNCH:
+            arrivals.append(arrived)
+
+    reader = await Reader(bootstrap, topics.send_commands, on_command).start()
+    try:
+        started = time.perf_counter()
+        await _call(system, "POST", f"/v1/journeys/{LAUNCH}/launch")
+        done = await _until(lambda: len(arrivals) >= users, max(600, users / 200), poll=0.02)
+    finally:
+        await reader.stop()
+    # Its activity and commands in ClickHouse too: the launch's whole cost.
+    idle = await _settle(system) - started
+    count = len(arrivals)
+    elapsed = (arrivals[-1] if arrivals else time.perf_counter()) - started
+    first = (arrivals[0] - started) * 1000 if arrivals else float("nan")
+    raw_seconds, _, raw_items = await _raw_consume(bootstrap, topics.send_commands, users)
+    return [
+        (
+            "audience launch -> send commands read from the topic",
+            f"{count:,}" + ("" if done else f" of {users:,}"),
+            f"{count / elapsed:,.0f} commands/s ({elapsed:.2f} s, first after {first:,.0f} ms)",
+        ),
+        (
+            "  baseline: raw aiokafka consumer + orjson, same commands",
+            f"{raw_items:,}",
+            f"{raw_items / raw_seconds:,.0f} commands/s ({raw_seconds:.2f} s)",
+        ),
+        (
+            "launch -> worker idle (activity and commands in ClickHouse)",
+            f"{count:,}",
+            f"{count / idle:,.0f} users/s ({idle:.2f} s)",
+        ),
+    ]
+
+
+# --- 2. step latency ----------------------------------------------------------------
+
+
+async def _paced(
+    producer: AIOKafkaProducer,
+    topic: str,
+    records: list[tuple[str, int, bytes]],
+    rate: float,
+    sent: dict[str, float],
+) -> None:
+    """Produce one record per item at ``rate``/s, noting when each was handed over."""
+    pending = []
+    started = time.perf_counter()
+    for number, (user, partition, value) in enumerate(records):
+        wait = started + number / rate - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        sent[user] = time.perf_counter()
+        pending.append(await producer.send(topic, value, partition=partition))
+    await asyncio.gather(*pending)
+
+
+async def step_latency(system: SystemProcess, bootstrap: str, users: int, rate: float) -> list[Row]:
+    settings, topics = Settings(), Topics.from_settings(Settings())
+    first: dict[str, str] = {}
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+
+    def on_command(item: Item, arrived: float) -> None:
+        if item["journey_id"] != LATENCY:
+            return
+        if item["step"] == "push":
+            first[item["user_id"]] = item["command_id"]
+        elif item["step"] == "email" and (at := sent.pop(item["user_id"], None)) is not None:
+            latencies.append(arrived - at)
+
+    reader = await Reader(bootstrap, topics.send_commands, on_command).start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await _call(system, "POST", f"/v1/journeys/{LATENCY}/launch")
+        now = datetime.now(UTC).isoformat()
+
+        def starts(start: int, end: int) -> Iterator[Item]:
+            for n in range(start, end):
+                yield {"user_id": f"lat-{n}", "name": "BenchStart", "timestamp": now}
+
+        await _produce_chunks(bootstrap, settings, topics.events, starts, users)
+        if not await _until(lambda: len(first) >= users, 300):
+            raise RuntimeError(f"only {len(first):,} of {users:,} first commands arrived")
+        records = []
+        for user, command in sorted(first.items()):
+            feedback = {
+                "command_id": command,
+                "user_id": user,
+                "status": "opened",
+                "channel": "push",
+                "timestamp": datetime.now(UTC).isoformat(),
+            }
+            value = b"[" + orjson.dumps(feedback) + b"]"
+            records.append((user, partition_for(user, settings.partitions), value))
+        await _paced(producer, topics.feedback, records, rate, sent)
+        await _until(lambda: len(latencies) >= users, 60)
+        engine = sorted(latencies)
+
+        # Baseline: the same records, rate and client settings, through a scratch topic.
+        scratch = f"{settings.topic_prefix}bench-scratch"
+        await ensure_topics(bootstrap, [scratch], settings.partitions)
+        raw_sent: dict[str, float] = {}
+        raw: list[float] = []
+
+        def on_raw(item: Item, arrived: float) -> None:
+            if (at := raw_sent.pop(item["user_id"], None)) is not None:
+                raw.append(arrived - at)
+
+        raw_reader = await Reader(bootstrap, scratch, on_raw).start()
+        try:
+            await _paced(producer, scratch, records, rate, raw_sent)
+            await _until(lambda: len(raw) >= users, 60)
+        finally:
+            await raw_reader.stop()
+        baseline = sorted(raw)
+    finally:
+        await producer.stop()
+        await reader.stop()
+    return [
+        (
+            f"feedback opened -> next step's command read, at {rate:,.0f}/s",
+            f"{len(engine):,}" + ("" if len(engine) >= users else f" of {users:,}"),
+            _p50_p99(engine),
+        ),
+        (
+            "  baseline: raw aiokafka produce -> consume, scratch topic, same rate",
+            f"{len(baseline):,}",
+            _p50_p99(baseline),
+        ),
+    ]
+
+
+def _p50_p99(latencies: list[float]) -> str:
+    p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+    return f"p50 {p50 * 1000:,.1f} ms, p99 {p99 * 1000:,.1f} ms"
+
+
+# --- 3. pending timers --------------------------------------------------------------
+
+
+def _size(folder: Path, contains: str = "") -> int:
+    """Bytes of the files under ``folder`` (apparent size) whose path has ``contains``."""
+    total = 0
+    for path in folder.rglob("*"):
+        if contains in str(path.relative_to(folder)):
+            try:
+                if path.is_file():
+                    total += path.stat().st_size
+            except OSError:
+                pass  # RocksDB removes files while we look
+    return total
+
+
+async def pending_timers(system: SystemProcess, users: int) -> list[Row]:
+    settings = Settings()
+    assert system.process is not None
+    pid = system.process.pid
+    state = system.data_dir / "state"
+    timers_marker = f"{settings.topic_prefix}timers-"
+    await _call(system, "POST", f"/v1/journeys/{TIMERS}/launch")
+    await _settle(system)
+    before = int((await _status(system))["segments"]["timers"])
+    rss_before = _rss_kib(pid)
+    disk_before, timers_disk_before = _size(state), _size(state, timers_marker)
+    started = time.perf_counter()
+    batch = min(50_000, settings.max_batch_items)
+    for offset in range(0, users, batch):
+        body = {
+            "users": [{"user_id": f"wait-{n}"} for n in range(offset, min(users, offset + batch))]
+        }
+        await _call(system, "POST", f"/v1/journeys/{TIMERS}/entries", body)
+
+    async def all_set() -> bool:
+        return int((await _status(system))["segments"]["timers"]) >= before + users
+
+    done = await _until(all_set, max(900, users / 200), poll=0.5)
+    elapsed = time.perf_counter() - started
+    count = int((await _status(system))["segments"]["timers"]) - before
+    await _settle(system)  # the last flushes of state and projections
+    rss = (_rss_kib(pid) - rss_before) * 1024
+    disk = _size(state) - disk_before
+    timers_disk = _size(state, timers_marker) - timers_disk_before
+    per = max(count, 1)
+    return [
+        (
+            "users entered into a 30-day delay (API entries) -> timers pending",
+            f"{count:,}" + ("" if done else f" of {users:,}"),
+            f"{count / elapsed:,.0f} entries/s ({elapsed:.1f} s)",
+        ),
+        (
+            f"worker RSS growth per pending timer ({settings.table_store} store)",
+            f"{count:,}",
+            f"+{rss / 2**20:,.0f} MiB = {rss / per:,.0f} bytes/timer",
+        ),
+        (
+            "  next to: state directory growth per user (table + timer queues)",
+            f"{count:,}",
+            f"+{disk / 2**20:,.0f} MiB = {disk / per:,.0f} bytes/user "
+            f"(of which timer queues {timers_disk / per:,.0f})",
+        ),
+    ]
+
+
+# --- run ----------------------------------------------------------------------------
+
+
+def run(users: int, latency_users: int, latency_rate: float, timers: int) -> None:
+    settings = Settings()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="reach-bench-") as folder:
+        env = {"REACH_HTTP_PORT": "0"}
+        with SystemProcess(Path(folder), env) as system:
+            assert system.info is not None
+            bootstrap = system.info.broker
+
+            async def scenario() -> None:
+                segment = {
+                    "id": AUDIENCE,
+                    "name": "bench audience",
+                    "expression": 'T("Country", eq, "PT")',
+                }
+                await _call(system, "POST", "/v1/segments", [segment])
+                await _call(system, "POST", "/v1/journeys", journeys())
+                console.print(f"audience launch: {users:,} users ...")
+                rows.extend(await audience_launch(system, bootstrap, users))
+                console.print(f"step latency: {latency_users:,} users at {latency_rate:,.0f}/s ...")
+                rows.extend(await step_latency(system, bootstrap, latency_users, latency_rate))
+                console.print(f"pending timers: {timers:,} users ...")
+                rows.extend(await pending_timers(system, timers))
+
+            asyncio.run(scenario())
+
+    table = Table(
+        "measure",
+        "count",
+        "figure",
+        title=(
+            f"Journeys benchmark: 1 worker (role {settings.role}, {settings.clock} clock, "
+            f"{settings.table_store} store), {settings.partitions} partitions"
+        ),
+    )
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.journeys", description=__doc__)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--latency-users", type=int, default=2_000)
+    parser.add_argument("--latency-rate", type=float, default=200.0)
+    parser.add_argument("--timers", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+    run(args.users, args.latency_users, args.latency_rate, args.timers)
+
+
+if __name__ == "__main__":
+    main()
