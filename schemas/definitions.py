@@ -1,8 +1,8 @@
-"""Definition events: segments and journeys (and, later, presets) are created, changed
-and deleted by records on the compacted definitions topic. Keys: ``segment:<id>``;
-``journey:<id>:<version>`` (every version is kept: users inside a journey stay on the
-version they entered); ``journey-status:<id>`` (the whole lifecycle state, so the
-latest record alone says it).
+"""Definition events: segments, content presets and journeys are created, changed and
+deleted by records on the compacted definitions topic. Keys: ``segment:<id>``;
+``preset:<id>``; ``journey:<id>:<version>`` (every version is kept: users inside a
+journey stay on the version they entered); ``journey-status:<id>`` (the whole
+lifecycle state, so the latest record alone says it).
 
 Every worker folds the whole topic into a ``Definitions`` registry, so all of them
 agree on the same versions; replaying the topic rebuilds the same registry.
@@ -17,7 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from schemas.journeys import JourneyDefinition, JourneyId
+from schemas.journeys import JourneyDefinition, JourneyId, MessageNode, PresetId
+from schemas.presets import PresetDefinition
 from schemas.segments import SegmentDefinition, SegmentId, reference_problems, references
 from schemas.values import CONTRACT, Timestamp
 
@@ -35,6 +36,23 @@ class SegmentDeleted(BaseModel):
 
     kind: Literal["segment_deleted"] = "segment_deleted"
     segment_id: SegmentId
+    version: int
+    at: Timestamp
+
+
+class PresetApplied(BaseModel):
+    model_config = CONTRACT
+
+    kind: Literal["preset_applied"] = "preset_applied"
+    definition: PresetDefinition
+    at: Timestamp
+
+
+class PresetDeleted(BaseModel):
+    model_config = CONTRACT
+
+    kind: Literal["preset_deleted"] = "preset_deleted"
+    preset_id: PresetId
     version: int
     at: Timestamp
 
@@ -80,7 +98,14 @@ class JourneyStatusChanged(BaseModel):
     at: Timestamp
 
 
-DefinitionEventType = SegmentApplied | SegmentDeleted | JourneyApplied | JourneyStatusChanged
+DefinitionEventType = (
+    SegmentApplied
+    | SegmentDeleted
+    | PresetApplied
+    | PresetDeleted
+    | JourneyApplied
+    | JourneyStatusChanged
+)
 DefinitionEvent = Annotated[DefinitionEventType, Field(discriminator="kind")]
 DEFINITION_EVENT: TypeAdapter[DefinitionEventType] = TypeAdapter(DefinitionEvent)
 
@@ -90,6 +115,10 @@ def record_key(event: DefinitionEventType) -> bytes:
         return f"segment:{event.definition.id}".encode()
     if isinstance(event, SegmentDeleted):
         return f"segment:{event.segment_id}".encode()
+    if isinstance(event, PresetApplied):
+        return f"preset:{event.definition.id}".encode()
+    if isinstance(event, PresetDeleted):
+        return f"preset:{event.preset_id}".encode()
     if isinstance(event, JourneyApplied):
         return f"journey:{event.definition.id}:{event.definition.version}".encode()
     return f"journey-status:{event.journey_id}".encode()
@@ -136,13 +165,15 @@ class DefinitionRefused(ValueError):
 
 
 class Definitions:
-    """The registry of live segment and journey definitions, folded from definition
-    events."""
+    """The registry of live segment, preset and journey definitions, folded from
+    definition events."""
 
     def __init__(self) -> None:
         self.segments: dict[str, SegmentDefinition] = {}
         # Versions of deleted segments too, so a re-created segment gets a new one.
         self._versions: dict[str, int] = {}
+        self.presets: dict[str, PresetDefinition] = {}
+        self._preset_versions: dict[str, int] = {}
         self.journeys: dict[str, Journey] = {}
 
     def fold(self, event: DefinitionEventType) -> None:
@@ -153,6 +184,12 @@ class Definitions:
         elif isinstance(event, SegmentDeleted):
             self.segments.pop(event.segment_id, None)
             self._versions[event.segment_id] = event.version
+        elif isinstance(event, PresetApplied):
+            self.presets[event.definition.id] = event.definition
+            self._preset_versions[event.definition.id] = event.definition.version
+        elif isinstance(event, PresetDeleted):
+            self.presets.pop(event.preset_id, None)
+            self._preset_versions[event.preset_id] = event.version
         elif isinstance(event, JourneyApplied):
             journey = self.journeys.setdefault(event.definition.id, Journey())
             journey.versions[event.definition.version] = event.definition
@@ -192,15 +229,79 @@ class Definitions:
             )
         return SegmentDeleted(segment_id=segment_id, version=self.next_version(segment_id), at=at)
 
+    # --- presets --------------------------------------------------------------------
+
+    def next_preset_version(self, preset_id: str) -> int:
+        return self._preset_versions.get(preset_id, 0) + 1
+
+    def prepare_preset(self, definition: PresetDefinition, at: datetime) -> PresetApplied:
+        """Version a new or changed preset. Its channel may change only while no
+        journey that may still send it uses it: their message steps name the channel."""
+        current = self.presets.get(definition.id)
+        if current is not None and current.channel != definition.channel:
+            users = self._journeys_using_preset(definition.id)
+            if users:
+                raise DefinitionRefused(
+                    f"preset '{definition.id}' is sent on {current.channel} by "
+                    f"{', '.join(users)}: it cannot become {definition.channel}"
+                )
+        versioned = definition.model_copy(
+            update={"version": self.next_preset_version(definition.id)}
+        )
+        return PresetApplied(definition=versioned, at=at)
+
+    def prepare_preset_delete(self, preset_id: str, at: datetime) -> PresetDeleted:
+        if preset_id not in self.presets:
+            raise DefinitionRefused(f"no preset '{preset_id}'")
+        users = self._journeys_using_preset(preset_id)
+        if users:
+            raise DefinitionRefused(
+                f"preset '{preset_id}' is used by {', '.join(users)}: change or stop those first"
+            )
+        return PresetDeleted(
+            preset_id=preset_id, version=self.next_preset_version(preset_id), at=at
+        )
+
+    def _journeys_using_preset(self, preset_id: str) -> list[str]:
+        """Journeys not stopped with any version sending ``preset_id``: users inside
+        stay on the version they entered, so an older version counts too."""
+        return sorted(
+            f"journey {journey_id}"
+            for journey_id, journey in self.journeys.items()
+            if journey.state is not JourneyStatus.STOPPED
+            and any(preset_id in version.presets for version in journey.versions.values())
+        )
+
+    def preset_problems(self, definition: JourneyDefinition) -> list[str]:
+        """Message steps whose preset is unknown or is for another channel."""
+        problems: list[str] = []
+        for node in definition.nodes:
+            if not isinstance(node, MessageNode):
+                continue
+            preset = self.presets.get(node.preset)
+            if preset is None:
+                problems.append(
+                    f"journey '{definition.id}' uses unknown preset '{node.preset}' "
+                    f"(node '{node.id}')"
+                )
+            elif preset.channel != node.channel:
+                problems.append(
+                    f"journey '{definition.id}': node '{node.id}' sends on {node.channel} "
+                    f"but preset '{node.preset}' is for {preset.channel}"
+                )
+        return problems
+
     # --- journeys -------------------------------------------------------------------
 
     def prepare_journey(self, definition: JourneyDefinition, at: datetime) -> JourneyApplied:
-        """Check a new journey or a new version against the segments, and version it."""
+        """Check a new journey or a new version against the segments and presets, and
+        version it."""
         problems = [
             f"journey '{definition.id}' uses unknown segment '{segment_id}'"
             for segment_id in sorted(definition.segments)
             if segment_id not in self.segments
         ]
+        problems += self.preset_problems(definition)
         if problems:
             raise DefinitionRefused("; ".join(problems))
         journey = self.journeys.get(definition.id)
@@ -229,6 +330,10 @@ class Definitions:
                 raise DefinitionRefused(
                     f"journey '{journey_id}' uses deleted segments: {', '.join(missing)}"
                 )
+            # A stopped journey's presets may have been deleted or changed since.
+            problems = self.preset_problems(journey.latest)
+            if problems:
+                raise DefinitionRefused("; ".join(problems))
         status = journey.status
         launch = status.launch if status else 0
         return JourneyStatusChanged(

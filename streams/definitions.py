@@ -90,8 +90,9 @@ class DefinitionsService(Service):
                     position >= ends[tp] for position, tp in zip(positions, partitions, strict=True)
                 ):
                     log.info(
-                        "definitions: %d segments, %d journeys",
+                        "definitions: %d segments, %d presets, %d journeys",
                         len(self.registry.segments),
+                        len(self.registry.presets),
                         len(self.registry.journeys),
                     )
                     self.ready.set()
@@ -110,8 +111,9 @@ class DefinitionsService(Service):
         if isinstance(event, SegmentApplied | SegmentDeleted):
             for listener in self.listeners:
                 await listener(event)
-        else:
+        elif isinstance(event, JourneyApplied | JourneyStatusChanged):
             for journey_listener in self.journey_listeners:
                 await journey_listener(event)
+        # Preset events need no listener: the registry is read where content is rendered.
         async with self._changed:
             self._changed.notify_all()

@@ -17,6 +17,7 @@ from schemas.segments import SegmentDefinition
 from schemas.tags import TagUpdate
 from tests.agents.conftest import Worker
 from tests.agents.test_segment_agent import Outputs
+from tests.unit.journey_sim import preset
 
 NOW = datetime(2026, 12, 10, 8, tzinfo=UTC)
 
@@ -48,6 +49,8 @@ async def ready(worker: Worker) -> tuple[SegmentRuntime, Outputs, Definitions]:
         id="portugal", name="PT", condition=parse('T("Country", eq, "PT")'), version=0
     )
     registry.fold(registry.prepare(segment, NOW))
+    for preset_id, channel in (("hello", "email"), ("hello-sms", "sms")):
+        registry.fold(registry.prepare_preset(preset(preset_id, channel), NOW))
     registry.fold(registry.prepare_journey(JourneyDefinition.model_validate(JOURNEY), NOW))
     registry.fold(registry.prepare_action("welcome", JourneyAction.LAUNCH, NOW))
     await runtime.redefine(registry.segments, set(registry.segments), NOW)

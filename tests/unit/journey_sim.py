@@ -20,7 +20,8 @@ from schemas.commands import JourneyEntryRequest
 from schemas.definitions import Definitions, JourneyAction
 from schemas.events import Event
 from schemas.feedback import Feedback, FeedbackStatus
-from schemas.journeys import JourneyDefinition
+from schemas.journeys import Channel, JourneyDefinition, MessageNode
+from schemas.presets import PresetDefinition
 from schemas.segments import SegmentDefinition
 
 T0 = datetime(2026, 12, 10, 8, 0, tzinfo=UTC)
@@ -31,6 +32,11 @@ def load_journeys(path: str) -> list[JourneyDefinition]:
         return [JourneyDefinition.model_validate(item) for item in yaml.safe_load(handle)]
 
 
+def load_presets(path: str = "examples/seed-presets.yaml") -> list[PresetDefinition]:
+    with open(path) as handle:
+        return [PresetDefinition.model_validate(item) for item in yaml.safe_load(handle)]
+
+
 def segment(segment_id: str) -> SegmentDefinition:
     return SegmentDefinition.model_validate(
         {
@@ -38,6 +44,24 @@ def segment(segment_id: str) -> SegmentDefinition:
             "name": segment_id,
             "condition": {"kind": "tag", "tag": "x", "type": "string", "op": "exists"},
         }
+    )
+
+
+MINIMAL_CONTENT: dict[Channel, dict[str, Any]] = {
+    Channel.PUSH: {"title": "Hello", "body": "Hi {{tag.First Name|there}}"},
+    Channel.WEB_PUSH: {"title": "Hello", "body": "Hi {{tag.First Name|there}}"},
+    Channel.EMAIL: {"subject": "Hello", "text": "Hi {{user_id}}", "sender": "hi@example.com"},
+    Channel.SMS: {"text": "Hi {{tag.First Name|there}}"},
+    Channel.WHATSAPP: {"template": "hello", "language": "en"},
+    Channel.IN_APP: {"payload": {"text": "Hello"}},
+}
+
+
+def preset(preset_id: str, channel: Channel | str = Channel.EMAIL) -> PresetDefinition:
+    """A minimal preset of ``channel``."""
+    content = MINIMAL_CONTENT[Channel(channel)]
+    return PresetDefinition.model_validate(
+        {"id": preset_id, "name": preset_id, "channel": channel, "content": content}
     )
 
 
@@ -70,6 +94,10 @@ class Sim:
             for segment_id in definition.segments:
                 if segment_id not in self.registry.segments:
                     self.registry.fold(self.registry.prepare(segment(segment_id), self.now))
+            for node in definition.nodes:
+                if isinstance(node, MessageNode) and node.preset not in self.registry.presets:
+                    made = preset(node.preset, node.channel)
+                    self.registry.fold(self.registry.prepare_preset(made, self.now))
             self.registry.fold(self.registry.prepare_journey(definition, self.now))
         self._rebuild()
 

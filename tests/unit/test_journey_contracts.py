@@ -18,7 +18,7 @@ from schemas.definitions import (
     record_key,
 )
 from schemas.journeys import JourneyDefinition, Schedule
-from tests.unit.journey_sim import load_journeys, segment
+from tests.unit.journey_sim import load_journeys, load_presets, preset, segment
 
 AT = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -174,16 +174,99 @@ def test_times_of_day_serialise_as_hh_mm() -> None:
     assert schedule.model_dump(mode="json")["at"] == "09:00"
 
 
-def test_unknown_segments_are_refused_when_applied() -> None:
+def seeded(*segments: str) -> Definitions:
+    """A registry with the seed's presets (and ``segments``), as journeys need them first."""
     registry = Definitions()
+    for seed_preset in load_presets():
+        registry.fold(registry.prepare_preset(seed_preset, AT))
+    for segment_id in segments:
+        registry.fold(registry.prepare(segment(segment_id), AT))
+    return registry
+
+
+def test_unknown_segments_are_refused_when_applied() -> None:
+    registry = seeded()
     journey = load_journeys("examples/seed-journeys.yaml")[0]
     with pytest.raises(DefinitionRefused, match="unknown segment 'inactive-7d'"):
         registry.prepare_journey(journey, AT)
 
 
-def test_lifecycle_versions_and_refusals() -> None:
+def test_the_seed_presets_cover_the_seed_journeys() -> None:
+    registry = seeded("inactive-7d", "lapsed-portuguese")
+    for journey in load_journeys("examples/seed-journeys.yaml"):
+        registry.fold(registry.prepare_journey(journey, AT))
+    used = {p for journey in registry.journeys.values() for p in journey.latest.presets}
+    assert used == set(registry.presets)
+
+
+def test_unknown_presets_are_refused_naming_journey_node_and_preset() -> None:
     registry = Definitions()
     registry.fold(registry.prepare(segment("inactive-7d"), AT))
+    journey = load_journeys("examples/seed-journeys.yaml")[0]
+    with pytest.raises(DefinitionRefused) as caught:
+        registry.prepare_journey(journey, AT)
+    assert str(caught.value) == (
+        "journey 'reengage-once' uses unknown preset 'we-miss-you' (node 'first-email'); "
+        "journey 'reengage-once' uses unknown preset 'we-miss-you-reminder' (node 'second-email')"
+    )
+
+
+def test_a_preset_of_another_channel_is_refused_naming_both_channels() -> None:
+    registry = seeded()
+    journey = definition(
+        [
+            {"id": "text", "type": "message", "channel": "sms", "preset": "offer-email",
+             "next": {"next": "done"}},
+            EXIT,
+        ]
+    )  # fmt: skip
+    with pytest.raises(DefinitionRefused) as caught:
+        registry.prepare_journey(JourneyDefinition.model_validate(journey), AT)
+    assert str(caught.value) == (
+        "journey 'j': node 'text' sends on sms but preset 'offer-email' is for email"
+    )
+
+
+def test_presets_are_versioned_and_deleted_only_when_no_journey_uses_them() -> None:
+    registry = seeded("inactive-7d")
+    assert registry.presets["we-miss-you"].version == 1
+    journey = load_journeys("examples/seed-journeys.yaml")[0]
+    registry.fold(registry.prepare_journey(journey, AT))
+    changed = registry.prepare_preset(
+        registry.presets["we-miss-you"].model_copy(update={"name": "Miss you"}), AT
+    )
+    assert (changed.definition.version, record_key(changed)) == (2, b"preset:we-miss-you")
+    registry.fold(DEFINITION_EVENT.validate_json(changed.model_dump_json()))
+    assert registry.presets["we-miss-you"].name == "Miss you"
+    # A draft journey may still be launched: it counts as a user.
+    with pytest.raises(DefinitionRefused) as caught:
+        registry.prepare_preset_delete("we-miss-you", AT)
+    assert str(caught.value) == (
+        "preset 'we-miss-you' is used by journey reengage-once: change or stop those first"
+    )
+    with pytest.raises(DefinitionRefused, match="sent on email by journey reengage-once"):
+        registry.prepare_preset(preset("we-miss-you", "sms"), AT)
+    with pytest.raises(DefinitionRefused, match="no preset 'nope'"):
+        registry.prepare_preset_delete("nope", AT)
+
+    for action in (JourneyAction.LAUNCH, JourneyAction.STOP):
+        registry.fold(registry.prepare_action(journey.id, action, AT))
+    deleted = registry.prepare_preset_delete("we-miss-you", AT)
+    assert (deleted.version, record_key(deleted)) == (3, b"preset:we-miss-you")
+    registry.fold(DEFINITION_EVENT.validate_json(deleted.model_dump_json()))
+    assert "we-miss-you" not in registry.presets
+    # The stopped journey cannot be launched again without its preset.
+    with pytest.raises(DefinitionRefused, match="unknown preset 'we-miss-you'"):
+        registry.prepare_action(journey.id, JourneyAction.LAUNCH, AT)
+    # Re-created, it takes the next version, not 1 again.
+    recreated = registry.prepare_preset(preset("we-miss-you"), AT)
+    assert recreated.definition.version == 4
+    registry.fold(recreated)
+    registry.prepare_action(journey.id, JourneyAction.LAUNCH, AT)
+
+
+def test_lifecycle_versions_and_refusals() -> None:
+    registry = seeded("inactive-7d")
     journey = load_journeys("examples/seed-journeys.yaml")[0]
     applied = registry.prepare_journey(journey, AT)
     assert applied.definition.version == 1

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import JourneyStatusChanged
 from schemas.values import parse_timestamp
-from streams import segment_files
+from streams import preset_files, segment_files
 from streams.engine import Engine
 from streams.http_api import HttpApi
 from streams.ingest import IngestProducer
@@ -85,6 +85,8 @@ async def api() -> AsyncIterator[Api]:
     registry = engine.definitions.registry
     for segment in segment_files.load(EXAMPLES / "seed-segments.yaml"):
         registry.fold(registry.prepare(segment, datetime(2026, 10, 1, tzinfo=UTC)))
+    for preset in preset_files.load(EXAMPLES / "seed-presets.yaml"):
+        registry.fold(registry.prepare_preset(preset, datetime(2026, 10, 1, tzinfo=UTC)))
     engine.definitions.ready.set()
     producer = FoldingProducer(engine)
     http = HttpApi(engine, cast(faust.App, None))
@@ -167,6 +169,20 @@ async def test_unknown_segments_refuse_the_whole_apply(api: Api) -> None:
     assert status == 400
     assert body == {"error": "journey 'ghost' uses unknown segment 'ghost-segment'"}
     assert api.producer.keyed == []  # nothing written, not even the valid one
+
+
+async def test_unknown_presets_and_other_channels_refuse_the_whole_apply(api: Api) -> None:
+    wrong = orjson.loads(orjson.dumps(JOURNEYS[0]))
+    wrong["id"] = "wrong"
+    wrong["nodes"][0]["preset"] = "ghost-preset"
+    wrong["nodes"][1]["preset"] = "offer-sms"
+    status, body = await api.call("POST", "/v1/journeys", [JOURNEYS[1], wrong])
+    assert status == 400
+    assert body == {
+        "error": "journey 'wrong' uses unknown preset 'ghost-preset' (node 'first-email'); "
+        "journey 'wrong': node 'second-email' sends on email but preset 'offer-sms' is for sms"
+    }
+    assert api.producer.keyed == []
 
 
 async def test_invalid_definitions_say_where(api: Api) -> None:

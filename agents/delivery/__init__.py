@@ -1,0 +1,1 @@
+"""Delivery: turning send commands into messages (content rendering, for now)."""

@@ -1,0 +1,316 @@
+"""Content presets: reusable message content for one channel, with language variants
+and personalisation placeholders. See docs/presets.md.
+
+Placeholders, in any text field: ``{{tag.Name}}``, ``{{tag.Name|default text}}``,
+``{{property.name|default}}`` (an entry property; dots reach into nested objects) and
+``{{user_id}}``. Their syntax is checked when a preset is read, so a typo is refused
+at submission with the field named, not discovered at send time. Rendering is
+``agents.delivery.render``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, model_validator
+
+from schemas.journeys import Channel, PresetId
+from schemas.values import CONTRACT
+
+# --- placeholders -------------------------------------------------------------------
+
+Namespace = Literal["tag", "property", "user_id"]
+_PROPERTY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+MAX_TAG_NAME = 128
+
+
+class PlaceholderError(ValueError):
+    """A template whose placeholders cannot be read; the message says where."""
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    namespace: Namespace
+    name: str
+    """The tag or property name; empty for ``user_id``."""
+    default: str | None
+    """The text after ``|`` (``""`` is a default too); None when there is none."""
+
+    @property
+    def reference(self) -> str:
+        """``tag.Name``, ``property.name`` or ``user_id``, as the failures name it."""
+        return self.namespace if self.namespace == "user_id" else f"{self.namespace}.{self.name}"
+
+
+Part = str | Placeholder
+
+
+def parse_template(text: str, stray_close: bool = False) -> tuple[Part, ...]:
+    """Literal text and placeholders, in order. ``stray_close`` lets ``}}`` stand alone
+    (HTML may close nested CSS blocks that way); ``{{`` always opens a placeholder."""
+    parts: list[Part] = []
+    position = 0
+    while True:
+        start = text.find("{{", position)
+        close = text.find("}}", position)
+        if not stray_close and close != -1 and (start == -1 or close < start):
+            raise PlaceholderError(f"'}}}}' at character {close + 1} closes no placeholder")
+        if start == -1:
+            break
+        end = text.find("}}", start + 2)
+        following = text.find("{{", start + 2)
+        if end == -1 or -1 < following < end:
+            raise PlaceholderError(f"'{{{{' at character {start + 1} is not closed with '}}}}'")
+        if start > position:
+            parts.append(text[position:start])
+        parts.append(_placeholder(text[start + 2 : end]))
+        position = end + 2
+    if position < len(text):
+        parts.append(text[position:])
+    return tuple(parts)
+
+
+def _placeholder(inner: str) -> Placeholder:
+    written = f"{{{{{inner}}}}}"
+    reference, bar, default_text = inner.partition("|")
+    reference = reference.strip()
+    default = default_text.strip() if bar else None
+    if "{" in inner or "}" in inner:
+        raise PlaceholderError(f"unbalanced braces in {written}")
+    if reference == "user_id":
+        return Placeholder("user_id", "", default)
+    namespace, dot, name = reference.partition(".")
+    name = name.strip()
+    if namespace not in ("tag", "property") or not dot:
+        raise PlaceholderError(
+            f"unknown placeholder {written}: use tag.<Name>, property.<name> or user_id"
+        )
+    if not name:
+        raise PlaceholderError(f"{written} names no {namespace}")
+    if namespace == "tag" and len(name) > MAX_TAG_NAME:
+        raise PlaceholderError(f"{written}: a tag name has at most {MAX_TAG_NAME} characters")
+    if namespace == "property" and not _PROPERTY.fullmatch(name):
+        raise PlaceholderError(
+            f"{written}: a property name is letters, digits, '_', '-' and '.' (for nesting)"
+        )
+    return Placeholder("tag" if namespace == "tag" else "property", name, default)
+
+
+def _template(text: str) -> str:
+    parse_template(text)
+    return text
+
+
+def _html_template(text: str) -> str:
+    parse_template(text, stray_close=True)
+    return text
+
+
+Text = Annotated[str, AfterValidator(_template)]
+"""Text that may hold placeholders."""
+Html = Annotated[str, AfterValidator(_html_template)]
+"""HTML that may hold placeholders (rendered values are escaped)."""
+
+_LINK = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S")
+_WEB = re.compile(r"^https?://\S")
+# Loose on purpose: "a@b.c" or "Name <a@b.c>"; the email provider has the last word.
+_MAILBOX = r"[^\s<>@]+@[^\s<>@]+\.[^\s<>@]+"
+_ADDRESS = re.compile(rf"^(?:{_MAILBOX}|[^<>@]*<{_MAILBOX}>)$")
+
+
+def _pattern(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{what}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+Link = Annotated[Text, Field(max_length=2048), _pattern(_LINK, "a link is scheme:...")]
+WebUrl = Annotated[Text, Field(max_length=2048), _pattern(_WEB, "an http(s):// URL")]
+EmailAddress = Annotated[
+    str, Field(max_length=320), _pattern(_ADDRESS, 'an email address ("a@b.c" or "Name <a@b.c>")')
+]
+LanguageCode = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")]
+"""A language as users' ``Language`` tag holds it: ``pt``, ``hi``, ``pt-BR``."""
+
+
+# --- content per channel ------------------------------------------------------------
+
+
+class _Content(BaseModel):
+    model_config = CONTRACT
+
+    templates: ClassVar[tuple[str, ...]] = ()
+    """Fields whose text is rendered; the others are sent as written."""
+    escaped: ClassVar[frozenset[str]] = frozenset()
+    """Fields whose rendered values are HTML-escaped."""
+
+
+class PushContent(_Content):
+    channel: Literal["push"] = "push"
+    title: Text = Field(min_length=1, max_length=256)
+    body: Text = Field(min_length=1, max_length=4096)
+    deep_link: Link | None = None
+    image: WebUrl | None = None
+
+    templates = ("title", "body", "deep_link", "image")
+
+
+class WebPushContent(_Content):
+    channel: Literal["web_push"] = "web_push"
+    title: Text = Field(min_length=1, max_length=256)
+    body: Text = Field(min_length=1, max_length=4096)
+    url: WebUrl | None = None
+    icon: WebUrl | None = None
+
+    templates = ("title", "body", "url", "icon")
+
+
+class EmailContent(_Content):
+    channel: Literal["email"] = "email"
+    subject: Text = Field(min_length=1, max_length=998)
+    html: Html | None = Field(default=None, max_length=500_000)
+    text: Text | None = Field(default=None, max_length=100_000)
+    sender: EmailAddress
+    reply_to: EmailAddress | None = None
+
+    templates = ("subject", "html", "text")
+    escaped = frozenset({"html"})
+
+    @model_validator(mode="after")
+    def _a_body(self) -> EmailContent:
+        if not self.html and not self.text:
+            raise ValueError("an email needs a body: html, text or both")
+        return self
+
+
+SMS_LIMIT = 1600
+"""Characters in an SMS text, as written and as rendered (about ten segments)."""
+
+
+class SmsContent(_Content):
+    channel: Literal["sms"] = "sms"
+    text: Text = Field(min_length=1, max_length=SMS_LIMIT)
+
+    templates = ("text",)
+
+
+class WhatsAppContent(_Content):
+    """An approved WhatsApp template, by name and language, with its body parameters."""
+
+    channel: Literal["whatsapp"] = "whatsapp"
+    template: str = Field(pattern=r"^[a-z0-9_]{1,512}$")
+    language: str = Field(pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
+    parameters: tuple[Annotated[Text, Field(max_length=1024)], ...] = Field(
+        default=(), max_length=100
+    )
+
+    templates = ("parameters",)
+
+
+class InAppContent(_Content):
+    """A JSON payload for the app to show; placeholders in its strings are rendered."""
+
+    channel: Literal["in_app"] = "in_app"
+    payload: dict[str, Any] = Field(min_length=1)
+
+    templates = ("payload",)
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> InAppContent:
+        for path, text in json_strings(self.payload):
+            try:
+                parse_template(text)
+            except PlaceholderError as error:
+                raise ValueError(f"payload.{path}: {error}") from None
+        return self
+
+
+Content = Annotated[
+    PushContent | WebPushContent | EmailContent | SmsContent | WhatsAppContent | InAppContent,
+    Field(discriminator="channel"),
+]
+ContentType = (
+    PushContent | WebPushContent | EmailContent | SmsContent | WhatsAppContent | InAppContent
+)
+
+
+def json_strings(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """(dotted path, text) of every string inside a JSON value."""
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, dict):
+        items: list[tuple[Any, Any]] = list(value.items())
+    elif isinstance(value, list | tuple):
+        items = list(enumerate(value))
+    else:
+        return []
+    return [
+        found
+        for key, item in items
+        for found in json_strings(item, f"{path}.{key}" if path else str(key))
+    ]
+
+
+# --- the preset ---------------------------------------------------------------------
+
+
+class PresetDefinition(BaseModel):
+    """Content for ``channel``; ``variants`` hold the same content in other languages
+    (by the users' ``Language`` tag), ``default_language`` names the base content's.
+    ``version`` is given by the registry when the preset is applied.
+
+    The content's ``channel`` may be left out: it is the preset's."""
+
+    model_config = CONTRACT
+
+    id: PresetId
+    name: str = Field(min_length=1, max_length=256)
+    description: str = ""
+    channel: Channel
+    content: Content
+    variants: dict[LanguageCode, Content] = Field(default_factory=dict, max_length=100)
+    default_language: LanguageCode | None = None
+    version: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _channel_into_content(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("channel") not in set(Channel):
+            return data
+        channel = str(data["channel"])
+
+        def tagged(content: Any) -> Any:
+            if isinstance(content, dict) and "channel" not in content:
+                return {**content, "channel": channel}
+            return content
+
+        variants = data.get("variants")
+        if isinstance(variants, dict):
+            data = {**data, "variants": {key: tagged(item) for key, item in variants.items()}}
+        return {**data, "content": tagged(data.get("content"))}
+
+    @model_validator(mode="after")
+    def _one_channel_one_language_each(self) -> PresetDefinition:
+        contents = [("content", self.content)]
+        contents += [(f"variant '{key}'", item) for key, item in self.variants.items()]
+        for where, content in contents:
+            if content.channel != self.channel:
+                raise ValueError(
+                    f"{where} is {content.channel} content, the preset's channel is {self.channel}"
+                )
+        seen: dict[str, str] = {}
+        for key in self.variants:
+            if key.lower() in seen:
+                raise ValueError(f"variants '{seen[key.lower()]}' and '{key}' are one language")
+            seen[key.lower()] = key
+        if self.default_language and self.default_language.lower() in seen:
+            raise ValueError(
+                f"default_language '{self.default_language}' is the base content's language: "
+                "it cannot also be a variant"
+            )
+        return self
