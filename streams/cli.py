@@ -213,6 +213,93 @@ def segments_preview(expression: str, sample: int, api_key: str | None) -> None:
 
 
 @main.group()
+def presets() -> None:
+    """Define, list, inspect and preview content presets (through the HTTP API)."""
+
+
+@presets.command(name="apply")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@api_key_option
+def presets_apply(path: Path, api_key: str | None) -> None:
+    """Create or change the presets in a JSON or YAML file (one or a list)."""
+    from streams.journey_files import read
+    from streams.preset_files import from_document
+    from streams.segment_files import DefinitionError
+
+    try:
+        document = read(path)
+        from_document(document)  # the file's own errors, before anything is sent
+    except DefinitionError as error:
+        raise click.ClickException(str(error)) from None
+    for applied in _call(api_key, "POST", "/v1/presets", document)["applied"]:
+        click.echo(f"applied {applied['id']} (version {applied['version']})")
+
+
+@presets.command(name="list")
+@api_key_option
+def presets_list(api_key: str | None) -> None:
+    """The presets, their channel, version and languages."""
+    table = Table("id", "channel", "version", "name", "languages")
+    for preset in _call(api_key, "GET", "/v1/presets")["presets"]:
+        languages = [preset["default_language"] or "(base)", *preset["languages"]]
+        table.add_row(
+            preset["id"],
+            preset["channel"],
+            str(preset["version"]),
+            preset["name"],
+            ", ".join(languages),
+        )
+    console.print(table)
+
+
+@presets.command(name="show")
+@click.argument("preset_id")
+@api_key_option
+def presets_show(preset_id: str, api_key: str | None) -> None:
+    """A preset's definition and the journeys that send it, as JSON."""
+    answer = _call(api_key, "GET", f"/v1/presets/{preset_id}")
+    click.echo(orjson.dumps(answer, option=orjson.OPT_INDENT_2))
+
+
+@presets.command(name="delete")
+@click.argument("preset_id")
+@api_key_option
+def presets_delete(preset_id: str, api_key: str | None) -> None:
+    """Delete a preset no journey may still send."""
+    answer = _call(api_key, "DELETE", f"/v1/presets/{preset_id}")
+    click.echo(f"deleted {answer['deleted']} (version {answer['version']})")
+
+
+@presets.command(name="render")
+@click.argument("preset_id")
+@click.option("--tags", default="{}", help='The user\'s tags, a JSON object: {"Language": "pt"}.')
+@click.option("--properties", default="{}", help="Entry properties, a JSON object.")
+@click.option("--user-id", default="", help="The user id ({{user_id}}).")
+@api_key_option
+def presets_render(
+    preset_id: str, tags: str, properties: str, user_id: str, api_key: str | None
+) -> None:
+    """Preview PRESET_ID as a user with these tags and properties would get it."""
+    body = {
+        "tags": _json_object(tags, "--tags"),
+        "properties": _json_object(properties, "--properties"),
+        "user_id": user_id,
+    }
+    answer = _call(api_key, "POST", f"/v1/presets/{preset_id}/render", body)
+    click.echo(orjson.dumps(answer, option=orjson.OPT_INDENT_2))
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint=option) from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter("must be a JSON object", param_hint=option)
+    return parsed
+
+
+@main.group()
 def journeys() -> None:
     """Define, drive and inspect journeys (through the running system's HTTP API)."""
 

@@ -27,6 +27,7 @@ from streams.auth import Scope, allowed, parse_api_keys
 from streams.codecs import InputCodec
 from streams.engine import Engine
 from streams.http_journeys import JourneyRoutes
+from streams.http_presets import PresetRoutes
 from streams.http_segments import SegmentRoutes
 from streams.ingest import IngestProducer
 
@@ -105,8 +106,19 @@ class HttpApi(Service):
         api.router.add_delete(
             "/v1/segments/{segment_id}", self._scoped(Scope.ADMIN, segments.delete)
         )
+        self._add_preset_routes(api)
         self._add_journey_routes(api)
         return api
+
+    def _add_preset_routes(self, api: web.Application) -> None:
+        presets = PresetRoutes(self.engine, self._ready_producer, _json)
+        route = "/v1/presets/{preset_id}"
+        api.router.add_post("/v1/presets", self._scoped(Scope.ADMIN, presets.apply))
+        api.router.add_get("/v1/presets", self._scoped(Scope.READ, presets.list))
+        api.router.add_get(route, self._scoped(Scope.READ, presets.show))
+        api.router.add_delete(route, self._scoped(Scope.ADMIN, presets.delete))
+        # A preview: reads the registry, sends nothing.
+        api.router.add_post(f"{route}/render", self._scoped(Scope.READ, presets.render))
 
     def _add_journey_routes(self, api: web.Application) -> None:
         journeys = JourneyRoutes(self.engine, self._ready_producer, _json)
