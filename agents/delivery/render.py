@@ -158,8 +158,8 @@ class _Filler:
 
     def _value(self, placeholder: Placeholder) -> Any:
         if placeholder.namespace == "user_id":
-            return self._user_id
-        if placeholder.namespace == "tag":
+            value: Any = self._user_id
+        elif placeholder.namespace == "tag":
             value = self._tags.get(placeholder.name)
         else:
             value = _property(self._properties, placeholder.name)

@@ -1,7 +1,8 @@
-"""The journey API and CLI against a running system: the seed's segments and journeys
-applied over HTTP, listed and shown, driven through their lifecycle with its refusals,
-and API entries produced to the journey-entries topic. What the journeys then do is
-the engine's business (tests/integration/test_journeys.py)."""
+"""The journey API and CLI against a running system: the seed's segments, presets and
+journeys applied over HTTP, listed and shown, driven through their lifecycle with its
+refusals, and API entries produced to the journey-entries topic; presets through the
+CLI. What the journeys then do is the engine's business
+(tests/integration/test_journeys.py)."""
 
 from __future__ import annotations
 
@@ -31,17 +32,20 @@ pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).parents[2] / "examples"
 TOPICS = Topics.from_settings(Settings())
 JOURNEYS: list[dict[str, Any]] = orjson.loads(orjson.dumps(read(EXAMPLES / "seed-journeys.yaml")))
+PRESETS: list[dict[str, Any]] = orjson.loads(orjson.dumps(read(EXAMPLES / "seed-presets.yaml")))
 API_JOURNEY = "follow-up-email-sms-whatsapp"
 INGEST_KEY = "ingest-only-key-012345"
 
 
 @pytest.fixture(scope="module")
 def seeded(system: SystemProcess) -> SystemProcess:
-    """The seed's segments and journeys, applied once for the module."""
+    """The seed's segments, presets and journeys, applied once for the module."""
     segments = [d.model_dump(mode="json") for d in load_segments(EXAMPLES / "seed-segments.yaml")]
 
     async def apply() -> None:
         status, body = await system.http.call("POST", "/v1/segments", segments)
+        assert status == 200, body
+        status, body = await system.http.call("POST", "/v1/presets", PRESETS)
         assert status == 200, body
         status, body = await system.http.call("POST", "/v1/journeys", JOURNEYS)
         assert status == 200, body
@@ -143,6 +147,15 @@ def test_lifecycle_and_refusals(seeded: SystemProcess) -> None:
         assert body["error"] == "journey 'on-a-ghost' uses unknown segment 'no-such-segment'"
         _, body = await api.call("GET", "/v1/journeys/reengage-weekly")
         assert body["versions"] == [1]
+        # A preset of another channel, naming the node, the preset and both channels.
+        wrong = orjson.loads(orjson.dumps({**JOURNEYS[0], "id": "wrong-channel"}))
+        wrong["nodes"][1]["preset"] = "renewal-sms"
+        status, body = await api.call("POST", "/v1/journeys", wrong)
+        assert status == 400
+        assert body["error"] == (
+            "journey 'wrong-channel': node 'second-email' sends on email "
+            "but preset 'renewal-sms' is for sms"
+        )
         # An invalid one, naming the node.
         broken = orjson.loads(orjson.dumps(JOURNEYS[0]))
         broken["nodes"][0]["next"] = {"opened": "done"}
@@ -252,3 +265,49 @@ def test_cli(seeded: SystemProcess, tmp_path: Path) -> None:
     refused = runner.invoke(main, ["journeys", "apply", str(bad)])
     assert refused.exit_code == 1
     assert "start node 'nowhere' is not among the nodes" in refused.output
+
+
+def test_presets_cli(seeded: SystemProcess, tmp_path: Path) -> None:
+    preset = {
+        "id": "cli-hello",
+        "name": "Hello from the CLI",
+        "channel": "push",
+        "default_language": "en",
+        "content": {"title": "Hi {{tag.First Name|there}}", "body": "For {{user_id}}"},
+        "variants": {"pt": {"title": "Olá {{tag.First Name|}}", "body": "Para {{user_id}}"}},
+    }
+    path = tmp_path / "preset.yaml"
+    path.write_text(yaml.safe_dump(preset, allow_unicode=True))
+    runner = CliRunner(env={"REACH_DATA_DIR": str(seeded.data_dir), "REACH_API_KEY": API_KEY})
+
+    def reach(*args: str, code: int = 0) -> str:
+        result = runner.invoke(main, ["presets", *args])
+        assert result.exit_code == code, result.output
+        return result.output
+
+    assert reach("apply", str(path)) == "applied cli-hello (version 1)\n"
+    assert reach("apply", str(path)) == "applied cli-hello (version 2)\n"
+    listed = reach("list")
+    assert "cli-hello" in listed
+    assert "we-miss-you" in listed
+    shown = orjson.loads(reach("show", "we-miss-you"))
+    assert (shown["channel"], shown["languages"]) == ("email", ["hi", "pt"])
+    assert "reengage-once" in shown["used_by"]
+    rendered = orjson.loads(
+        reach("render", "cli-hello", "--tags", '{"Language": "pt-BR", "First Name": "Ana"}',
+              "--user-id", "u7")
+    )  # fmt: skip
+    assert (rendered["language"], rendered["content"]["title"]) == ("pt", "Olá Ana")
+    assert rendered["content"]["body"] == "Para u7"
+    # No user id for {{user_id}}: the preview says what is missing.
+    assert "no value for {{user_id}} and no default" in reach("render", "cli-hello", code=1)
+    assert "must be a JSON object" in reach("render", "cli-hello", "--tags", "[]", code=2)
+    # In use by the seed's journeys: not deleted.
+    assert "is used by journey reengage-once" in reach("delete", "we-miss-you", code=1)
+    assert reach("delete", "cli-hello") == "deleted cli-hello (version 3)\n"
+    assert "no preset 'cli-hello'" in reach("show", "cli-hello", code=1)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**preset, "content": {"title": "{{tag.Name", "body": "b"}}))
+    assert "preset 'cli-hello': content.title: '{{' at character 1 is not closed" in reach(
+        "apply", str(bad), code=1
+    )

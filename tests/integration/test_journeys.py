@@ -16,6 +16,7 @@ import pytest
 from schemas.values import parse_timestamp
 from streams.client import HttpClient, send_tick
 from streams.journey_files import load as load_journeys
+from streams.preset_files import load as load_presets
 from streams.segment_files import load as load_segments
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
@@ -61,11 +62,13 @@ def test_seed_campaign_end_to_end(simulated: SystemProcess) -> None:
     api = simulated.http
     settings = Settings(data_dir=simulated.data_dir)
     segments = [d.model_dump(mode="json") for d in load_segments(EXAMPLES / "seed-segments.yaml")]
+    presets = [d.model_dump(mode="json") for d in load_presets(EXAMPLES / "seed-presets.yaml")]
     journeys = [d.model_dump(mode="json") for d in load_journeys(EXAMPLES / "seed-journeys.yaml")]
     install = {"type": "date", "value": "2026-11-01T09:00:00Z"}
 
     async def scenario() -> None:
         assert (await api.call("POST", "/v1/segments", segments))[0] == 200
+        assert (await api.call("POST", "/v1/presets", presets))[0] == 200
         tags = [
             {
                 "user_id": user,

@@ -88,6 +88,10 @@ def test_tags_properties_user_id_and_defaults() -> None:
     assert sms(text, {}, plan="Gold") == "Hi there, Gold for u1."
     # Empty values read as missing: the default is better than nothing.
     assert sms(text, {"First Name": ""}, plan="Gold") == "Hi there, Gold for u1."
+    no_user = render(make("sms", {"text": "{{user_id}}"}), {}, {}, "")
+    assert isinstance(no_user, RenderFailure)
+    assert no_user.missing == ("user_id",)
+    assert rendered(render(make("sms", {"text": "{{user_id|anon}}"}), {}, {}, "")).text == "anon"
 
 
 def test_properties_reach_into_nested_objects() -> None:
