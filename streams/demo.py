@@ -19,6 +19,7 @@ from rich.table import Table
 from projections.journey_stats import format_stats
 from streams.client import HttpClient
 from streams.journey_files import load as load_journeys
+from streams.preset_files import load as load_presets
 from streams.segment_files import load as load_segments
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
@@ -27,6 +28,7 @@ from streams.topics import Topics
 EVENT_NAMES = ("ApplicationOpen", "ScreenOpen", "InAppPurchase", "ApplicationMinimized")
 SEED_SEGMENTS = Path(__file__).parents[1] / "examples" / "seed-segments.yaml"
 SEED_JOURNEYS = Path(__file__).parents[1] / "examples" / "seed-journeys.yaml"
+SEED_PRESETS = Path(__file__).parents[1] / "examples" / "seed-presets.yaml"
 MAX_RECORD_BYTES = 100_000  # small, so the demo can show a record over the limit
 console = Console(width=120)
 
@@ -222,11 +224,31 @@ async def _report_segments(api: HttpClient) -> None:
     console.print(table)
 
 
+async def _presets(api: HttpClient) -> None:
+    """The seed's presets, which its journeys need first, and the campaign's first
+    email as a user of each language would get it."""
+    presets = [d.model_dump(mode="json") for d in load_presets(SEED_PRESETS)]
+    status, body = await api.call("POST", "/v1/presets", presets)
+    if status != 200:
+        raise RuntimeError(f"/v1/presets answered {status}: {body}")
+    console.print(f"defined the seed's presets: {', '.join(p['id'] for p in presets)}")
+    table = Table("Language tag", "variant", "subject", title="we-miss-you, rendered")
+    for language in ("en", "pt-BR", "hi"):
+        tags = {"Language": language, "First Name": "Ana"}
+        path = "/v1/presets/we-miss-you/render"
+        status, rendered = await api.call("POST", path, {"tags": tags, "user_id": "user-0001"})
+        if status != 200:
+            raise RuntimeError(f"{path} answered {status}: {rendered}")
+        table.add_row(language, str(rendered["language"]), rendered["content"]["subject"])
+    console.print(table)
+
+
 async def _campaign(system: SystemProcess) -> bool:
     """The seed's campaign launched now: the first email to every inactive user, a
     third of them open it (feedback), and the journey's statistics from ClickHouse.
     The follow-up email waits the journey's 5 days."""
     api = system.http
+    await _presets(api)
     [seed] = [j for j in load_journeys(SEED_JOURNEYS) if j.id == "reengage-once"]
     entry = seed.entries[0].model_dump(mode="json")
     journey = seed.model_dump(mode="json") | {
