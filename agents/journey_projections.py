@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import faust
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from agents.projection import ToRows, register_projection
 from projections import rows
@@ -29,7 +29,15 @@ def item_rows(topic: str, model: type[M], to_row: Callable[[M, rows.Origin], row
     them: a value the table cannot take would fail the insert, and the sink retries a
     failed insert forever. An invalid item is logged and left out; the others stay."""
 
+    whole = TypeAdapter(list[model])  # type: ignore[valid-type]
+
     def to_rows(event: faust.EventT[bytes], origin: rows.Origin) -> list[rows.Row]:
+        try:
+            # The usual case, in one pydantic-core call; item by item only to single
+            # out what is invalid.
+            return [to_row(item, origin) for item in whole.validate_json(event.value)]
+        except ValidationError:
+            pass
         items = orjson.loads(event.value)
         if not isinstance(items, list):
             raise TypeError(f"expected a JSON array, got {type(items).__name__}")

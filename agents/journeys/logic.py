@@ -417,8 +417,9 @@ class _Mover:
             visit["p"] = properties
         visit["k"] = kind
         self.state.setdefault("in", {})[journey_id] = visit
+        # One row says both: entered the journey, and its first step.
         self._activity(journey_id, visit, definition.start, Activity.ENTERED, now, "journey")
-        self._arrive(journey_id, visit, definition, now)
+        self._arrive(journey_id, visit, definition, now, announced=True)
 
     # --- moving -----------------------------------------------------------------------
 
@@ -466,14 +467,18 @@ class _Mover:
         definition: JourneyDefinition,
         now: int,
         again: bool = False,
+        announced: bool = False,
     ) -> None:
-        """Run the node the visit is at, and the ones after it, until one waits."""
+        """Run the node the visit is at, and the ones after it, until one waits
+        (``again``: the node was entered before; ``announced``: its entry row is
+        written)."""
         for _ in range(MAX_STEPS):
             node = definition.node(visit["n"])
             if not again:
                 visit["s"] += 1
-                self._activity(journey_id, visit, node.id, Activity.ENTERED, now)
-            again = False
+                if not announced:
+                    self._activity(journey_id, visit, node.id, Activity.ENTERED, now)
+            again = announced = False
             output: str | None
             if isinstance(node, ExitNode):
                 self._leave(journey_id, visit, Activity.EXITED, "exit", now)

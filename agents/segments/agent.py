@@ -355,7 +355,7 @@ class SegmentRuntime:
         pick: Callable[[Mapping[str, Any]], journeys.Input | None],
     ) -> None:
         """Give each user of ``partition`` the input ``pick`` chooses for them, in rounds."""
-        users = [user for user, _ in self._users(partition)]
+        users = [user for user in self.table.keys(partition) if user != RUNS_KEY]
         for start in range(0, len(users), TIMERS_PER_ROUND):
             async with self.lock:
                 for user in users[start : start + TIMERS_PER_ROUND]:

@@ -1,6 +1,6 @@
 -- Per journey, version and step: how many users entered the step (activity
--- 'entered' with detail '', not the journey-level entry, which names the start node
--- with detail 'journey'), and the rows of every other activity, from
+-- 'entered'; entering the journey is one such row at the start node, with detail
+-- 'journey'), and the rows of every other activity, from
 -- journey_activity FINAL (a replayed activity is one row: its activity_id).
 -- first_at, the step's first activity, orders the steps as users reach them:
 --   SELECT * FROM journey_step_stats WHERE journey_id = 'onboarding' ORDER BY first_at
@@ -11,7 +11,7 @@ SELECT
     journey_version,
     step,
     min(at) AS first_at,
-    countIf(activity = 'entered' AND detail != 'journey') AS entered,
+    countIf(activity = 'entered') AS entered,
     countIf(activity = 'sent') AS sent,
     countIf(activity = 'capped') AS capped,
     countIf(activity = 'suppressed') AS suppressed,

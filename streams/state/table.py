@@ -152,6 +152,17 @@ class CoalescingTable:
             if type(write) is Entry:
                 yield key, write
 
+    def keys(self, partition: int) -> Iterator[str]:
+        """Every live key of the partition, like ``items`` without decoding values."""
+        dirty = self._dirty_map(partition)
+        pending = {**self._flushing.get(partition, {}), **dirty} if self._flushing else dirty
+        for key, _ in self._store.items(partition):
+            if key not in pending:
+                yield key
+        for key, write in list(pending.items()):
+            if type(write) is Entry:
+                yield key
+
     def should_apply(self, partition: int, key: str, offset: int) -> bool:
         """False when the key's state already includes the input record at ``offset``."""
         latest = self._latest(partition, key)

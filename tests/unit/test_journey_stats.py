@@ -65,11 +65,8 @@ def _activity(
 
 
 def _entry(user: str, minutes: float, run: str = "r1", **more: Any) -> list[dict[str, Any]]:
-    """Into the journey, at its start node, and into that step."""
-    return [
-        _activity(user, "greet", "entered", minutes, run, detail="journey", **more),
-        _activity(user, "greet", "entered", minutes, run, **more),
-    ]
+    """Into the journey: one row at its start node, which is also entering that step."""
+    return [_activity(user, "greet", "entered", minutes, run, detail="journey", **more)]
 
 
 DAY = 24 * 60
