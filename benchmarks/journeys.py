@@ -253,6 +253,8 @@ async def audience_launch(system: SystemProcess, bootstrap: str, users: int) -> 
 
     if not await _until(members, max(600, users / 200), poll=0.2):
         raise RuntimeError(f"segment {AUDIENCE} did not reach {users:,} members")
+    await _settle(system)  # the tags' and memberships' projection done: a launch alone
+    console.print(f"  launching to {users:,} members ...")
     arrivals: list[float] = []
 
     def on_command(item: Item, arrived: float) -> None:
