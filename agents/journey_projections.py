@@ -105,7 +105,7 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
 
 def command_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     """``rows.send_command_row`` of a command the engine wrote, without the model."""
-    if len(item) != 12 or type(item["properties"]) is not dict:
+    if len(item) != 14 or type(item["properties"]) is not dict:
         raise ValueError("not a command the engine writes")
     preset, url = item["preset"], item["url"]
     return (

@@ -62,6 +62,11 @@ class SendCommand(BaseModel):
     properties: dict[str, Any] = Field(default_factory=dict)
     """The entry properties (API entries; the trigger event's attributes)."""
     at: Timestamp
+    address: str | None = None
+    """The user's address on the channel (their ``Email``, ``Phone``, ... tag)."""
+    tags: dict[str, Any] = Field(default_factory=dict)
+    """The user's tags when the step ran, as the segment state stores them (dates as
+    ``{"d": ms}``, ...), for personalisation: delivery needs no other lookup."""
 
 
 class Activity(StrEnum):

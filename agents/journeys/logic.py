@@ -587,6 +587,8 @@ class _Mover:
                 "visit": visit["s"],
                 "properties": visit.get("p", {}),
                 "at": from_ms(now),
+                "address": self._address(channel),
+                "tags": dict(self.facts.tags),
             }
         )
         self.result.activity.append(
@@ -614,6 +616,11 @@ class _Mover:
                 ),
             }
         )
+
+    def _address(self, channel: str) -> str | None:
+        tag = ADDRESS_TAGS.get(channel)  # type: ignore[call-overload]
+        value = self.facts.tags.get(tag) if tag else None
+        return value if isinstance(value, str) and value else None
 
     def _reachable(self, channel: str, address: bool = True) -> bool:
         opted = set(self.state.get("u", ()))
