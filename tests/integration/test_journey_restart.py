@@ -1,0 +1,163 @@
+"""A worker killed in the middle of the seed campaign and started again: no step visit
+gets a second command id, waits resume from the recovered state and timers, and the
+statistics still say what happened. The broker outlives the worker (as a cluster
+would), so the worker replays what it had not committed."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.values import parse_timestamp
+from streams.broker import EmbeddedBroker
+from streams.client import HttpClient, send_tick
+from streams.journey_files import load as load_journeys
+from streams.preset_files import load as load_presets
+from streams.segment_files import load as load_segments
+from streams.settings import Settings
+from streams.supervisor import SystemProcess
+from streams.topics import Topics
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+TOPICS = Topics.from_settings(Settings())
+USERS = [f"u{n:03d}" for n in range(120)]
+
+
+async def rows(api: HttpClient, sql: str, expected: int, timeout: float = 40) -> list[list[Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        _, found = await api.query(sql)
+        if (found and int(found[0][0]) >= expected) or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.2)
+
+
+async def topic_commands(bootstrap: str) -> list[dict[str, Any]]:
+    """Every send command on the topic, re-sends included."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [
+            TopicPartition(TOPICS.send_commands, p)
+            for p in consumer.partitions_for_topic(TOPICS.send_commands) or []
+        ]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        found: list[dict[str, Any]] = []
+        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for message in messages:
+                    found.extend(orjson.loads(message.value))
+        return found
+    finally:
+        await consumer.stop()
+
+
+def test_a_killed_worker_resumes_the_campaign_without_a_second_command_id(
+    tmp_path: Path, broker: EmbeddedBroker
+) -> None:
+    env = {
+        "REACH_HTTP_PORT": "0",
+        "REACH_PARTITIONS": "2",
+        "REACH_CLOCK": "simulated",
+        "REACH_PROJECTION_FLUSH_SECONDS": "0.2",
+        "REACH_BROKER_URL": broker.bootstrap,
+    }
+    settings = Settings(data_dir=tmp_path, broker_url=broker.bootstrap)
+    install = {"type": "date", "value": "2026-11-01T09:00:00Z"}
+
+    async def tick(at: str) -> None:
+        await send_tick(settings, TOPICS.clock, parse_timestamp(at))
+
+    first = SystemProcess(tmp_path, env).start()
+    try:
+        api = first.http
+
+        async def before_the_crash() -> list[list[Any]]:
+            presets = [
+                p.model_dump(mode="json") for p in load_presets(EXAMPLES / "seed-presets.yaml")
+            ]
+            segments = [
+                s.model_dump(mode="json") for s in load_segments(EXAMPLES / "seed-segments.yaml")
+            ]
+            for path, body in [("/v1/presets", presets), ("/v1/segments", segments)]:
+                assert (await api.call("POST", path, body))[0] == 200
+            tags = [
+                {
+                    "user_id": user,
+                    "timestamp": "2026-11-01T09:00:00Z",
+                    "tags": {"First Install": install, "Email": f"{user}@example.com"},
+                }
+                for user in USERS
+            ]
+            assert (await api.call("POST", "/v1/tags", tags))[0] == 200
+            await tick("2026-12-10T07:00:00Z")
+            journeys = [
+                j.model_dump(mode="json") for j in load_journeys(EXAMPLES / "seed-journeys.yaml")
+            ]
+            assert (await api.call("POST", "/v1/journeys", journeys))[0] == 200
+            assert (await api.call("POST", "/v1/journeys/reengage-once/launch"))[0] == 200
+            await tick("2026-12-10T08:00:00Z")
+            await rows(api, "SELECT count() FROM send_commands FINAL", len(USERS))
+            _, sent = await api.query("SELECT command_id, user_id FROM send_commands FINAL")
+            feedback = [
+                {
+                    "command_id": command,
+                    "user_id": user,
+                    "status": "opened",
+                    "channel": "email",
+                    "timestamp": "2026-12-12T10:00:00Z",
+                }
+                for command, user in sent
+                if int(user[1:]) % 2 == 0
+            ]
+            assert (await api.call("POST", "/v1/feedback", feedback))[0] == 200
+            return sent
+
+        asyncio.run(before_the_crash())
+        # Killed at once: the opens may or may not be in the state, nothing was stopped.
+        assert first.process is not None
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=30)
+    finally:
+        first.stop()
+
+    with SystemProcess(tmp_path, env) as second:
+        api = second.http
+
+        async def after_the_restart() -> None:
+            await tick("2026-12-15T08:00:01Z")
+            expected = len(USERS) + len(USERS) // 2
+            [[total]] = await rows(api, "SELECT count() FROM send_commands FINAL", expected)
+            assert total == expected
+            # The topic may hold re-sends, but each step visit has one command id.
+            commands = await topic_commands(broker.bootstrap)
+            ids: dict[tuple[str, str], set[str]] = {}
+            for command in commands:
+                ids.setdefault((command["user_id"], command["step"]), set()).add(
+                    command["command_id"]
+                )
+            assert len(ids) == expected
+            assert all(len(found) == 1 for found in ids.values())
+            second_emails = {user for user, step in ids if step == "second-email"}
+            assert second_emails == {user for user in USERS if int(user[1:]) % 2 == 1}
+            status, stats = await api.call("GET", "/v1/journeys/reengage-once/stats")
+            assert status == 200, stats
+            steps = {step["step"]: step for step in stats["steps"]}
+            assert steps["first-email"]["sent"] == len(USERS)
+            assert steps["first-email"]["opened"] == len(USERS) // 2
+            assert steps["first-email"]["not_opened"] == len(USERS) // 2
+            assert steps["second-email"]["sent"] == len(USERS) // 2
+            assert stats["journey"]["inside_now"] == 0
+
+        asyncio.run(after_the_restart())
