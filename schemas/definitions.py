@@ -130,6 +130,9 @@ class Journey:
 
     versions: dict[int, JourneyDefinition] = field(default_factory=dict)
     status: JourneyStatusChanged | None = None
+    renamed_last: bool = False
+    """The status record came after the latest version: its name is the journey's (a
+    rename); otherwise the latest version's name is."""
 
     @property
     def latest(self) -> JourneyDefinition:
@@ -141,7 +144,7 @@ class Journey:
 
     @property
     def name(self) -> str:
-        return self.status.name if self.status else self.latest.name
+        return self.status.name if self.status and self.renamed_last else self.latest.name
 
 
 # action -> (the states it may start from, the state it leads to)
@@ -193,8 +196,10 @@ class Definitions:
         elif isinstance(event, JourneyApplied):
             journey = self.journeys.setdefault(event.definition.id, Journey())
             journey.versions[event.definition.version] = event.definition
+            journey.renamed_last = False
         else:
             journey = self.journeys.setdefault(event.journey_id, Journey())
+            journey.renamed_last = True
             journey.status = event
 
     def next_version(self, segment_id: str) -> int:

@@ -309,3 +309,19 @@ def test_command_ids_parse_back_to_their_step() -> None:
     assert tuple(ref) == ("reengage-once", 3, "1-20261210T0900", "first-email", 2)
     assert identity != command_id("reengage-once", 3, "1-20261210T0900", "u:2", "first-email", 2)
     assert parse_command_id("an-external-id") is None
+
+
+def test_the_name_is_the_latest_of_a_rename_and_an_applied_version() -> None:
+    registry = seeded("inactive-7d")
+    journey = load_journeys("examples/seed-journeys.yaml")[0]
+    registry.fold(registry.prepare_journey(journey, AT))
+    registry.fold(registry.prepare_action(journey.id, JourneyAction.LAUNCH, AT))
+    assert registry.journeys[journey.id].name == "Come back (once)"
+    registry.fold(registry.prepare_action(journey.id, JourneyAction.RENAME, AT, "Renamed"))
+    registry.fold(registry.prepare_action(journey.id, JourneyAction.PAUSE, AT))
+    assert registry.journeys[journey.id].name == "Renamed"
+    changed = journey.model_copy(update={"name": "Applied again"})
+    registry.fold(registry.prepare_journey(changed, AT))
+    assert registry.journeys[journey.id].name == "Applied again"
+    registry.fold(registry.prepare_action(journey.id, JourneyAction.RESUME, AT))
+    assert registry.journeys[journey.id].name == "Applied again"
