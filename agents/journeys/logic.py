@@ -458,7 +458,7 @@ class _Mover:
             visit.pop(key, None)
         visit["d"] = None
         visit["n"] = node.next[output]
-        self._arrive(journey_id, visit, definition, now)
+        self._arrive(journey_id, visit, definition, now, via=f"{node.id}.{output}")
 
     def _arrive(
         self,
@@ -468,16 +468,18 @@ class _Mover:
         now: int,
         again: bool = False,
         announced: bool = False,
+        via: str = "",
     ) -> None:
         """Run the node the visit is at, and the ones after it, until one waits
         (``again``: the node was entered before; ``announced``: its entry row is
-        written)."""
+        written; ``via``: the edge that led here, ``node.output``, which the entry row
+        names so that edges can be counted)."""
         for _ in range(MAX_STEPS):
             node = definition.node(visit["n"])
             if not again:
                 visit["s"] += 1
                 if not announced:
-                    self._activity(journey_id, visit, node.id, Activity.ENTERED, now)
+                    self._activity(journey_id, visit, node.id, Activity.ENTERED, now, via)
             again = announced = False
             output: str | None
             if isinstance(node, ExitNode):
@@ -515,6 +517,7 @@ class _Mover:
             for key in ("w", "c", "o"):
                 visit.pop(key, None)
             visit["n"] = node.next[output]
+            via = f"{node.id}.{output}"
         self._leave(journey_id, visit, Activity.DROPPED, "too many steps", now)
 
     def _wait(

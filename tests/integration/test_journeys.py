@@ -145,5 +145,14 @@ def test_seed_campaign_end_to_end(simulated: SystemProcess) -> None:
         assert steps["first-email"]["not_opened"] == 3
         assert steps["second-email"]["sent"] == 3
         assert steps["done"]["exited"] == 5
+        _, edges = await api.query(
+            "SELECT from_step, output, to_step, users FROM journey_edge_stats "
+            "WHERE journey_id = 'reengage-once' ORDER BY from_step, output"
+        )
+        assert [tuple(edge) for edge in edges] == [
+            ("first-email", "not_opened", "second-email", 3),
+            ("first-email", "opened", "done", 2),
+            ("second-email", "next", "done", 3),
+        ]
 
     asyncio.run(scenario())
