@@ -98,6 +98,24 @@ class Settings(BaseSettings):
         except ValueError:
             return False
 
+    # Email (agents/delivery/email.py).
+    smtp_host: str = Field(
+        default="", description="SMTP server of the email channel; empty: the simulator."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool | None = Field(
+        default=None, description="None: upgrade when the server offers STARTTLS."
+    )
+    tracking_secret: str = Field(
+        default="",
+        description="Key of the open/click tracking tokens; empty: one kept in the data dir.",
+    )
+    tracking_base_url: str = Field(
+        default="", description="Public URL of the HTTP API in emails; empty: its own URL."
+    )
+
 
 def bootstrap_servers(broker_url: str) -> str:
     """``kafka://a:9092,kafka://b:9092`` or ``a:9092,b:9092`` -> ``a:9092,b:9092``."""
