@@ -29,6 +29,7 @@ from streams.engine import Engine
 from streams.http_journeys import JourneyRoutes
 from streams.http_presets import PresetRoutes
 from streams.http_segments import SegmentRoutes
+from streams.http_tracking import TrackingRoutes
 from streams.ingest import IngestProducer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -108,6 +109,8 @@ class HttpApi(Service):
         )
         self._add_preset_routes(api)
         self._add_journey_routes(api)
+        # No API key: recipients' mail clients open these; a signed token is the check.
+        TrackingRoutes(self.engine, self._ready_producer).add_to(api.router)
         return api
 
     def _add_preset_routes(self, api: web.Application) -> None:

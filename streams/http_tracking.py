@@ -1,0 +1,84 @@
+"""Email open and click tracking on the HTTP API: ``GET /t/o/{token}`` answers a 1x1
+transparent GIF and ``GET /t/c/{token}`` redirects to the link's target, each
+producing ``opened`` / ``clicked`` feedback onto the feedback topic, as ingest would.
+
+No API key: recipients' mail clients open these. The signed token is the check (see
+agents/delivery/tracking.py): one this system did not make answers 404.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+from collections.abc import Callable
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from agents.delivery.tracking import CLICK_PATH, OPEN_PATH, Kind, Tracked, Tracking
+from agents.delivery.tracking_config import tracking_key
+from schemas.feedback import Feedback, FeedbackStatus
+from streams.engine import Engine
+from streams.ingest import IngestProducer
+
+log = logging.getLogger(__name__)
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+"""A 1x1 transparent GIF."""
+_WEB = re.compile(r"^https?://", re.IGNORECASE)
+# Every open asks again (a cached pixel would hide the next open), and nothing keeps
+# a redirect that produces feedback.
+NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, private"}
+
+
+class TrackingRoutes:
+    def __init__(self, engine: Engine, producer: Callable[[], IngestProducer]) -> None:
+        self._engine = engine
+        self._producer = producer
+        self._tracking: Tracking | None = None
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        router.add_get(OPEN_PATH + "{token}", self.opened)
+        router.add_get(CLICK_PATH + "{token}", self.clicked)
+
+    def _read(self, request: web.Request, kind: Kind) -> Tracked:
+        if self._tracking is None:  # at the first request: other routes need no key
+            self._tracking = Tracking(tracking_key(self._engine.settings))
+        tracked = self._tracking.read(request.match_info["token"], kind)
+        if tracked is None:
+            raise web.HTTPNotFound(text="not found")
+        return tracked
+
+    async def opened(self, request: web.Request) -> web.StreamResponse:
+        tracked = self._read(request, "open")
+        await self._record(request, tracked, FeedbackStatus.OPENED)
+        return web.Response(body=PIXEL, content_type="image/gif", headers=NO_STORE)
+
+    async def clicked(self, request: web.Request) -> web.StreamResponse:
+        tracked = self._read(request, "click")
+        if tracked.url is None or not _WEB.match(tracked.url):
+            raise web.HTTPNotFound(text="not found")  # only ever a web page, whatever was signed
+        await self._record(request, tracked, FeedbackStatus.CLICKED)
+        raise web.HTTPFound(tracked.url, headers=NO_STORE)
+
+    async def _record(self, request: web.Request, tracked: Tracked, status: FeedbackStatus) -> None:
+        if request.method != "GET":
+            return  # HEAD: a link checker looking, not a reader
+        try:
+            feedback = Feedback(
+                command_id=tracked.command_id,
+                user_id=tracked.user_id,
+                status=status,
+                timestamp=self._engine.clock.now(),
+                channel=tracked.channel,
+            )
+        except ValidationError:
+            raise web.HTTPNotFound(text="not found") from None
+        record = feedback.model_dump_json().encode()
+        topic = self._engine.topics.feedback
+        try:
+            await self._producer().send_encoded(topic, [(feedback.user_id, record)])
+        except Exception:  # the reader gets their page whatever happens to the feedback
+            self._engine.counters["tracking_feedback_lost"] += 1
+            log.exception("could not produce %s feedback for %s", status, tracked.command_id)
