@@ -407,6 +407,38 @@ def journeys_stats(journey_id: str, api_key: str | None) -> None:
     click.echo(format_stats(_call(api_key, "GET", f"/v1/journeys/{journey_id}/stats")))
 
 
+@main.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--journey", "journey_ids", multiple=True, help="A journey (default: all).")
+@click.option("--segment", "segment_ids", multiple=True, help="A segment (default: all).")
+@click.option(
+    "--bucket",
+    type=click.Choice(["hour", "day"]),
+    default="hour",
+    show_default=True,
+    help="Segment sizes per hour or per day.",
+)
+@api_key_option
+def report(
+    out: Path,
+    journey_ids: tuple[str, ...],
+    segment_ids: tuple[str, ...],
+    bucket: str,
+    api_key: str | None,
+) -> None:
+    """Write an HTML report to OUT: journey graphs with counts, segment sizes over time."""
+    from projections.report import Bucket, ReportError, collect, write_report
+
+    api = _api(api_key)
+    chosen: Bucket = "day" if bucket == "day" else "hour"
+    try:
+        data = asyncio.run(collect(api, journey_ids or None, segment_ids or None, chosen))
+    except ReportError as error:
+        raise click.ClickException(str(error)) from None
+    write_report(out, data)
+    click.echo(f"wrote {out} ({len(data.journeys)} journeys, {len(data.segments)} segments)")
+
+
 @main.group()
 def clock() -> None:
     """Drive simulated time (REACH_CLOCK=simulated): ticks on the clock topic."""
