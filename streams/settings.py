@@ -5,10 +5,28 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SimulatedChannelName = Literal["push", "web_push", "email", "sms", "whatsapp", "in_app"]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class SimulatedChannel(BaseModel):
+    """Overrides of how the simulator treats one channel (agents/delivery/simulator.py
+    holds the defaults); what is left out keeps its default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    delivered: Probability | None = None
+    opened: Probability | None = Field(default=None, description="Given delivered.")
+    clicked: Probability | None = Field(default=None, description="Given opened.")
+    unsubscribed: Probability | None = Field(default=None, description="Given opened.")
+    delivery_seconds: float | None = Field(default=None, ge=0)
+    open_hours: float | None = Field(default=None, gt=0, description="Mean delay of an open.")
+    click_minutes: float | None = Field(default=None, gt=0, description="Mean, after the open.")
 
 
 class Settings(BaseSettings):
@@ -56,14 +74,33 @@ class Settings(BaseSettings):
     segment_horizon_days: int = Field(
         default=90, ge=1, le=3660, description="How long per-user event counts are kept."
     )
-    role: Literal["all", "projections", "segments"] = Field(
+    role: Literal["all", "projections", "segments", "delivery"] = Field(
         default="all",
         description="What this worker does. all: everything (the embedded default). "
         "projections: validation, dead letters and ClickHouse. segments: segment state and "
-        "memberships. Each role is its own consumer group, so the two scale apart.",
+        "memberships. delivery: send commands through the channel adapters. Each role is "
+        "its own consumer group, so they scale apart.",
     )
     app_id: str = "reachstream"
     log_level: str = "warning"
+
+    # Delivery (agents/delivery/).
+    deliver: bool = Field(
+        default=True,
+        description="Role all delivers send commands; false leaves them to other consumers.",
+    )
+    delivery_rate_per_second: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="Sends per second per channel; absent: no limit."
+    )
+    delivery_concurrency: int = Field(default=16, ge=1, le=1024)
+    delivery_max_attempts: int = Field(default=5, ge=1, le=100)
+    delivery_retry_seconds: float = Field(
+        default=30.0, gt=0, description="First wait after a provider fault; doubles, up to 1 h."
+    )
+    delivery_ledger_days: int = Field(default=30, ge=1, le=3660)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    simulator: dict[SimulatedChannelName, SimulatedChannel] = Field(default_factory=dict)
+    simulator_seed: int = 0
 
     @field_validator("topic_prefix")
     @classmethod
@@ -71,6 +108,12 @@ class Settings(BaseSettings):
         if value.startswith("."):
             raise ValueError("topic prefix must not start with a dot")
         return value
+
+    @model_validator(mode="after")
+    def _delivery_role_delivers(self) -> Settings:
+        if self.role == "delivery" and not self.deliver:
+            raise ValueError("role delivery needs deliver=true")
+        return self
 
     @property
     def clickhouse(self) -> str:
@@ -88,6 +131,10 @@ class Settings(BaseSettings):
     @property
     def segments(self) -> bool:
         return self.role in ("all", "segments")
+
+    @property
+    def delivers(self) -> bool:
+        return self.deliver and self.role in ("all", "delivery")
 
     @property
     def http_is_loopback(self) -> bool:

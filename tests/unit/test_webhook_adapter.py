@@ -1,0 +1,156 @@
+"""The webhook adapter against a real local HTTP server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from agents.delivery.channels import Message
+from agents.delivery.render import RenderedContent
+from agents.delivery.webhook import WebhookAdapter, WebhookUnavailable
+from schemas.commands import SendCommand
+from schemas.presets import PushContent
+from streams.settings import Settings
+
+
+@dataclass
+class Receiver:
+    """Answers each POST with the next of ``statuses`` (the last one from then on)."""
+
+    statuses: list[int] = field(default_factory=lambda: [200])
+    received: list[tuple[dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append((dict(request.headers), orjson.loads(await request.read())))
+        status = self.statuses[min(len(self.received), len(self.statuses)) - 1]
+        return web.Response(status=status)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    found = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", found.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    found.url = f"http://127.0.0.1:{port}/hook"
+    yield found
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def adapter() -> AsyncIterator[WebhookAdapter]:
+    webhook = WebhookAdapter(Settings(webhook_timeout_seconds=2), attempts=3, first_wait=0.01)
+    await webhook.start()
+    yield webhook
+    await webhook.stop()
+
+
+def command(url: str | None, **fields: Any) -> SendCommand:
+    values: dict[str, Any] = {
+        "command_id": "j:1:r:hook:1:0123456789abcdef",
+        "user_id": "u1",
+        "channel": "webhook",
+        "url": url,
+        "journey_id": "j",
+        "journey_version": 1,
+        "run": "r",
+        "step": "hook",
+        "visit": 1,
+        "at": datetime(2026, 12, 10, 8, tzinfo=UTC),
+        "properties": {"plan": "gold"},
+        "tags": {"First Name": "Ana"},
+    }
+    return SendCommand.model_validate(values | fields)
+
+
+async def test_posts_the_command_with_its_id_as_idempotency_key(
+    receiver: Receiver, adapter: WebhookAdapter
+) -> None:
+    sent = command(receiver.url)
+    result = await adapter.deliver(Message(sent, None))
+    assert result.outcome.status == "delivered"
+    assert result.later == ()
+    [(headers, body)] = receiver.received
+    assert headers["Idempotency-Key"] == sent.command_id
+    assert headers["Content-Type"] == "application/json"
+    assert body == sent.model_dump(mode="json")
+    assert "content" not in body
+
+
+async def test_rendered_content_goes_along(receiver: Receiver, adapter: WebhookAdapter) -> None:
+    content = RenderedContent(
+        preset_id="hello",
+        version=2,
+        channel="push",
+        language=None,
+        content=PushContent(title="Hi Ana", body="Welcome"),
+    )
+    await adapter.deliver(Message(command(receiver.url), content))
+    [(_, body)] = receiver.received
+    assert body["content"]["content"] == {
+        "channel": "push",
+        "title": "Hi Ana",
+        "body": "Welcome",
+        "deep_link": None,
+        "image": None,
+    }
+    assert (body["content"]["preset_id"], body["content"]["version"]) == ("hello", 2)
+
+
+async def test_a_5xx_is_retried_with_the_same_key_until_it_succeeds(
+    receiver: Receiver, adapter: WebhookAdapter
+) -> None:
+    receiver.statuses = [500, 503, 204]
+    result = await adapter.deliver(Message(command(receiver.url), None))
+    assert result.outcome.status == "delivered"
+    assert len(receiver.received) == 3
+    assert len({headers["Idempotency-Key"] for headers, _ in receiver.received}) == 1
+
+
+async def test_still_failing_after_every_attempt_raises_for_the_worker_to_retry(
+    receiver: Receiver, adapter: WebhookAdapter
+) -> None:
+    receiver.statuses = [502]
+    with pytest.raises(WebhookUnavailable, match="webhook answered 502"):
+        await adapter.deliver(Message(command(receiver.url), None))
+    assert len(receiver.received) == 3
+
+
+async def test_a_4xx_fails_at_once_naming_the_status(
+    receiver: Receiver, adapter: WebhookAdapter
+) -> None:
+    receiver.statuses = [404]
+    result = await adapter.deliver(Message(command(receiver.url), None))
+    assert (result.outcome.status, result.outcome.reason) == ("failed", "webhook answered 404")
+    assert len(receiver.received) == 1
+
+
+async def test_too_many_requests_is_retried(receiver: Receiver, adapter: WebhookAdapter) -> None:
+    receiver.statuses = [429, 200]
+    result = await adapter.deliver(Message(command(receiver.url), None))
+    assert result.outcome.status == "delivered"
+    assert len(receiver.received) == 2
+
+
+async def test_a_connection_refused_is_retried_then_raises(adapter: WebhookAdapter) -> None:
+    with pytest.raises(WebhookUnavailable, match="3 attempts"):
+        await adapter.deliver(Message(command("http://127.0.0.1:9/hook"), None))
+
+
+async def test_a_command_without_a_usable_url_fails(adapter: WebhookAdapter) -> None:
+    missing = await adapter.deliver(Message(command(None), None))
+    assert missing.outcome.reason == "webhook command without a url"
+    wrong = await adapter.deliver(Message(command("ftp://example.com/x"), None))
+    assert wrong.outcome.status == "failed"
+    assert "not an http(s) URL" in (wrong.outcome.reason or "")
