@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 from agents import dead_letters, journey_projections, memberships
+from agents.delivery import worker as delivery_worker
 from agents.intake import agent as intake_agent
 from agents.segments import service as segment_service
 from projections.service import ProjectionService
@@ -33,7 +34,8 @@ def create_app(settings: Settings, bootstrap: str) -> tuple[faust.App, Engine]:
         consumer_max_fetch_size=max(4 * settings.max_record_bytes, 4 * 1024 * 1024),
         autodiscover=False,
     )
-    intake_agent.register(app, engine)
+    if settings.projects or settings.segments:
+        intake_agent.register(app, engine)
     app.service(engine.definitions)  # type: ignore[arg-type]
     checkpoints = CheckpointService(engine.checkpoint, settings.projection_flush_seconds)
     app.service(checkpoints)  # type: ignore[arg-type]
@@ -44,5 +46,7 @@ def create_app(settings: Settings, bootstrap: str) -> tuple[faust.App, Engine]:
         app.service(ProjectionService(engine))  # type: ignore[arg-type]
     if settings.segments:
         segment_service.build(app, engine)
+    if settings.delivers:
+        delivery_worker.build(app, engine)
     app.web_server(HttpApi(engine, app))
     return app, engine

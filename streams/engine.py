@@ -37,9 +37,11 @@ class Engine:
     input_handlers: list[InputHandler] = field(default_factory=list)
     previewer: Previewer | None = None
     status_parts: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    """Extra sections of ``GET /v1/status``, by name."""
     segments: Any = None
     """The segment runtime (``agents.segments.agent.SegmentRuntime``) once built."""
-    """Extra sections of ``GET /v1/status``, by name."""
+    delivery: Any = None
+    """The delivery worker (``agents.delivery.worker.DeliveryWorker``) once built."""
     http_url: str = ""
 
     @classmethod

@@ -1,0 +1,488 @@
+"""The delivery worker: send commands in, messages out through the channel adapters,
+feedback back on the feedback topic.
+
+For each command of a send-commands record (a JSON array, one partition's users), the
+ledger (a table keyed by command id, co-partitioned with the commands) says whether it
+is new; a new one has its preset rendered, waits for its channel's rate limit, goes to
+its channel's adapter, and the outcome is written in the ledger with the feedback it
+implies. Feedback is emitted when the engine's clock reaches its instant, never before:
+a simulated channel's opens wait in the ledger (and in a timer queue rebuilt from it)
+until the clock topic's ticks (simulated time) or the wall clock reach them. A provider
+fault is retried from the same queue with back-off.
+
+Decisions are in ``agents.delivery.ledger``; this module loads, calls, stores, sends.
+Outputs (feedback records) are acknowledged before the ledger is flushed, and the
+ledger before the input is committed (``streams.checkpoint``), so a replayed command
+finds its ledger line and is not sent again; only a crash between a provider's call
+and that flush sends again (with the same ``Idempotency-Key`` for webhooks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import faust
+import orjson
+from aiokafka import AIOKafkaProducer
+from mode import Service
+from pydantic import ValidationError
+
+from agents.delivery import adapters as channel_adapters
+from agents.delivery.channels import ChannelAdapter, Message, Outcome, Result
+from agents.delivery.ledger import (
+    LedgerEntry,
+    RateLimits,
+    RetryPolicy,
+    after_fault,
+    after_outcome,
+    expired,
+    release,
+    retry_due,
+    should_deliver,
+)
+from agents.delivery.render import RenderFailure, render
+from agents.segments.state import from_ms, to_ms
+from schemas.clock import TICK
+from schemas.commands import WEBHOOK, SendCommand
+from schemas.feedback import Feedback
+from schemas.presets import PresetDefinition
+from streams.checkpoint import unacked_events
+from streams.clock import Clock
+from streams.engine import Engine
+from streams.settings import Settings
+from streams.state import CoalescingTable, PartitionNotReady, attach_to_faust, create_table
+from streams.state.timers import HeapTimers, RocksDBTimers, Timers
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+MAX_REASON, MAX_CHANNEL = 1024, 64
+"""Feedback's ``reason`` and ``channel`` are at most this long."""
+DUE_PER_ROUND = 500
+"""Ledger lines released per hold of the lock: many at once must not stall commands."""
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        table: CoalescingTable,
+        adapters: Mapping[str, ChannelAdapter],
+        settings: Settings,
+        clock: Clock,
+        presets: Callable[[], Mapping[str, PresetDefinition]],
+        bootstrap: str,
+        feedback_topic: str,
+        timers: Timers | None = None,
+    ) -> None:
+        self.table = table
+        self.adapters = dict(adapters)
+        self.clock = clock
+        self.presets = presets
+        self.bootstrap = bootstrap
+        self.feedback_topic = feedback_topic
+        self.timers: Timers = timers if timers is not None else HeapTimers()
+        self.limits = RateLimits(settings.delivery_rate_per_second)
+        self.policy = RetryPolicy(
+            settings.delivery_max_attempts, round(settings.delivery_retry_seconds * 1000)
+        )
+        self.retention_ms = settings.delivery_ledger_days * DAY_MS
+        self.concurrency = settings.delivery_concurrency
+        self.counts: Counter[str] = Counter()
+        # Ledger writes and their feedback are queued under the lock, and flushed under
+        # it: the ledger never reaches the changelog before its feedback is sent.
+        self.lock = asyncio.Lock()
+        self._producer: AIOKafkaProducer | None = None
+        self._pending: list[asyncio.Future[Any]] = []
+        self._out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self._adapters_started = False
+        self._swept: dict[int, int] = {}
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._producer is None:
+            self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+            await self._producer.start()
+        await self._start_adapters()
+
+    async def _start_adapters(self) -> None:
+        if not self._adapters_started:
+            self._adapters_started = True
+            for adapter in _distinct(self.adapters):
+                await adapter.start()
+
+    async def stop(self) -> None:
+        if self._adapters_started:
+            for adapter in _distinct(self.adapters):
+                await adapter.stop()
+            self._adapters_started = False
+        if self._producer is not None:
+            await self.flush_outputs()
+            await self._producer.stop()
+            self._producer = None
+
+    def status(self) -> dict[str, Any]:
+        return {**dict(sorted(self.counts.items())), "waiting": self.timers.count()}
+
+    async def flush_outputs(self) -> None:
+        """Wait until every feedback record sent so far is acknowledged."""
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def flush(self) -> None:
+        """Feedback acknowledged, then the ledger that counts it written (the order
+        ``CoalescingTable`` needs); for ``checkpoint.before_ack``."""
+        async with self.lock:
+            await self.flush_outputs()
+            await self.table.flush()
+
+    # --- commands ---------------------------------------------------------------------
+
+    async def deliver_record(self, partition: int, offset: int, raw: bytes) -> None:
+        """Deliver the new commands of one send-commands record (all of ``partition``)."""
+        commands = self._decode(raw, partition, offset)
+        for command in commands:
+            self.clock.at_event(command.at)  # simulated time reaches the command's own
+        fresh: dict[str, SendCommand] = {}
+        for command in commands:
+            if command.command_id in fresh:
+                continue  # twice in one record
+            if should_deliver(self._entry(partition, command.command_id)):
+                fresh[command.command_id] = command
+            else:
+                self.counts["duplicates"] += 1
+        if not fresh:
+            return
+        attempts = await self._attempt_all(list(fresh.values()))
+        async with self.lock:
+            now = to_ms(self.clock.now())
+            for command, attempt in zip(fresh.values(), attempts, strict=True):
+                entry = self._decided(command, 1, attempt, now)
+                self._settle(partition, command.command_id, entry, None, offset, now)
+            await self._send(partition)
+
+    def _decode(self, raw: bytes, partition: int, offset: int) -> list[SendCommand]:
+        try:
+            items = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            log.error("send commands at %d/%d are not JSON: %s", partition, offset, error)
+            return []
+        commands: list[SendCommand] = []
+        for index, item in enumerate(items if isinstance(items, list) else [items]):
+            try:
+                commands.append(SendCommand.model_validate(item))
+            except ValidationError as error:
+                log.error("send command %d/%d[%d] is invalid: %s", partition, offset, index, error)
+                self.counts["invalid"] += 1
+        return commands
+
+    async def _attempt_all(self, commands: list[SendCommand]) -> list[Result | str]:
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(command: SendCommand) -> Result | str:
+            async with gate:
+                return await self._attempt(command)
+
+        return list(await asyncio.gather(*(one(command) for command in commands)))
+
+    async def _attempt(self, command: SendCommand) -> Result | str:
+        """The adapter's result, or the fault (a string) that stopped it."""
+        message = self._message(command)
+        if isinstance(message, Outcome):
+            return Result(message)
+        adapter = self.adapters.get(command.channel)
+        if adapter is None:
+            return Result(Outcome("failed", f"no adapter for channel {command.channel}"))
+        wait = self.limits.take(command.channel, time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self._start_adapters()
+        try:
+            return await adapter.deliver(message)
+        except Exception as error:
+            log.warning("%s: %s adapter failed: %r", command.command_id, command.channel, error)
+            self.counts["faults"] += 1
+            return f"{type(error).__name__}: {error}"
+
+    def _message(self, command: SendCommand) -> Message | Outcome:
+        """The command with its content rendered, or why it cannot be sent."""
+        if command.preset is None:
+            if command.channel == WEBHOOK:
+                return Message(command, None)
+            return Outcome("failed", "the command names no preset")
+        preset = self.presets().get(command.preset)
+        if preset is None:
+            return Outcome("failed", f"no preset '{command.preset}'")
+        if command.channel != WEBHOOK and preset.channel != command.channel:
+            return Outcome(
+                "failed",
+                f"preset '{preset.id}' is for {preset.channel}, the command for {command.channel}",
+            )
+        rendered = render(preset, command.tags, command.properties, command.user_id)
+        if isinstance(rendered, RenderFailure):
+            return Outcome("failed", f"preset '{preset.id}' v{preset.version}: {rendered.message}")
+        return Message(command, rendered)
+
+    def _decided(
+        self, command: SendCommand, attempts: int, attempt: Result | str, now: int
+    ) -> LedgerEntry:
+        if isinstance(attempt, str):
+            return after_fault(
+                attempts,
+                attempt,
+                command.model_dump(mode="json"),
+                command.user_id,
+                command.channel,
+                now,
+                self.policy,
+            )
+        outcome = attempt.outcome
+        self.counts[outcome.status] += 1
+        return after_outcome(
+            attempts,
+            outcome.status,
+            outcome.reason,
+            to_ms(outcome.at) if outcome.at is not None else None,
+            [(later.status, to_ms(later.at)) for later in attempt.later],
+            command.user_id,
+            command.channel,
+            now,
+        )
+
+    # --- the clock --------------------------------------------------------------------
+
+    async def release(self, partition: int, now: datetime) -> int:
+        """Emit the feedback due by ``now`` and retry the faults due by then, for the
+        ledger lines of ``partition``; returns how many lines moved."""
+        now_ms = to_ms(now)
+        moved = 0
+        while True:
+            retries: list[tuple[str, LedgerEntry, int]] = []
+            async with self.lock:
+                if partition not in self.table.partitions:
+                    return moved  # released meanwhile
+                for at, key in self.timers.pop_due(partition, now_ms, DUE_PER_ROUND):
+                    found = self._stored(partition, key)
+                    if found is None or found[0].next_due != at:
+                        continue  # stale: the line moved on since
+                    entry, offset = found
+                    if retry_due(entry, now_ms):
+                        retries.append((key, entry, offset))
+                    else:
+                        self._settle(partition, key, entry, at, offset, now_ms)
+                    moved += 1
+                await self._send(partition)
+                more = self.timers.has_due(partition, now_ms)
+            if retries:
+                await self._retry(partition, retries, now_ms)
+            if not more:
+                break
+            await asyncio.sleep(0)  # let commands in between rounds
+        await self._sweep(partition, now_ms)
+        return moved
+
+    async def _retry(
+        self, partition: int, retries: list[tuple[str, LedgerEntry, int]], now: int
+    ) -> None:
+        commands = [SendCommand.model_validate(entry.command) for _, entry, _ in retries]
+        attempts = await self._attempt_all(commands)
+        async with self.lock:
+            if partition not in self.table.partitions:
+                return  # released meanwhile: its new owner retries again
+            for (key, entry, offset), command, attempt in zip(
+                retries, commands, attempts, strict=True
+            ):
+                decided = self._decided(command, entry.attempts + 1, attempt, now)
+                self._settle(partition, key, decided, entry.next_due, offset, now)
+            await self._send(partition)
+
+    async def _sweep(self, partition: int, now: int) -> None:
+        """Once a day per partition: forget final lines older than the retention."""
+        last = self._swept.setdefault(partition, now)
+        if now - last < DAY_MS:
+            return
+        self._swept[partition] = now
+        async with self.lock:
+            try:
+                lines = list(self.table.items(partition))
+            except PartitionNotReady:
+                return
+            for key, stored in lines:
+                if expired(LedgerEntry.from_json(stored.value), now, self.retention_ms):
+                    self.table.delete(partition, key, stored.applied_offset)
+                    self.counts["forgotten"] += 1
+
+    # --- recovery ---------------------------------------------------------------------
+
+    async def on_recovered(self, partitions: set[int]) -> None:
+        """Rebuild the timer queues from the recovered ledger."""
+        await self.start()
+        for partition in partitions:
+            self.timers.reset(partition)
+            self._swept.pop(partition, None)
+            for key, stored in self.table.items(partition):
+                due = LedgerEntry.from_json(stored.value).next_due
+                if due is not None:
+                    self.timers.push(partition, due, key)
+
+    def on_released(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            self.timers.reset(partition)
+            self._out.pop(partition, None)
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def _stored(self, partition: int, key: str) -> tuple[LedgerEntry, int] | None:
+        stored = self.table.get(partition, key)
+        if stored is None:
+            return None
+        return LedgerEntry.from_json(stored.value), stored.applied_offset
+
+    def _entry(self, partition: int, key: str) -> LedgerEntry | None:
+        found = self._stored(partition, key)
+        return found[0] if found is not None else None
+
+    def _settle(
+        self,
+        partition: int,
+        key: str,
+        entry: LedgerEntry,
+        previous_due: int | None,
+        offset: int,
+        now: int,
+    ) -> None:
+        """Store the line with what is due by ``now`` taken out and queued as feedback,
+        and queue the line's next instant."""
+        due, entry = release(entry, now)
+        self.table.put(partition, key, entry.to_json(), applied_offset=offset)
+        records = self._out[partition]
+        for pending in due:
+            feedback = Feedback(
+                command_id=key,
+                user_id=entry.user_id,
+                status=pending.status,
+                timestamp=from_ms(pending.at),
+                channel=entry.channel[:MAX_CHANNEL],
+                reason=pending.reason[:MAX_REASON] if pending.reason else None,
+            )
+            records.append(feedback.model_dump(mode="json"))
+            self.counts["feedback"] += 1
+        following = entry.next_due
+        if following is not None:
+            self.timers.push(partition, following, key, replaces=previous_due)
+        elif previous_due is not None:
+            self.timers.cancel(partition, previous_due, key)
+
+    async def _send(self, partition: int) -> None:
+        """The queued feedback of ``partition`` as one record (a JSON array), in that
+        partition: the users' partition on every topic."""
+        records = self._out.pop(partition, None)
+        if not records or self._producer is None:
+            return
+        value = orjson.dumps(records)
+        self._pending.append(
+            await self._producer.send(self.feedback_topic, value, partition=partition)
+        )
+
+
+def _distinct(adapters: Mapping[str, ChannelAdapter]) -> list[ChannelAdapter]:
+    """Each adapter once, though it may serve several channels."""
+    return list({id(adapter): adapter for adapter in adapters.values()}.values())
+
+
+# --- wiring ---------------------------------------------------------------------------
+
+
+def build(app: faust.App, engine: Engine) -> DeliveryWorker:
+    settings = engine.settings
+    table = create_table(
+        f"{settings.topic_prefix}delivery-ledger",
+        bootstrap=engine.bootstrap,
+        partitions=settings.partitions,
+        store=settings.table_store,
+        data_dir=settings.data_dir / "state",
+    )
+    worker = DeliveryWorker(
+        table,
+        channel_adapters.build(settings),
+        settings,
+        engine.clock,
+        lambda: engine.definitions.registry.presets,
+        engine.bootstrap,
+        engine.topics.feedback,
+        timers=(
+            RocksDBTimers(settings.data_dir / "state", f"{settings.topic_prefix}delivery-timers")
+            if settings.table_store == "rocksdb"
+            else HeapTimers()
+        ),
+    )
+    attach_to_faust(
+        app, table, engine.topics.send_commands, worker.on_recovered, worker.on_released
+    )
+    engine.checkpoint.before_ack.append(worker.flush)
+    engine.status_parts["delivery"] = worker.status
+    engine.delivery = worker
+    _register_commands(app, engine, worker)
+    _register_clock(app, engine, worker)
+    app.service(DeliveryService(engine, worker))  # type: ignore[arg-type]
+    return worker
+
+
+def _register_commands(app: faust.App, engine: Engine, worker: DeliveryWorker) -> None:
+    topic = app.topic(engine.topics.send_commands, key_serializer="raw", value_serializer="raw")
+
+    async def commands(stream: faust.StreamT[bytes]) -> None:
+        async for event in unacked_events(stream):
+            # Presets come from the registry: render only once it is read whole.
+            await engine.definitions.ready.wait()
+            await worker.deliver_record(event.message.partition, event.message.offset, event.value)
+            engine.checkpoint.hold(event)
+
+    app.agent(topic, name="delivery-commands")(commands)
+
+
+def _register_clock(app: faust.App, engine: Engine, worker: DeliveryWorker) -> None:
+    """Ticks release what is due in simulated time (on the wall clock a task does)."""
+    topic = app.topic(engine.topics.clock, key_serializer="raw", value_serializer="raw")
+
+    async def ticks(stream: faust.StreamT[bytes]) -> None:
+        async for event in unacked_events(stream):
+            try:
+                tick = TICK.validate_json(event.value)
+            except ValueError as error:
+                log.error("clock record at %s is not a tick: %s", event.message.offset, error)
+            else:
+                now = engine.clock.advance(tick.now)
+                if engine.clock.simulated:
+                    await worker.release(event.message.partition, now)
+            engine.checkpoint.hold(event)
+
+    app.agent(topic, name="delivery-clock")(ticks)
+
+
+class DeliveryService(Service):
+    def __init__(self, engine: Engine, worker: DeliveryWorker, **kwargs: Any) -> None:
+        self.engine = engine
+        self.worker = worker
+        super().__init__(**kwargs)
+
+    @Service.task
+    async def _wall_clock(self) -> None:
+        if self.engine.clock.simulated:
+            return  # ticks release
+        while not self.should_stop:
+            await self.sleep(0.25)
+            for partition in sorted(self.worker.table.partitions):
+                await self.worker.release(partition, self.engine.clock.now())
+
+    async def on_stop(self) -> None:
+        await self.worker.stop()
+        await self.worker.table.stop()
+        self.worker.timers.close()
