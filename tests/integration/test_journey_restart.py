@@ -71,6 +71,9 @@ def test_a_killed_worker_resumes_the_campaign_without_a_second_command_id(
         "REACH_PARTITIONS": "2",
         "REACH_CLOCK": "simulated",
         "REACH_PROJECTION_FLUSH_SECONDS": "0.2",
+        # Feedback is posted by hand here; the simulated channels' own feedback loop is
+        # tests/integration/test_delivery.py.
+        "REACH_DELIVER": "false",
         "REACH_BROKER_URL": broker.bootstrap,
     }
     settings = Settings(data_dir=tmp_path, broker_url=broker.bootstrap)

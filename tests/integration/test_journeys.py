@@ -39,6 +39,9 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemProces
         "REACH_PARTITIONS": "2",
         "REACH_CLOCK": "simulated",
         "REACH_PROJECTION_FLUSH_SECONDS": "0.2",
+        # Feedback is posted by hand here; the simulated channels' own feedback loop is
+        # tests/integration/test_delivery.py.
+        "REACH_DELIVER": "false",
     }
     with SystemProcess(folder, env) as running:
         yield running
