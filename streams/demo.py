@@ -52,6 +52,7 @@ def sample_users(count: int, now: datetime, rng: random.Random) -> tuple[list[An
                         "value": rng.choice(["2.3.1", "2.4.0"]),
                     },
                     "First Install": {"type": "date", "value": installed.isoformat()},
+                    "Email": f"{user}@example.com",
                 },
             }
         )
@@ -244,9 +245,11 @@ async def _presets(api: HttpClient) -> None:
 
 
 async def _campaign(system: SystemProcess) -> bool:
-    """The seed's campaign launched now: the first email to every inactive user, a
-    third of them open it (feedback), and the journey's statistics from ClickHouse.
-    The follow-up email waits the journey's 5 days."""
+    """The seed's campaign launched now: the first email to every inactive user, which
+    the simulated email channel delivers (feedback from the delivery worker), a third
+    of them open it (posted feedback: the simulator's own opens come hours later), and
+    the journey's statistics from ClickHouse. The follow-up email waits the journey's 5
+    days."""
     api = system.http
     await _presets(api)
     [seed] = [j for j in load_journeys(SEED_JOURNEYS) if j.id == "reengage-once"]
@@ -272,10 +275,9 @@ async def _campaign(system: SystemProcess) -> bool:
     )
     now = datetime.now(UTC).isoformat()
     feedback = [
-        {"command_id": command, "user_id": user, "status": status, "channel": "email",
+        {"command_id": command, "user_id": user, "status": "opened", "channel": "email",
          "timestamp": now}
-        for number, (command, user) in enumerate(commands)
-        for status in (("delivered", "opened") if number % 3 == 0 else ("delivered",))
+        for command, user in commands[::3]
     ]  # fmt: skip
     if feedback:
         await api.call("POST", "/v1/feedback", feedback)
@@ -283,6 +285,9 @@ async def _campaign(system: SystemProcess) -> bool:
     await _wait_for(
         api, "SELECT countIf(activity = 'opened') FROM journey_activity FINAL", opened, 30
     )
+    # Delivered (or bounced) by the simulator a few seconds after each send.
+    outcomes = "SELECT count() FROM feedback FINAL WHERE status IN ('delivered', 'bounced')"
+    await _wait_for(api, outcomes, len(commands), 30)
     _, stats = await api.call("GET", "/v1/journeys/demo-reengage/stats")
     console.print(format_stats(stats))
     ok = len(commands) == audience and int(stats["journey"]["opened"]) == opened
