@@ -68,6 +68,12 @@ def test_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         ("REACH_MAX_RECORD_BYTES", "100"),
         ("REACH_PROJECTION_FLUSH_SECONDS", "0"),
         ("REACH_BROKER_SESSION_TIMEOUT", "-1"),
+        ("REACH_ROLE", "delivery,segments"),
+        ("REACH_DELIVERY_RATE_PER_SECOND", '{"sms": 0}'),
+        ("REACH_DELIVERY_RATE_PER_SECOND", "20"),
+        ("REACH_DELIVERY_CONCURRENCY", "0"),
+        ("REACH_DELIVERY_MAX_ATTEMPTS", "0"),
+        ("REACH_SIMULATOR", '{"sms": {"opened": 2}}'),
     ],
 )
 def test_invalid_environment_is_refused(
@@ -123,3 +129,19 @@ def test_clickhouse_defaults_to_the_embedded_engine_in_the_data_dir(tmp_path: Pa
 )
 def test_bootstrap_servers(url: str, servers: str) -> None:
     assert bootstrap_servers(url) == servers
+
+
+def test_delivery_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REACH_ROLE", "delivery")
+    monkeypatch.setenv("REACH_DELIVERY_RATE_PER_SECOND", '{"sms": 20, "webhook": 2.5}')
+    settings = Settings()
+    assert settings.group_id == "reachstream-delivery"
+    assert settings.delivers
+    assert not settings.projects
+    assert not settings.segments
+    assert settings.delivery_rate_per_second == {"sms": 20, "webhook": 2.5}
+    monkeypatch.setenv("REACH_DELIVER", "false")
+    with pytest.raises(ValidationError, match="role delivery needs deliver=true"):
+        Settings()
+    monkeypatch.setenv("REACH_ROLE", "all")
+    assert not Settings().delivers
