@@ -101,6 +101,7 @@ class DeliveryWorker:
         self._pending: list[asyncio.Future[Any]] = []
         self._out: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self._adapters_started = False
+        self._starting = asyncio.Lock()
         self._swept: dict[int, int] = {}
 
     # --- lifecycle --------------------------------------------------------------------
@@ -112,10 +113,18 @@ class DeliveryWorker:
         await self._start_adapters()
 
     async def _start_adapters(self) -> None:
-        if not self._adapters_started:
-            self._adapters_started = True
+        if self._adapters_started:
+            return
+        async with self._starting:
+            if self._adapters_started:
+                return
             for adapter in _distinct(self.adapters):
-                await adapter.start()
+                try:
+                    await adapter.start()
+                except Exception:
+                    # Its sends then fail as faults, retried: no reason to stop the others.
+                    log.exception("channel adapter %r did not start", adapter)
+            self._adapters_started = True
 
     async def stop(self) -> None:
         if self._adapters_started:
@@ -225,7 +234,11 @@ class DeliveryWorker:
                 "failed",
                 f"preset '{preset.id}' is for {preset.channel}, the command for {command.channel}",
             )
-        rendered = render(preset, command.tags, command.properties, command.user_id)
+        try:
+            rendered = render(preset, command.tags, command.properties, command.user_id)
+        except Exception as error:  # a bug must fail the message, not stop the worker
+            log.exception("%s: rendering preset '%s' failed", command.command_id, preset.id)
+            return Outcome("failed", f"preset '{preset.id}' v{preset.version}: {error!r}")
         if isinstance(rendered, RenderFailure):
             return Outcome("failed", f"preset '{preset.id}' v{preset.version}: {rendered.message}")
         return Message(command, rendered)
