@@ -477,7 +477,8 @@ def run(users: int, latency_users: int, latency_rate: float, timers: int) -> Non
     settings = Settings()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="reach-bench-") as folder:
-        env = {"REACH_HTTP_PORT": "0"}
+        # The journey engine alone: delivery (the simulator) would add its own load.
+        env = {"REACH_HTTP_PORT": "0", "REACH_DELIVER": "false"}
         with SystemProcess(Path(folder), env) as system:
             assert system.info is not None
             bootstrap = system.info.broker

@@ -22,8 +22,6 @@ from streams.topics import Topics
 from tests.smtp_server import SmtpServer, running_smtp_server
 
 pytestmark = pytest.mark.integration
-# Needs the delivery worker, which lands on its own.
-pytest.importorskip("agents.delivery.worker")
 
 TOPICS = Topics.from_settings(Settings())
 START = "2026-11-02T09:00:00Z"
