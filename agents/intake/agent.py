@@ -87,11 +87,12 @@ def _register_input(
                         headers=letter.headers(),
                         partition=message.partition,
                     )
-            counters[f"{table.name}.valid"] += len(result.valid)
-            counters[f"{table.name}.dead"] += len(result.dead)
             if result.valid:
                 for handle in engine.input_handlers:
                     await handle(message.partition, message.offset, table.name, result.valid)
+            # Counted once handled: a count in /v1/status means the state has it.
+            counters[f"{table.name}.valid"] += len(result.valid)
+            counters[f"{table.name}.dead"] += len(result.dead)
             checkpoint.hold(event)
             if checkpoint.due:
                 await checkpoint.commit()
