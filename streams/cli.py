@@ -114,12 +114,21 @@ def _query_directly(settings: Settings, sql: str) -> tuple[list[str], list[Any]]
 
 
 @main.command()
-def demo() -> None:
-    """Start everything on embedded defaults, feed samples (and bad records), print, stop."""
+@click.option("--users", default=2000, show_default=True, type=click.IntRange(min=10))
+@click.option("--days", default=14, show_default=True, type=click.IntRange(min=1, max=60))
+@click.option(
+    "--report",
+    "report_path",
+    default="reach-demo-report.html",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+)
+def demo(users: int, days: int, report_path: Path) -> None:
+    """The seed campaign end to end on embedded defaults, in simulated time."""
     from streams.demo import run_demo
 
-    if not run_demo(_settings()):
-        raise click.ClickException("the demo's records did not all arrive")
+    if not run_demo(_settings(), users=users, days=days, report_path=report_path):
+        raise click.ClickException("the demo's numbers do not all agree (see above)")
 
 
 def _api(api_key: str | None) -> HttpClient:

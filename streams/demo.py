@@ -1,12 +1,23 @@
-"""``reach demo``: start the system on embedded defaults, feed sample users, events and
-tag updates (with a few invalid records), print what arrived, stop everything."""
+"""``reach demo``: the seed campaign on the embedded system, in simulated time.
+
+Starts everything embedded, loads the example workspace (the seed's segments, presets
+and journeys), gives a few thousand simulated users two weeks of history, launches the
+seed's campaign (once, on Thursday at 09:00 in Paris) and its weekly variant (Fridays
+at 17:00 in each user's zone), then plays two weeks hour by hour: the users' events,
+the clock, the journeys' emails, the simulated channel's deliveries and opens. Prints
+segment sizes and per-step journey statistics from ClickHouse, who got the first
+email, who opened it, who got the follow-up, and writes the HTML report; the numbers
+in the terminal, in ClickHouse and in the report are checked against each other.
+A few invalid records show the dead letters on the way."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,10 +25,13 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from projections.journey_stats import format_stats
-from streams.client import HttpClient
+from projections.report import collect, render_html
+from streams.client import HttpClient, send_tick
+from streams.demo_population import HOUR, events, hourly, people, tags
 from streams.journey_files import load as load_journeys
 from streams.preset_files import load as load_presets
 from streams.segment_files import load as load_segments
@@ -25,7 +39,6 @@ from streams.settings import Settings
 from streams.supervisor import SystemProcess
 from streams.topics import Topics
 
-EVENT_NAMES = ("ApplicationOpen", "ScreenOpen", "InAppPurchase", "ApplicationMinimized")
 SEED_SEGMENTS = Path(__file__).parents[1] / "examples" / "seed-segments.yaml"
 SEED_JOURNEYS = Path(__file__).parents[1] / "examples" / "seed-journeys.yaml"
 SEED_PRESETS = Path(__file__).parents[1] / "examples" / "seed-presets.yaml"
@@ -33,65 +46,10 @@ MAX_RECORD_BYTES = 100_000  # small, so the demo can show a record over the limi
 console = Console(width=120)
 
 
-def sample_users(count: int, now: datetime, rng: random.Random) -> tuple[list[Any], list[Any]]:
-    """Tag updates and events of ``count`` users over the last two weeks."""
-    tags, events = [], []
-    for number in range(count):
-        user = f"user-{number:04d}"
-        installed = now - timedelta(days=rng.randint(14, 400))
-        tags.append(
-            {
-                "user_id": user,
-                "op": "set",
-                "timestamp": installed.isoformat(),
-                "tags": {
-                    "Country": rng.choice(["PT", "FR", "IN", "DE", "BR"]),
-                    "Language": rng.choice(["pt", "fr", "hi", "de", "en"]),
-                    "Application Version": {
-                        "type": "version",
-                        "value": rng.choice(["2.3.1", "2.4.0"]),
-                    },
-                    "First Install": {"type": "date", "value": installed.isoformat()},
-                    "Email": f"{user}@example.com",
-                },
-            }
-        )
-        for _ in range(rng.randint(0, 20)):
-            at = now - timedelta(minutes=rng.randint(0, 14 * 24 * 60))
-            name = rng.choice(EVENT_NAMES)
-            attributes: dict[str, Any] = {}
-            if name == "InAppPurchase":
-                attributes = {
-                    "price": {
-                        "type": "price",
-                        "amount": f"{rng.randint(1, 50)}.99",
-                        "currency": "EUR",
-                    }
-                }
-            events.append(
-                {
-                    "user_id": user,
-                    "name": name,
-                    "timestamp": at.isoformat(),
-                    "attributes": attributes,
-                }
-            )
-        if rng.random() < 0.3:
-            tags.append(
-                {
-                    "user_id": user,
-                    "op": "increment",
-                    "tags": {"Sessions": 1},
-                    "timestamp": now.isoformat(),
-                }
-            )
-    return tags, events
-
-
 def invalid_records(now: datetime) -> list[tuple[str, bytes]]:
     """(topic kind, raw record): one of each kind of bad input a producer might send."""
     ts = now.isoformat()
-    good = {"user_id": "user-0001", "name": "ScreenOpen", "timestamp": ts}
+    good = {"user_id": "user-00000", "name": "ScreenOpen", "timestamp": ts}
     return [
         ("events", b"this is not JSON"),
         ("events", orjson.dumps({"name": "ApplicationOpen", "timestamp": ts})),
@@ -99,13 +57,13 @@ def invalid_records(now: datetime) -> list[tuple[str, bytes]]:
         (
             "events",
             orjson.dumps(
-                {"user_id": "user-0002", "name": "ScreenOpen", "timestamp": "next tuesday"}
+                {"user_id": "bad-input-2", "name": "ScreenOpen", "timestamp": "next tuesday"}
             ),
         ),
         (
             "tags",
             orjson.dumps(
-                {"user_id": "user-0003", "op": "explode", "tags": {"a": 1}, "timestamp": ts}
+                {"user_id": "bad-input-3", "op": "explode", "tags": {"a": 1}, "timestamp": ts}
             ),
         ),
         ("events", orjson.dumps({**good, "attributes": {"blob": "x" * MAX_RECORD_BYTES}})),
@@ -123,36 +81,6 @@ def invalid_records(now: datetime) -> list[tuple[str, bytes]]:
     ]
 
 
-async def _feed(system: SystemProcess, topics: Topics, now: datetime) -> tuple[int, int, int]:
-    assert system.info is not None
-    rng = random.Random(7)
-    tags, events = sample_users(300, now, rng)
-    api = system.http
-    definitions = [d.model_dump(mode="json") for d in load_segments(SEED_SEGMENTS)]
-    status, body = await api.call("POST", "/v1/segments", definitions)
-    if status != 200:
-        raise RuntimeError(f"/v1/segments answered {status}: {body}")
-    console.print(f"defined the seed's segments: {', '.join(d['id'] for d in definitions)}")
-    for path, items in (("/v1/tags", tags), ("/v1/events", events)):
-        status, body = await api.call("POST", path, items)
-        if status != 200:
-            raise RuntimeError(f"{path} answered {status}: {body}")
-    status, refused = await api.call("POST", "/v1/events", [events[0], {"user_id": "x"}])
-    console.print(f"[dim]HTTP ingest of a mixed batch answers {status}:[/] {refused}")
-    producer = AIOKafkaProducer(
-        bootstrap_servers=system.info.broker, max_request_size=4 * MAX_RECORD_BYTES
-    )
-    await producer.start()
-    try:
-        bad = invalid_records(now)
-        for kind, raw in bad:
-            await producer.send_and_wait(getattr(topics, kind), raw, partition=0)
-    finally:
-        await producer.stop()
-    distinct_events = len({orjson.dumps(event) for event in events}) + 2  # + the neighbours
-    return distinct_events, len(tags), len(bad) + 0  # one dead letter per bad record
-
-
 async def _wait_for(api: HttpClient, sql: str, expected: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while True:
@@ -161,41 +89,6 @@ async def _wait_for(api: HttpClient, sql: str, expected: int, timeout: float) ->
         if found >= expected or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.2)
-
-
-async def _report(system: SystemProcess, expected: tuple[int, int, int]) -> bool:
-    api = system.http
-    events, tags, dead = expected
-    got_events = await _wait_for(api, "SELECT count() FROM events FINAL", events, 60)
-    got_tags = await _wait_for(api, "SELECT count() FROM tag_updates FINAL", tags, 30)
-    got_dead = await _wait_for(api, "SELECT count() FROM dead_letters FINAL", dead, 30)
-
-    columns, rows = await api.query(
-        "SELECT name, count() AS events, uniqExact(user_id) AS users "
-        "FROM events FINAL GROUP BY name ORDER BY events DESC"
-    )
-    table = Table(*columns, title="Events in ClickHouse, per name")
-    for row in rows:
-        table.add_row(*(str(value) for value in row))
-    console.print(table)
-
-    columns, rows = await api.query(
-        "SELECT source_topic AS topic, source_partition AS part, source_offset AS offset, "
-        "source_index AS item, reason, substring(detail, 1, 60) AS detail "
-        "FROM dead_letters FINAL "
-        "ORDER BY source_topic, source_offset, source_index"
-    )
-    table = Table(*columns, title="Dead letters, with their reasons")
-    for row in rows:
-        table.add_row(*("-" if value == -1 else str(value) for value in row))
-    console.print(table)
-    await _report_segments(api)
-    ok = (got_events, got_tags, got_dead) == (events, tags, dead)
-    console.print(
-        f"events {got_events}/{events}, tag updates {got_tags}/{tags}, "
-        f"dead letters {got_dead}/{dead}: " + ("[green]all arrived[/]" if ok else "[red]missing[/]")
-    )
-    return ok
 
 
 async def _report_segments(api: HttpClient) -> None:
@@ -244,68 +137,270 @@ async def _presets(api: HttpClient) -> None:
     console.print(table)
 
 
-async def _campaign(system: SystemProcess) -> bool:
-    """The seed's campaign launched now: the first email to every inactive user, which
-    the simulated email channel delivers (feedback from the delivery worker), a third
-    of them open it (posted feedback: the simulator's own opens come hours later), and
-    the journey's statistics from ClickHouse. The follow-up email waits the journey's 5
-    days."""
-    api = system.http
+# --- the simulation -----------------------------------------------------------------
+
+START = datetime(2026, 12, 7, tzinfo=UTC)
+"""A Monday: the seed's once-run is on Thursday 10 December at 09:00 in Paris, and the
+weekly journey runs on Fridays at 17:00 in each user's zone."""
+LAUNCHED = ("reengage-once", "reengage-weekly")
+
+
+@dataclass
+class Fed:
+    """What the demo posted, to wait for and to check against."""
+
+    events: int = 0
+    tags: int = 0
+    dead: int = 0
+    distinct: set[bytes] = field(default_factory=set)
+    """The events' contents: identical events share a derived id, one row in ClickHouse."""
+
+    def add_events(self, items: list[Any]) -> None:
+        self.events += len(items)
+        self.distinct.update(orjson.dumps(item, option=orjson.OPT_SORT_KEYS) for item in items)
+
+
+async def _post(api: HttpClient, path: str, items: list[Any]) -> None:
+    for start in range(0, len(items), 5000):
+        status, body = await api.call("POST", path, items[start : start + 5000])
+        if status != 200:
+            raise RuntimeError(f"{path} answered {status}: {body}")
+
+
+async def _status(api: HttpClient) -> dict[str, Any]:
+    _, status = await api.call("GET", "/v1/status")
+    return dict(status)
+
+
+async def _caught_up(api: HttpClient, fed: Fed, timeout: float = 120) -> None:
+    """Until the worker has applied every posted input and the feedback its delivery
+    worker released, so the next tick finds them in the state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = await _status(api)
+        counters = status.get("counters", {})
+        released = status.get("delivery", {}).get("feedback", 0)
+        if (
+            counters.get("events.valid", 0) >= fed.events
+            and counters.get("tag_updates.valid", 0) >= fed.tags
+            and counters.get("feedback.valid", 0) >= released
+        ):
+            return
+        await asyncio.sleep(0.02)
+    raise TimeoutError("the worker did not catch up with the demo's inputs")
+
+
+async def _workspace(api: HttpClient) -> None:
     await _presets(api)
-    [seed] = [j for j in load_journeys(SEED_JOURNEYS) if j.id == "reengage-once"]
-    entry = seed.entries[0].model_dump(mode="json")
-    journey = seed.model_dump(mode="json") | {
-        "id": "demo-reengage",
-        "name": "Come back (demo, now)",
-        "entries": [entry | {"schedule": {"kind": "now"}}],
-    }
-    for method, path, body in [
-        ("POST", "/v1/journeys", journey),
-        ("POST", "/v1/journeys/demo-reengage/launch", None),
+    segments = [d.model_dump(mode="json") for d in load_segments(SEED_SEGMENTS)]
+    journeys = [d.model_dump(mode="json") for d in load_journeys(SEED_JOURNEYS)]
+    for path, body, what in [
+        ("/v1/segments", segments, "segments"),
+        ("/v1/journeys", journeys, "journeys"),
     ]:
-        status, answer = await api.call(method, path, body)
+        status, answer = await api.call("POST", path, body)
         if status != 200:
             raise RuntimeError(f"{path} answered {status}: {answer}")
-    _, status_now = await api.call("GET", "/v1/status")
-    audience = status_now["segments"]["members"].get("inactive-7d", 0)
-    console.print(f"launched the seed's campaign now: {audience} users have not opened the app")
-    await _wait_for(api, "SELECT count() FROM send_commands FINAL", audience, 30)
-    _, commands = await api.query(
-        "SELECT command_id, user_id FROM send_commands FINAL ORDER BY user_id"
+        console.print(f"defined the seed's {what}: {', '.join(d['id'] for d in body)}")
+
+
+async def _bad_records(system: SystemProcess, topics: Topics, now: datetime) -> int:
+    """One of each kind of bad input, straight to Kafka: they go to the dead letters."""
+    assert system.info is not None
+    producer = AIOKafkaProducer(
+        bootstrap_servers=system.info.broker, max_request_size=4 * MAX_RECORD_BYTES
     )
-    now = datetime.now(UTC).isoformat()
-    feedback = [
-        {"command_id": command, "user_id": user, "status": "opened", "channel": "email",
-         "timestamp": now}
-        for command, user in commands[::3]
-    ]  # fmt: skip
-    if feedback:
-        await api.call("POST", "/v1/feedback", feedback)
-    opened = len(commands[::3])
-    await _wait_for(
-        api, "SELECT countIf(activity = 'opened') FROM journey_activity FINAL", opened, 30
-    )
-    # Delivered (or bounced) by the simulator a few seconds after each send.
-    outcomes = "SELECT count() FROM feedback FINAL WHERE status IN ('delivered', 'bounced')"
-    await _wait_for(api, outcomes, len(commands), 30)
-    _, stats = await api.call("GET", "/v1/journeys/demo-reengage/stats")
-    console.print(format_stats(stats))
-    ok = len(commands) == audience and int(stats["journey"]["opened"]) == opened
+    await producer.start()
+    try:
+        bad = invalid_records(now)
+        for kind, raw in bad:
+            await producer.send_and_wait(getattr(topics, kind), raw, partition=0)
+    finally:
+        await producer.stop()
+    return len(bad)
+
+
+async def _simulate(
+    system: SystemProcess, settings: Settings, users: int, days: int, seed: int
+) -> Fed:
+    api, topics, fed = system.http, Topics.from_settings(settings), Fed()
+    rng = random.Random(seed)
+    population = people(users, START, rng)
+    history = START - timedelta(days=14)
+    await _workspace(api)
+    profile = [tags(person) for person in population]
+    await _post(api, "/v1/tags", profile)
+    fed.tags += len(profile)
+    past = [e for person in population for e in events(person, history, START, seed)]
+    past.sort(key=lambda item: item["timestamp"])
+    await _post(api, "/v1/events", past)
+    fed.add_events(past)
+    fed.dead = await _bad_records(system, topics, history)
+    neighbours = orjson.loads(invalid_records(history)[-1][1])
+    fed.add_events([neighbours[0], neighbours[2]])  # the bad batch's good items
+    await _caught_up(api, fed)
+    await send_tick(settings, topics.clock, START)
+    for journey_id in LAUNCHED:
+        status, body = await api.call("POST", f"/v1/journeys/{journey_id}/launch")
+        if status != 200:
+            raise RuntimeError(f"launching {journey_id} answered {status}: {body}")
     console.print(
-        f"first emails {len(commands)}/{audience}, opened {stats['journey']['opened']}/{opened}: "
-        + ("[green]as expected[/]" if ok else "[red]missing[/]")
+        f"{users:,} users, {len(past):,} events over the 14 days before {START:%a %d %b}; "
+        f"launched {', '.join(LAUNCHED)}"
     )
-    return ok
+    end = START + timedelta(days=days)
+    future = [e for person in population for e in events(person, START, end, seed)]
+    hours = hourly(future, START, end)
+    with Progress(
+        TextColumn("simulating"),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=len(hours))
+        for hour, batch in enumerate(hours):
+            if batch:
+                await _post(api, "/v1/events", batch)
+                fed.add_events(batch)
+            await _caught_up(api, fed)
+            await send_tick(settings, topics.clock, START + (hour + 1) * HOUR)
+            progress.update(
+                task, advance=1, description=f"{START + (hour + 1) * HOUR:%a %d %b %H:00}"
+            )
+    await _caught_up(api, fed)
+    console.print(f"simulated {days} days: {fed.events:,} events in all")
+    return fed
 
 
-def run_demo(settings: Settings) -> bool:
+# --- what happened ------------------------------------------------------------------
+
+
+async def _settled(api: HttpClient, timeout: float = 120) -> None:
+    """Until ClickHouse holds every send command and the counts stop moving."""
+    deadline = time.monotonic() + timeout
+    last: list[Any] = []
+    while time.monotonic() < deadline:
+        commands = int((await _status(api)).get("segments", {}).get("commands", 0))
+        _, rows = await api.query(
+            "SELECT (SELECT count() FROM send_commands FINAL), "
+            "(SELECT count() FROM journey_activity FINAL), (SELECT count() FROM feedback FINAL)"
+        )
+        if rows and int(rows[0][0]) >= commands and rows == last:
+            return
+        last = rows
+        await asyncio.sleep(0.5)
+
+
+async def _who(api: HttpClient, journey_id: str) -> dict[str, list[str]]:
+    """Users of the seed campaign by what happened to them, from ClickHouse."""
+    _, rows = await api.query(
+        "SELECT multiIf(step = 'first-email' AND activity = 'sent', 'got the first email', "
+        "step = 'done' AND activity = 'entered' AND detail = 'first-email.opened', "
+        "'opened it within 5 days', "
+        "step = 'first-email' AND activity = 'not_opened', 'did not', "
+        "step = 'second-email' AND activity = 'sent', 'got the follow-up', '') AS what, "
+        "groupUniqArray(user_id) FROM journey_activity FINAL "
+        "WHERE journey_id = {journey:String} GROUP BY what HAVING what != ''",
+        {"journey": journey_id},
+    )
+    return {what: sorted(users) for what, users in rows}
+
+
+async def _report(api: HttpClient, fed: Fed) -> tuple[bool, str]:
+    """Prints what happened; returns whether every number agrees, and the HTML report."""
+    ok = True
+    distinct = len(fed.distinct)
+    got_events = await _wait_for(api, "SELECT count() FROM events FINAL", distinct, 60)
+    got_dead = await _wait_for(api, "SELECT count() FROM dead_letters FINAL", fed.dead, 30)
+    _, rows = await api.query(
+        "SELECT reason, count() FROM dead_letters FINAL GROUP BY reason ORDER BY reason"
+    )
+    console.print(
+        f"events in ClickHouse {got_events:,}/{distinct:,} distinct; "
+        f"dead letters {got_dead}/{fed.dead} ("
+        + ", ".join(f"{reason} {count}" for reason, count in rows)
+        + ")"
+    )
+    ok &= got_events == distinct and got_dead == fed.dead
+    await _settled(api)
+    await _report_segments(api)
+    shown: dict[str, dict[str, Any]] = {}
+    for journey_id in LAUNCHED:
+        status, stats = await api.call("GET", f"/v1/journeys/{journey_id}/stats")
+        if status != 200:
+            raise RuntimeError(f"stats of {journey_id} answered {status}: {stats}")
+        shown[journey_id] = stats
+        console.print(f"[bold]{journey_id}[/]")
+        console.print(format_stats(stats))
+    who = await _who(api, "reengage-once")
+    table = Table("the seed campaign (reengage-once)", "users", "for example", title="Who")
+    groups = ("got the first email", "opened it within 5 days", "did not", "got the follow-up")
+    for what in groups:
+        found = who.get(what, [])
+        example = ", ".join(found[:4]) + (" …" if len(found) > 4 else "")
+        table.add_row(what, str(len(found)), example)
+    console.print(table)
+    steps = {step["step"]: step for step in shown["reengage-once"]["steps"]}
+    first, second = steps.get("first-email", {}), steps.get("second-email", {})
+    sent, opened, ignored, followed = (set(who.get(what, [])) for what in groups)
+    problems = [
+        problem
+        for problem, wrong in [
+            ("first emails in ClickHouse and in the statistics", len(sent) != first.get("sent")),
+            ("opened + not opened = first emails", opened | ignored != sent or opened & ignored),
+            ("follow-ups in ClickHouse and in the statistics", len(followed) != second.get("sent")),
+            ("follow-ups only to those who did not open", not followed <= ignored),
+        ]
+        if wrong
+    ]
+    page = render_html(await collect(api, list(LAUNCHED), None, bucket="hour"))
+    in_report = _report_numbers(page)
+    for journey_id, stats in shown.items():
+        for step in stats["steps"]:
+            for metric in ("entered", "sent", "opened", "not_opened", "exited"):
+                value = in_report.get((journey_id, step["step"], metric))
+                if step[metric] and value != step[metric]:
+                    problems.append(f"{journey_id} {step['step']} {metric} in the HTML report")
+    agree = not problems
+    for problem in problems:
+        console.print(f"[red]disagree:[/] {problem}")
+    console.print(
+        "terminal, ClickHouse and the HTML report "
+        + ("[green]agree[/]" if agree else "[red]disagree[/]")
+    )
+    return ok and agree and first.get("sent", 0) > 0, page
+
+
+_NUMBER = re.compile(
+    r'data-journey="([^"]+)" data-step="([^"]+)" data-metric="([^"]+)" data-value="(\d+)"'
+)
+
+
+def _report_numbers(page: str) -> dict[tuple[str, str, str], int]:
+    """(journey, step, metric) -> the number the report shows for it."""
+    return {
+        (journey, step, metric): int(value)
+        for journey, step, metric, value in _NUMBER.findall(page)
+    }
+
+
+def run_demo(
+    settings: Settings,
+    users: int = 2000,
+    days: int = 14,
+    report_path: Path = Path("reach-demo-report.html"),
+    seed: int = 7,
+) -> bool:
     with tempfile.TemporaryDirectory(prefix="reach-demo-") as folder:
         env = {
             "REACH_HTTP_PORT": "0",
             "REACH_MAX_RECORD_BYTES": str(MAX_RECORD_BYTES),
             "REACH_DATA_DIR": str(Path(folder)),
+            "REACH_CLOCK": "simulated",
+            "REACH_PROJECTION_FLUSH_SECONDS": "0.5",
         }
-        console.print("starting the broker, the worker and ClickHouse (embedded)…")
+        console.print("starting the broker, the worker and ClickHouse (embedded, simulated time)…")
         started = time.monotonic()
         with SystemProcess(Path(folder), env) as system:
             assert system.info is not None
@@ -313,10 +408,11 @@ def run_demo(settings: Settings) -> bool:
                 f"up in {time.monotonic() - started:.1f}s — HTTP API "
                 f"{system.info.http}, broker {system.info.broker}"
             )
-            topics = Topics.from_settings(settings)
-            now = datetime.now(UTC).replace(microsecond=0)
-            expected = asyncio.run(_feed(system, topics, now))
-            ok = asyncio.run(_report(system, expected))
-            ok = asyncio.run(_campaign(system)) and ok
+            demo_settings = Settings(data_dir=Path(folder))
+            fed = asyncio.run(_simulate(system, demo_settings, users, days, seed))
+            ok, page = asyncio.run(_report(system.http, fed))
+            report_path.write_text(page, encoding="utf-8")
+            console.print(f"HTML report: {report_path.resolve()}")
             console.print("stopping…")
+        console.print(f"done in {time.monotonic() - started:.0f}s")
         return ok
