@@ -47,6 +47,7 @@ from rich.table import Table
 
 from benchmarks.ingest import _raw_consume
 from benchmarks.segments import _percentile, _rss_kib, _status
+from streams.broker import EmbeddedBroker
 from streams.ingest import IngestProducer
 from streams.partitioning import partition_for
 from streams.settings import Settings
@@ -473,40 +474,52 @@ async def pending_timers(system: SystemProcess, users: int) -> list[Row]:
 # --- run ----------------------------------------------------------------------------
 
 
-def run(users: int, latency_users: int, latency_rate: float, timers: int) -> None:
+def run(
+    users: int, latency_users: int, latency_rate: float, timers: int, role: str = "all"
+) -> None:
     settings = Settings()
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="reach-bench-") as folder:
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reach-bench-")))
         # The journey engine alone: delivery (the simulator) would add its own load.
         env = {"REACH_HTTP_PORT": "0", "REACH_DELIVER": "false"}
-        with SystemProcess(Path(folder), env) as system:
-            assert system.info is not None
-            bootstrap = system.info.broker
+        if role == "segments":
+            # Journeys in a process of their own; projections (ClickHouse) in another,
+            # on one broker: the figures are the journey process's.
+            broker = stack.enter_context(EmbeddedBroker())
+            env = {**env, "REACH_BROKER_URL": f"kafka://{broker.bootstrap}"}
+            stack.enter_context(
+                SystemProcess(folder / "projections", {**env, "REACH_ROLE": "projections"})
+            )
+            env["REACH_ROLE"] = "segments"
+        system = stack.enter_context(SystemProcess(folder / "engine", env))
+        assert system.info is not None
+        bootstrap = system.info.broker
 
-            async def scenario() -> None:
-                segment = {
-                    "id": AUDIENCE,
-                    "name": "bench audience",
-                    "expression": 'T("Country", eq, "PT")',
-                }
-                await _call(system, "POST", "/v1/segments", [segment])
-                await _call(system, "POST", "/v1/presets", presets())
-                await _call(system, "POST", "/v1/journeys", journeys())
-                console.print(f"audience launch: {users:,} users ...")
-                rows.extend(await audience_launch(system, bootstrap, users))
-                console.print(f"step latency: {latency_users:,} users at {latency_rate:,.0f}/s ...")
-                rows.extend(await step_latency(system, bootstrap, latency_users, latency_rate))
-                console.print(f"pending timers: {timers:,} users ...")
-                rows.extend(await pending_timers(system, timers))
+        async def scenario() -> None:
+            segment = {
+                "id": AUDIENCE,
+                "name": "bench audience",
+                "expression": 'T("Country", eq, "PT")',
+            }
+            await _call(system, "POST", "/v1/segments", [segment])
+            await _call(system, "POST", "/v1/presets", presets())
+            await _call(system, "POST", "/v1/journeys", journeys())
+            console.print(f"audience launch: {users:,} users ...")
+            rows.extend(await audience_launch(system, bootstrap, users))
+            console.print(f"step latency: {latency_users:,} users at {latency_rate:,.0f}/s ...")
+            rows.extend(await step_latency(system, bootstrap, latency_users, latency_rate))
+            console.print(f"pending timers: {timers:,} users ...")
+            rows.extend(await pending_timers(system, timers))
 
-            asyncio.run(scenario())
+        asyncio.run(scenario())
 
     table = Table(
         "measure",
         "count",
         "figure",
         title=(
-            f"Journeys benchmark: 1 worker (role {settings.role}, {settings.clock} clock, "
+            f"Journeys benchmark: 1 worker (role {role}, {settings.clock} clock, "
             f"{settings.table_store} store), {settings.partitions} partitions"
         ),
     )
@@ -521,8 +534,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-users", type=int, default=2_000)
     parser.add_argument("--latency-rate", type=float, default=200.0)
     parser.add_argument("--timers", type=int, default=1_000_000)
+    parser.add_argument("--role", choices=["all", "segments"], default="all")
     args = parser.parse_args(argv)
-    run(args.users, args.latency_users, args.latency_rate, args.timers)
+    run(args.users, args.latency_users, args.latency_rate, args.timers, args.role)
 
 
 if __name__ == "__main__":

@@ -552,11 +552,20 @@ def bench_state(writes: int, keys: int, hot_keys: int) -> None:
 @click.option("--latency-users", type=click.IntRange(min=1), default=2_000, show_default=True)
 @click.option("--latency-rate", type=click.FloatRange(min=1), default=200.0, show_default=True)
 @click.option("--timers", type=click.IntRange(min=1), default=1_000_000, show_default=True)
-def bench_journeys(users: int, latency_users: int, latency_rate: float, timers: int) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(["all", "segments"]),
+    default="all",
+    show_default=True,
+    help="segments: the journeys in a process of their own, projections in another.",
+)
+def bench_journeys(
+    users: int, latency_users: int, latency_rate: float, timers: int, role: str
+) -> None:
     """Audience launch commands/s, feedback -> next step latency, memory per pending timer."""
     from benchmarks.journeys import run
 
-    run(users, latency_users, latency_rate, timers)
+    run(users, latency_users, latency_rate, timers, role)
 
 
 @main.command()
