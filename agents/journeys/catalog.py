@@ -84,8 +84,9 @@ class Catalog:
         if journey is None or not journey.versions or journey.state is not JourneyStatus.LAUNCHED:
             return None
         latest = journey.latest
-        if any(isinstance(entry, kind) for entry in latest.entries):
-            return latest
+        for entry in latest.entries:
+            if type(entry) is kind:
+                return latest
         return None
 
 

@@ -225,6 +225,8 @@ class _Mover:
     def drop_stale(self, now: int) -> None:
         """Visits of a journey stopped (or stopped and launched again) while this user's
         state was not swept, e.g. on a worker that was down: they end here."""
+        if "in" not in self.state and "pe" not in self.state:
+            return
         for journey_id, visit in list(self.state.get("in", {}).items()):
             if not self._current(journey_id, visit["r"]):
                 self._leave(journey_id, visit, Activity.DROPPED, "journey stopped", now)
@@ -240,6 +242,8 @@ class _Mover:
 
     def due(self, now: int) -> None:
         """Move every visit and waiting entry whose instant has come, at that instant."""
+        if "in" not in self.state and "pe" not in self.state:
+            return
         while True:
             pending = [
                 (due, 0, journey_id)

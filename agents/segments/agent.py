@@ -410,14 +410,15 @@ class SegmentRuntime:
         state_json = result.state.to_json() if result is not None else stored[STATE]
         members = dict(result.memberships) if result is not None else stored[MEMBERS]
         timer: int | None
+        user_state = result.state if result is not None else UserState.from_json(state_json)
         if result is not None:
             timer = to_ms(result.next_timer) if result.next_timer is not None else None
         else:
-            timers = UserState.from_json(state_json).timers
+            timers = user_state.timers
             timer = min(timers.values()) if timers else None
         journey_state = stored[JOURNEYS]
         if self.journey_topics is not None:
-            tags = UserState.from_json(state_json).tags if state_json is not None else {}
+            tags = user_state.tags
             moved = journeys.step(
                 self.catalog,
                 journey_state,
