@@ -10,39 +10,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-import yaml
 from pydantic import ValidationError
 
 from schemas.journeys import JourneyDefinition
-from streams.segment_files import DefinitionError
+from streams.definition_files import DefinitionError, distinct_items, one_item, read
 
-MAX_PROBLEMS = 5
+__all__ = ["DefinitionError", "from_document", "from_item", "load", "read"]
 
 
 def from_document(document: Any) -> list[JourneyDefinition]:
-    items = document if isinstance(document, list) else [document]
-    journeys = [from_item(item, index) for index, item in enumerate(items)]
-    seen: set[str] = set()
-    for journey in journeys:
-        # Two in one apply would get two versions, the second silently replacing the first.
-        if journey.id in seen:
-            raise DefinitionError(f"journey '{journey.id}' is defined twice")
-        seen.add(journey.id)
-    return journeys
+    return distinct_items(document, "journey", JourneyDefinition, _problems)
 
 
 def from_item(item: Any, index: int = 0) -> JourneyDefinition:
-    if not isinstance(item, dict):
-        raise DefinitionError(f"journey {index}: expected an object, got {type(item).__name__}")
-    where = f"journey '{item['id']}'" if isinstance(item.get("id"), str) else f"journey {index}"
-    try:
-        return JourneyDefinition.model_validate(item)
-    except ValidationError as error:
-        problems = _problems(error, item)
-        more = len(problems) - MAX_PROBLEMS
-        text = "; ".join(problems[:MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
-        raise DefinitionError(f"{where}: {text}") from None
+    return one_item(item, index, "journey", JourneyDefinition, _problems)
 
 
 def _problems(error: ValidationError, item: dict[str, Any]) -> list[str]:
@@ -84,14 +65,3 @@ def _place(loc: Sequence[int | str], item: dict[str, Any]) -> str:
 
 def load(path: Path) -> list[JourneyDefinition]:
     return from_document(read(path))
-
-
-def read(path: Path) -> Any:
-    """The file's document as written (check it with ``from_document``, send it on)."""
-    text = path.read_bytes()
-    try:
-        is_yaml = path.suffix in (".yaml", ".yml")
-        document = yaml.safe_load(text) if is_yaml else orjson.loads(text)
-    except (yaml.YAMLError, orjson.JSONDecodeError) as error:
-        raise DefinitionError(f"{path}: not valid {path.suffix[1:] or 'JSON'}: {error}") from None
-    return document

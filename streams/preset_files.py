@@ -14,36 +14,18 @@ from pydantic import ValidationError
 
 from schemas.journeys import Channel
 from schemas.presets import PresetDefinition
-from streams.journey_files import read
-from streams.segment_files import DefinitionError
+from streams.definition_files import DefinitionError, distinct_items, one_item, read
 
-MAX_PROBLEMS = 5
+__all__ = ["DefinitionError", "from_document", "from_item", "load", "read"]
 _CHANNELS = frozenset(Channel)
 
 
 def from_document(document: Any) -> list[PresetDefinition]:
-    items = document if isinstance(document, list) else [document]
-    presets = [from_item(item, index) for index, item in enumerate(items)]
-    seen: set[str] = set()
-    for preset in presets:
-        # Two in one apply would get two versions, the second silently replacing the first.
-        if preset.id in seen:
-            raise DefinitionError(f"preset '{preset.id}' is defined twice")
-        seen.add(preset.id)
-    return presets
+    return distinct_items(document, "preset", PresetDefinition, _problems)
 
 
 def from_item(item: Any, index: int = 0) -> PresetDefinition:
-    if not isinstance(item, dict):
-        raise DefinitionError(f"preset {index}: expected an object, got {type(item).__name__}")
-    where = f"preset '{item['id']}'" if isinstance(item.get("id"), str) else f"preset {index}"
-    try:
-        return PresetDefinition.model_validate(item)
-    except ValidationError as error:
-        problems = _problems(error, item)
-        more = len(problems) - MAX_PROBLEMS
-        text = "; ".join(problems[:MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
-        raise DefinitionError(f"{where}: {text}") from None
+    return one_item(item, index, "preset", PresetDefinition, _problems)
 
 
 def _problems(error: ValidationError, item: dict[str, Any]) -> list[str]:

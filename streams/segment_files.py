@@ -6,15 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
-import yaml
 from pydantic import ValidationError
 
 from schemas.segments import SegmentDefinition
+from streams.definition_files import DefinitionError, read
 
-
-class DefinitionError(ValueError):
-    """A definition that cannot be read; the message points at the problem."""
+__all__ = ["DefinitionError", "from_document", "from_item", "load"]
 
 
 def from_document(document: Any) -> list[SegmentDefinition]:
@@ -47,10 +44,4 @@ def from_item(item: Any, index: int = 0) -> SegmentDefinition:
 
 
 def load(path: Path) -> list[SegmentDefinition]:
-    text = path.read_bytes()
-    try:
-        is_yaml = path.suffix in (".yaml", ".yml")
-        document = yaml.safe_load(text) if is_yaml else orjson.loads(text)
-    except (yaml.YAMLError, orjson.JSONDecodeError) as error:
-        raise DefinitionError(f"{path}: not valid {path.suffix[1:] or 'JSON'}: {error}") from None
-    return from_document(document)
+    return from_document(read(path))
