@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 from pydantic import ValidationError
 
+from agents.clock import follow_clock
 from agents.delivery import adapters as channel_adapters
 from agents.delivery.channels import ChannelAdapter, Message, Outcome, Result
 from agents.delivery.ledger import (
@@ -48,7 +49,6 @@ from agents.delivery.ledger import (
 )
 from agents.delivery.render import RenderFailure, render
 from agents.segments.state import from_ms, to_ms
-from schemas.clock import TICK
 from schemas.commands import WEBHOOK, SendCommand
 from schemas.feedback import Feedback
 from schemas.presets import PresetDefinition
@@ -463,21 +463,12 @@ def _register_commands(app: faust.App, engine: Engine, worker: DeliveryWorker) -
 
 def _register_clock(app: faust.App, engine: Engine, worker: DeliveryWorker) -> None:
     """Ticks release what is due in simulated time (on the wall clock a task does)."""
-    topic = app.topic(engine.topics.clock, key_serializer="raw", value_serializer="raw")
 
-    async def ticks(stream: faust.StreamT[bytes]) -> None:
-        async for event in unacked_events(stream):
-            try:
-                tick = TICK.validate_json(event.value)
-            except ValueError as error:
-                log.error("clock record at %s is not a tick: %s", event.message.offset, error)
-            else:
-                now = engine.clock.advance(tick.now)
-                if engine.clock.simulated:
-                    await worker.release(event.message.partition, now)
-            engine.checkpoint.hold(event)
+    async def on_tick(partition: int, now: datetime) -> None:
+        if engine.clock.simulated:
+            await worker.release(partition, now)
 
-    app.agent(topic, name="delivery-clock")(ticks)
+    follow_clock(app, engine, "delivery-clock", on_tick)
 
 
 class DeliveryService(Service):

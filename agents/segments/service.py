@@ -13,8 +13,8 @@ import faust
 from mode import Service
 from pydantic import TypeAdapter, ValidationError
 
+from agents.clock import follow_clock
 from agents.segments.agent import JourneyTopics, SegmentRuntime
-from schemas.clock import TICK
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import (
     JourneyApplied,
@@ -85,21 +85,11 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
 
 
 def _register_clock(app: faust.App, engine: Engine, runtime: SegmentRuntime) -> None:
-    topic = app.topic(engine.topics.clock, key_serializer="raw", value_serializer="raw")
+    async def on_tick(partition: int, now: datetime) -> None:
+        await runtime.run_schedules(partition, now)
+        await runtime.fire_timers(partition, now)
 
-    async def ticks(stream: faust.StreamT[bytes]) -> None:
-        async for event in unacked_events(stream):
-            try:
-                tick = TICK.validate_json(event.value)
-            except ValueError as error:
-                log.error("clock record at %s is not a tick: %s", event.message.offset, error)
-            else:
-                now = engine.clock.advance(tick.now)
-                await runtime.run_schedules(event.message.partition, now)
-                await runtime.fire_timers(event.message.partition, now)
-            engine.checkpoint.hold(event)
-
-    app.agent(topic, name="segment-clock")(ticks)
+    follow_clock(app, engine, "segment-clock", on_tick)
 
 
 _ENTRIES = TypeAdapter(list[JourneyEntryRequest])
