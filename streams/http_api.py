@@ -109,7 +109,8 @@ class HttpApi(Service):
         )
         self._add_preset_routes(api)
         self._add_journey_routes(api)
-        # No API key: recipients' mail clients open these; a signed token is the check.
+        # No API key: recipients' mail clients (and mailbox providers' one-click
+        # unsubscribe) call these; a signed token is the check.
         TrackingRoutes(self.engine, self._ready_producer).add_to(api.router)
         return api
 

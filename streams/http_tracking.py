@@ -1,6 +1,9 @@
 """Email open and click tracking on the HTTP API: ``GET /t/o/{token}`` answers a 1x1
 transparent GIF and ``GET /t/c/{token}`` redirects to the link's target, each
 producing ``opened`` / ``clicked`` feedback onto the feedback topic, as ingest would.
+``POST /t/u/{token}`` is the one-click unsubscribe of RFC 8058 (``unsubscribed``
+feedback, which the journey engine turns into an opt-out of the channel);
+``GET /t/u/{token}`` only shows a button that makes that POST, as link scanners GET.
 
 No API key: recipients' mail clients open these. The signed token is the check (see
 agents/delivery/tracking.py): one this system did not make answers 404.
@@ -16,7 +19,14 @@ from collections.abc import Callable
 from aiohttp import web
 from pydantic import ValidationError
 
-from agents.delivery.tracking import CLICK_PATH, OPEN_PATH, Kind, Tracked, Tracking
+from agents.delivery.tracking import (
+    CLICK_PATH,
+    OPEN_PATH,
+    UNSUBSCRIBE_PATH,
+    Kind,
+    Tracked,
+    Tracking,
+)
 from agents.delivery.tracking_config import tracking_key
 from schemas.feedback import Feedback, FeedbackStatus
 from streams.engine import Engine
@@ -30,6 +40,15 @@ _WEB = re.compile(r"^https?://", re.IGNORECASE)
 # Every open asks again (a cached pixel would hide the next open), and nothing keeps
 # a redirect that produces feedback.
 NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, private"}
+# No action: the form posts to the page's own URL, whatever proxy path led there.
+UNSUBSCRIBE_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Unsubscribe</title></head>
+<body><form method="post">
+<input type="hidden" name="List-Unsubscribe" value="One-Click">
+<p>Stop receiving these emails?</p><button type="submit">Unsubscribe</button>
+</form></body></html>
+"""
 
 
 class TrackingRoutes:
@@ -41,6 +60,8 @@ class TrackingRoutes:
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get(OPEN_PATH + "{token}", self.opened)
         router.add_get(CLICK_PATH + "{token}", self.clicked)
+        router.add_get(UNSUBSCRIBE_PATH + "{token}", self.unsubscribe_page)
+        router.add_post(UNSUBSCRIBE_PATH + "{token}", self.unsubscribed)
 
     def _read(self, request: web.Request, kind: Kind) -> Tracked:
         if self._tracking is None:  # at the first request: other routes need no key
@@ -62,9 +83,23 @@ class TrackingRoutes:
         await self._record(request, tracked, FeedbackStatus.CLICKED)
         raise web.HTTPFound(tracked.url, headers=NO_STORE)
 
-    async def _record(self, request: web.Request, tracked: Tracked, status: FeedbackStatus) -> None:
-        if request.method != "GET":
-            return  # HEAD: a link checker looking, not a reader
+    async def unsubscribe_page(self, request: web.Request) -> web.StreamResponse:
+        self._read(request, "unsubscribe")  # a bad token is a 404 here too
+        return web.Response(text=UNSUBSCRIBE_PAGE, content_type="text/html", headers=NO_STORE)
+
+    async def unsubscribed(self, request: web.Request) -> web.StreamResponse:
+        # The body (List-Unsubscribe=One-Click) is not checked: the token is the proof,
+        # and RFC 8058 asks for no redirect, just an answer.
+        tracked = self._read(request, "unsubscribe")
+        if not await self._record(request, tracked, FeedbackStatus.UNSUBSCRIBED):
+            # Unlike an open, an opt-out must not be lost: a 5xx has the sender retry.
+            raise web.HTTPServiceUnavailable(text="please try again later", headers=NO_STORE)
+        return web.Response(text="You are unsubscribed.\n", headers=NO_STORE)
+
+    async def _record(self, request: web.Request, tracked: Tracked, status: FeedbackStatus) -> bool:
+        """Whether the feedback went onto the topic (or there was none to send)."""
+        if request.method == "HEAD":
+            return True  # a link checker looking, not a reader
         try:
             feedback = Feedback(
                 command_id=tracked.command_id,
@@ -82,3 +117,5 @@ class TrackingRoutes:
         except Exception:  # the reader gets their page whatever happens to the feedback
             self._engine.counters["tracking_feedback_lost"] += 1
             log.exception("could not produce %s feedback for %s", status, tracked.command_id)
+            return False
+        return True

@@ -25,6 +25,8 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    raw: bytes = b""
+    """The message as it came over the wire, before parsing."""
 
 
 @dataclass
@@ -48,7 +50,9 @@ class SmtpServer:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = cast(EmailMessage, message_from_bytes(envelope.content, policy=policy.default))
         with self._arrived:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+            self.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), message, envelope.content)
+            )
             self._arrived.notify_all()
         return "250 2.0.0 Message accepted"
 

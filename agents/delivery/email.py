@@ -1,6 +1,7 @@
 """The email channel over SMTP: one multipart/alternative message per send command,
 its HTML links sent through the click redirect and an open pixel added, so opens and
-clicks come back as feedback through the HTTP API (streams/http_tracking.py).
+clicks come back as feedback through the HTTP API (streams/http_tracking.py), and a
+one-click unsubscribe (RFC 8058) in the ``List-Unsubscribe`` headers.
 
 Outcomes: ``delivered`` once the server accepts the message (2xx), ``bounced`` when it
 refuses the recipient for good (5xx, the reply as the reason), ``failed`` for a
@@ -14,6 +15,7 @@ import asyncio
 import email.utils
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.policy import Policy
 from typing import Literal
 
 import aiosmtplib
@@ -80,7 +82,7 @@ class EmailAdapter:
         if recipient is None:
             shown = "no email address" if not command.address else "an invalid email address"
             return _result("failed", f"the user has {shown}")
-        base = self._base_url() if rendered.content.html else ""
+        base = self._base_url()  # every message has its unsubscribe link
         try:
             mail = self.compose(command, rendered.content, base)
         except ValueError as error:  # a header with a line break in it, say
@@ -111,6 +113,9 @@ class EmailAdapter:
         mail["Date"] = email.utils.format_datetime(datetime.now(UTC))
         mail["Message-ID"] = message_id(command.command_id, content.sender)
         mail[COMMAND_HEADER] = command.command_id
+        unsubscribe = self._tracker().unsubscribe_url(base, command)
+        mail["List-Unsubscribe"] = _Unfolded("List-Unsubscribe", f"<{unsubscribe}>")
+        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         html = content.html and self._tracker().rewrite_links(content.html, base, command)
         if content.text:
             mail.set_content(content.text)
@@ -155,6 +160,25 @@ def message_id(command_id: str, sender: str) -> str:
     that a retry after a lost reply sent."""
     domain = email.utils.parseaddr(sender)[1].rpartition("@")[2] or "reachstream.invalid"
     return f"<{content_id('email', command_id)}@{domain}>"
+
+
+class _Unfolded(str):
+    """A header value written on one line as it is. The email package would turn a
+    long value without spaces (the URL) into RFC 2047 encoded words, which mailbox
+    providers do not decode in ``List-Unsubscribe``; one line is within SMTP's 998."""
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> _Unfolded:
+        if "\r" in value or "\n" in value or len(name) + len(value) > 990:
+            raise ValueError(f"the {name} header does not fit on one line")
+        header = super().__new__(cls, value)
+        header.name = name
+        return header
+
+    def fold(self, *, policy: Policy) -> str:
+        # The email package folds a header value with a ``name`` by calling this.
+        return f"{self.name}: {self}{policy.linesep}"
 
 
 def _mailbox(address: str | None) -> str | None:

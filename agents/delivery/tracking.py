@@ -1,5 +1,5 @@
-"""Open and click tracking for email: signed tokens, the pixel and click-redirect URLs,
-and the HTML rewritten to use them.
+"""Open and click tracking for email: signed tokens, the pixel, click-redirect and
+one-click unsubscribe URLs, and the HTML rewritten to use them.
 
 A token carries what the feedback needs (command, user, channel and, for a click, the
 target) and an HMAC-SHA256 over all of it, so the HTTP API can turn a request into
@@ -23,9 +23,10 @@ import orjson
 
 from schemas.commands import SendCommand
 
-Kind = Literal["open", "click"]
+Kind = Literal["open", "click", "unsubscribe"]
 OPEN_PATH = "/t/o/"
 CLICK_PATH = "/t/c/"
+UNSUBSCRIBE_PATH = "/t/u/"
 _DOMAIN = b"reach-tracking-v1\0"
 """Prefixed to what is signed, so the key signs nothing else by accident."""
 _WEB = re.compile(r"^\s*https?://", re.IGNORECASE)
@@ -46,7 +47,7 @@ class Tracked:
     user_id: str
     channel: str
     url: str | None
-    """The click's target; None for an open."""
+    """The click's target; None for the other kinds."""
 
 
 def _b64(data: bytes) -> str:
@@ -99,6 +100,10 @@ class Tracking:
 
     def click_url(self, base: str, command: SendCommand, target: str) -> str:
         return f"{base.rstrip('/')}{CLICK_PATH}{self.token('click', command, target)}"
+
+    def unsubscribe_url(self, base: str, command: SendCommand) -> str:
+        """The ``List-Unsubscribe`` target (RFC 8058): a POST there opts the user out."""
+        return f"{base.rstrip('/')}{UNSUBSCRIBE_PATH}{self.token('unsubscribe', command)}"
 
     def rewrite_links(self, document: str, base: str, command: SendCommand) -> str:
         """Every http(s) link of ``<a>`` / ``<area>`` through the click redirect, and the

@@ -1,7 +1,8 @@
 """Email end to end: a system whose email goes to a real SMTP server on loopback
 (aiosmtpd), a journey that waits for an open, and the open made by fetching the
 received email's pixel from the HTTP API, as a mail client would. The opener takes
-the ``opened`` output; the one who does not open gets the SMS a day later."""
+the ``opened`` output; the one who does not open gets the SMS a day later, then
+unsubscribes with the message's one-click ``List-Unsubscribe``."""
 
 from __future__ import annotations
 
@@ -183,16 +184,24 @@ def test_an_opened_email_takes_the_opened_output(mailing: SystemProcess, smtp: S
             ("email", "opened", "done", 1),
             ("sms", "next", "done", 1),
         ]
+        # The one who ignored it unsubscribes, as a mailbox provider's button does.
+        unsubscribe = by_user[IGNORER]["List-Unsubscribe"]
+        assert by_user[IGNORER]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        async with aiohttp.ClientSession() as http:
+            form = {"List-Unsubscribe": "One-Click"}
+            async with http.post(unsubscribe.strip("<>"), data=form) as response:
+                assert response.status == 200
         feedback = await rows(
             api,
             "SELECT user_id, toString(status) FROM feedback FINAL WHERE channel = 'email'",
-            4,
+            5,
         )
         assert sorted(tuple(row) for row in feedback) == [
             (OPENER, "clicked"),
             (OPENER, "delivered"),
             (OPENER, "opened"),
             (IGNORER, "delivered"),
+            (IGNORER, "unsubscribed"),
         ]
 
     asyncio.run(scenario())

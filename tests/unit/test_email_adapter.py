@@ -121,6 +121,20 @@ async def test_a_tracked_multipart_email_arrives(
         "email",
     )
     assert body.rstrip().endswith("</body></html>")
+    # One-click unsubscribe (RFC 8058), its URL on one line as written, not RFC 2047
+    # encoded words, which mailbox providers would not read.
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    header = mail["List-Unsubscribe"]
+    assert header.startswith(f"<{BASE}/t/u/")
+    assert header.endswith(">")
+    assert f"\r\nList-Unsubscribe: {header}\r\n".encode() in received.raw
+    unsubscribe = tracking.read(header[1:-1].rsplit("/", 1)[1], "unsubscribe")
+    assert unsubscribe is not None
+    assert (unsubscribe.command_id, unsubscribe.user_id, unsubscribe.channel) == (
+        the_command.command_id,
+        "u-1",
+        "email",
+    )
 
 
 async def test_a_retry_sends_the_same_message_id_over_the_same_connection(
@@ -175,6 +189,7 @@ async def test_text_or_html_alone(adapter: EmailAdapter, smtp_server: SmtpServer
         )
     text, html = (received.message for received in smtp_server.wait_for(2))
     assert text.get_content_type() == "text/plain"
+    assert text["List-Unsubscribe"].startswith(f"<{BASE}/t/u/")  # text alone has it too
     assert html.get_content_type() == "text/html"
     assert f"{BASE}/t/o/" in html.get_content()
 

@@ -89,6 +89,29 @@ def test_an_altered_or_foreign_token_is_refused() -> None:
     assert TRACKING.read(token, "click") is not None
 
 
+def test_an_unsubscribe_token_round_trips_and_is_its_own_kind() -> None:
+    url = TRACKING.unsubscribe_url(BASE + "/", COMMAND)
+    assert url.startswith(f"{BASE}/t/u/")
+    token = token_of(url)
+    tracked = TRACKING.read(token, "unsubscribe")
+    assert tracked is not None
+    assert (tracked.kind, tracked.command_id, tracked.user_id, tracked.channel, tracked.url) == (
+        "unsubscribe",
+        COMMAND.command_id,
+        "u-1",
+        "email",
+        None,
+    )
+    # Only an unsubscribe token unsubscribes, and only unaltered.
+    assert TRACKING.read(TRACKING.token("open", COMMAND), "unsubscribe") is None
+    assert TRACKING.read(token, "open") is None
+    payload, signature = token.split(".")
+    flipped = "A" if payload[5] != "A" else "B"
+    assert TRACKING.read(f"{payload[:5]}{flipped}{payload[6:]}.{signature}", "unsubscribe") is None
+    foreign = Tracking(b"another key").token("unsubscribe", COMMAND)
+    assert TRACKING.read(foreign, "unsubscribe") is None
+
+
 def test_a_click_token_needs_its_target_and_a_key_is_required() -> None:
     with pytest.raises(ValueError, match="target"):
         TRACKING.token("click", COMMAND)

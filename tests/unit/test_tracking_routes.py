@@ -161,3 +161,50 @@ async def test_without_a_secret_the_key_kept_in_the_data_dir_verifies(tmp_path: 
         response = await api.client.get(tracking.pixel_url("", COMMAND))
         assert response.status == 200
         assert [orjson.loads(value)["status"] for _, _, value in api.producer.sent] == ["opened"]
+
+
+async def test_a_one_click_post_unsubscribes_from_email(api: Api) -> None:
+    url = path(api.tracking.unsubscribe_url("http://reach.test", COMMAND))
+    response = await api.client.post(url, data={"List-Unsubscribe": "One-Click"})
+    assert response.status == 200  # RFC 8058: an answer, no redirect
+    assert "unsubscribed" in await response.text()
+    ((topic, key, _),) = api.producer.sent
+    assert (topic, key) == (api.engine.topics.feedback, "u-1")
+    (feedback,) = api.producer.feedback()
+    assert (feedback.status, feedback.command_id, feedback.channel, feedback.timestamp) == (
+        FeedbackStatus.UNSUBSCRIBED,
+        COMMAND.command_id,
+        "email",
+        NOW,
+    )
+
+
+async def test_a_get_only_shows_the_form_that_posts(api: Api) -> None:
+    url = path(api.tracking.unsubscribe_url("http://reach.test", COMMAND))
+    for _ in range(2):  # a link scanner following it, twice: still subscribed
+        response = await api.client.get(url)
+        assert response.status == 200
+        assert response.content_type == "text/html"
+        page = await response.text()
+        assert '<form method="post">' in page  # no action: to this same URL
+        assert '<button type="submit">Unsubscribe</button>' in page
+    assert (await api.client.head(url)).status == 200
+    assert api.producer.sent == []
+
+
+async def test_a_bad_unsubscribe_token_answers_404_and_a_lost_one_503(api: Api) -> None:
+    unsubscribe = api.tracking.unsubscribe_url("", COMMAND)
+    refused = [
+        "/t/u/nonsense",
+        api.tracking.pixel_url("", COMMAND).replace("/t/o/", "/t/u/"),  # an open token
+        Tracking(b"someone else's key").unsubscribe_url("", COMMAND),
+        unsubscribe[:-3] + ("AAA" if not unsubscribe.endswith("AAA") else "BBB"),
+    ]
+    for url in refused:
+        assert (await api.client.post(url)).status == 404, url
+        assert (await api.client.get(url)).status == 404, url
+    assert api.producer.sent == []
+    # An opt-out the broker did not take is not confirmed: the sender tries again.
+    api.producer.broken = True
+    assert (await api.client.post(unsubscribe)).status == 503
+    assert api.engine.counters["tracking_feedback_lost"] == 1
