@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -231,17 +232,9 @@ def presets() -> None:
 @api_key_option
 def presets_apply(path: Path, api_key: str | None) -> None:
     """Create or change the presets in a JSON or YAML file (one or a list)."""
-    from streams.journey_files import read
     from streams.preset_files import from_document
-    from streams.segment_files import DefinitionError
 
-    try:
-        document = read(path)
-        from_document(document)  # the file's own errors, before anything is sent
-    except DefinitionError as error:
-        raise click.ClickException(str(error)) from None
-    for applied in _call(api_key, "POST", "/v1/presets", document)["applied"]:
-        click.echo(f"applied {applied['id']} (version {applied['version']})")
+    _apply_file(path, api_key, "/v1/presets", from_document)
 
 
 @presets.command(name="list")
@@ -318,16 +311,24 @@ def journeys() -> None:
 @api_key_option
 def journeys_apply(path: Path, api_key: str | None) -> None:
     """Create journeys or new versions of them from a JSON or YAML file (one or a list)."""
-    from streams.journey_files import from_document, read
-    from streams.segment_files import DefinitionError
+    from streams.journey_files import from_document
+
+    _apply_file(path, api_key, "/v1/journeys", from_document)
+
+
+def _apply_file(
+    path: Path, api_key: str | None, route: str, check: Callable[[Any], object]
+) -> None:
+    """Check a definition file locally, then send it as written: the server reads it
+    the same way, and a re-dump could change it."""
+    from streams.definition_files import DefinitionError, read
 
     try:
         document = read(path)
-        from_document(document)  # the file's own errors, before anything is sent
+        check(document)  # the file's own errors, before anything is sent
     except DefinitionError as error:
         raise click.ClickException(str(error)) from None
-    # Sent as written: the server reads it the same way, and a re-dump could change it.
-    for applied in _call(api_key, "POST", "/v1/journeys", document)["applied"]:
+    for applied in _call(api_key, "POST", route, document)["applied"]:
         click.echo(f"applied {applied['id']} (version {applied['version']})")
 
 

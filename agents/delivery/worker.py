@@ -57,7 +57,7 @@ from streams.clock import Clock
 from streams.engine import Engine
 from streams.settings import Settings
 from streams.state import CoalescingTable, PartitionNotReady, attach_to_faust, create_table
-from streams.state.timers import HeapTimers, RocksDBTimers, Timers
+from streams.state.timers import HeapTimers, Timers, create_timers
 
 log = logging.getLogger(__name__)
 
@@ -430,10 +430,10 @@ def build(app: faust.App, engine: Engine) -> DeliveryWorker:
         lambda: engine.definitions.registry.presets,
         engine.bootstrap,
         engine.topics.feedback,
-        timers=(
-            RocksDBTimers(settings.data_dir / "state", f"{settings.topic_prefix}delivery-timers")
-            if settings.table_store == "rocksdb"
-            else HeapTimers()
+        timers=create_timers(
+            f"{settings.topic_prefix}delivery-timers",
+            settings.table_store,
+            settings.data_dir / "state",
         ),
     )
     attach_to_faust(

@@ -25,7 +25,7 @@ from schemas.definitions import (
 from streams.checkpoint import unacked_events
 from streams.engine import Engine
 from streams.state import attach_to_faust, create_table
-from streams.state.timers import HeapTimers, RocksDBTimers
+from streams.state.timers import create_timers
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,8 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
             activity=engine.topics.journey_activity,
             tags=engine.topics.tags,
         ),
-        timers=(
-            RocksDBTimers(settings.data_dir / "state", f"{settings.topic_prefix}timers")
-            if settings.table_store == "rocksdb"
-            else HeapTimers()
+        timers=create_timers(
+            f"{settings.topic_prefix}timers", settings.table_store, settings.data_dir / "state"
         ),
     )
 

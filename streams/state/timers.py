@@ -13,7 +13,7 @@ import heapq
 import shutil
 from collections import defaultdict
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Literal, Protocol, cast
 
 from rocksdict import Options, Rdict, WriteBatch
 
@@ -168,3 +168,8 @@ class RocksDBTimers:
     def close(self) -> None:
         for partition in list(self._dbs):
             self._dbs.pop(partition).close()
+
+
+def create_timers(name: str, store: Literal["memory", "rocksdb"], data_dir: Path) -> Timers:
+    """The timer queue that goes with a table of this ``store`` kind (``create_table``)."""
+    return RocksDBTimers(data_dir, name) if store == "rocksdb" else HeapTimers()

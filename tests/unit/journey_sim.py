@@ -13,7 +13,16 @@ from typing import Any
 import yaml
 
 from agents.journeys.catalog import Catalog
-from agents.journeys.logic import AudienceRun, Facts, Input, JourneyResult, Stopped, Tick, step
+from agents.journeys.logic import (
+    AudienceRun,
+    Facts,
+    Input,
+    JourneyResult,
+    Stopped,
+    Tick,
+    next_due,
+    step,
+)
 from agents.segments.logic import MembershipChange
 from agents.segments.state import from_ms, to_ms
 from schemas.commands import JourneyEntryRequest
@@ -185,8 +194,6 @@ class Sim:
         self.now = end
 
     def _due(self, user: User) -> int | None:
-        from agents.journeys.logic import next_due
-
         return next_due(self.catalog, user.state)
 
     # --- reading ----------------------------------------------------------------------
