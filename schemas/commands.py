@@ -9,9 +9,11 @@ back with it says which journey and step it belongs to (``parse_command_id``).
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+import orjson
 from pydantic import BaseModel, Field
 
 from schemas.identity import content_id
@@ -22,7 +24,10 @@ WEBHOOK = "webhook"
 
 
 def command_id(journey: str, version: int, run: str, user: str, node: str, visit: int) -> str:
-    digest = content_id("send", journey, version, run, user, node, visit)[:16]
+    # ``content_id("send", ...)`` without its options and fallbacks, which plain strings
+    # and integers do not need: the same bytes, hashed on every send of a launch.
+    canonical = orjson.dumps(("send", journey, version, run, user, node, visit))
+    digest = hashlib.blake2b(canonical, digest_size=16).hexdigest()[:16]
     return f"{journey}:{version}:{run}:{node}:{visit}:{digest}"
 
 

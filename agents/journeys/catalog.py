@@ -46,16 +46,26 @@ class Catalog:
     """Event name -> (journey id, entry) of launched journeys' trigger entries."""
     listened: frozenset[str] = frozenset()
     """Event names any version of any journey reads (triggers, waits, goals)."""
+    open: Mapping[str, JourneyDefinition] = field(default_factory=dict)
+    """Launched journeys' latest versions, by id (looked up once per entry)."""
+    audiences: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Launched journeys' audience segments, by journey id."""
 
     @classmethod
     def build(cls, journeys: Mapping[str, Journey]) -> Catalog:
         triggers: dict[str, list[tuple[str, TriggerEntry]]] = {}
         listened: set[str] = set()
+        launched: dict[str, JourneyDefinition] = {}
+        audiences: dict[str, tuple[str, ...]] = {}
         for journey_id, journey in sorted(journeys.items()):
             if not journey.versions:
                 continue
             if journey.state is JourneyStatus.LAUNCHED:
-                for entry in journey.latest.entries:
+                latest = launched[journey_id] = journey.latest
+                audiences[journey_id] = tuple(
+                    entry.segment for entry in latest.entries if isinstance(entry, AudienceEntry)
+                )
+                for entry in latest.entries:
                     if isinstance(entry, TriggerEntry):
                         triggers.setdefault(entry.match.event, []).append((journey_id, entry))
             for version in journey.versions.values():
@@ -64,6 +74,8 @@ class Catalog:
             journeys=dict(journeys),
             triggers={name: tuple(pairs) for name, pairs in triggers.items()},
             listened=frozenset(listened | set(triggers)),
+            open=launched,
+            audiences=audiences,
         )
 
     def status(self, journey_id: str) -> JourneyStatus | None:
@@ -80,10 +92,9 @@ class Catalog:
 
     def open_for(self, journey_id: str, kind: type[Any]) -> JourneyDefinition | None:
         """The latest version of a launched journey with an entry of ``kind``."""
-        journey = self.journeys.get(journey_id)
-        if journey is None or not journey.versions or journey.state is not JourneyStatus.LAUNCHED:
+        latest = self.open.get(journey_id)
+        if latest is None:
             return None
-        latest = journey.latest
         for entry in latest.entries:
             if type(entry) is kind:
                 return latest

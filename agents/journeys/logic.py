@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic_core import to_jsonable_python
@@ -370,12 +371,13 @@ class _Mover:
     # --- entering ---------------------------------------------------------------------
 
     def _enter_audience(self, journey_id: str, run: str, now: int) -> None:
-        definition = self.catalog.open_for(journey_id, AudienceEntry)
-        if definition is None:
-            return
-        segments = [e.segment for e in definition.entries if isinstance(e, AudienceEntry)]
-        if any(segment in self.facts.members for segment in segments):
-            self._enter(definition, run, "audience", {}, now)
+        members = self.facts.members
+        for segment in self.catalog.audiences.get(journey_id, ()):
+            if segment in members:
+                definition = self.catalog.open.get(journey_id)
+                if definition is not None:
+                    self._enter(definition, run, "audience", {}, now)
+                return
 
     def _enter(
         self,
@@ -593,7 +595,7 @@ class _Mover:
                 "step": node,
                 "visit": visit["s"],
                 "properties": visit.get("p", {}),
-                "at": from_ms(now),
+                "at": _instant(now),
                 "address": self._address(channel),
                 "tags": dict(self.facts.tags),
             }
@@ -685,11 +687,22 @@ class _Mover:
             "user_id": self.facts.user_id,
             "step": node,
             "activity": str(activity),
-            "at": from_ms(now),
+            "at": _instant(now),
             "detail": detail,
             "command_id": command,
         }
 
+
+def _instant(ms: int) -> datetime:
+    """``from_ms``, remembered for the last instant: every row of a step, and of every
+    user in a sweep, carries the same one."""
+    global _last_instant
+    if _last_instant[0] != ms:
+        _last_instant = (ms, from_ms(ms))
+    return _last_instant[1]
+
+
+_last_instant: tuple[int, datetime] = (0, from_ms(0))
 
 _CAP_HORIZON = 366 * 86_400_000
 _CAP_SENDS = 100

@@ -17,6 +17,7 @@ from schemas.definitions import (
     JourneyStatus,
     record_key,
 )
+from schemas.identity import content_id
 from schemas.journeys import JourneyDefinition, Schedule
 from tests.unit.journey_sim import load_journeys, load_presets, preset, segment
 
@@ -309,6 +310,15 @@ def test_command_ids_parse_back_to_their_step() -> None:
     assert tuple(ref) == ("reengage-once", 3, "1-20261210T0900", "first-email", 2)
     assert identity != command_id("reengage-once", 3, "1-20261210T0900", "u:2", "first-email", 2)
     assert parse_command_id("an-external-id") is None
+
+
+def test_command_ids_never_change_for_the_same_step_visit() -> None:
+    # Ids of commands already sent must come out the same after an upgrade, or a replay
+    # across it would send again: the digest is content_id's over the same parts.
+    parts = ("reengage-once", 3, "1-20261210T0900", "u:1", "first-email", 2)
+    digest = content_id("send", *parts)[:16]
+    assert command_id(*parts) == f"reengage-once:3:1-20261210T0900:first-email:2:{digest}"
+    assert digest == "6da1b66752f26abe"
 
 
 def test_the_name_is_the_latest_of_a_rename_and_an_applied_version() -> None:
