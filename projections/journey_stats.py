@@ -4,6 +4,7 @@ and their terminal rendering."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -44,6 +45,25 @@ ORDER BY min(first_at), step
 """
 
 
+_INSIDE_SQL = """
+SELECT journey_id, inside_now
+FROM journey_stats
+WHERE has({journeys:Array(String)}, journey_id)
+"""
+
+
+def inside_now(client: Client, journey_ids: Iterable[str]) -> dict[str, int]:
+    """Users inside each journey now (``journey_stats.inside_now``); 0 for a journey
+    nobody entered."""
+    wanted = sorted(set(journey_ids))
+    if not wanted:
+        return {}
+    _, found = query_read_only(client, _INSIDE_SQL, {"journeys": wanted})
+    inside = dict.fromkeys(wanted, 0)
+    inside.update({str(journey_id): int(count) for journey_id, count in found})
+    return inside
+
+
 def journey_stats(client: Client, journey_id: str) -> dict[str, Any]:
     """``{"journey_id", "journey": {entries, ..., ctr}, "steps": [{"step", counts}]}``;
     zeros (ctr None) and no steps for a journey nobody entered. ``ctr`` is clicked /
@@ -68,12 +88,13 @@ def journey_stats(client: Client, journey_id: str) -> dict[str, Any]:
     return {"journey_id": journey_id, "journey": journey, "steps": steps}
 
 
-def _table(headers: list[str], lines: list[list[str]]) -> list[str]:
-    """Fixed-width columns: the first left-aligned, the others (numbers) right-aligned."""
+def _table(headers: list[str], lines: list[list[str]], left: int = 1) -> list[str]:
+    """Fixed-width columns: the first ``left`` (names) left-aligned, the others
+    (numbers) right-aligned."""
     widths = [max(len(cell) for cell in column) for column in zip(headers, *lines, strict=True)]
     return [
         "  ".join(
-            cell.ljust(width) if index == 0 else cell.rjust(width)
+            cell.ljust(width) if index < left else cell.rjust(width)
             for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
         for cells in (headers, *lines)
@@ -85,17 +106,21 @@ def _ctr(value: float | None) -> str:
 
 
 def format_stats(stats: dict[str, Any]) -> str:
-    """The journey's totals, then one line per step, as fixed-width text."""
+    """The journey's totals (with its status when the stats carry one), then one line
+    per step, as fixed-width text."""
     journey = stats["journey"]
+    status = [str(stats["status"])] if stats.get("status") else []
     totals = _table(
-        ["journey", *JOURNEY_COUNTS, "ctr"],
+        ["journey", *(["status"] if status else []), *JOURNEY_COUNTS, "ctr"],
         [
             [
                 stats["journey_id"],
+                *status,
                 *(str(journey[name]) for name in JOURNEY_COUNTS),
                 _ctr(journey["ctr"]),
             ]
         ],
+        left=1 + len(status),
     )
     if not stats["steps"]:
         return "\n".join([*totals, "", "no activity yet"])

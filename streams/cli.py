@@ -364,7 +364,10 @@ def journeys_rename(journey_id: str, name: str, api_key: str | None) -> None:
 @journeys.command(name="list")
 @api_key_option
 def journeys_list(api_key: str | None) -> None:
-    """The journeys, their status, latest version, launches and entries."""
+    """The journeys, their status, latest version, launches and entries.
+
+    A launched journey shows as finished once no entry can admit anyone any more (its
+    audience schedules have had their last run) and nobody is inside."""
     table = Table("id", "status", "version", "launch", "name", "entries")
     for journey in _call(api_key, "GET", "/v1/journeys")["journeys"]:
         table.add_row(
@@ -411,7 +414,7 @@ def journeys_enter(journey_id: str, user_id: str, properties: str, api_key: str 
 @click.argument("journey_id")
 @api_key_option
 def journeys_stats(journey_id: str, api_key: str | None) -> None:
-    """A journey's statistics, from its activity in ClickHouse."""
+    """A journey's status and statistics, from its activity in ClickHouse."""
     from projections.journey_stats import format_stats
 
     click.echo(format_stats(_call(api_key, "GET", f"/v1/journeys/{journey_id}/stats")))

@@ -4,12 +4,18 @@ their statistics.
 
 Definition changes are records on the definitions topic; each route answers once this
 worker's registry has folded its own record, so a following read sees it.
+
+The status reported is the stored lifecycle, or ``finished`` for a launched journey
+whose entries can admit nobody any more and that nobody is inside
+(agents/journeys/lifecycle.py); who is inside comes from ClickHouse, so a worker
+without projections reports such a journey as ``launched``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -18,6 +24,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from agents.journeys.lifecycle import Status, derived_status, entries_over
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import (
     DefinitionEventType,
@@ -33,6 +40,8 @@ from streams.engine import Engine
 from streams.ingest import IngestProducer
 from streams.journey_files import from_document
 from streams.segment_files import DefinitionError
+
+log = logging.getLogger(__name__)
 
 Respond = Callable[..., web.Response]
 
@@ -60,21 +69,23 @@ def entry_summary(entry: Entry) -> str:
     return "api"
 
 
-def lifecycle(journey_id: str, journey: Journey) -> dict[str, Any]:
+def lifecycle(journey_id: str, journey: Journey, derived: Status | None = None) -> dict[str, Any]:
+    """The journey's lifecycle; ``derived`` is the status to report (default: the
+    stored one)."""
     status = journey.status
     return {
         "id": journey_id,
         "name": journey.name,
-        "status": journey.state.value,
+        "status": derived or journey.state.value,
         "launch": status.launch if status else 0,
         "launched_at": status.launched_at.isoformat() if status and status.launched_at else None,
         "stopped_at": status.stopped_at.isoformat() if status and status.stopped_at else None,
     }
 
 
-def summary(journey_id: str, journey: Journey) -> dict[str, Any]:
+def summary(journey_id: str, journey: Journey, derived: Status | None = None) -> dict[str, Any]:
     return {
-        **lifecycle(journey_id, journey),
+        **lifecycle(journey_id, journey, derived),
         "version": max(journey.versions),
         "entries": [entry_summary(entry) for entry in journey.latest.entries],
     }
@@ -100,6 +111,35 @@ class JourneyRoutes:
         journey_id = request.match_info["journey_id"]
         journey = self.registry.journeys.get(journey_id)
         return journey_id, journey if journey and journey.versions else None
+
+    async def _statuses(self, journeys: Mapping[str, Journey]) -> dict[str, Status]:
+        """The status to report for each journey: ``finished`` derived where its entries
+        are over, asking ClickHouse who is inside only for those."""
+        now = self._engine.clock.now()
+        over = [
+            journey_id
+            for journey_id, journey in journeys.items()
+            if entries_over(journey.latest, journey.status, now)
+        ]
+        inside = await self._inside(over) if over else {}
+        return {
+            journey_id: derived_status(journey.latest, journey.status, now, inside.get(journey_id))
+            for journey_id, journey in journeys.items()
+        }
+
+    async def _inside(self, journey_ids: Collection[str]) -> dict[str, int]:
+        """Users inside each journey, from ClickHouse; empty when this worker cannot
+        tell (no projections here, ClickHouse not open or failing)."""
+        from projections.journey_stats import inside_now
+
+        client = self._engine.clickhouse
+        if not self._engine.settings.projects or client is None:
+            return {}
+        try:
+            return await asyncio.to_thread(inside_now, client, journey_ids)
+        except Exception as error:  # a listing still answers, with the stored status
+            log.warning("who is inside journeys %s is unknown: %s", sorted(journey_ids), error)
+            return {}
 
     def _missing(self, journey_id: str) -> web.Response:
         return self._json({"error": f"no journey '{journey_id}'"}, 404)
@@ -170,19 +210,27 @@ class JourneyRoutes:
                 return self._json({"error": str(error)}, 409)
             if not await self._produce(event, partial(_has_status, journey, event.model_dump())):
                 return self._unread(f"journey '{journey_id}' {action}")
-        return self._json({**lifecycle(journey_id, journey), "action": action.value})
+        # A launch answers "launched": its runs have not entered anyone yet.
+        derived = None
+        if action is not JourneyAction.LAUNCH:
+            derived = (await self._statuses({journey_id: journey}))[journey_id]
+        return self._json({**lifecycle(journey_id, journey, derived), "action": action.value})
 
     # --- reads ------------------------------------------------------------------------
 
     async def list(self, request: web.Request) -> web.Response:
         await self._engine.definitions.ready.wait()
-        journeys = self.registry.journeys
+        journeys = {
+            journey_id: journey
+            for journey_id, journey in sorted(self.registry.journeys.items())
+            if journey.versions
+        }
+        statuses = await self._statuses(journeys)
         return self._json(
             {
                 "journeys": [
-                    summary(journey_id, journey)
-                    for journey_id, journey in sorted(journeys.items())
-                    if journey.versions
+                    summary(journey_id, journey, statuses[journey_id])
+                    for journey_id, journey in journeys.items()
                 ]
             }
         )
@@ -204,9 +252,10 @@ class JourneyRoutes:
             versions = ", ".join(str(number) for number in sorted(journey.versions))
             message = f"journey '{journey_id}' has no version {version} (versions: {versions})"
             return self._json({"error": message}, 404)
+        statuses = await self._statuses({journey_id: journey})
         return self._json(
             {
-                **lifecycle(journey_id, journey),
+                **lifecycle(journey_id, journey, statuses[journey_id]),
                 "version": version,
                 "versions": sorted(journey.versions),
                 "definition": definition.model_dump(mode="json"),
@@ -224,7 +273,12 @@ class JourneyRoutes:
         client = self._engine.clickhouse
         if client is None:
             return self._json({"error": "ClickHouse is not open yet"}, 503)
-        return self._json(await asyncio.to_thread(journey_stats, client, journey_id))
+        stats = await asyncio.to_thread(journey_stats, client, journey_id)
+        inside = stats.get("journey", {}).get("inside_now")
+        status = derived_status(journey.latest, journey.status, self._engine.clock.now(), inside)
+        return self._json(
+            {"journey_id": stats.pop("journey_id", journey_id), "status": status, **stats}
+        )
 
     # --- API entries ------------------------------------------------------------------
 

@@ -397,3 +397,104 @@ async def test_stats(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     status, body = await api.call("GET", path, headers=READ)
     assert (status, body["journey_id"]) == (200, "reengage-once")
     assert asked == [("the-client", "reengage-once")]
+
+
+async def test_stats_report_the_derived_status(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    stats_module = pytest.importorskip("projections.journey_stats")
+    await api.call("POST", "/v1/journeys", JOURNEYS[0])
+    await api.call("POST", "/v1/journeys/reengage-once/launch")
+    inside = {"now": 2}
+
+    def journey_stats(client: Any, journey_id: str) -> dict[str, Any]:
+        totals = {"entries": 5, "inside_now": inside["now"]}
+        return {"journey_id": journey_id, "journey": totals, "steps": []}
+
+    monkeypatch.setattr(stats_module, "journey_stats", journey_stats)
+    api.engine.clickhouse = cast(Any, "the-client")
+    path = "/v1/journeys/reengage-once/stats"
+    api.engine.clock.advance(parse_timestamp("2026-12-16T00:00:00Z"))  # the run came due
+    status, body = await api.call("GET", path, headers=READ)
+    assert (status, body["status"], body["journey"]["inside_now"]) == (200, "launched", 2)
+    inside["now"] = 0
+    assert (await api.call("GET", path, headers=READ))[1]["status"] == "finished"
+
+
+async def test_a_launched_journey_finishes_when_its_entries_are_over_and_nobody_is_inside(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stats_module = pytest.importorskip("projections.journey_stats")
+    await api.call("POST", "/v1/journeys", JOURNEYS)
+    for journey_id in ("reengage-once", "reengage-weekly", API_JOURNEY):
+        status, body = await api.call("POST", f"/v1/journeys/{journey_id}/launch")
+        assert (status, body["status"]) == (200, "launched")
+    inside: dict[str, int] = {}
+    asked: list[list[str]] = []
+
+    def inside_now(client: Any, journey_ids: Any) -> dict[str, int]:
+        assert client == "the-client"
+        asked.append(sorted(journey_ids))
+        return {journey_id: inside.get(journey_id, 0) for journey_id in journey_ids}
+
+    monkeypatch.setattr(stats_module, "inside_now", inside_now)
+
+    async def statuses() -> dict[str, str]:
+        status, body = await api.call("GET", "/v1/journeys", headers=READ)
+        assert status == 200
+        return {journey["id"]: journey["status"] for journey in body["journeys"]}
+
+    async def shown(journey_id: str) -> str:
+        status, body = await api.call("GET", f"/v1/journeys/{journey_id}", headers=READ)
+        assert status == 200
+        return str(body["status"])
+
+    # Before the once run (2026-12-10 09:00 in Paris) nothing can be finished, and
+    # ClickHouse is not asked.
+    api.engine.clickhouse = cast(Any, "the-client")
+    listed = await statuses()
+    assert listed["reengage-once"] == "launched"
+    assert asked == []
+
+    api.engine.clock.advance(parse_timestamp("2026-12-10T08:00:00Z"))
+    # No ClickHouse here (yet): who is inside is unknown, so still launched.
+    api.engine.clickhouse = None
+    assert (await statuses())["reengage-once"] == "launched"
+    api.engine.clickhouse = cast(Any, "the-client")
+    inside["reengage-once"] = 3
+    assert (await statuses())["reengage-once"] == "launched"
+    assert asked == [["reengage-once"]]  # only the journey whose entries are over
+    inside["reengage-once"] = 0
+    listed = await statuses()
+    assert listed["reengage-once"] == "finished"
+    # Recurring for ever, or users put in by API: never finished.
+    assert listed["reengage-weekly"] == "launched"
+    assert listed[API_JOURNEY] == "launched"
+    assert listed["follow-up-push-email"] == "draft"
+    assert await shown("reengage-once") == "finished"
+    assert await shown("reengage-weekly") == "launched"
+
+    # The lifecycle goes on from the stored state: a finished journey can be paused,
+    # resumed (finished again) and stopped.
+    path = "/v1/journeys/reengage-once"
+    for action, state in (("pause", "paused"), ("resume", "finished"), ("stop", "stopped")):
+        status, body = await api.call("POST", f"{path}/{action}")
+        assert (status, body["status"]) == (200, state), body
+    # Launched again: the past run comes due at once, and the launch answers launched.
+    status, body = await api.call("POST", f"{path}/launch")
+    assert (status, body["status"], body["launch"]) == (200, "launched", 2)
+
+
+async def test_a_failing_clickhouse_leaves_the_stored_status(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stats_module = pytest.importorskip("projections.journey_stats")
+    await api.call("POST", "/v1/journeys", JOURNEYS[0])
+    await api.call("POST", "/v1/journeys/reengage-once/launch")
+
+    def inside_now(client: Any, journey_ids: Any) -> dict[str, int]:
+        raise RuntimeError("ClickHouse is down")
+
+    monkeypatch.setattr(stats_module, "inside_now", inside_now)
+    api.engine.clickhouse = cast(Any, "the-client")
+    api.engine.clock.advance(parse_timestamp("2026-12-16T00:00:00Z"))
+    status, body = await api.call("GET", "/v1/journeys", headers=READ)
+    assert (status, body["journeys"][0]["status"]) == (200, "launched")

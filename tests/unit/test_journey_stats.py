@@ -26,7 +26,7 @@ from types import SimpleNamespace
 from agents.journey_projections import item_rows
 from projections import rows
 from projections.clickhouse import connect, query_read_only
-from projections.journey_stats import journey_stats
+from projections.journey_stats import inside_now, journey_stats
 from schemas.commands import JourneyActivity, SendCommand
 
 folder, payload = sys.argv[1], json.loads(sys.stdin.read())
@@ -44,6 +44,8 @@ for offset, (kind, value) in enumerate(payload["records"]):
 answer = {
     "stats": {journey: journey_stats(client, journey) for journey in payload["journeys"]},
     "queries": [query_read_only(client, sql)[1] for sql in payload["queries"]],
+    "inside": inside_now(client, payload["journeys"]),
+    "inside_of_none": inside_now(client, []),
 }
 print(json.dumps(answer, default=str))
 """
@@ -209,6 +211,11 @@ def test_a_journey_without_activity_has_zeros(answer: dict[str, Any]) -> None:
     assert nobody["steps"] == []
 
 
+def test_inside_now_of_several_journeys_at_once(answer: dict[str, Any]) -> None:
+    assert answer["inside"] == {"welcome": 1, "other": 1, "nobody": 0}
+    assert answer["inside_of_none"] == {}
+
+
 def test_every_send_command_appears_once(answer: dict[str, Any]) -> None:
     assert answer["queries"][0] == [
         ["welcome:1:r1:greet:1:0123456789abcdef", 1],
@@ -287,4 +294,21 @@ def test_format_stats_without_activity() -> None:
         "j              0             0           0      0     0       0        0    -",
         "",
         "no activity yet",
+    ]
+
+
+def test_format_stats_with_the_status() -> None:
+    stats = {
+        "journey_id": "j",
+        "status": "finished",
+        "journey": {
+            "entries": 3, "unique_users": 3, "inside_now": 0, "goals": 0, "sent": 3,
+            "opened": 1, "clicked": 0, "ctr": 0.0,
+        },
+        "steps": [{"step": "greet", **_counts(entered=3, sent=3, opened=1)}],
+    }  # fmt: skip
+    lines = format_stats(stats).splitlines()
+    assert lines[:2] == [
+        "journey  status    entries  unique_users  inside_now  goals  sent  opened  clicked   ctr",
+        "j        finished        3             3           0      0     3       1        0  0.0%",
     ]
