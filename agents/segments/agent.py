@@ -91,7 +91,8 @@ class SegmentRuntime:
         self.index = SegmentIndex.build({}, horizon)
         self.catalog = Catalog.build({})
         self.lock = asyncio.Lock()
-        self.members: dict[str, int] = defaultdict(int)  # segment -> members here
+        # Partition -> segment -> members: a partition that moves away takes its own.
+        self.members: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.changes = 0
         self.inputs = 0
         self.commands = 0
@@ -116,8 +117,16 @@ class SegmentRuntime:
             "changes": self.changes,
             "commands": self.commands,
             "timers": self.timers.count(),
-            "members": dict(sorted(self.members.items())),
+            "members": self.member_counts(),
         }
+
+    def member_counts(self) -> dict[str, int]:
+        """Segment -> members among this worker's users."""
+        totals: dict[str, int] = defaultdict(int)
+        for counts in self.members.values():
+            for segment_id, count in counts.items():
+                totals[segment_id] += count
+        return {segment_id: totals[segment_id] for segment_id in sorted(totals)}
 
     async def flush_outputs(self) -> None:
         """Wait until every membership record sent so far is acknowledged."""
@@ -375,15 +384,17 @@ class SegmentRuntime:
         """Rebuild the timer queues and member counts from the recovered state."""
         for partition in partitions:
             self.timers.reset(partition)
+            members = self.members[partition] = defaultdict(int)
             for user, stored in self._users(partition):
                 if stored[TIMER] is not None:
                     self.timers.push(partition, stored[TIMER], user)
                 for segment_id in stored[MEMBERS]:
-                    self.members[segment_id] += 1
+                    members[segment_id] += 1
 
     def on_released(self, partitions: set[int]) -> None:
         for partition in partitions:
             self.timers.reset(partition)
+            self.members.pop(partition, None)
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -448,8 +459,9 @@ class SegmentRuntime:
         if result is None:
             return
         changes = self._out[self.topic]
+        counts = self.members[partition]
         for change in result.changes:
-            self.members[change.segment_id] += 1 if change.kind == "entered" else -1
+            counts[change.segment_id] += 1 if change.kind == "entered" else -1
             # The fields of schemas.memberships.MembershipChanged, built from values the
             # logic produced (a model per change cost more than the change itself).
             changes.append(

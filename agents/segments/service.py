@@ -130,7 +130,7 @@ class SegmentService(Service):
         registry = definitions.registry
         await self.runtime.redefine(
             registry.segments,
-            set(registry.segments) | set(self.runtime.members),
+            set(registry.segments) | set(self.runtime.member_counts()),
             self.engine.clock.now(),
         )
 

@@ -14,6 +14,7 @@ from agents.segments.agent import SegmentRuntime
 from schemas.events import Event
 from schemas.segment_language import parse
 from schemas.segments import SegmentDefinition
+from schemas.tags import TagUpdate
 from tests.agents.conftest import Worker
 
 NOW = datetime(2026, 11, 1, 10, tzinfo=UTC)
@@ -101,3 +102,26 @@ async def test_a_replayed_record_changes_nothing(
     assert after is not None
     assert after.value == before.value
     assert outputs.sent == []
+
+
+async def test_member_counts_follow_the_partitions_held(
+    make_worker: Callable[..., Worker],
+) -> None:
+    # A rebalance releases every partition and recovers those assigned: the counts in
+    # the status must then be those of the partitions held, not grow with each move.
+    worker = make_worker(segments=True, clock="simulated")
+    runtime, _ = await ready(worker)
+    for partition, users in ((0, ["u1", "u2"]), (1, ["u3"])):
+        updates = [
+            TagUpdate(user_id=user, op="set", tags={"Country": "PT"}, timestamp=NOW)
+            for user in users
+        ]
+        await runtime.apply(partition, 0, "t", updates, lambda item: NOW)
+    assert runtime.status()["members"] == {"portugal": 3}
+    runtime.on_released({0, 1})
+    await runtime.table.release({0})
+    await runtime.on_recovered({1})
+    assert runtime.status()["members"] == {"portugal": 1}
+    runtime.on_released({1})
+    await runtime.on_recovered({1})
+    assert runtime.status()["members"] == {"portugal": 1}
