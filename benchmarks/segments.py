@@ -9,6 +9,7 @@ Not a timed test: it prints figures. ``reach bench segments``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import tempfile
 import time
@@ -22,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.ingest import _raw_consume
+from streams.broker import EmbeddedBroker
 from streams.ingest import IngestProducer
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
@@ -191,123 +193,133 @@ def _percentile(values: list[float], fraction: float) -> float:
     return values[min(len(values) - 1, int(fraction * len(values)))] if values else float("nan")
 
 
-def run(users: int, event_count: int, memory_users: int, latency_rate: float = 0) -> None:
+def run(
+    users: int, event_count: int, memory_users: int, latency_rate: float = 0, role: str = "all"
+) -> None:
     settings = Settings()
     topics = Topics.from_settings(settings)
     rng = random.Random(7)
     now = datetime.now(UTC).replace(microsecond=0)
     rows: list[tuple[str, str, str, str]] = []
-    with tempfile.TemporaryDirectory(prefix="reach-bench-") as folder:
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reach-bench-")))
         env = {"REACH_HTTP_PORT": "0", "REACH_PROJECTION_FLUSH_SECONDS": "0.5"}
-        with SystemProcess(Path(folder), env) as system:
-            assert system.info is not None
-            assert system.process is not None
-            bootstrap, pid = system.info.broker, system.process.pid
+        if role == "segments":
+            # The segment agents in a process of their own; projections (ClickHouse) in
+            # another, on one broker: the figures are the segment process's.
+            broker = stack.enter_context(EmbeddedBroker())
+            env = {**env, "REACH_BROKER_URL": f"kafka://{broker.bootstrap}"}
+            stack.enter_context(
+                SystemProcess(folder / "projections", {**env, "REACH_ROLE": "projections"})
+            )
+            env["REACH_ROLE"] = "segments"
+        system = stack.enter_context(SystemProcess(folder / "engine", env))
+        assert system.info is not None
+        assert system.process is not None
+        bootstrap, pid = system.info.broker, system.process.pid
 
-            async def scenario() -> None:
-                status, body = await system.http.call("POST", "/v1/segments", segments())
-                assert status == 200, body
-                rss_empty = _rss_kib(pid)
+        async def scenario() -> None:
+            status, body = await system.http.call("POST", "/v1/segments", segments())
+            assert status == 200, body
+            rss_empty = _rss_kib(pid)
+            producer = IngestProducer(
+                bootstrap, settings.max_record_bytes, settings.events_per_record
+            )
+            await producer.start()
+            await producer.send_encoded(topics.tags, tag_updates(users, now, rng))
+            await _wait_inputs(system, users, 600)
+            payload = events(event_count, users, now, rng)
+            started = time.perf_counter()
+            await producer.send_encoded(topics.events, payload)
+            done = await _wait_inputs(system, users + event_count, 600) - users
+            elapsed = time.perf_counter() - started
+            await producer.stop()
+            rss_loaded = _rss_kib(pid)
+            rate = done / elapsed
+            rows.append(
+                (
+                    f"segment agents: events -> state -> memberships (role {role})",
+                    f"{done:,}",
+                    f"{elapsed:.2f}",
+                    f"{rate:,.0f} events/s",
+                )
+            )
+            raw_seconds, _, raw_events = await _raw_consume(bootstrap, topics.events, event_count)
+            rows.append(
+                (
+                    "baseline: raw aiokafka consumer + orjson, same topic",
+                    f"{raw_events:,}",
+                    f"{raw_seconds:.2f}",
+                    f"{raw_events / raw_seconds:,.0f} events/s",
+                )
+            )
+            load = latency_rate or rate / 2
+            latencies = await _latency(
+                bootstrap, topics.events, topics.memberships, settings, load, 10, users, now
+            )
+            rows.append(
+                (
+                    f"event -> membership latency at {load:,.0f} events/s",
+                    f"{len(latencies):,} probes",
+                    f"p50 {_percentile(latencies, 0.5) * 1000:.0f} ms",
+                    f"p99 {_percentile(latencies, 0.99) * 1000:.0f} ms",
+                )
+            )
+            per_user = (rss_loaded - rss_empty) * 1024 / users
+            rows.append(
+                (
+                    f"worker memory per user ({settings.table_store} store)",
+                    f"{users:,} users",
+                    f"+{(rss_loaded - rss_empty) / 1024:.0f} MiB",
+                    f"{per_user:,.0f} bytes/user",
+                )
+            )
+            status_now = await _status(system)
+            rows.append(
+                (
+                    "memberships changed / timers pending",
+                    "",
+                    f"{status_now['segments']['changes']:,}",
+                    f"{status_now['segments']['timers']:,} timers",
+                )
+            )
+            if memory_users > users:
+                extra = memory_users - users
                 producer = IngestProducer(
                     bootstrap, settings.max_record_bytes, settings.events_per_record
                 )
                 await producer.start()
-                await producer.send_encoded(topics.tags, tag_updates(users, now, rng))
-                await _wait_inputs(system, users, 600)
-                payload = events(event_count, users, now, rng)
-                started = time.perf_counter()
-                await producer.send_encoded(topics.events, payload)
-                done = await _wait_inputs(system, users + event_count, 600) - users
-                elapsed = time.perf_counter() - started
+                more = [
+                    (
+                        f"more-{n}",
+                        orjson.dumps(
+                            {
+                                "user_id": f"more-{n}",
+                                "op": "set",
+                                "timestamp": now.isoformat(),
+                                "tags": {"Country": COUNTRIES[n % 8], "Plan": "free"},
+                            }
+                        ),
+                    )
+                    for n in range(extra)
+                ]
+                before = int((await _status(system))["segments"]["inputs"])
+                for offset in range(0, extra, 100_000):
+                    await producer.send_encoded(topics.tags, more[offset : offset + 100_000])
+                await _wait_inputs(system, before + extra, 1200)
                 await producer.stop()
-                rss_loaded = _rss_kib(pid)
-                rate = done / elapsed
-                rows.append(
-                    (
-                        "segment agents: events -> state -> memberships (1 worker)",
-                        f"{done:,}",
-                        f"{elapsed:.2f}",
-                        f"{rate:,.0f} events/s",
-                    )
-                )
-                raw_seconds, _, raw_events = await _raw_consume(
-                    bootstrap, topics.events, event_count
-                )
-                rows.append(
-                    (
-                        "baseline: raw aiokafka consumer + orjson, same topic",
-                        f"{raw_events:,}",
-                        f"{raw_seconds:.2f}",
-                        f"{raw_events / raw_seconds:,.0f} events/s",
-                    )
-                )
-                load = latency_rate or rate / 2
-                latencies = await _latency(
-                    bootstrap, topics.events, topics.memberships, settings, load, 10, users, now
-                )
-                rows.append(
-                    (
-                        f"event -> membership latency at {load:,.0f} events/s",
-                        f"{len(latencies):,} probes",
-                        f"p50 {_percentile(latencies, 0.5) * 1000:.0f} ms",
-                        f"p99 {_percentile(latencies, 0.99) * 1000:.0f} ms",
-                    )
-                )
-                per_user = (rss_loaded - rss_empty) * 1024 / users
+                rss_more = _rss_kib(pid)
+                per_user_more = (rss_more - rss_empty) * 1024 / memory_users
                 rows.append(
                     (
                         f"worker memory per user ({settings.table_store} store)",
-                        f"{users:,} users",
-                        f"+{(rss_loaded - rss_empty) / 1024:.0f} MiB",
-                        f"{per_user:,.0f} bytes/user",
+                        f"{memory_users:,} users",
+                        f"+{(rss_more - rss_empty) / 1024:.0f} MiB",
+                        f"{per_user_more:,.0f} bytes/user",
                     )
                 )
-                status_now = await _status(system)
-                rows.append(
-                    (
-                        "memberships changed / timers pending",
-                        "",
-                        f"{status_now['segments']['changes']:,}",
-                        f"{status_now['segments']['timers']:,} timers",
-                    )
-                )
-                if memory_users > users:
-                    extra = memory_users - users
-                    producer = IngestProducer(
-                        bootstrap, settings.max_record_bytes, settings.events_per_record
-                    )
-                    await producer.start()
-                    more = [
-                        (
-                            f"more-{n}",
-                            orjson.dumps(
-                                {
-                                    "user_id": f"more-{n}",
-                                    "op": "set",
-                                    "timestamp": now.isoformat(),
-                                    "tags": {"Country": COUNTRIES[n % 8], "Plan": "free"},
-                                }
-                            ),
-                        )
-                        for n in range(extra)
-                    ]
-                    before = int((await _status(system))["segments"]["inputs"])
-                    for offset in range(0, extra, 100_000):
-                        await producer.send_encoded(topics.tags, more[offset : offset + 100_000])
-                    await _wait_inputs(system, before + extra, 1200)
-                    await producer.stop()
-                    rss_more = _rss_kib(pid)
-                    per_user_more = (rss_more - rss_empty) * 1024 / memory_users
-                    rows.append(
-                        (
-                            f"worker memory per user ({settings.table_store} store)",
-                            f"{memory_users:,} users",
-                            f"+{(rss_more - rss_empty) / 1024:.0f} MiB",
-                            f"{per_user_more:,.0f} bytes/user",
-                        )
-                    )
 
-            asyncio.run(scenario())
+        asyncio.run(scenario())
 
     table = Table(
         "measure",

@@ -533,11 +533,20 @@ def bench_ingest(events: int, users: int, role: str) -> None:
     default=0.0,
     help="Events/s during the latency probe (default: half the measured throughput).",
 )
-def bench_segments(users: int, event_count: int, memory_users: int, latency_rate: float) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(["all", "segments"]),
+    default="all",
+    show_default=True,
+    help="segments: the segment agents in a process of their own, projections in another.",
+)
+def bench_segments(
+    users: int, event_count: int, memory_users: int, latency_rate: float, role: str
+) -> None:
     """Events/s through the segment agents, latency p50/p99, memory per user."""
     from benchmarks.segments import run
 
-    run(users, event_count, memory_users, latency_rate)
+    run(users, event_count, memory_users, latency_rate, role)
 
 
 @bench.command(name="state")
