@@ -229,6 +229,7 @@ def run(
             await producer.send_encoded(topics.tags, tag_updates(users, now, rng))
             await _wait_inputs(system, users, 600)
             payload = events(event_count, users, now, rng)
+            console.print(f"throughput: {event_count:,} events for {users:,} users ...")
             started = time.perf_counter()
             await producer.send_encoded(topics.events, payload)
             done = await _wait_inputs(system, users + event_count, 600) - users
@@ -254,6 +255,7 @@ def run(
                 )
             )
             load = latency_rate or rate / 2
+            console.print(f"latency: 10 s at {load:,.0f} events/s ...")
             latencies = await _latency(
                 bootstrap, topics.events, topics.memberships, settings, load, 10, users, now
             )
