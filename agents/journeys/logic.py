@@ -6,8 +6,9 @@ A user's journey state is plain JSON, stored with their segment state:
 - ``in``: journey id -> the visit in progress (at most one per journey): version
   ``v``, run ``r``, node ``n``, steps taken ``s``, due instant ``d`` (ms), what is
   awaited ``w`` (``split`` / ``delay`` / ``event`` / ``silent`` / ``paused``), the
-  command awaiting an open ``c``, an open seen while paused ``o``, entry properties
-  ``p``, entry kind ``k``;
+  command awaiting an open ``c``, an open seen while paused ``o`` (ms), the branch an
+  event took while paused ``e`` (``[branch, ms]``), entry properties ``p``, entry
+  kind ``k``;
 - ``h``: journey id -> ``[last run, last entry (ms), entries]``, for re-entry rules;
 - ``pe``: journey id -> ``[run, due (ms)]``, audience entries waiting for the user's
   local time;
@@ -155,7 +156,7 @@ def next_due(catalog: Catalog, state: State | None) -> int | None:
     if not state:
         return None
     dues = [
-        visit["d"]
+        _moves_at(visit)
         for journey_id, visit in state.get("in", {}).items()
         if visit.get("d") is not None and catalog.status(journey_id) is not JourneyStatus.PAUSED
     ]
@@ -195,6 +196,17 @@ def _trimmed(state: State, now: int) -> State | None:
         if key in state and not state[key]:
             del state[key]
     return state or None
+
+
+def _moves_at(visit: Mapping[str, Any]) -> int:
+    """When a waiting visit moves: its due instant, or an open or event seen earlier
+    while its journey was paused."""
+    due: int = visit["d"]
+    if "o" in visit:
+        due = min(due, visit["o"])
+    if "e" in visit:
+        due = min(due, visit["e"][1])
+    return due
 
 
 def _bucket(user: str, journey: str, node: str) -> int:
@@ -251,12 +263,12 @@ class _Mover:
                 for journey_id, (_, due) in self.state.get("pe", {}).items()
                 if due <= now
             ]
-            # An open seen while the journey was paused counts once it runs again.
+            # An open or event seen while the journey was paused counts once it runs again.
             pending += [
-                (min(visit["d"], visit.get("o", visit["d"])), 1, journey_id)
+                (_moves_at(visit), 1, journey_id)
                 for journey_id, visit in self.state.get("in", {}).items()
                 if visit.get("d") is not None
-                and min(visit["d"], visit.get("o", visit["d"])) <= now
+                and _moves_at(visit) <= now
                 and self.catalog.status(journey_id) is not JourneyStatus.PAUSED
             ]
             if not pending:
@@ -299,13 +311,16 @@ class _Mover:
                         self._leave(journey_id, visit, Activity.EXITED, f"goal {goal.name}", now)
                         break
             else:
-                if self.catalog.status(journey_id) is JourneyStatus.PAUSED:
-                    continue  # a paused journey does not move (documented)
                 node = definition.node(visit["n"])
                 if isinstance(node, WaitForEventNode) and visit.get("w") == "event":
                     for branch in node.branches:
                         if any(matches(match, event) for match in branch.events):
-                            self._take(journey_id, visit, definition, branch.name, now)
+                            if self.catalog.status(journey_id) is JourneyStatus.PAUSED:
+                                # A paused journey does not move: the first branch
+                                # taken is decided on resume, at the event's instant.
+                                visit.setdefault("e", [branch.name, now])
+                            else:
+                                self._take(journey_id, visit, definition, branch.name, now)
                             break
         entered: set[str] = set()  # several matching entries still make one entry
         for journey_id, entry in self.catalog.triggers.get(event.name, ()):
@@ -437,15 +452,21 @@ class _Mover:
             return
         waiting = visit.get("w")
         node = definition.node(visit["n"])
-        visit["d"] = None
+        end, visit["d"] = visit["d"], None
+        # What was seen while paused wins if it came before the wait ended (as when the
+        # journey runs: at the very end, the timeout is first).
+        opened, seen = visit.pop("o", None), visit.pop("e", None)
         if waiting == "split":
-            if visit.pop("o", None) is not None:
+            if opened is not None and opened < end:
                 self._take(journey_id, visit, definition, "opened", at)
             else:
                 self._activity(journey_id, visit, node.id, Activity.NOT_OPENED, at)
                 self._take(journey_id, visit, definition, "not_opened", at)
         elif waiting == "event":
-            self._take(journey_id, visit, definition, "timeout", at)
+            if seen is not None and seen[1] < end:
+                self._take(journey_id, visit, definition, seen[0], at)
+            else:
+                self._take(journey_id, visit, definition, "timeout", at)
         elif waiting == "delay":
             self._take(journey_id, visit, definition, "next", at)
         else:  # silent hours over (or a resumed hold): try the step again
@@ -460,7 +481,7 @@ class _Mover:
         now: int,
     ) -> None:
         node = definition.node(visit["n"])
-        for key in ("w", "c", "o"):
+        for key in ("w", "c", "o", "e"):
             visit.pop(key, None)
         visit["d"] = None
         visit["n"] = node.next[output]
@@ -520,7 +541,7 @@ class _Mover:
                 output = "next"
             if output is None:
                 return  # waiting
-            for key in ("w", "c", "o"):
+            for key in ("w", "c", "o", "e"):
                 visit.pop(key, None)
             visit["n"] = node.next[output]
             via = f"{node.id}.{output}"

@@ -606,3 +606,47 @@ def test_a_stop_missed_by_a_sweep_still_ends_the_visit_and_a_relaunch_starts_afr
     sim.run("reengage-once", "r")  # the same schedule, a new launch: a new run...
     skipped = sim.rows("u1", "skipped")  # ...which re-entry "never" keeps them out of
     assert [(r["run"], r["detail"]) for r in skipped] == [("2-r", "already entered")]
+
+
+def test_events_and_opens_seen_while_paused_count_on_resume_if_in_time() -> None:
+    sim = launched(
+        journey(
+            [
+                {
+                    "id": "wait",
+                    "type": "wait_for_event",
+                    "branches": [{"name": "came", "events": [{"event": "Open"}]}],
+                    "timeout": {"amount": 2, "unit": "days"},
+                    "next": {"came": "yes", "timeout": "no"},
+                },
+                message("yes", next={"next": "done"}),
+                message("no", next={"next": "done"}),
+                EXIT,
+            ]
+        )
+    )
+    for user_id in ("early", "late", "idle"):
+        sim.enter("j", user_id)
+    sim.act("j", "pause")
+    sim.advance(DAY)
+    sim.event("early", "Open")  # within the wait: decided on resume
+    sim.advance(2 * DAY)
+    sim.event("late", "Open")  # after the wait ended (still paused)
+    assert sim.commands == []
+    sim.act("j", "resume")
+    assert (sim.sent("early"), sim.sent("late"), sim.sent("idle")) == (["yes"], ["no"], ["no"])
+    by_user = {c["user_id"]: c["at"] for c in sim.commands}
+    assert by_user["early"] == T0 + DAY  # at the event's instant
+    assert by_user["late"] == by_user["idle"] == T0 + 2 * DAY
+
+
+def test_an_open_seen_while_paused_after_the_wait_ended_is_not_opened() -> None:
+    sim = launched(SEED["reengage-once"])
+    sim.user("u1", "inactive-7d")
+    sim.run("reengage-once", "r")
+    [first] = sim.commands
+    sim.act("reengage-once", "pause")
+    sim.advance(6 * DAY)  # the 5-day wait ended while paused
+    sim.feedback(first)
+    sim.act("reengage-once", "resume")
+    assert sim.sent("u1") == ["first-email", "second-email"]
