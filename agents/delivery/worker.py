@@ -1,14 +1,20 @@
 """The delivery worker: send commands in, messages out through the channel adapters,
 feedback back on the feedback topic.
 
-For each command of a send-commands record (a JSON array, one partition's users), the
-ledger (a table keyed by command id, co-partitioned with the commands) says whether it
-is new; a new one has its preset rendered, waits for its channel's rate limit, goes to
-its channel's adapter, and the outcome is written in the ledger with the feedback it
-implies. Feedback is emitted when the engine's clock reaches its instant, never before:
-a simulated channel's opens wait in the ledger (and in a timer queue rebuilt from it)
-until the clock topic's ticks (simulated time) or the wall clock reach them. A provider
-fault is retried from the same queue with back-off.
+A send-commands record (a JSON array, one partition's users) is decoded like an input
+record (``agents.intake.logic``): a record that is not JSON, and each item that is not a
+valid command, goes to the dead-letter topic with the reason; the other commands are
+delivered. For each command, the ledger (a table keyed by command id, co-partitioned
+with the commands) says whether it is new; a new one has its preset rendered, waits for
+its channel's rate limit, goes to its channel's adapter, and the outcome is written in
+the ledger with the feedback it implies. Feedback is emitted when the engine's clock
+reaches its instant, never before: a simulated channel's opens wait in the ledger (and
+in a timer queue rebuilt from it) until the clock topic's ticks (simulated time) or the
+wall clock reach them. A provider fault is retried from the same queue with back-off.
+The commands of a record are delivered concurrently, at most
+``REACH_DELIVERY_CONCURRENCY`` provider calls at once per worker (retries included), and
+the record is held for acknowledgement only once every one of them is settled in the
+ledger.
 
 Decisions are in ``agents.delivery.ledger``; this module loads, calls, stores, sends.
 Outputs (feedback records) are acknowledged before the ledger is flushed, and the
@@ -21,17 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
 import orjson
 from aiokafka import AIOKafkaProducer
 from mode import Service
-from pydantic import ValidationError
 
 from agents.clock import follow_clock
 from agents.delivery import adapters as channel_adapters
@@ -48,12 +54,14 @@ from agents.delivery.ledger import (
     should_deliver,
 )
 from agents.delivery.render import RenderFailure, render
+from agents.intake.logic import Intake, Source, intake
 from agents.segments.state import from_ms, to_ms
 from schemas.commands import WEBHOOK, SendCommand
 from schemas.feedback import Feedback
 from schemas.presets import PresetDefinition
 from streams.checkpoint import unacked_events
 from streams.clock import Clock
+from streams.codecs import InputCodec
 from streams.engine import Engine
 from streams.settings import Settings
 from streams.state import CoalescingTable, PartitionNotReady, attach_to_faust, create_table
@@ -92,7 +100,10 @@ class DeliveryWorker:
             settings.delivery_max_attempts, round(settings.delivery_retry_seconds * 1000)
         )
         self.retention_ms = settings.delivery_ledger_days * DAY_MS
-        self.concurrency = settings.delivery_concurrency
+        # One gate for the worker: commands and retries share its provider calls.
+        self.gate = asyncio.Semaphore(settings.delivery_concurrency)
+        # The engine wrote these records: no size limit, a large record is still valid.
+        self.codec = InputCodec(SendCommand, sys.maxsize)
         self.counts: Counter[str] = Counter()
         # Ledger writes and their feedback are queued under the lock, and flushed under
         # it: the ledger never reaches the changelog before its feedback is sent.
@@ -154,9 +165,27 @@ class DeliveryWorker:
 
     # --- commands ---------------------------------------------------------------------
 
-    async def deliver_record(self, partition: int, offset: int, raw: bytes) -> None:
-        """Deliver the new commands of one send-commands record (all of ``partition``)."""
-        commands = self._decode(raw, partition, offset)
+    def decode(self, raw: bytes, source: Source) -> Intake[SendCommand]:
+        """The valid commands of a send-commands record, and the dead letters of the
+        rest: the whole record when it is not JSON (its bytes as they came), or each
+        invalid item of an array (the item's JSON, with its index)."""
+        decoded = intake(self.codec, raw, source, datetime.now(UTC))
+        for letter in decoded.dead:
+            index = "" if letter.source_index is None else f"[{letter.source_index}]"
+            log.warning(
+                "send commands at %d/%d%s dead-lettered: %s: %s",
+                source.partition,
+                source.offset,
+                index,
+                letter.reason.value,
+                letter.detail,
+            )
+        self.counts["invalid"] += len(decoded.dead)
+        return decoded
+
+    async def deliver(self, partition: int, offset: int, commands: list[SendCommand]) -> None:
+        """Deliver the new ones of a record's commands (all of ``partition``), at once
+        up to the concurrency; returns when each is settled in the ledger."""
         for command in commands:
             self.clock.at_event(command.at)  # simulated time reaches the command's own
         fresh: dict[str, SendCommand] = {}
@@ -177,26 +206,11 @@ class DeliveryWorker:
                 self._settle(partition, command.command_id, entry, None, offset, now)
             await self._send(partition)
 
-    def _decode(self, raw: bytes, partition: int, offset: int) -> list[SendCommand]:
-        try:
-            items = orjson.loads(raw)
-        except orjson.JSONDecodeError as error:
-            log.error("send commands at %d/%d are not JSON: %s", partition, offset, error)
-            return []
-        commands: list[SendCommand] = []
-        for index, item in enumerate(items if isinstance(items, list) else [items]):
-            try:
-                commands.append(SendCommand.model_validate(item))
-            except ValidationError as error:
-                log.error("send command %d/%d[%d] is invalid: %s", partition, offset, index, error)
-                self.counts["invalid"] += 1
-        return commands
-
     async def _attempt_all(self, commands: list[SendCommand]) -> list[Result | str]:
-        gate = asyncio.Semaphore(self.concurrency)
+        """Each command's attempt, concurrently through the worker's gate, in order."""
 
         async def one(command: SendCommand) -> Result | str:
-            async with gate:
+            async with self.gate:
                 return await self._attempt(command)
 
         return list(await asyncio.gather(*(one(command) for command in commands)))
@@ -450,12 +464,28 @@ def build(app: faust.App, engine: Engine) -> DeliveryWorker:
 
 def _register_commands(app: faust.App, engine: Engine, worker: DeliveryWorker) -> None:
     topic = app.topic(engine.topics.send_commands, key_serializer="raw", value_serializer="raw")
+    dead_letters = app.topic(
+        engine.topics.dead_letters, key_serializer="raw", value_serializer="raw"
+    )
 
     async def commands(stream: faust.StreamT[bytes]) -> None:
         async for event in unacked_events(stream):
-            # Presets come from the registry: render only once it is read whole.
-            await engine.definitions.ready.wait()
-            await worker.deliver_record(event.message.partition, event.message.offset, event.value)
+            message = event.message
+            source = Source(message.topic, message.partition, message.offset, message.key)
+            decoded = worker.decode(event.value, source)
+            # As intake does: Faust's producer is flushed before the offsets are committed.
+            for letter in decoded.dead:
+                await dead_letters.send(
+                    key=letter.key,
+                    value=letter.raw,
+                    headers=letter.headers(),
+                    partition=message.partition,
+                )
+            if decoded.valid:
+                # Presets come from the registry: render only once it is read whole.
+                await engine.definitions.ready.wait()
+                await worker.deliver(message.partition, message.offset, decoded.valid)
+            # Held (acknowledged at the next checkpoint) once every command is settled.
             engine.checkpoint.hold(event)
 
     app.agent(topic, name="delivery-commands")(commands)

@@ -4,6 +4,7 @@ real simulator), and feedback records are kept instead of sent."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ import pytest
 from agents.delivery.channels import Message, Outcome, Result
 from agents.delivery.simulator import SimulatedChannels
 from agents.delivery.worker import DeliveryWorker
+from schemas import DeadLetter, DeadLetterReason
 from schemas.commands import SendCommand
 from schemas.definitions import PresetApplied
 from schemas.presets import PresetDefinition
@@ -67,6 +69,25 @@ class Recording:
         return answer
 
 
+@dataclass
+class Slow(Recording):
+    """A recording adapter whose calls take ``delay`` seconds; counts how many are in
+    flight at once."""
+
+    delay: float = 0.05
+    active: int = 0
+    most: int = 0
+
+    async def deliver(self, message: Message) -> Result:
+        self.active += 1
+        self.most = max(self.most, self.active)
+        try:
+            await asyncio.sleep(self.delay)
+            return await super().deliver(message)
+        finally:
+            self.active -= 1
+
+
 def command(n: int, channel: str = "email", **fields: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
         "command_id": f"welcome:1:1-now:{channel}:1:{n:016d}",
@@ -114,6 +135,10 @@ async def ready(
 def feedback(outputs: Outputs, worker: Worker) -> list[dict[str, Any]]:
     topic = worker.engine.topics.feedback
     return [item for name, _, items in outputs.sent if name == topic for item in items]
+
+
+def letters(worker: Worker) -> list[DeadLetter]:
+    return [DeadLetter.from_record(s.value, s.key, s.headers) for s in worker.dead_letters()]
 
 
 def tick(at: datetime) -> bytes:
@@ -310,6 +335,117 @@ async def test_sends_on_a_limited_channel_are_spaced(
     # 20 at once (a second's worth), the other 10 at 20 a second.
     assert time.monotonic() - started >= 0.45
     assert len(adapter.messages) == 30
+
+
+async def test_invalid_send_commands_go_to_the_dead_letter_topic(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker()
+    adapter = Recording()
+    delivery, outputs = await ready(worker, adapter)
+    not_json = b'[{"command_id": "welcome:1'
+    nameless = {key: value for key, value in command(2).items() if key != "user_id"}
+    async with drive(worker, "delivery-commands") as driver:
+        await driver.put(not_json, key=b"u0", partition=2)
+        await driver.put(record(command(1), nameless, command(3, visit="twice")), partition=2)
+        await driver.put(record(command(4)), partition=2)  # the stream flows on
+
+    # The valid commands of the mixed record, and the next record, are delivered.
+    assert [m.command.user_id for m in adapter.messages] == ["u1", "u4"]
+    assert [f["user_id"] for f in feedback(outputs, worker)] == ["u1", "u4"]
+    assert delivery.counts["invalid"] == 3
+    whole, *items = worker.dead_letters()
+    # A record that is not JSON: its bytes and key as they came, in its partition.
+    assert (whole.value, whole.key, whole.partition) == (not_json, b"u0", 2)
+    assert [(item.key, item.partition) for item in items] == [(b"user-1", 2)] * 2
+    topic = worker.engine.topics.send_commands
+    found = [
+        (d.reason, d.source_topic, d.source_partition, d.source_offset, d.source_index)
+        for d in letters(worker)
+    ]
+    assert found == [
+        (DeadLetterReason.NOT_JSON, topic, 2, 0, None),
+        (DeadLetterReason.MISSING_FIELD, topic, 2, 1, 1),
+        (DeadLetterReason.WRONG_TYPE, topic, 2, 1, 2),
+    ]
+    # A bad item of a batch: the item's JSON, as intake dead-letters one.
+    assert orjson.loads(items[0].value) == nameless
+    assert orjson.loads(items[1].value)["visit"] == "twice"
+    assert letters(worker)[1].detail == "user_id: Field required"
+
+
+async def test_a_large_record_of_commands_is_delivered_not_dead_lettered(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    """The input size limit is for producers outside: the engine wrote these."""
+    worker = make_worker(max_record_bytes=1024)
+    adapter = Recording()
+    await ready(worker, adapter)
+    raw = record(*(command(n) for n in range(10)))
+    assert len(raw) > 1024
+    async with drive(worker, "delivery-commands") as driver:
+        await driver.put(raw, partition=0)
+    assert worker.dead_letters() == []
+    assert len(adapter.messages) == 10
+
+
+async def test_the_commands_of_a_record_are_delivered_concurrently(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker(delivery_concurrency=4)
+    slow = Slow(answers=[Result(Outcome("delivered"))])
+    delivery, outputs = await ready(worker, slow)
+    commands = [command(n) for n in range(10)]
+    async with drive(worker, "delivery-commands") as driver:
+        # Held for acknowledgement only once every command is settled in the ledger.
+        event = await driver.put(record(*commands, commands[0]), partition=3)
+        assert driver.held[-1] is event
+        for item in commands:
+            assert delivery._entry(3, item["command_id"]) is not None
+        await driver.put(record(*commands[:3]), partition=3)  # redelivered
+
+    # Four calls at a time, never more: the slow adapter's delay is paid three times.
+    assert slow.most == 4
+    assert slow.active == 0
+    assert sorted(m.command.user_id for m in slow.messages) == sorted(
+        c["user_id"] for c in commands
+    )
+    assert delivery.counts["duplicates"] == 3  # the ones redelivered
+    # The feedback of the record comes as one record, in the commands' order.
+    [(_, partition, sent)] = outputs.sent
+    assert partition == 3
+    assert [f["user_id"] for f in sent] == [c["user_id"] for c in commands]
+
+
+async def test_faults_among_concurrent_commands_are_retried_alone(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker(clock="simulated", delivery_concurrency=8, delivery_retry_seconds=60)
+
+    @dataclass
+    class Flaky(Slow):
+        """Fails the first call for user u3."""
+
+        failed: bool = False
+
+        async def deliver(self, message: Message) -> Result:
+            if message.command.user_id == "u3" and not self.failed:
+                self.failed = True
+                await asyncio.sleep(self.delay)
+                raise ConnectionError("down")
+            return await super().deliver(message)
+
+    flaky = Flaky()
+    delivery, outputs = await ready(worker, flaky)
+    async with drive(worker, "delivery-commands") as driver:
+        await driver.put(record(*(command(n) for n in range(6))), partition=0)
+    assert flaky.most == 5  # u3's first call failed apart, in parallel with them
+    assert [f["user_id"] for f in feedback(outputs, worker)] == ["u0", "u1", "u2", "u4", "u5"]
+    assert delivery.counts["faults"] == 1
+    await delivery.release(0, NOW + timedelta(seconds=60))
+    assert feedback(outputs, worker)[-1]["user_id"] == "u3"
+    assert feedback(outputs, worker)[-1]["status"] == "delivered"
+    assert [m.command.user_id for m in flaky.messages].count("u3") == 1
 
 
 def test_roles_that_deliver(tmp_path: Any) -> None:

@@ -2,7 +2,8 @@
 time: the seed campaign's send commands go through the delivery worker to the
 simulated email channel, whose deliveries and opens come back as feedback when the
 clock reaches them, and move the journey: who opened exits, the others get the second
-email. Send commands, feedback and the journey's statistics agree."""
+email. Send commands, feedback and the journey's statistics agree. Invalid send
+commands are dead letters, in ClickHouse with their reasons."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from agents.delivery.simulator import decide, profiles
 from schemas.commands import SendCommand
@@ -190,3 +192,30 @@ def test_simulated_opens_move_the_campaign(simulated: SystemProcess) -> None:
         assert body["delivery"]["delivered"] + body["delivery"].get("bounced", 0) == total
 
     asyncio.run(scenario())
+
+
+def test_invalid_send_commands_are_dead_letters(simulated: SystemProcess) -> None:
+    assert simulated.info is not None
+    bootstrap, api = simulated.info.broker, simulated.http
+    not_json = b"[{not json"
+    bad_item = {"command_id": "x:1:r:s:1:0000000000000000", "channel": "email"}
+
+    async def scenario() -> list[list[Any]]:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(TOPICS.send_commands, not_json, key=b"dl", partition=1)
+            batch = orjson.dumps([bad_item])
+            await producer.send_and_wait(TOPICS.send_commands, batch, key=b"dl", partition=1)
+        finally:
+            await producer.stop()
+        where = f"FROM dead_letters FINAL WHERE source_topic = '{TOPICS.send_commands}'"
+        await value(api, f"SELECT count() {where}", 2)
+        ordered = f"SELECT reason, source_index, raw {where} ORDER BY source_offset"
+        _, rows = await api.query(ordered)
+        return rows
+
+    rows = asyncio.run(scenario())
+    assert [row[:2] for row in rows] == [["not_json", -1], ["missing_field", 0]]
+    assert rows[0][2] == not_json.decode()
+    assert orjson.loads(rows[1][2]) == bad_item
