@@ -174,6 +174,14 @@ def local_today(now: int, tz: tzinfo) -> int:
     known = _TODAY.get(tz)
     if known is not None and known[0] <= now < known[1]:
         return known[2]
+    return local_today_bounds(now, tz)[0]
+
+
+def local_today_bounds(now: int, tz: tzinfo) -> tuple[int, int, int]:
+    """``local_today``, with the first instants of that day and of the next."""
+    known = _TODAY.get(tz)
+    if known is not None and known[0] <= now < known[1]:
+        return known[2], known[0], known[1]
     day = local_day(now, tz)
     low, high = day_start(day, tz), day_start(day + 1, tz)
     # Only a day of exactly 24 hours has one UTC offset throughout (no DST change in it,
@@ -182,7 +190,7 @@ def local_today(now: int, tz: tzinfo) -> int:
         if len(_TODAY) > 256:  # zones are few; never let the cache grow with them
             _TODAY.clear()
         _TODAY[tz] = (low, high, day)
-    return day
+    return day, low, high
 
 
 _TODAY: dict[tzinfo, tuple[int, int, int]] = {}

@@ -19,8 +19,9 @@ from agents.segments.state import (
     apply_event,
     apply_feedback,
     apply_tag_update,
+    to_ms,
 )
-from agents.segments.timing import next_change
+from agents.segments.timing import compile_verdict, next_change
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.segments import Condition
@@ -552,19 +553,26 @@ def leaves(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=150, deadline=None)
+# Days around clock changes: New York springs forward on 2024-03-10, Lisbon falls back
+# on 2024-10-27 (a 23-hour and a 25-hour day within the windows).
+STARTS = [T0, datetime(2024, 3, 6, tzinfo=UTC), datetime(2024, 10, 23, tzinfo=UTC)]
+
+
+@settings(max_examples=300, deadline=None)
 @given(
     leaf=leaves(),
     offsets=st.lists(st.integers(0, 5 * 24 * 60 * 60), max_size=8),
-    zone=st.sampled_from(ZONES),
+    zone=st.sampled_from([*ZONES, ZoneInfo("Europe/Lisbon")]),
     seconds=st.integers(0, 24 * 3600 - 1),
+    start=st.sampled_from(STARTS),
 )
 def test_next_change_is_never_late_and_exact_for_leaves(
-    leaf: dict[str, Any], offsets: list[int], zone: tzinfo, seconds: int
+    leaf: dict[str, Any], offsets: list[int], zone: tzinfo, seconds: int, start: datetime
 ) -> None:
     """From ``now`` until next_change the result stays as at ``now`` (checked every 15
-    minutes and a millisecond before the change); at the change it differs."""
-    now = T0 + timedelta(days=5, seconds=seconds)
+    minutes and a millisecond before the change); at the change it differs. The
+    segment engine's verdict (result and change at once) says the same."""
+    now = start + timedelta(days=5, seconds=seconds)
     history = [
         (name, now - timedelta(seconds=offset))
         for offset in offsets
@@ -574,6 +582,8 @@ def test_next_change_is_never_late_and_exact_for_leaves(
     condition = cond(leaf)
     before = check(condition, state, now, zone)
     change = next_change(condition, state, now, zone)
+    verdict = compile_verdict(condition)(state, to_ms(now), zone, no_refs)
+    assert verdict == (before, None if change is None else to_ms(change))
     end = change if change is not None else now + SPAN
     assert end > now
     probes = [
