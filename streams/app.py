@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import faust
 
 from agents import dead_letters, journey_projections, memberships
+from agents.clock import follow_clock
 from agents.delivery import worker as delivery_worker
 from agents.intake import agent as intake_agent
 from agents.segments import service as segment_service
@@ -13,6 +16,10 @@ from streams.checkpoint import CheckpointService
 from streams.engine import Engine
 from streams.http_api import HttpApi
 from streams.settings import Settings
+
+
+async def _no_timers(partition: int, now: datetime) -> None:
+    return None
 
 
 def create_app(settings: Settings, bootstrap: str) -> tuple[faust.App, Engine]:
@@ -48,5 +55,9 @@ def create_app(settings: Settings, bootstrap: str) -> tuple[faust.App, Engine]:
         segment_service.build(app, engine)
     if settings.delivers:
         delivery_worker.build(app, engine)
+    if engine.clock.simulated and not (settings.segments or settings.delivers):
+        # Nothing here keeps timers, but the HTTP API still tells time (a journey's
+        # derived status): simulated time moves by the same ticks as elsewhere.
+        follow_clock(app, engine, "projection-clock", _no_timers)
     app.web_server(HttpApi(engine, app))
     return app, engine

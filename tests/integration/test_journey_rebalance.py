@@ -324,6 +324,13 @@ def test_segments_workers_rebalance_in_the_middle_of_the_campaign_without_a_seco
                 assert totals["sent"] == len(USERS) + len(ignored)
                 assert totals["opened"] == opened
 
+            # The projections worker follows simulated time too: the once campaign,
+            # past its run with nobody inside, is finished; the weekly one runs on.
+            for journey, expected in ((ONCE, "finished"), (WEEKLY, "launched")):
+                status, shown = await ch.call("GET", f"/v1/journeys/{journey}")
+                assert status == 200, shown
+                assert shown["status"] == expected, (journey, shown)
+
         asyncio.run(first_worker_again())
     finally:
         second.stop()
