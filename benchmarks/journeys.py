@@ -47,7 +47,7 @@ from rich.table import Table
 
 from benchmarks.ingest import _raw_consume
 from benchmarks.segments import _percentile, _rss_kib, _status
-from streams.broker import EmbeddedBroker
+from benchmarks.system import start_engine
 from streams.ingest import IngestProducer
 from streams.partitioning import partition_for
 from streams.settings import Settings
@@ -483,16 +483,7 @@ def run(
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reach-bench-")))
         # The journey engine alone: delivery (the simulator) would add its own load.
         env = {"REACH_HTTP_PORT": "0", "REACH_DELIVER": "false"}
-        if role == "segments":
-            # Journeys in a process of their own; projections (ClickHouse) in another,
-            # on one broker: the figures are the journey process's.
-            broker = stack.enter_context(EmbeddedBroker())
-            env = {**env, "REACH_BROKER_URL": f"kafka://{broker.bootstrap}"}
-            stack.enter_context(
-                SystemProcess(folder / "projections", {**env, "REACH_ROLE": "projections"})
-            )
-            env["REACH_ROLE"] = "segments"
-        system = stack.enter_context(SystemProcess(folder / "engine", env))
+        system = start_engine(stack, folder, env, role)
         assert system.info is not None
         bootstrap = system.info.broker
 

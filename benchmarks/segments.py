@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.ingest import _raw_consume
-from streams.broker import EmbeddedBroker
+from benchmarks.system import start_engine
 from streams.ingest import IngestProducer
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
@@ -204,16 +204,7 @@ def run(
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reach-bench-")))
         env = {"REACH_HTTP_PORT": "0", "REACH_PROJECTION_FLUSH_SECONDS": "0.5"}
-        if role == "segments":
-            # The segment agents in a process of their own; projections (ClickHouse) in
-            # another, on one broker: the figures are the segment process's.
-            broker = stack.enter_context(EmbeddedBroker())
-            env = {**env, "REACH_BROKER_URL": f"kafka://{broker.bootstrap}"}
-            stack.enter_context(
-                SystemProcess(folder / "projections", {**env, "REACH_ROLE": "projections"})
-            )
-            env["REACH_ROLE"] = "segments"
-        system = stack.enter_context(SystemProcess(folder / "engine", env))
+        system = start_engine(stack, folder, env, role)
         assert system.info is not None
         assert system.process is not None
         bootstrap, pid = system.info.broker, system.process.pid

@@ -519,6 +519,16 @@ def bench_ingest(events: int, users: int, role: str) -> None:
     run(events, users, role)
 
 
+_ENGINE_ROLE = click.option(
+    "--role",
+    type=click.Choice(["all", "segments"]),
+    default="all",
+    show_default=True,
+    help="segments: the engine (segments and journeys) in a process of its own, "
+    "projections in another.",
+)
+
+
 @bench.command(name="segments")
 @click.option("--users", default=100_000, show_default=True)
 @click.option("--events", "event_count", default=300_000, show_default=True)
@@ -533,13 +543,7 @@ def bench_ingest(events: int, users: int, role: str) -> None:
     default=0.0,
     help="Events/s during the latency probe (default: half the measured throughput).",
 )
-@click.option(
-    "--role",
-    type=click.Choice(["all", "segments"]),
-    default="all",
-    show_default=True,
-    help="segments: the segment agents in a process of their own, projections in another.",
-)
+@_ENGINE_ROLE
 def bench_segments(
     users: int, event_count: int, memory_users: int, latency_rate: float, role: str
 ) -> None:
@@ -565,13 +569,7 @@ def bench_state(writes: int, keys: int, hot_keys: int) -> None:
 @click.option("--latency-users", type=click.IntRange(min=1), default=2_000, show_default=True)
 @click.option("--latency-rate", type=click.FloatRange(min=1), default=200.0, show_default=True)
 @click.option("--timers", type=click.IntRange(min=1), default=1_000_000, show_default=True)
-@click.option(
-    "--role",
-    type=click.Choice(["all", "segments"]),
-    default="all",
-    show_default=True,
-    help="segments: the journeys in a process of their own, projections in another.",
-)
+@_ENGINE_ROLE
 def bench_journeys(
     users: int, latency_users: int, latency_rate: float, timers: int, role: str
 ) -> None:

@@ -54,6 +54,7 @@ from agents.delivery.ledger import (
     should_deliver,
 )
 from agents.delivery.render import RenderFailure, render
+from agents.intake.agent import send_dead_letters
 from agents.intake.logic import Intake, Source, intake
 from agents.segments.state import from_ms, to_ms
 from schemas.commands import WEBHOOK, SendCommand
@@ -473,14 +474,7 @@ def _register_commands(app: faust.App, engine: Engine, worker: DeliveryWorker) -
             message = event.message
             source = Source(message.topic, message.partition, message.offset, message.key)
             decoded = worker.decode(event.value, source)
-            # As intake does: Faust's producer is flushed before the offsets are committed.
-            for letter in decoded.dead:
-                await dead_letters.send(
-                    key=letter.key,
-                    value=letter.raw,
-                    headers=letter.headers(),
-                    partition=message.partition,
-                )
+            await send_dead_letters(dead_letters, decoded.dead, message.partition)
             if decoded.valid:
                 # Presets come from the registry: render only once it is read whole.
                 await engine.definitions.ready.wait()

@@ -3,7 +3,7 @@ dead-letter, and hand the valid items to the input handlers (segments)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -12,13 +12,24 @@ from pydantic import BaseModel
 
 from agents.intake.logic import Source, intake
 from projections import rows
-from schemas import Event, Feedback, TagUpdate
+from schemas import DeadLetter, Event, Feedback, TagUpdate
 from streams.checkpoint import unacked_events
 from streams.codecs import InputCodec
 from streams.engine import Engine
 
 M = TypeVar("M", bound=BaseModel)
 RowOf = Callable[[Any, rows.Origin, datetime], rows.Row]
+
+
+async def send_dead_letters(
+    topic: faust.TopicT, letters: Iterable[DeadLetter], partition: int
+) -> None:
+    """Dead letters into the partition their record was read from, through Faust's
+    producer, which is flushed before offsets are committed: none is lost to a crash."""
+    for letter in letters:
+        await topic.send(
+            key=letter.key, value=letter.raw, headers=letter.headers(), partition=partition
+        )
 
 
 def register(app: faust.App, engine: Engine) -> None:
@@ -80,13 +91,7 @@ def _register_input(
                 if result.valid:
                     origin = rows.Origin(message.partition, message.offset)
                     sink.add(table, [row_of(item, origin, now) for item in result.valid])
-                for letter in result.dead:
-                    await dead_letters.send(
-                        key=letter.key,
-                        value=letter.raw,
-                        headers=letter.headers(),
-                        partition=message.partition,
-                    )
+                await send_dead_letters(dead_letters, result.dead, message.partition)
             if result.valid:
                 for handle in engine.input_handlers:
                     await handle(message.partition, message.offset, table.name, result.valid)

@@ -21,9 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.values import parse_timestamp
 from streams.broker import EmbeddedBroker
@@ -34,6 +32,7 @@ from streams.segment_files import load as load_segments
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
 from streams.topics import Topics
+from tests.integration.topic_reading import every_item
 
 pytestmark = pytest.mark.integration
 
@@ -99,29 +98,6 @@ async def segment_status(process: SystemProcess) -> dict[str, Any]:
 
 async def timers(*processes: SystemProcess) -> list[int]:
     return [int((await segment_status(process))["timers"]) for process in processes]
-
-
-async def topic_commands(bootstrap: str) -> list[dict[str, Any]]:
-    """Every send command on the topic, re-sends included."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [
-            TopicPartition(TOPICS.send_commands, p)
-            for p in consumer.partitions_for_topic(TOPICS.send_commands) or []
-        ]
-        assert len(parts) == PARTITIONS
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        found: list[dict[str, Any]] = []
-        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
-            for messages in (await consumer.getmany(timeout_ms=500)).values():
-                for message in messages:
-                    found.extend(orjson.loads(message.value))
-        return found
-    finally:
-        await consumer.stop()
 
 
 def opens(
@@ -279,7 +255,7 @@ def test_segments_workers_rebalance_in_the_middle_of_the_campaign_without_a_seco
             await count_is(ch, commands_sql(), total)
 
             # The topic may hold re-sends, but each step visit has one command id.
-            commands = await topic_commands(broker.bootstrap)
+            commands = await every_item(broker.bootstrap, TOPICS.send_commands)
             ids: dict[tuple[str, str, str, int, str], set[str]] = {}
             for command in commands:
                 visit = (

@@ -11,9 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.values import parse_timestamp
 from streams.broker import EmbeddedBroker
@@ -24,6 +22,7 @@ from streams.segment_files import load as load_segments
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
 from streams.topics import Topics
+from tests.integration.topic_reading import every_item
 
 pytestmark = pytest.mark.integration
 
@@ -39,28 +38,6 @@ async def rows(api: HttpClient, sql: str, expected: int, timeout: float = 40) ->
         if (found and int(found[0][0]) >= expected) or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.2)
-
-
-async def topic_commands(bootstrap: str) -> list[dict[str, Any]]:
-    """Every send command on the topic, re-sends included."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [
-            TopicPartition(TOPICS.send_commands, p)
-            for p in consumer.partitions_for_topic(TOPICS.send_commands) or []
-        ]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        found: list[dict[str, Any]] = []
-        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
-            for messages in (await consumer.getmany(timeout_ms=500)).values():
-                for message in messages:
-                    found.extend(orjson.loads(message.value))
-        return found
-    finally:
-        await consumer.stop()
 
 
 def test_a_killed_worker_resumes_the_campaign_without_a_second_command_id(
@@ -144,7 +121,7 @@ def test_a_killed_worker_resumes_the_campaign_without_a_second_command_id(
             [[total]] = await rows(api, "SELECT count() FROM send_commands FINAL", expected)
             assert total == expected
             # The topic may hold re-sends, but each step visit has one command id.
-            commands = await topic_commands(broker.bootstrap)
+            commands = await every_item(broker.bootstrap, TOPICS.send_commands)
             ids: dict[tuple[str, str], set[str]] = {}
             for command in commands:
                 ids.setdefault((command["user_id"], command["step"]), set()).add(
