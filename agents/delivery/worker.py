@@ -201,6 +201,16 @@ class DeliveryWorker:
             return
         attempts = await self._attempt_all(list(fresh.values()))
         async with self.lock:
+            if partition not in self.table.partitions:
+                # Released while sending: its new owner reads the record again and,
+                # without these ledger lines, sends again; the adapters' idempotency
+                # keys (webhook) and message ids (email) let providers drop the repeat.
+                log.warning(
+                    "partition %d moved during delivery: %d commands may be sent again",
+                    partition,
+                    len(fresh),
+                )
+                return
             now = to_ms(self.clock.now())
             for command, attempt in zip(fresh.values(), attempts, strict=True):
                 entry = self._decided(command, 1, attempt, now)

@@ -464,3 +464,20 @@ def test_roles_that_deliver(tmp_path: Any) -> None:
     assert not delivering & agents(deliver=False)
     with pytest.raises(ValueError, match="role delivery needs deliver=true"):
         Settings(role="delivery", deliver=False)
+
+
+async def test_a_partition_released_while_sending_does_not_stop_the_worker(
+    make_worker: Callable[..., Worker],
+) -> None:
+    worker = make_worker()
+    slow = Slow(answers=[Result(Outcome("delivered"))])
+    delivery, outputs = await ready(worker, slow)
+    commands = [SendCommand.model_validate(command(n)) for n in range(3)]
+    sending = asyncio.create_task(delivery.deliver(2, 7, commands))
+    await asyncio.sleep(0)  # the sends are under way
+    await delivery.table.release({2})  # a rebalance takes the partition away
+    await sending  # no ledger lines to write: nothing raised
+    assert len(slow.messages) == 3
+    assert outputs.sent == []
+    await delivery.deliver(1, 7, [SendCommand.model_validate(command(9))])
+    assert delivery._entry(1, command(9)["command_id"]) is not None
