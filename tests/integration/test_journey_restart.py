@@ -1,7 +1,8 @@
-"""A worker killed in the middle of the seed campaign and started again: no step visit
-gets a second command id, waits resume from the recovered state and timers, and the
-statistics still say what happened. The broker outlives the worker (as a cluster
-would), so the worker replays what it had not committed."""
+"""A worker killed in the middle of the seed campaign and started again, then every
+input replayed over the kept state: no step visit gets a second command id, waits
+resume from the recovered state and timers, and the statistics still say what
+happened. The broker outlives the worker (as a cluster would), so the worker replays
+what it had not committed."""
 
 from __future__ import annotations
 
@@ -115,7 +116,7 @@ def test_a_killed_worker_resumes_the_campaign_without_a_second_command_id(
     with SystemProcess(tmp_path, env) as second:
         api = second.http
 
-        async def after_the_restart() -> None:
+        async def after_the_restart() -> set[str]:
             await tick("2026-12-15T08:00:01Z")
             expected = len(USERS) + len(USERS) // 2
             [[total]] = await rows(api, "SELECT count() FROM send_commands FINAL", expected)
@@ -139,5 +140,34 @@ def test_a_killed_worker_resumes_the_campaign_without_a_second_command_id(
             assert steps["first-email"]["not_opened"] == len(USERS) // 2
             assert steps["second-email"]["sent"] == len(USERS) // 2
             assert stats["journey"]["inside_now"] == 0
+            return {command["command_id"] for command in commands}
 
-        asyncio.run(after_the_restart())
+        sent_ids = asyncio.run(after_the_restart())
+
+    # A full replay: a worker of a new consumer group reads every input again from the
+    # start (tags, opens, clock ticks, definitions) over the state it keeps. It makes
+    # no command id that was not made before.
+    with SystemProcess(tmp_path, {**env, "REACH_APP_ID": "reachstream-replay"}) as third:
+
+        async def after_the_replay() -> None:
+            inputs = len(USERS) + len(USERS) // 2  # tag updates and opens
+            deadline = time.monotonic() + 60
+            while True:
+                _, status = await third.http.call("GET", "/v1/status")
+                counters = status["counters"]
+                read = counters.get("tag_updates.valid", 0) + counters.get("feedback.valid", 0)
+                if read >= inputs or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert read == inputs, counters
+            await asyncio.sleep(2)  # ticks and their sweeps, read alongside
+            await tick("2026-12-16T08:00:00Z")
+            await asyncio.sleep(2)
+            commands = await every_item(broker.bootstrap, TOPICS.send_commands)
+            assert {command["command_id"] for command in commands} == sent_ids
+            status, stats = await third.http.call("GET", "/v1/journeys/reengage-once/stats")
+            assert status == 200, stats
+            assert stats["journey"]["entries"] == len(USERS)
+            assert stats["journey"]["sent"] == len(USERS) + len(USERS) // 2
+
+        asyncio.run(after_the_replay())
