@@ -68,7 +68,8 @@ class MembershipChange:
 class StepResult:
     state: UserState
     memberships: Mapping[str, int]
-    """Segment id -> definition version, for the segments the user is in."""
+    """Segment id -> definition version, for the segments the user is in (the mapping
+    given to ``step`` itself when it did not change: copy it before changing it)."""
     changes: tuple[MembershipChange, ...]
     next_timer: datetime | None
     """When to call ``step`` with a ``Tick``; may be in the past (then: now)."""
@@ -101,7 +102,9 @@ def step(
     affected: tuple[str, ...]
     if isinstance(input, Event):
         new = apply_event(state, input, index.counted, now=now, horizon=index.horizon)
-        affected = index.for_event(input.name, _changed_defaults(state.tags, new.tags))
+        affected = index.for_event(
+            input.name, _changed_defaults(state.tags, new.tags, index.by_tag)
+        )
     elif isinstance(input, TagUpdate):
         new = apply_tag_update(state, input)
         affected = index.for_tags(input.tags)
@@ -154,37 +157,57 @@ def _evaluate(
     sweep: bool = False,
     recent: tuple[int, ...] | None = None,
 ) -> StepResult:
+    """Evaluate ``affected`` in order. Memberships and timers are copied only when
+    something in them changes."""
     instant = to_ms(now)
-    members = dict(memberships)
-    timers = dict(state.timers)
+    members: Mapping[str, int] = memberships
+    timers: Mapping[str, int] = state.timers
+    # The copies, once something in them changes (then the same as the two above).
+    own_members: dict[str, int] | None = None
+    own_timers: dict[str, int] | None = None
     changes: list[MembershipChange] = []
     member_of = members.__contains__  # referred segments were evaluated first
     plans = index.plans
     for segment_id in affected:
         definition = definitions.get(segment_id)
         if definition is None:  # a stale timer of a deleted segment
-            timers.pop(segment_id, None)
+            if segment_id in timers:
+                timers = own_timers = dict(timers) if own_timers is None else own_timers
+                del own_timers[segment_id]
             continue
         verdict, zone = plans[segment_id]
         inside, due = verdict(state, instant, zone, member_of)
         if inside:
-            if segment_id not in members:
-                changes.append(MembershipChange(segment_id, "entered", now, definition.version))
-            members[segment_id] = definition.version
+            if members.get(segment_id) != definition.version:
+                if own_members is None:
+                    members = own_members = dict(members)
+                    member_of = members.__contains__
+                if segment_id not in members:
+                    changes.append(MembershipChange(segment_id, "entered", now, definition.version))
+                own_members[segment_id] = definition.version
         elif segment_id in members:
-            del members[segment_id]
+            if own_members is None:
+                members = own_members = dict(members)
+                member_of = members.__contains__
+            del own_members[segment_id]
             changes.append(MembershipChange(segment_id, "exited", now, definition.version))
-        if due is None:
-            timers.pop(segment_id, None)
-        else:
-            timers[segment_id] = due
+        if timers.get(segment_id) != due:
+            timers = own_timers = dict(timers) if own_timers is None else own_timers
+            if due is None:
+                del own_timers[segment_id]
+            else:
+                own_timers[segment_id] = due
     if sweep:
-        for segment_id in sorted(set(members) - set(definitions)):
-            changes.append(MembershipChange(segment_id, "exited", now, members.pop(segment_id)))
+        gone = sorted(segment_id for segment_id in members if segment_id not in definitions)
+        if gone:
+            members = own_members = dict(members) if own_members is None else own_members
+            for segment_id in gone:
+                version = own_members.pop(segment_id)
+                changes.append(MembershipChange(segment_id, "exited", now, version))
     if not timers.keys() <= definitions.keys():
         # A deleted segment's timer would stay due for ever: a tick that never ends it.
-        timers = {key: due for key, due in timers.items() if key in definitions}
-    if timers != state.timers:
+        timers = own_timers = {key: due for key, due in timers.items() if key in definitions}
+    if own_timers is not None and timers != state.timers:
         state = state.with_(timers=timers, recent=recent)
     elif recent is not None:
         state = state.with_(recent=recent)
@@ -195,10 +218,13 @@ def _next_timer(timers: Mapping[str, int]) -> datetime | None:
     return from_ms(min(timers.values())) if timers else None
 
 
-def _changed_defaults(old: Mapping[str, JSON], new: Mapping[str, JSON]) -> list[str]:
+def _changed_defaults(
+    old: Mapping[str, JSON], new: Mapping[str, JSON], read: Collection[str]
+) -> list[str]:
+    """The default tags that changed and some segment ``read``s."""
     if old is new:
         return []
-    return [name for name in DEFAULT_TAGS if old.get(name) != new.get(name)]
+    return [name for name in DEFAULT_TAGS if name in read and old.get(name) != new.get(name)]
 
 
 def _record_hash(input: Event | TagUpdate | Feedback | JourneyFeedback) -> int:
