@@ -182,6 +182,11 @@ def local_today_bounds(now: int, tz: tzinfo) -> tuple[int, int, int]:
     known = _TODAY.get(tz)
     if known is not None and known[0] <= now < known[1]:
         return known[2], known[0], known[1]
+    # Ticks evaluate at their timers' instants, inputs at theirs: a zone's days alternate.
+    for known in _DAYS.get((tz, now // DAY), ()):
+        if known[0] <= now < known[1]:
+            _TODAY[tz] = known
+            return known[2], known[0], known[1]
     day = local_day(now, tz)
     low, high = day_start(day, tz), day_start(day + 1, tz)
     # Only a day of exactly 24 hours has one UTC offset throughout (no DST change in it,
@@ -189,12 +194,19 @@ def local_today_bounds(now: int, tz: tzinfo) -> tuple[int, int, int]:
     if high - low == DAY:
         if len(_TODAY) > 256:  # zones are few; never let the cache grow with them
             _TODAY.clear()
-        _TODAY[tz] = (low, high, day)
+        if len(_DAYS) > 8192:
+            _DAYS.clear()
+        known = _TODAY[tz] = (low, high, day)
+        for utc_day in {low // DAY, (high - 1) // DAY}:
+            _DAYS.setdefault((tz, utc_day), []).append(known)
     return day, low, high
 
 
 _TODAY: dict[tzinfo, tuple[int, int, int]] = {}
 """Per zone, the day of the instant last looked up: (first instant, end, ordinal)."""
+_DAYS: dict[tuple[tzinfo, int], list[tuple[int, int, int]]] = {}
+"""Local days of 24 hours looked up, as ``_TODAY`` has them, by zone and by the UTC
+days they overlap."""
 
 
 @lru_cache(maxsize=256)

@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from zoneinfo import ZoneInfo
 
-from agents.segments.evaluate import StateTest, compile_condition, compile_predicate
+from agents.segments.evaluate import (
+    StateTest,
+    ValueTest,
+    compile_condition,
+    compile_predicate,
+)
 from agents.segments.state import (
     DEFAULT_HORIZON,
     Counted,
@@ -45,13 +50,18 @@ class FilterSignature:
     key: str
     event: str
     filters: tuple[AttributeFilter, ...]
+    tests: tuple[tuple[str, ValueTest], ...] = field(init=False, compare=False, repr=False)
+    """Each filter's attribute and compiled predicate."""
+
+    def __post_init__(self) -> None:
+        tests = tuple((item.attribute, compile_predicate(item)) for item in self.filters)
+        object.__setattr__(self, "tests", tests)
 
     def matches(self, event: Event) -> bool:
         at = to_ms(event.timestamp)
         attributes = event.attributes
-        for item in self.filters:
-            raw = attributes.get(item.attribute)
-            test = compile_predicate(item)
+        for attribute, test in self.tests:
+            raw = attributes.get(attribute)
             if not test(None if raw is None else stored(raw), at, UTC):
                 return False
         return True

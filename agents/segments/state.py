@@ -101,6 +101,10 @@ DEFAULT_ATTRIBUTE_TAGS: dict[str, tuple[tuple[str, ...], bool]] = {
     "Device Model": (("Device Model", "device_model"), False),
     "OS Version": (("OS Version", "os_version"), True),
 }
+DEFAULT_ATTRIBUTES = frozenset(
+    attribute for attributes, _ in DEFAULT_ATTRIBUTE_TAGS.values() for attribute in attributes
+)
+"""Every event attribute a default tag is filled from."""
 VERSION_TAGS = frozenset(
     name for name, (_, is_version) in DEFAULT_ATTRIBUTE_TAGS.items() if is_version
 )
@@ -582,10 +586,15 @@ def _default_tags(state: UserState, event: Event, at: int) -> Mapping[str, JSON]
         if not (isinstance(last, dict) and "d" in last and last["d"] >= at):
             changes[LAST_APPLICATION_OPEN] = {"d": at}
     # An event older than the newest one seen must not undo a newer language or version.
-    if event.attributes and (state.seen is None or at >= state.seen):
+    given = event.attributes
+    if (
+        given
+        and (state.seen is None or at >= state.seen)
+        and not DEFAULT_ATTRIBUTES.isdisjoint(given)
+    ):
         for tag, (attributes, is_version) in DEFAULT_ATTRIBUTE_TAGS.items():
             for attribute in attributes:
-                raw = event.attributes.get(attribute)
+                raw = given.get(attribute)
                 if raw is not None:
                     value = _default_tag_value(raw, is_version)
                     if value is not None and tags.get(tag) != value:
