@@ -208,8 +208,9 @@ class SegmentRuntime:
                     state = UserState.from_json(stored[STATE])
                     # Evaluate at the instant the timer was set for, so a change carries
                     # the moment it happened whatever the tick granularity; never before
-                    # the user's newest input, already evaluated at its own time.
-                    when = max(at, state.seen or at)
+                    # the user's newest input, already evaluated at its own time, nor
+                    # after now (an event stamped in the future is counted, not awaited).
+                    when = max(at, min(state.seen or at, due_ms))
                     result = step(
                         self.index,
                         self.definitions,

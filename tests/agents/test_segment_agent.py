@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -125,3 +125,22 @@ async def test_member_counts_follow_the_partitions_held(
     runtime.on_released({1})
     await runtime.on_recovered({1})
     assert runtime.status()["members"] == {"portugal": 1}
+
+
+async def test_an_event_stamped_in_the_future_does_not_date_changes_in_the_future(
+    make_worker: Callable[..., Worker],
+) -> None:
+    worker = make_worker(segments=True, clock="simulated")
+    runtime, outputs = await ready(worker)
+    opened = definition("opened", 'E("Open", count >= 1, last 1 hours)')
+    await runtime.redefine({**runtime.definitions, "opened": opened}, {"opened"}, NOW)
+    half_hour = timedelta(minutes=30)
+    for name, at in (("Open", NOW - half_hour), ("Ping", NOW + timedelta(days=1))):
+        item = Event.model_validate(event("u1", name, at.isoformat()))
+        await runtime.apply(0, 1 if name == "Open" else 2, "e", [item], lambda item: NOW)
+    outputs.sent.clear()
+    await runtime.fire_timers(0, NOW + timedelta(hours=2))
+    changes = [c for _, _, items in outputs.sent for c in items if c["segment_id"] == "opened"]
+    # The state holds an input stamped a day ahead, so the tick is not evaluated
+    # before it... nor after now: the change is dated by the tick, not a day ahead.
+    assert [(c["change"], c["at"]) for c in changes] == [("exited", "2026-11-01T12:00:00Z")]
