@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import faust
@@ -73,10 +73,17 @@ def _number(value: Any) -> int:
 
 
 def _instant(value: Any) -> datetime:
+    global _last_instant
+    if value == _last_instant[0] and type(value) is str:
+        return _last_instant[1]  # rows come in runs of one instant (a step, a sweep)
     moment = datetime.fromisoformat(_text(value))
     if moment.utcoffset() != ZERO or not 1900 < moment.year < 2299:
         raise ValueError("not a UTC instant the tables hold")
+    _last_instant = (value, moment)
     return moment
+
+
+_last_instant: tuple[str, datetime] = ("", datetime(1970, 1, 1, tzinfo=UTC))
 
 
 ACTIVITIES = frozenset(Activity)
