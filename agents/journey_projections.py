@@ -6,6 +6,7 @@ A record on either topic is a JSON array of one partition's items (``SendCommand
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,6 @@ from pydantic import BaseModel, ValidationError
 from agents.projection import ToRows, register_projection
 from projections import rows
 from schemas.commands import Activity, JourneyActivity, SendCommand
-from schemas.identity import content_id
 from streams.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,10 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
         _text(item["detail"]),
         _text(item["command_id"]),
     )
-    # The same parts as JourneyActivity.activity_id, so both paths give one row id.
-    identity = content_id("activity", *parts, at)
+    # The same parts as JourneyActivity.activity_id, so both paths give one row id:
+    # content_id's bytes, without its options and fallbacks (no dicts, no models here).
+    canonical = orjson.dumps(("activity", *parts, at), option=orjson.OPT_UTC_Z)
+    identity = hashlib.blake2b(canonical, digest_size=16).hexdigest()
     return (identity, *parts[:5], activity, at, parts[6], parts[7], *origin)
 
 
