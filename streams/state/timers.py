@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Literal, Protocol, cast
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import Options, Rdict, WriteBatch
 
 _SHIFT = 1 << 62
 """Added to instants (ms, negative before 1970) so that they sort as unsigned bytes."""
@@ -97,11 +97,6 @@ class RocksDBTimers:
             shutil.rmtree(path, ignore_errors=True)  # derived data: rebuilt from state
             self._directory.mkdir(parents=True, exist_ok=True)
             db = Rdict(str(path), Options(raw_mode=True))
-            # Derived data, rebuilt from the table's state whenever the partition is
-            # recovered: a write-ahead log would only slow every timer change.
-            unlogged = WriteOptions()
-            unlogged.disable_wal = True  # type: ignore[assignment,method-assign]  # a property at run time
-            db.set_write_options(unlogged)
             self._dbs[partition] = db
         return db
 
