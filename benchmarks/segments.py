@@ -85,11 +85,15 @@ def tag_updates(users: int, now: datetime, rng: random.Random) -> list[tuple[str
     return encoded
 
 
-def events(count: int, users: int, now: datetime, rng: random.Random) -> list[tuple[str, bytes]]:
+def events(
+    count: int, users: int, now: datetime, rng: random.Random, days: int = 14
+) -> list[tuple[str, bytes]]:
+    """``count`` events of random users, their timestamps spread evenly over the
+    ``days`` before ``now`` (0: all at ``now``, as live traffic)."""
     encoded = []
     for number in range(count):
         user = f"user-{rng.randrange(users)}"
-        at = now - timedelta(seconds=(count - number) * 60 * 24 * 14 // count)
+        at = now - timedelta(seconds=(count - number) * 60 * 24 * days // count)
         event = {
             "user_id": user,
             "name": rng.choice(EVENTS),
@@ -130,10 +134,10 @@ async def _latency(
     rate: float,
     seconds: float,
     users: int,
-    now: datetime,
 ) -> list[float]:
-    """Send load at ``rate`` events/s with probe events mixed in; each probe makes a new
-    user enter segment s19; measure produce -> membership record."""
+    """Send live load (events stamped as they are sent) at ``rate`` events/s with probe
+    events mixed in; each probe makes a new user enter segment s19; measure produce ->
+    membership record."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
     )
@@ -169,14 +173,14 @@ async def _latency(
         number = 0
         while time.perf_counter() < deadline:
             tick = time.perf_counter()
-            batch = events(per_batch, users, now, rng)
+            # Live traffic: stamped as sent (the history was loaded before).
+            moment = datetime.now(UTC)
+            batch = events(per_batch, users, moment, rng, days=0)
             probe = f"probe-{number}"
             number += 1
+            stamp = moment.isoformat()
             batch.append(
-                (
-                    probe,
-                    orjson.dumps({"user_id": probe, "name": "Probe", "timestamp": now.isoformat()}),
-                )
+                (probe, orjson.dumps({"user_id": probe, "name": "Probe", "timestamp": stamp}))
             )
             sent[probe] = time.perf_counter()
             await producer.send_encoded(topic, batch)
@@ -248,7 +252,7 @@ def run(
             load = latency_rate or rate / 2
             console.print(f"latency: 10 s at {load:,.0f} events/s ...")
             latencies = await _latency(
-                bootstrap, topics.events, topics.memberships, settings, load, 10, users, now
+                bootstrap, topics.events, topics.memberships, settings, load, 10, users
             )
             rows.append(
                 (
