@@ -82,6 +82,10 @@ class _Worker(faust.Worker):
     ) -> None:
         self._announce = announce
         super().__init__(app, **kwargs)
+        # Faust's progress spinner lowers the root logger to DEBUG so that every record
+        # turns it: each debug line of the Kafka client was then built and handled,
+        # a few percent of a busy worker. The announcement says when it is up.
+        self.spinner = None
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
