@@ -26,17 +26,14 @@ import pytest
 from schemas.values import parse_timestamp
 from streams.broker import EmbeddedBroker
 from streams.client import HttpClient, send_tick
-from streams.journey_files import load as load_journeys
-from streams.preset_files import load as load_presets
-from streams.segment_files import load as load_segments
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
 from streams.topics import Topics
+from tests.integration.seed_campaign import define_workspace, installed_users, journeys
 from tests.integration.topic_reading import every_item
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
 PREFIX = "rebalance."
 PARTITIONS = 4
 TOPICS = Topics.from_settings(Settings(topic_prefix=PREFIX, partitions=PARTITIONS))
@@ -159,33 +156,15 @@ def test_segments_workers_rebalance_in_the_middle_of_the_campaign_without_a_seco
 
         async def first_worker_alone() -> None:
             api = first.http
-            presets = [
-                p.model_dump(mode="json") for p in load_presets(EXAMPLES / "seed-presets.yaml")
-            ]
-            segments = [
-                s.model_dump(mode="json") for s in load_segments(EXAMPLES / "seed-segments.yaml")
-            ]
-            for path, body in [("/v1/presets", presets), ("/v1/segments", segments)]:
-                assert (await api.call("POST", path, body))[0] == 200
-            install = {"type": "date", "value": "2026-11-01T09:00:00Z"}
-            tags = [
-                {
-                    "user_id": user,
-                    "timestamp": "2026-11-01T09:00:00Z",
-                    "tags": {"First Install": install, "Email": f"{user}@example.com"},
-                }
-                for user in USERS
-            ]
-            assert (await ch.call("POST", "/v1/tags", tags))[0] == 200
+            await define_workspace(api)
+            status, _ = await ch.call("POST", "/v1/tags", installed_users(USERS))
+            assert status == 200
             members = (
                 "SELECT count() FROM segment_memberships FINAL WHERE segment_id = 'inactive-7d'"
             )
             await tick("2026-12-10T07:00:00Z")
             await count_is(ch, members, len(USERS))
-            journeys = [
-                j.model_dump(mode="json") for j in load_journeys(EXAMPLES / "seed-journeys.yaml")
-            ]
-            assert (await api.call("POST", "/v1/journeys", journeys))[0] == 200
+            assert (await api.call("POST", "/v1/journeys", journeys()))[0] == 200
             for journey in (ONCE, WEEKLY):
                 status, body = await api.call("POST", f"/v1/journeys/{journey}/launch")
                 assert status == 200, body

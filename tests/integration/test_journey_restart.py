@@ -17,17 +17,14 @@ import pytest
 from schemas.values import parse_timestamp
 from streams.broker import EmbeddedBroker
 from streams.client import HttpClient, send_tick
-from streams.journey_files import load as load_journeys
-from streams.preset_files import load as load_presets
-from streams.segment_files import load as load_segments
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
 from streams.topics import Topics
+from tests.integration.seed_campaign import define_workspace, installed_users, journeys
 from tests.integration.topic_reading import every_item
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
 TOPICS = Topics.from_settings(Settings())
 USERS = [f"u{n:03d}" for n in range(120)]
 
@@ -55,7 +52,6 @@ def test_a_killed_worker_resumes_the_campaign_without_a_second_command_id(
         "REACH_BROKER_URL": broker.bootstrap,
     }
     settings = Settings(data_dir=tmp_path, broker_url=broker.bootstrap)
-    install = {"type": "date", "value": "2026-11-01T09:00:00Z"}
 
     async def tick(at: str) -> None:
         await send_tick(settings, TOPICS.clock, parse_timestamp(at))
@@ -65,28 +61,11 @@ def test_a_killed_worker_resumes_the_campaign_without_a_second_command_id(
         api = first.http
 
         async def before_the_crash() -> list[list[Any]]:
-            presets = [
-                p.model_dump(mode="json") for p in load_presets(EXAMPLES / "seed-presets.yaml")
-            ]
-            segments = [
-                s.model_dump(mode="json") for s in load_segments(EXAMPLES / "seed-segments.yaml")
-            ]
-            for path, body in [("/v1/presets", presets), ("/v1/segments", segments)]:
-                assert (await api.call("POST", path, body))[0] == 200
-            tags = [
-                {
-                    "user_id": user,
-                    "timestamp": "2026-11-01T09:00:00Z",
-                    "tags": {"First Install": install, "Email": f"{user}@example.com"},
-                }
-                for user in USERS
-            ]
-            assert (await api.call("POST", "/v1/tags", tags))[0] == 200
+            await define_workspace(api)
+            status, _ = await api.call("POST", "/v1/tags", installed_users(USERS))
+            assert status == 200
             await tick("2026-12-10T07:00:00Z")
-            journeys = [
-                j.model_dump(mode="json") for j in load_journeys(EXAMPLES / "seed-journeys.yaml")
-            ]
-            assert (await api.call("POST", "/v1/journeys", journeys))[0] == 200
+            assert (await api.call("POST", "/v1/journeys", journeys()))[0] == 200
             assert (await api.call("POST", "/v1/journeys/reengage-once/launch"))[0] == 200
             await tick("2026-12-10T08:00:00Z")
             await rows(api, "SELECT count() FROM send_commands FINAL", len(USERS))
