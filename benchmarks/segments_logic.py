@@ -4,7 +4,8 @@
 messages, references), a stream of events, tag updates and feedback over simulated
 weeks for a population of users, in time order. Each input goes through what the agent
 does around ``step``: the user's due timer first (a ``Tick``), then ``step``, and the
-state stored as its JSON value. Prints inputs/s and the JSON size of the users' states.
+state stored as its JSON value, with the worker's garbage-collector settings. Prints
+inputs/s and the JSON size of the users' states.
 Not a timed test. ``python -m benchmarks.segments_logic [--inputs N] [--users N]``.
 """
 
@@ -33,6 +34,7 @@ from schemas.feedback import Feedback
 from schemas.segment_language import parse
 from schemas.segments import SegmentDefinition
 from schemas.tags import TagUpdate
+from streams.runtime import tune_collector
 
 START = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -196,6 +198,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=5_000)
     arguments = parser.parse_args()
     inputs = make_inputs(arguments.inputs, arguments.users)
+    tune_collector()  # as in a worker
     figures = run(inputs)
     rate = figures["inputs"] / figures["seconds"]
     per_user = figures["inputs"] / figures["users"]

@@ -74,6 +74,16 @@ def run(settings: Settings) -> None:
             broker.stop()
 
 
+def tune_collector() -> None:
+    """The garbage collector as a worker runs it once started. What exists now (modules,
+    the app, recovered state) lives as long as the process: out of the collector's
+    sight. And the young generation is collected less often: a worker allocates a few
+    short-lived dicts per input, and with a large live heap each full collection cost
+    as much as thousands of inputs."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 class _Worker(faust.Worker):
     """Faust's worker, telling the world once the app is ready."""
 
@@ -89,10 +99,5 @@ class _Worker(faust.Worker):
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
-        # What exists now (modules, the app, recovered state) lives as long as the
-        # process: out of the collector's sight. And collect the young generation less
-        # often: a worker allocates a few short-lived dicts per input, and with a large
-        # live heap each full collection cost as much as thousands of inputs.
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        tune_collector()
         await self._announce()
