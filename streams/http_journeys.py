@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -27,23 +27,16 @@ from pydantic_core import from_json
 from agents.journeys.lifecycle import Status, derived_status, entries_over
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import (
-    DefinitionEventType,
     DefinitionRefused,
-    Definitions,
     Journey,
     JourneyAction,
     JourneyStatus,
-    record_key,
 )
 from schemas.journeys import ApiEntry, AudienceEntry, Entry, JourneyDefinition, TriggerEntry
-from streams.engine import Engine
-from streams.ingest import IngestProducer
+from streams.http_definitions import DefinitionRoutes
 from streams.journey_files import from_document
-from streams.segment_files import DefinitionError
 
 log = logging.getLogger(__name__)
-
-Respond = Callable[..., web.Response]
 
 FOLD_TIMEOUT = 10.0
 """Seconds a definition change waits for this worker to fold it before answering."""
@@ -91,21 +84,7 @@ def summary(journey_id: str, journey: Journey, derived: Status | None = None) ->
     }
 
 
-class JourneyRoutes:
-    def __init__(
-        self, engine: Engine, producer: Callable[[], IngestProducer], respond: Respond
-    ) -> None:
-        self._engine = engine
-        self._producer = producer
-        self._json = respond
-        # One definition change at a time from this process: each is prepared against
-        # the registry the previous one left, so two applies cannot take one version.
-        self._writing = asyncio.Lock()
-
-    @property
-    def registry(self) -> Definitions:
-        return self._engine.definitions.registry
-
+class JourneyRoutes(DefinitionRoutes):
     async def _journey(self, request: web.Request) -> tuple[str, Journey | None]:
         await self._engine.definitions.ready.wait()
         journey_id = request.match_info["journey_id"]
@@ -144,28 +123,13 @@ class JourneyRoutes:
     def _missing(self, journey_id: str) -> web.Response:
         return self._json({"error": f"no journey '{journey_id}'"}, 404)
 
-    async def _produce(self, event: DefinitionEventType, folded: Callable[[], bool]) -> bool:
-        """Write the record; False when this worker has not read it back in time."""
-        await self._producer().send_keyed(
-            self._engine.topics.definitions, record_key(event), event.model_dump_json().encode()
-        )
-        return await self._engine.definitions.wait_for(folded, FOLD_TIMEOUT)
-
-    def _unread(self, what: str, **extra: Any) -> web.Response:
-        # Written, but a read now would not see it: say so rather than claim success.
-        message = f"{what} was written but not read back within {FOLD_TIMEOUT:g}s"
-        return self._json({"error": message, **extra}, 504)
-
     # --- definitions ------------------------------------------------------------------
 
     async def apply(self, request: web.Request) -> web.Response:
         """One journey or a list; all are checked before any is written."""
-        try:
-            journeys = from_document(from_json(await request.read()))
-        except DefinitionError as error:
-            return self._json({"error": str(error)}, 400)
-        except ValueError as error:
-            return self._json({"error": f"body is not JSON: {error}"}, 400)
+        journeys = await self._document(request, from_document)
+        if isinstance(journeys, web.Response):
+            return journeys
         await self._engine.definitions.ready.wait()
         async with self._writing:
             now = self._engine.clock.now()

@@ -8,7 +8,6 @@ following read (or a journey applied next) sees it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -18,21 +17,11 @@ from pydantic_core import from_json
 from agents.delivery.render import RenderedContent, render
 from schemas.definitions import (
     DefinitionRefused,
-    Definitions,
-    PresetApplied,
-    PresetDeleted,
-    record_key,
 )
 from schemas.presets import PresetDefinition
-from streams.engine import Engine
-from streams.ingest import IngestProducer
+from streams.http_definitions import DefinitionRoutes
 from streams.preset_files import from_document
-from streams.segment_files import DefinitionError
 
-Respond = Callable[..., web.Response]
-
-FOLD_TIMEOUT = 10.0
-"""Seconds a change waits for this worker to fold it before answering."""
 RENDER_FIELDS = frozenset({"tags", "properties", "user_id"})
 RENDER_BODY = 'body must be {"tags": {...}, "properties": {...}, "user_id": "..."}'
 
@@ -48,47 +37,19 @@ def summary(preset: PresetDefinition) -> dict[str, Any]:
     }
 
 
-class PresetRoutes:
-    def __init__(
-        self, engine: Engine, producer: Callable[[], IngestProducer], respond: Respond
-    ) -> None:
-        self._engine = engine
-        self._producer = producer
-        self._json = respond
-        # One change at a time from this process: each is prepared against the
-        # registry the previous one left, so two applies cannot take one version.
-        self._writing = asyncio.Lock()
-
-    @property
-    def registry(self) -> Definitions:
-        return self._engine.definitions.registry
-
+class PresetRoutes(DefinitionRoutes):
     async def _preset(self, request: web.Request) -> tuple[str, PresetDefinition | None]:
         await self._engine.definitions.ready.wait()
         preset_id = request.match_info["preset_id"]
         return preset_id, self.registry.presets.get(preset_id)
 
-    async def _produce(self, event: PresetApplied | PresetDeleted, version: int) -> bool:
-        """Write the record; False when this worker has not read it back in time."""
-        preset_id = event.definition.id if isinstance(event, PresetApplied) else event.preset_id
-        await self._producer().send_keyed(
-            self._engine.topics.definitions, record_key(event), event.model_dump_json().encode()
-        )
-        return await self._engine.definitions.wait_for(
-            lambda: self.registry.next_preset_version(preset_id) > version, FOLD_TIMEOUT
-        )
-
-    def _unread(self, what: str, **extra: Any) -> web.Response:
-        message = f"{what} was written but not read back within {FOLD_TIMEOUT:g}s"
-        return self._json({"error": message, **extra}, 504)
+    def _folded(self, preset_id: str, version: int) -> Callable[[], bool]:
+        return lambda: self.registry.next_preset_version(preset_id) > version
 
     async def apply(self, request: web.Request) -> web.Response:
-        try:
-            presets = from_document(from_json(await request.read()))
-        except DefinitionError as error:
-            return self._json({"error": str(error)}, 400)
-        except ValueError as error:
-            return self._json({"error": f"body is not JSON: {error}"}, 400)
+        presets = await self._document(request, from_document)
+        if isinstance(presets, web.Response):
+            return presets
         await self._engine.definitions.ready.wait()
         limit = self._engine.settings.max_record_bytes
         async with self._writing:
@@ -108,7 +69,7 @@ class PresetRoutes:
             applied: list[dict[str, Any]] = []
             for event in events:
                 definition = event.definition
-                if not await self._produce(event, definition.version):
+                if not await self._produce(event, self._folded(definition.id, definition.version)):
                     what = f"preset '{definition.id}' version {definition.version}"
                     return self._unread(what, applied=applied)
                 applied.append({"id": definition.id, "version": definition.version})
@@ -142,7 +103,7 @@ class PresetRoutes:
                 event = self.registry.prepare_preset_delete(preset_id, self._engine.clock.now())
             except DefinitionRefused as error:
                 return self._json({"error": str(error)}, 409)
-            if not await self._produce(event, event.version):
+            if not await self._produce(event, self._folded(preset_id, event.version)):
                 return self._unread(f"deleting preset '{preset_id}'")
         return self._json({"deleted": preset_id, "version": event.version})
 

@@ -1,0 +1,63 @@
+"""What the HTTP routes that change definitions (journeys, presets) share: one change
+at a time from this process, each record written to the definitions topic, and an
+answer only once this worker's registry has folded it, so a following read sees it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic_core import from_json
+
+from schemas.definitions import DefinitionEventType, Definitions, record_key
+from streams.engine import Engine
+from streams.ingest import IngestProducer
+from streams.segment_files import DefinitionError
+
+Respond = Callable[..., web.Response]
+T = TypeVar("T")
+
+FOLD_TIMEOUT = 10.0
+"""Seconds a change waits for this worker to fold it before answering."""
+
+
+class DefinitionRoutes:
+    def __init__(
+        self, engine: Engine, producer: Callable[[], IngestProducer], respond: Respond
+    ) -> None:
+        self._engine = engine
+        self._producer = producer
+        self._json = respond
+        # Each change is prepared against the registry the previous one left, so two
+        # applies cannot take one version.
+        self._writing = asyncio.Lock()
+
+    @property
+    def registry(self) -> Definitions:
+        return self._engine.definitions.registry
+
+    async def _document(
+        self, request: web.Request, read: Callable[[Any], list[T]]
+    ) -> list[T] | web.Response:
+        """The body's definitions (one or a list, as ``read`` takes them), or the 400
+        answer that says why not."""
+        try:
+            return read(from_json(await request.read()))
+        except DefinitionError as error:
+            return self._json({"error": str(error)}, 400)
+        except ValueError as error:
+            return self._json({"error": f"body is not JSON: {error}"}, 400)
+
+    async def _produce(self, event: DefinitionEventType, folded: Callable[[], bool]) -> bool:
+        """Write the record; False when this worker has not read it back in time."""
+        await self._producer().send_keyed(
+            self._engine.topics.definitions, record_key(event), event.model_dump_json().encode()
+        )
+        return await self._engine.definitions.wait_for(folded, FOLD_TIMEOUT)
+
+    def _unread(self, what: str, **extra: Any) -> web.Response:
+        # Written, but a read now would not see it: say so rather than claim success.
+        message = f"{what} was written but not read back within {FOLD_TIMEOUT:g}s"
+        return self._json({"error": message, **extra}, 504)
