@@ -1,8 +1,11 @@
 """The seed campaign's workspace from the example files, as the integration scenarios
-post it: presets and segments, users installed on 1 Nov, and the journeys."""
+post it: presets and segments, users installed on 1 Nov, and the journeys; and waiting
+for rows in ClickHouse."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -37,5 +40,15 @@ def installed_users(users: Iterable[str]) -> list[dict[str, Any]]:
     ]
 
 
-def journeys() -> list[dict[str, Any]]:
+def seed_journeys() -> list[dict[str, Any]]:
     return [j.model_dump(mode="json") for j in load_journeys(EXAMPLES / "seed-journeys.yaml")]
+
+
+async def rows(api: HttpClient, sql: str, expected: int, timeout: float = 30) -> list[list[Any]]:
+    """The query's rows once there are ``expected`` of them (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, found = await api.query(sql)
+        if len(found) >= expected or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.1)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,16 +20,13 @@ from agents.delivery.simulator import decide, profiles
 from schemas.commands import SendCommand
 from schemas.values import parse_timestamp
 from streams.client import HttpClient, send_tick
-from streams.journey_files import load as load_journeys
-from streams.preset_files import load as load_presets
-from streams.segment_files import load as load_segments
 from streams.settings import Settings, SimulatedChannel
 from streams.supervisor import SystemProcess
 from streams.topics import Topics
+from tests.integration.seed_campaign import define_workspace, installed_users, seed_journeys
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
 TOPICS = Topics.from_settings(Settings())
 USERS = [f"u{n:02d}" for n in range(40)]
 ACTIVE = {"u00", "u01"}  # open the app: never in the audience
@@ -93,34 +89,21 @@ def fates(commands: list[list[Any]]) -> dict[str, set[str]]:
 def test_simulated_opens_move_the_campaign(simulated: SystemProcess) -> None:
     api = simulated.http
     settings = Settings(data_dir=simulated.data_dir)
-    segments = [d.model_dump(mode="json") for d in load_segments(EXAMPLES / "seed-segments.yaml")]
-    presets = [d.model_dump(mode="json") for d in load_presets(EXAMPLES / "seed-presets.yaml")]
-    journeys = [d.model_dump(mode="json") for d in load_journeys(EXAMPLES / "seed-journeys.yaml")]
-    install = {"type": "date", "value": "2026-11-01T09:00:00Z"}
     n = len(AUDIENCE)
 
     async def tick(at: str) -> None:
         await send_tick(settings, TOPICS.clock, parse_timestamp(at))
 
     async def scenario() -> None:
-        assert (await api.call("POST", "/v1/segments", segments))[0] == 200
-        assert (await api.call("POST", "/v1/presets", presets))[0] == 200
-        tags = [
-            {
-                "user_id": user,
-                "timestamp": "2026-11-01T09:00:00Z",
-                "tags": {"First Install": install, "Email": f"{user}@example.com"},
-            }
-            for user in USERS
-        ]
-        assert (await api.call("POST", "/v1/tags", tags))[0] == 200
+        await define_workspace(api)
+        assert (await api.call("POST", "/v1/tags", installed_users(USERS)))[0] == 200
         opens = [
             {"user_id": user, "name": "ApplicationOpen", "timestamp": "2026-12-09T12:00:00Z"}
             for user in ACTIVE
         ]
         assert (await api.call("POST", "/v1/events", opens))[0] == 200
         await tick("2026-12-10T07:00:00Z")
-        status, body = await api.call("POST", "/v1/journeys", journeys)
+        status, body = await api.call("POST", "/v1/journeys", seed_journeys())
         assert status == 200, body
         status, body = await api.call("POST", "/v1/journeys/reengage-once/launch")
         assert status == 200, body

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import aiohttp
 import pytest
 
 from schemas.values import parse_timestamp
-from streams.client import HttpClient, send_tick
+from streams.client import send_tick
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
 from streams.topics import Topics
+from tests.integration.seed_campaign import rows
 from tests.smtp_server import SmtpServer, running_smtp_server
 
 pytestmark = pytest.mark.integration
@@ -97,15 +96,6 @@ def mailing(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer) -> Itera
     }
     with SystemProcess(folder, env) as running:
         yield running
-
-
-async def rows(api: HttpClient, sql: str, expected: int, timeout: float = 30) -> list[list[Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        _, found = await api.query(sql)
-        if len(found) >= expected or time.monotonic() > deadline:
-            return found
-        await asyncio.sleep(0.1)
 
 
 def activity_of(user: str) -> str:

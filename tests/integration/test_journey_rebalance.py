@@ -29,7 +29,7 @@ from streams.client import HttpClient, send_tick
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
 from streams.topics import Topics
-from tests.integration.seed_campaign import define_workspace, installed_users, journeys
+from tests.integration.seed_campaign import define_workspace, installed_users, seed_journeys
 from tests.integration.topic_reading import every_item
 
 pytestmark = pytest.mark.integration
@@ -164,7 +164,7 @@ def test_segments_workers_rebalance_in_the_middle_of_the_campaign_without_a_seco
             )
             await tick("2026-12-10T07:00:00Z")
             await count_is(ch, members, len(USERS))
-            assert (await api.call("POST", "/v1/journeys", journeys()))[0] == 200
+            assert (await api.call("POST", "/v1/journeys", seed_journeys()))[0] == 200
             for journey in (ONCE, WEEKLY):
                 status, body = await api.call("POST", f"/v1/journeys/{journey}/launch")
                 assert status == 200, body

@@ -20,7 +20,7 @@ from streams.client import HttpClient, send_tick
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
 from streams.topics import Topics
-from tests.integration.seed_campaign import define_workspace, installed_users, journeys
+from tests.integration.seed_campaign import define_workspace, installed_users, seed_journeys
 from tests.integration.topic_reading import every_item
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,7 @@ def test_a_killed_worker_resumes_the_campaign_without_a_second_command_id(
             status, _ = await api.call("POST", "/v1/tags", installed_users(USERS))
             assert status == 200
             await tick("2026-12-10T07:00:00Z")
-            assert (await api.call("POST", "/v1/journeys", journeys()))[0] == 200
+            assert (await api.call("POST", "/v1/journeys", seed_journeys()))[0] == 200
             assert (await api.call("POST", "/v1/journeys/reengage-once/launch"))[0] == 200
             await tick("2026-12-10T08:00:00Z")
             await rows(api, "SELECT count() FROM send_commands FINAL", len(USERS))
