@@ -264,13 +264,12 @@ class _Mover:
                 if due <= now
             ]
             # An open or event seen while the journey was paused counts once it runs again.
-            pending += [
-                (_moves_at(visit), 1, journey_id)
-                for journey_id, visit in self.state.get("in", {}).items()
-                if visit.get("d") is not None
-                and _moves_at(visit) <= now
-                and self.catalog.status(journey_id) is not JourneyStatus.PAUSED
-            ]
+            for journey_id, visit in self.state.get("in", {}).items():
+                if visit.get("d") is None:
+                    continue
+                at = _moves_at(visit)
+                if at <= now and self.catalog.status(journey_id) is not JourneyStatus.PAUSED:
+                    pending.append((at, 1, journey_id))
             if not pending:
                 return
             at, kind, journey_id = min(pending)
