@@ -43,11 +43,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
-from rich.table import Table
 
 from benchmarks.ingest import _raw_consume
 from benchmarks.segments import _percentile, _rss_kib, _status
-from benchmarks.system import start_engine
+from benchmarks.system import print_figures, start_engine
 from streams.ingest import IngestProducer
 from streams.partitioning import partition_for
 from streams.settings import Settings
@@ -505,18 +504,11 @@ def run(
 
         asyncio.run(scenario())
 
-    table = Table(
-        "measure",
-        "count",
-        "figure",
-        title=(
-            f"Journeys benchmark: 1 worker (role {role}, {settings.clock} clock, "
-            f"{settings.table_store} store), {settings.partitions} partitions"
-        ),
+    title = (
+        f"Journeys benchmark: 1 worker (role {role}, {settings.clock} clock, "
+        f"{settings.table_store} store), {settings.partitions} partitions"
     )
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    print_figures(console, title, ("measure", "count", "figure"), rows)
 
 
 def main(argv: list[str] | None = None) -> None:

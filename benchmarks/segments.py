@@ -21,10 +21,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
-from rich.table import Table
 
 from benchmarks.ingest import _raw_consume
-from benchmarks.system import start_engine
+from benchmarks.system import print_figures, start_engine
 from streams.ingest import IngestProducer
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
@@ -349,16 +348,8 @@ def run(
 
         asyncio.run(scenario())
 
-    table = Table(
-        "measure",
-        "count",
-        "time / size",
-        "figure",
-        title=(
-            f"Segments benchmark: 20 segments, {users:,} users, {event_count:,} events, "
-            f"{settings.partitions} partitions"
-        ),
+    title = (
+        f"Segments benchmark: 20 segments, {users:,} users, {event_count:,} events, "
+        f"{settings.partitions} partitions"
     )
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    print_figures(console, title, ("measure", "count", "time / size", "figure"), rows)

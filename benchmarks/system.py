@@ -1,11 +1,15 @@
 """The system a benchmark measures: one engine process, or with ``role="segments"``
 the engine alone in its process and projections (ClickHouse) in another, on one broker,
-so that the figures are the engine process's own."""
+so that the figures are the engine process's own; and how its figures are printed."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
 
 from streams.broker import EmbeddedBroker
 from streams.supervisor import SystemProcess
@@ -23,3 +27,13 @@ def start_engine(
         )
         env["REACH_ROLE"] = "segments"
     return stack.enter_context(SystemProcess(folder / "engine", env))
+
+
+def print_figures(
+    console: Console, title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]
+) -> None:
+    """A benchmark's figures as one table, a row per measure."""
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
