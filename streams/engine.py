@@ -15,6 +15,8 @@ from streams.checkpoint import Checkpoint
 from streams.clock import Clock
 from streams.definitions import DefinitionsService
 from streams.settings import Settings
+from streams.state import CoalescingTable, create_table
+from streams.state.timers import Timers, create_timers
 from streams.topics import Topics
 
 InputHandler = Callable[[int, int, str, Sequence[BaseModel]], Awaitable[None]]
@@ -58,3 +60,21 @@ class Engine:
         )
         engine.definitions = DefinitionsService(bootstrap, topics.definitions)
         return engine
+
+    def state_table(self, name: str) -> CoalescingTable:
+        """A table of the configured store, its changelog topic named after ``name``."""
+        settings = self.settings
+        return create_table(
+            f"{settings.topic_prefix}{name}",
+            bootstrap=self.bootstrap,
+            partitions=settings.partitions,
+            store=settings.table_store,
+            data_dir=settings.data_dir / "state",
+        )
+
+    def timer_queue(self, name: str) -> Timers:
+        """The timer queue that goes with a ``state_table``."""
+        settings = self.settings
+        return create_timers(
+            f"{settings.topic_prefix}{name}", settings.table_store, settings.data_dir / "state"
+        )

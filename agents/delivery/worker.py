@@ -65,8 +65,8 @@ from streams.clock import Clock
 from streams.codecs import InputCodec
 from streams.engine import Engine
 from streams.settings import Settings
-from streams.state import CoalescingTable, PartitionNotReady, attach_to_faust, create_table
-from streams.state.timers import HeapTimers, Timers, create_timers
+from streams.state import CoalescingTable, PartitionNotReady, attach_to_faust
+from streams.state.timers import HeapTimers, Timers
 
 log = logging.getLogger(__name__)
 
@@ -440,13 +440,7 @@ def _distinct(adapters: Mapping[str, ChannelAdapter]) -> list[ChannelAdapter]:
 
 def build(app: faust.App, engine: Engine) -> DeliveryWorker:
     settings = engine.settings
-    table = create_table(
-        f"{settings.topic_prefix}delivery-ledger",
-        bootstrap=engine.bootstrap,
-        partitions=settings.partitions,
-        store=settings.table_store,
-        data_dir=settings.data_dir / "state",
-    )
+    table = engine.state_table("delivery-ledger")
     worker = DeliveryWorker(
         table,
         channel_adapters.build(settings),
@@ -455,11 +449,7 @@ def build(app: faust.App, engine: Engine) -> DeliveryWorker:
         lambda: engine.definitions.registry.presets,
         engine.bootstrap,
         engine.topics.feedback,
-        timers=create_timers(
-            f"{settings.topic_prefix}delivery-timers",
-            settings.table_store,
-            settings.data_dir / "state",
-        ),
+        timers=engine.timer_queue("delivery-timers"),
     )
     attach_to_faust(
         app, table, engine.topics.send_commands, worker.on_recovered, worker.on_released

@@ -24,21 +24,14 @@ from schemas.definitions import (
 )
 from streams.checkpoint import unacked_events
 from streams.engine import Engine
-from streams.state import attach_to_faust, create_table
-from streams.state.timers import create_timers
+from streams.state import attach_to_faust
 
 log = logging.getLogger(__name__)
 
 
 def build(app: faust.App, engine: Engine) -> SegmentRuntime:
     settings = engine.settings
-    table = create_table(
-        f"{settings.topic_prefix}segment-state",
-        bootstrap=engine.bootstrap,
-        partitions=settings.partitions,
-        store=settings.table_store,
-        data_dir=settings.data_dir / "state",
-    )
+    table = engine.state_table("segment-state")
     runtime = SegmentRuntime(
         table,
         engine.bootstrap,
@@ -49,9 +42,7 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
             activity=engine.topics.journey_activity,
             tags=engine.topics.tags,
         ),
-        timers=create_timers(
-            f"{settings.topic_prefix}timers", settings.table_store, settings.data_dir / "state"
-        ),
+        timers=engine.timer_queue("timers"),
     )
 
     async def recovered(partitions: set[int]) -> None:
