@@ -79,16 +79,24 @@ class HeapTimers:
 
 class RocksDBTimers:
     """One RocksDB per partition, keyed by (instant, key): replaced timers are deleted,
-    so the queue holds exactly one entry per key with a timer."""
+    so the queue holds exactly one entry per key with a timer.
 
-    def __init__(self, directory: Path, name: str) -> None:
+    Changes are gathered in memory and written as one batch when the queue is next
+    read (or when many have gathered): a busy worker moves a timer on most inputs, and
+    one RocksDB write per change cost more than the batch's share."""
+
+    def __init__(self, directory: Path, name: str, *, batch: int = 10_000) -> None:
         self._directory = directory
         self._name = name
+        self._batch = batch
         self._dbs: dict[int, Rdict] = {}
         self._counts: dict[int, int] = defaultdict(int)
         # No key below this: iteration starts here, past the tombstones popped timers
         # leave at the front of the key space.
         self._floor: dict[int, bytes] = {}
+        # Not yet written: keys to add, and stored keys to delete (counted once found).
+        self._puts: dict[int, set[bytes]] = defaultdict(set)
+        self._deletes: dict[int, set[bytes]] = defaultdict(set)
 
     def _db(self, partition: int) -> Rdict:
         db = self._dbs.get(partition)
@@ -105,28 +113,48 @@ class RocksDBTimers:
         return (due + _SHIFT).to_bytes(8, "big") + key.encode()
 
     def push(self, partition: int, due: int, key: str, replaces: int | None = None) -> None:
-        db = self._db(partition)
         if replaces is not None:
             if replaces == due:
                 return
-            old = self._key(replaces, key)
-            if db.get(old) is not None:
-                del db[old]
-                self._counts[partition] -= 1
+            self._drop(partition, self._key(replaces, key))
         new = self._key(due, key)
-        db[new] = b""
+        puts = self._puts[partition]
+        puts.add(new)
         self._counts[partition] += 1
         if new < self._floor.get(partition, new + b"\x00"):
             self._floor[partition] = new
+        if len(puts) >= self._batch:
+            self._write(partition)
 
     def cancel(self, partition: int, due: int, key: str) -> None:
-        db = self._db(partition)
-        old = self._key(due, key)
-        if db.get(old) is not None:
-            del db[old]
+        self._drop(partition, self._key(due, key))
+
+    def _drop(self, partition: int, old: bytes) -> None:
+        puts = self._puts[partition]
+        if old in puts:
+            puts.discard(old)
             self._counts[partition] -= 1
+        else:
+            self._deletes[partition].add(old)
+
+    def _write(self, partition: int) -> None:
+        """Write the partition's gathered changes: deletes first, as a key deleted and
+        then set again is set."""
+        puts, deletes = self._puts.pop(partition, None), self._deletes.pop(partition, None)
+        if not puts and not deletes:
+            return
+        db = self._db(partition)
+        batch = WriteBatch(raw_mode=True)
+        for old in sorted(deletes or ()):
+            if db.get(old) is not None:
+                batch.delete(old)
+                self._counts[partition] -= 1
+        for new in sorted(puts or ()):
+            batch.put(new, b"")
+        db.write(batch)
 
     def pop_due(self, partition: int, now: int, limit: int) -> list[tuple[int, str]]:
+        self._write(partition)
         if partition not in self._dbs:
             return []
         db = self._dbs[partition]
@@ -148,6 +176,7 @@ class RocksDBTimers:
         return popped
 
     def has_due(self, partition: int, now: int) -> bool:
+        self._write(partition)
         if partition not in self._dbs:
             return False
         for raw, _ in self._dbs[partition].items(from_key=self._floor.get(partition, b"")):
@@ -155,6 +184,8 @@ class RocksDBTimers:
         return False
 
     def reset(self, partition: int) -> None:
+        self._puts.pop(partition, None)
+        self._deletes.pop(partition, None)
         db = self._dbs.pop(partition, None)
         if db is not None:
             db.close()
@@ -163,9 +194,13 @@ class RocksDBTimers:
         shutil.rmtree(self._directory / f"{self._name}-{partition}.rocksdb", ignore_errors=True)
 
     def count(self) -> int:
+        for partition in list(self._deletes):
+            self._write(partition)  # a delete counts once it is found
         return sum(self._counts.values())
 
     def close(self) -> None:
+        self._puts.clear()
+        self._deletes.clear()
         for partition in list(self._dbs):
             self._dbs.pop(partition).close()
 

@@ -3,6 +3,7 @@ old instant, and the RocksDB queue holds one entry per key."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,4 +56,38 @@ def test_rocksdb_queue_keeps_one_entry_per_key_and_resets(tmp_path: Path) -> Non
     timers.reset(0)
     assert timers.count() == 0
     assert timers.pop_due(0, 10_000, limit=10) == []
+    timers.close()
+
+
+@pytest.mark.parametrize("batch", [1, 3, 10_000])
+def test_rocksdb_queue_agrees_with_a_model_whatever_is_still_unwritten(
+    tmp_path: Path, batch: int
+) -> None:
+    """Changes gathered before a write (a key moved back and forth, cancelled, set
+    again) leave the queue as if each had been written at once."""
+    rng = random.Random(batch)
+    timers = RocksDBTimers(tmp_path, "t", batch=batch)
+    current: dict[str, int] = {}  # the model: key -> due
+    for number in range(3000):
+        key = f"u{rng.randrange(12)}"
+        action = rng.random()
+        if action < 0.6:
+            due = rng.randrange(8) * 25  # few instants: a key often returns to one
+            timers.push(0, due, key, replaces=current.get(key))
+            current[key] = due
+        elif action < 0.8 and key in current:
+            timers.cancel(0, current.pop(key), key)
+        elif action < 0.9:
+            assert timers.count() == len(current)
+        else:
+            now = rng.randrange(200)
+            popped = timers.pop_due(0, now, limit=5)
+            expected = sorted((due, key) for key, due in current.items() if due <= now)[:5]
+            assert popped == expected, number
+            for _, key in popped:
+                del current[key]
+    assert timers.count() == len(current)
+    assert timers.pop_due(0, 10_000, limit=100) == sorted(
+        (due, key) for key, due in current.items()
+    )
     timers.close()
