@@ -180,6 +180,11 @@ class CoalescingTable:
 
         Raises FlushFailed if some partitions were refused: their writes stay dirty
         (unless written again meanwhile) and go out with the next flush.
+
+        The encoding and the store's writes give the event loop a turn every
+        ``ENCODE_CHUNK`` keys and between partitions: a flush of tens of thousands of
+        keys would otherwise hold up every input for a few hundred milliseconds. Reads
+        meanwhile see a partition's flushing writes until the store has them.
         """
         async with self._lock:
             taken = {p: dirty for p, dirty in self._dirty.items() if dirty}
@@ -187,24 +192,32 @@ class CoalescingTable:
                 return 0
             for partition in taken:
                 self._dirty[partition] = {}
-            self._flushing = taken
+            self._flushing = dict(taken)
             try:
-                records = {p: _encode(writes) for p, writes in taken.items()}
+                records = {p: await _encode(writes) for p, writes in taken.items()}
                 results = await self.changelog.write(records)
             except BaseException:
                 for partition, writes in taken.items():
                     self._restore(partition, writes)
-                raise
-            finally:
                 self._flushing = {}
+                raise
             errors: dict[int, BaseException] = {}
-            for partition, result in results.items():
-                if isinstance(result, BaseException):
-                    errors[partition] = result
-                    self._restore(partition, taken[partition])
-                else:
-                    self._store.apply(partition, records[partition], result)
-            self._decoded = None
+            try:
+                for partition, result in results.items():
+                    if isinstance(result, BaseException):
+                        errors[partition] = result
+                        self._restore(partition, taken[partition])
+                    else:
+                        self._store.apply(partition, records[partition], result)
+                        self._decoded = None
+                    del self._flushing[partition]
+                    await asyncio.sleep(0)
+            finally:
+                # Cancelled between partitions: what the store lacks goes out again.
+                for partition, writes in self._flushing.items():
+                    self._restore(partition, writes)
+                self._flushing = {}
+                self._decoded = None
             if errors:
                 raise FlushFailed(errors)
             return sum(len(writes) for writes in taken.values())
@@ -268,8 +281,18 @@ class CoalescingTable:
                 self._store.close(partition)
 
 
-def _encode(writes: dict[str, _Write]) -> list[Record]:
-    return [
-        (key.encode(), write.encode() if type(write) is Entry else None)
-        for key, write in writes.items()
-    ]
+ENCODE_CHUNK = 2000
+"""Keys encoded between two turns of the event loop during a flush (~10 ms)."""
+
+
+async def _encode(writes: dict[str, _Write]) -> list[Record]:
+    records: list[Record] = []
+    items = list(writes.items())
+    for start in range(0, len(items), ENCODE_CHUNK):
+        if start:
+            await asyncio.sleep(0)
+        records += [
+            (key.encode(), write.encode() if type(write) is Entry else None)
+            for key, write in items[start : start + ENCODE_CHUNK]
+        ]
+    return records

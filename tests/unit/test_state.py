@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+import streams.state.table as table_module
 from streams.state import (
     CoalescingTable,
     Entry,
@@ -293,6 +294,73 @@ async def test_writes_during_a_flush_stay_dirty_and_visible(backend: Backend) ->
         "only",
         "second",
     ]
+    await table.stop()
+
+
+async def test_every_turn_of_a_long_flush_reads_the_latest_values(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush gives the loop turns while it encodes and stores; whatever turn a read
+    lands on, it sees each key's latest value, flushed or not."""
+    monkeypatch.setattr(table_module, "ENCODE_CHUNK", 3)
+    changelog = MemoryChangelog(PARTITIONS)
+    table = await restarted(changelog, backend.make)
+    await table.recover(range(PARTITIONS))
+    keys = [(partition, f"k{number}") for partition in range(PARTITIONS) for number in range(10)]
+    for partition, key in keys:
+        table.put(partition, key, "old", 1)
+    await table.flush()
+    for partition, key in keys:
+        table.put(partition, key, "new", 2)
+    flushing = asyncio.create_task(table.flush())
+    turns = 0
+    while not flushing.done():
+        for partition, key in keys:
+            assert table.get(partition, key) == Entry("new", 2), (turns, partition, key)
+        turns += 1
+        await asyncio.sleep(0)
+    assert await flushing == len(keys)
+    assert turns > PARTITIONS * 3  # it did give turns: chunks, the write, each partition
+    for partition, key in keys:
+        assert table.get(partition, key) == Entry("new", 2)
+    assert table.dirty_count == 0
+    await table.stop()
+
+
+class _SignallingChangelog(MemoryChangelog):
+    def __init__(self, partitions: int) -> None:
+        super().__init__(partitions)
+        self.written = asyncio.Event()
+
+    async def write(
+        self, batches: Mapping[int, Sequence[Record]]
+    ) -> dict[int, int | BaseException]:
+        results = await super().write(batches)
+        self.written.set()
+        return results
+
+
+async def test_a_flush_cancelled_between_partitions_sends_the_rest_again(
+    backend: Backend,
+) -> None:
+    changelog = _SignallingChangelog(PARTITIONS)
+    table = await restarted(changelog, backend.make)
+    await table.recover(range(PARTITIONS))
+    for partition in range(PARTITIONS):
+        table.put(partition, "u", "value", 1)
+    flushing = asyncio.create_task(table.flush())
+    await changelog.written.wait()  # the changelog has them: partitions being stored
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+
+    for partition in range(PARTITIONS):
+        assert table.get(partition, "u") == Entry("value", 1)
+    again = table.dirty_count
+    assert 0 < again < PARTITIONS  # those not stored yet go out again
+    assert await table.flush() == again
+    for partition in range(PARTITIONS):
+        assert table.get(partition, "u") == Entry("value", 1)
     await table.stop()
 
 
