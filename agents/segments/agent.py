@@ -61,6 +61,9 @@ RUNS_KEY = "\x00journey-runs"
 # inputs.
 TIMERS_PER_ROUND = 500
 
+OUTPUT_BATCH_BYTES = 512 * 1024
+"""aiokafka's batch per output partition: several output records while one is sent."""
+
 Record = dict[str, Any]
 """One output item (a membership change, a send command, ...) as sent on its topic."""
 
@@ -103,7 +106,12 @@ class SegmentRuntime:
         self._out: dict[str, list[Record]] = defaultdict(list)
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        # Output records are large (a round of users' commands or activity rows): with
+        # aiokafka's 16 KiB batches each took a batch of its own, and the next record for
+        # the same partition waited for the broker's answer to the one before.
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, linger_ms=5, max_batch_size=OUTPUT_BATCH_BYTES
+        )
         await self._producer.start()
 
     async def stop(self) -> None:
