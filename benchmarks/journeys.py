@@ -45,8 +45,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 
 from benchmarks.ingest import _raw_consume
-from benchmarks.segments import _percentile, _rss_kib, _status
-from benchmarks.system import print_figures, start_engine
+from benchmarks.segments import _percentile, _rss_kib
+from benchmarks.system import cpu_seconds, print_figures, settle, start_engine, status
 from streams.ingest import IngestProducer
 from streams.partitioning import partition_for
 from streams.settings import Settings
@@ -194,27 +194,10 @@ async def _until(
         await asyncio.sleep(poll)
 
 
-async def _settle(system: SystemProcess, quiet: float = 1.5, timeout: float = 900) -> float:
-    """Wait until the worker is idle (no input applied, row projected or record acked
-    for ``quiet`` seconds), so one phase's backlog does not weigh on the next; returns
-    the moment of the last change seen."""
-    last, changed = None, time.perf_counter()
-    deadline = changed + timeout
-    while time.perf_counter() < deadline:
-        status = await _status(system)
-        seen = (status["segments"]["inputs"], status["projected"], status["acked_records"])
-        if seen != last:
-            last, changed = seen, time.perf_counter()
-        elif time.perf_counter() - changed >= quiet:
-            break
-        await asyncio.sleep(0.25)
-    return changed
-
-
 async def _call(system: SystemProcess, method: str, path: str, body: Any = None) -> Any:
-    status, answer = await system.http.call(method, path, body)
-    if status >= 400:
-        raise RuntimeError(f"{method} {path}: {status} {answer}")
+    code, answer = await system.http.call(method, path, body)
+    if code >= 400:
+        raise RuntimeError(f"{method} {path}: {code} {answer}")
     return answer
 
 
@@ -249,11 +232,11 @@ async def audience_launch(system: SystemProcess, bootstrap: str, users: int) -> 
     await _produce_chunks(bootstrap, settings, topics.tags, tags, users)
 
     async def members() -> bool:
-        return int((await _status(system))["segments"]["members"].get(AUDIENCE, 0)) >= users
+        return int((await status(system))["segments"]["members"].get(AUDIENCE, 0)) >= users
 
     if not await _until(members, max(600, users / 200), poll=0.2):
         raise RuntimeError(f"segment {AUDIENCE} did not reach {users:,} members")
-    await _settle(system)  # the tags' and memberships' projection done: a launch alone
+    await settle(system)  # the tags' and memberships' projection done: a launch alone
     console.print(f"  launching to {users:,} members ...")
     arrivals: list[float] = []
 
@@ -261,15 +244,18 @@ async def audience_launch(system: SystemProcess, bootstrap: str, users: int) -> 
         if item["journey_id"] == LAUNCH:
             arrivals.append(arrived)
 
+    assert system.process is not None
+    pid = system.process.pid
     reader = await Reader(bootstrap, topics.send_commands, on_command).start()
     try:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), cpu_seconds(pid)
         await _call(system, "POST", f"/v1/journeys/{LAUNCH}/launch")
         done = await _until(lambda: len(arrivals) >= users, max(600, users / 200), poll=0.02)
+        cpu = cpu_seconds(pid) - cpu_started
     finally:
         await reader.stop()
     # Its activity and commands in ClickHouse too: the launch's whole cost.
-    idle = await _settle(system) - started
+    idle = await settle(system) - started
     count = len(arrivals)
     elapsed = (arrivals[-1] if arrivals else time.perf_counter()) - started
     first = (arrivals[0] - started) * 1000 if arrivals else float("nan")
@@ -279,6 +265,11 @@ async def audience_launch(system: SystemProcess, bootstrap: str, users: int) -> 
             "audience launch -> send commands read from the topic",
             f"{count:,}" + ("" if done else f" of {users:,}"),
             f"{count / elapsed:,.0f} commands/s ({elapsed:.2f} s, first after {first:,.0f} ms)",
+        ),
+        (
+            "  per CPU-second of the engine process (its own cost, cores shared)",
+            f"{count:,}",
+            f"{count / cpu:,.0f} commands/s ({cpu:.2f} CPU s)",
         ),
         (
             "  baseline: raw aiokafka consumer + orjson, same commands",
@@ -423,11 +414,11 @@ async def pending_timers(system: SystemProcess, users: int) -> list[Row]:
     state = system.data_dir / "state"
     timers_marker = f"{settings.topic_prefix}timers-"
     await _call(system, "POST", f"/v1/journeys/{TIMERS}/launch")
-    await _settle(system)
-    base = int((await _status(system))["segments"]["timers"])
+    await settle(system)
+    base = int((await status(system))["segments"]["timers"])
 
     async def mark() -> tuple[int, int, int, int]:
-        timers = int((await _status(system))["segments"]["timers"]) - base
+        timers = int((await status(system))["segments"]["timers"]) - base
         return timers, _rss_kib(pid) * 1024, _size(state), _size(state, timers_marker)
 
     marks = [await mark()]
@@ -441,11 +432,11 @@ async def pending_timers(system: SystemProcess, users: int) -> list[Row]:
             await _call(system, "POST", f"/v1/journeys/{TIMERS}/entries", body)
 
         async def all_set(expected: int = last) -> bool:
-            return int((await _status(system))["segments"]["timers"]) - base >= expected
+            return int((await status(system))["segments"]["timers"]) - base >= expected
 
         done = await _until(all_set, max(900, users / 200), poll=0.5) and done
         busy += time.perf_counter() - started
-        await _settle(system)  # the last flushes of state and projections
+        await settle(system)  # the last flushes of state and projections
         marks.append(await mark())
     (_, rss0, disk0, queues0), (half, rss1, _, _), (count, rss2, disk2, queues2) = marks
     per, second = max(count, 1), max(count - half, 1)

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 
 from benchmarks.ingest import _raw_consume
-from benchmarks.system import print_figures, start_engine
+from benchmarks.system import cpu_seconds, print_figures, settle, start_engine, status
 from streams.ingest import IngestProducer
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
@@ -104,16 +104,10 @@ def events(
     return encoded
 
 
-async def _status(system: SystemProcess) -> dict[str, Any]:
-    _, status = await system.http.call("GET", "/v1/status")
-    result: dict[str, Any] = status
-    return result
-
-
 async def _wait_inputs(system: SystemProcess, expected: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while True:
-        done = int((await _status(system))["segments"]["inputs"])
+        done = int((await status(system))["segments"]["inputs"])
         if done >= expected or time.monotonic() > deadline:
             return done
         await asyncio.sleep(0.05)
@@ -124,8 +118,8 @@ async def _wait_projected(system: SystemProcess, events: int, timeout: float) ->
     projected (role ``all``)."""
     deadline = time.monotonic() + timeout
     while True:
-        status = await _status(system)
-        written, changes = status["projected"], status["segments"]["changes"]
+        current = await status(system)
+        written, changes = current["projected"], current["segments"]["changes"]
         done = written.get("events", 0) >= events and written.get("segment_memberships", 0) >= int(
             changes
         )
@@ -229,8 +223,8 @@ def run(
         bootstrap, pid = system.info.broker, system.process.pid
 
         async def scenario() -> None:
-            status, body = await system.http.call("POST", "/v1/segments", segments())
-            assert status == 200, body
+            code, body = await system.http.call("POST", "/v1/segments", segments())
+            assert code == 200, body
             rss_empty = _rss_kib(pid)
             producer = IngestProducer(
                 bootstrap, settings.max_record_bytes, settings.events_per_record
@@ -240,10 +234,11 @@ def run(
             await _wait_inputs(system, users, 600)
             payload = events(event_count, users, now, rng)
             console.print(f"throughput: {event_count:,} events for {users:,} users ...")
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), cpu_seconds(pid)
             await producer.send_encoded(topics.events, payload)
             done = await _wait_inputs(system, users + event_count, 600) - users
             elapsed = time.perf_counter() - started
+            cpu = cpu_seconds(pid) - cpu_started
             await producer.stop()
             rss_loaded = _rss_kib(pid)
             rate = done / elapsed
@@ -253,6 +248,14 @@ def run(
                     f"{done:,}",
                     f"{elapsed:.2f}",
                     f"{rate:,.0f} events/s",
+                )
+            )
+            rows.append(
+                (
+                    "  per CPU-second of that process (its own cost, cores shared)",
+                    f"{done:,}",
+                    f"{cpu:.2f} CPU s",
+                    f"{done / cpu:,.0f} events/s",
                 )
             )
             sustained = rate
@@ -279,6 +282,8 @@ def run(
                     f"{raw_events / raw_seconds:,.0f} events/s",
                 )
             )
+            # The backlog's last flushes and timers done: the latency of a steady load.
+            await settle(system)
             load = latency_rate or sustained / 2
             console.print(f"latency: 10 s at {load:,.0f} events/s ...")
             latencies = await _latency(
@@ -301,7 +306,7 @@ def run(
                     f"{per_user:,.0f} bytes/user",
                 )
             )
-            status_now = await _status(system)
+            status_now = await status(system)
             rows.append(
                 (
                     "memberships changed / timers pending",
@@ -330,7 +335,7 @@ def run(
                     )
                     for n in range(extra)
                 ]
-                before = int((await _status(system))["segments"]["inputs"])
+                before = int((await status(system))["segments"]["inputs"])
                 for offset in range(0, extra, 100_000):
                     await producer.send_encoded(topics.tags, more[offset : offset + 100_000])
                 await _wait_inputs(system, before + extra, 1200)

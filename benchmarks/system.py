@@ -4,9 +4,13 @@ so that the figures are the engine process's own; and how its figures are printe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -27,6 +31,39 @@ def start_engine(
         )
         env["REACH_ROLE"] = "segments"
     return stack.enter_context(SystemProcess(folder / "engine", env))
+
+
+async def status(system: SystemProcess) -> dict[str, Any]:
+    """The engine's ``/v1/status``."""
+    _, answer = await system.http.call("GET", "/v1/status")
+    result: dict[str, Any] = answer
+    return result
+
+
+async def settle(system: SystemProcess, quiet: float = 1.5, timeout: float = 900) -> float:
+    """Wait until the worker is idle (no input applied, row projected or record acked
+    for ``quiet`` seconds), so one phase's backlog does not weigh on the next; returns
+    the moment of the last change seen."""
+    last, changed = None, time.perf_counter()
+    deadline = changed + timeout
+    while time.perf_counter() < deadline:
+        current = await status(system)
+        seen = (current["segments"]["inputs"], current["projected"], current["acked_records"])
+        if seen != last:
+            last, changed = seen, time.perf_counter()
+        elif time.perf_counter() - changed >= quiet:
+            break
+        await asyncio.sleep(0.25)
+    return changed
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far. On a 2-core machine the
+    engine shares the cores with the broker (and the projections process), so its
+    rate per CPU-second tells its own cost apart from that sharing."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime: fields 14 and 15 of stat(5), the 12th and 13th after the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def print_figures(
