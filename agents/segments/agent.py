@@ -430,15 +430,17 @@ class SegmentRuntime:
         state_json = result.state.to_json() if result is not None else stored[STATE]
         members = dict(result.memberships) if result is not None else stored[MEMBERS]
         timer: int | None
-        user_state = result.state if result is not None else UserState.from_json(state_json)
+        tags: Mapping[str, Any]
         if result is not None:
             timer = to_ms(result.next_timer) if result.next_timer is not None else None
+            tags = result.state.tags
         else:
-            timers = user_state.timers
+            # The stored parts as they are: a sweep touches every user of a partition.
+            timers = UserState.stored_timers(state_json)
             timer = min(timers.values()) if timers else None
+            tags = UserState.stored_tags(state_json)
         journey_state = stored[JOURNEYS]
         if self.journey_topics is not None:
-            tags = user_state.tags
             moved = journeys.step(
                 self.catalog,
                 journey_state,

@@ -512,6 +512,18 @@ class UserState:
             get("n", {}),
         )
 
+    @staticmethod
+    def stored_tags(data: Mapping[str, JSON] | None) -> Mapping[str, JSON]:
+        """``from_json(data).tags`` without building the state."""
+        tags: Mapping[str, JSON] = data.get("t", {}) if data else {}
+        return tags
+
+    @staticmethod
+    def stored_timers(data: Mapping[str, JSON] | None) -> Mapping[str, int]:
+        """``from_json(data).timers`` without building the state."""
+        timers: Mapping[str, int] = data.get("n", {}) if data else {}
+        return timers
+
     def with_(
         self,
         *,

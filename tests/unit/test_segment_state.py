@@ -394,3 +394,17 @@ def test_horizon_problems_walk_the_tree_and_check_dates_against_now() -> None:
     problems = horizon_problems(condition, HORIZON, now=T0)
     assert [problem.split(":")[0] for problem in problems] == ["Open", "message"]
     assert horizon_problems(condition, timedelta(days=400), now=T0) == []
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        UserState(),
+        UserState(tags={"Country": "PT"}),
+        UserState(tags={"Country": "PT"}, timers={"lapsed": 1_700_000_000_000}),
+    ],
+)
+def test_stored_parts_read_without_building_the_state(state: UserState) -> None:
+    for data in (state.to_json(), None) if state == UserState() else (state.to_json(),):
+        assert UserState.stored_tags(data) == UserState.from_json(data).tags
+        assert UserState.stored_timers(data) == UserState.from_json(data).timers
