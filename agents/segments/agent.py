@@ -258,7 +258,7 @@ class SegmentRuntime:
                         changed,
                         now,
                     )
-                    if result.changes or result.next_timer != _timer_of(stored):
+                    if result.changes or result.next_timer_ms != stored[TIMER]:
                         self._store(partition, user, stored, result, journeys.Tick(), now)
                 by_partition[partition], self._out = self._out, defaultdict(list)
         for partition, outputs in by_partition.items():
@@ -432,7 +432,7 @@ class SegmentRuntime:
         timer: int | None
         tags: Mapping[str, Any]
         if result is not None:
-            timer = to_ms(result.next_timer) if result.next_timer is not None else None
+            timer = result.next_timer_ms
             tags = result.state.tags
         else:
             # The stored parts as they are: a sweep touches every user of a partition.
@@ -533,8 +533,3 @@ def _run_of(fields: list[Any]) -> Run:
         from_ms(earliest),
         from_ms(latest),
     )
-
-
-def _timer_of(stored: Mapping[str, Any]) -> datetime | None:
-    timer = stored[TIMER]
-    return from_ms(timer) if timer is not None else None

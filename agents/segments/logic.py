@@ -71,8 +71,13 @@ class StepResult:
     """Segment id -> definition version, for the segments the user is in (the mapping
     given to ``step`` itself when it did not change: copy it before changing it)."""
     changes: tuple[MembershipChange, ...]
-    next_timer: datetime | None
-    """When to call ``step`` with a ``Tick``; may be in the past (then: now)."""
+    next_timer_ms: int | None
+    """When to call ``step`` with a ``Tick`` (ms); may be in the past (then: now)."""
+
+    @property
+    def next_timer(self) -> datetime | None:
+        """``next_timer_ms`` as an instant."""
+        return from_ms(self.next_timer_ms) if self.next_timer_ms is not None else None
 
 
 def step(
@@ -214,8 +219,8 @@ def _evaluate(
     return StepResult(state, members, tuple(changes), _next_timer(timers))
 
 
-def _next_timer(timers: Mapping[str, int]) -> datetime | None:
-    return from_ms(min(timers.values())) if timers else None
+def _next_timer(timers: Mapping[str, int]) -> int | None:
+    return min(timers.values()) if timers else None
 
 
 def _changed_defaults(
