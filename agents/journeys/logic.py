@@ -124,7 +124,7 @@ def step(
     then ``input`` itself."""
     if state is None:
         # The hot path: most inputs concern no journey of a user who is in none.
-        if not _may_start(catalog, input):
+        if not may_start(catalog, input):
             return JourneyResult(None)
         state = {}
     else:
@@ -169,7 +169,9 @@ def inside(state: State | None) -> Mapping[str, Mapping[str, Any]]:
     return state.get("in", {}) if state else {}
 
 
-def _may_start(catalog: Catalog, input: Input) -> bool:
+def may_start(catalog: Catalog, input: Input) -> bool:
+    """Whether ``input`` can concern a user who is in no journey: ``step`` with no
+    state returns nothing otherwise."""
     if isinstance(input, Event):
         return input.name in catalog.triggers
     if isinstance(input, Feedback):

@@ -440,7 +440,10 @@ class SegmentRuntime:
             timer = min(timers.values()) if timers else None
             tags = UserState.stored_tags(state_json)
         journey_state = stored[JOURNEYS]
-        if self.journey_topics is not None:
+        # Most inputs concern no journey of a user who is in none: not even asked.
+        if self.journey_topics is not None and (
+            journey_state is not None or journeys.may_start(self.catalog, journey_input)
+        ):
             moved = journeys.step(
                 self.catalog,
                 journey_state,
