@@ -41,7 +41,6 @@ def register_projection(
             else:
                 sink.add(table, projected)
             checkpoint.hold(event)
-            if checkpoint.due:
-                await checkpoint.commit()
+            await checkpoint.keep_up()
 
     app.agent(topic, name=f"project-{table.name}")(project)

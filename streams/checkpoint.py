@@ -10,6 +10,7 @@ whose rows may already be written: the projections dedupe on row identity.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any, Protocol, cast
 
@@ -30,12 +31,18 @@ def unacked_events(stream: faust.StreamT[bytes]) -> AsyncIterable[faust.EventT[b
     return cast(AsyncIterable[faust.EventT[bytes]], manual.events())
 
 
+OVERDUE = 4
+"""How many times ``max_rows`` may wait before an input agent itself waits for them."""
+
+
 class Checkpoint:
     def __init__(self, sink: BatchingSink, max_rows: int) -> None:
         self._sink = sink
         self._max_rows = max_rows
         self._held: list[Ackable] = []
         self._lock = asyncio.Lock()
+        # Set when enough rows wait: the checkpoint service commits at once.
+        self.wanted = asyncio.Event()
         # Run in order before the rows are written and the records acknowledged: output
         # records first, then the state that already counts them (see streams/state).
         self.before_ack: list[Callable[[], Awaitable[object]]] = []
@@ -48,8 +55,21 @@ class Checkpoint:
     def due(self) -> bool:
         return self._sink.pending >= self._max_rows
 
+    async def keep_up(self) -> None:
+        """After an input agent holds a record: once ``max_rows`` rows wait, ask the
+        checkpoint service to commit; only far beyond that, commit here and wait (the
+        agent's back-pressure). Committing here at ``max_rows`` already held the agent
+        for the whole ClickHouse insert, which runs in a thread while the loop could
+        have gone on with the next records."""
+        pending = self._sink.pending
+        if pending >= OVERDUE * self._max_rows:
+            await self.commit()
+        elif pending >= self._max_rows:
+            self.wanted.set()
+
     async def commit(self) -> None:
         """Write what is pending, then acknowledge every record held before the call."""
+        self.wanted.clear()
         async with self._lock:
             held, self._held = self._held, []
             for flush in self.before_ack:
@@ -62,7 +82,8 @@ class Checkpoint:
 
 class CheckpointService(Service):
     """Commits the checkpoint on a timer, so records are acknowledged (and rows and
-    state written) under light load too, not only when the sink fills up."""
+    state written) under light load too, and at once when an agent asks
+    (``Checkpoint.keep_up``)."""
 
     def __init__(self, checkpoint: Checkpoint, interval: float, **kwargs: Any) -> None:
         self.checkpoint = checkpoint
@@ -72,5 +93,6 @@ class CheckpointService(Service):
     @Service.task
     async def _commit_periodically(self) -> None:
         while not self.should_stop:
-            await self.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.checkpoint.wanted.wait(), self.interval)
             await self.checkpoint.commit()

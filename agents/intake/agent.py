@@ -99,7 +99,6 @@ def _register_input(
             counters[f"{table.name}.valid"] += len(result.valid)
             counters[f"{table.name}.dead"] += len(result.dead)
             checkpoint.hold(event)
-            if checkpoint.due:
-                await checkpoint.commit()
+            await checkpoint.keep_up()
 
     app.agent(topic, name=f"intake-{table.name}")(process)

@@ -144,8 +144,10 @@ async def test_other_input_topics_share_the_same_intake(
 async def test_records_are_acked_only_after_their_rows_are_written(
     make_worker: Callable[..., Worker], drive: Callable[..., Any]
 ) -> None:
-    # A flush threshold of two rows: the second record makes the checkpoint due.
+    # A flush threshold of two rows: the second record makes the checkpoint due, and
+    # the agent asks the checkpoint service (not running here) to commit.
     worker = make_worker(projection_flush_rows=2)
+    checkpoint = worker.engine.checkpoint
     acked_when_inserting: list[list[bool]] = []
     async with drive(worker, "intake-events") as driver:
         worker.clickhouse.on_insert = lambda: acked_when_inserting.append(
@@ -153,9 +155,13 @@ async def test_records_are_acked_only_after_their_rows_are_written(
         )
         first = await driver.put(batch(EVENT_A))
         assert not first.message.acked
-        assert worker.clickhouse.inserts == []
+        assert not checkpoint.wanted.is_set()
         second = await driver.put(batch(EVENT_B))
+        assert checkpoint.wanted.is_set()
+        assert worker.clickhouse.inserts == []  # the agent went on: no insert awaited
+        await checkpoint.commit()  # what the service does when asked
         await driver.until(lambda: second.message.acked)
+        assert not checkpoint.wanted.is_set()
 
     assert acked_when_inserting == [[False, False]]
     assert first.message.acked

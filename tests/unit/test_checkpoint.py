@@ -16,7 +16,7 @@ import pytest
 
 from projections import rows
 from projections.sink import BatchingSink
-from streams.checkpoint import Checkpoint
+from streams.checkpoint import Checkpoint, CheckpointService
 
 A = rows.Table("a", ("id", "value"))
 B = rows.Table("b", ("id",))
@@ -106,6 +106,25 @@ def test_due_once_enough_rows_are_pending(sink: BatchingSink) -> None:
     assert not checkpoint.due
     sink.add(B, [(3,)])
     assert checkpoint.due
+
+
+async def test_keeping_up_asks_for_a_commit_and_waits_only_far_beyond(
+    sink: BatchingSink, client: FakeClient, timeline: list[str]
+) -> None:
+    checkpoint = Checkpoint(sink, max_rows=2)
+    event = FakeEvent("e", timeline)
+    checkpoint.hold(event)
+    sink.add(A, [(1, "x")])
+    await checkpoint.keep_up()
+    assert not checkpoint.wanted.is_set()
+    sink.add(A, [(2, "y")])
+    await checkpoint.keep_up()
+    assert checkpoint.wanted.is_set()  # asked, not done: nothing written yet
+    assert (timeline, event.acks) == ([], 0)
+    sink.add(A, [(n, "z") for n in range(3, 9)])  # 8 rows: four times the limit
+    await checkpoint.keep_up()
+    assert timeline == ["insert a 8", "ack e"]  # done here: the agent's back-pressure
+    assert not checkpoint.wanted.is_set()
 
 
 async def test_commit_writes_every_table_then_acks_every_held_record(
@@ -221,3 +240,20 @@ async def test_commit_waits_for_the_clickhouse_client(timeline: list[str]) -> No
     sink.attach(client)  # type: ignore[arg-type]
     await asyncio.wait_for(commit, 5)
     assert timeline == ["insert a 1", "ack e"]
+
+
+async def test_the_service_commits_at_once_when_asked(
+    sink: BatchingSink, client: FakeClient, timeline: list[str]
+) -> None:
+    checkpoint = Checkpoint(sink, max_rows=1)
+    service = CheckpointService(checkpoint, interval=60)  # its timer alone: a minute
+    await service.start()
+    try:
+        event = FakeEvent("e", timeline)
+        checkpoint.hold(event)
+        sink.add(A, [(1, "x")])
+        await checkpoint.keep_up()
+        await wait_for(lambda: event.acks == 1)
+        assert timeline == ["insert a 1", "ack e"]
+    finally:
+        await service.stop()
