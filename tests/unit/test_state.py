@@ -63,6 +63,13 @@ async def restarted(changelog: MemoryChangelog, make: Callable[[], Store]) -> Co
     return table
 
 
+async def serving(changelog: MemoryChangelog, make: Callable[[], Store]) -> CoalescingTable:
+    """``restarted``, with every partition recovered."""
+    table = await restarted(changelog, make)
+    await table.recover(range(PARTITIONS))
+    return table
+
+
 def decoded(changelog: MemoryChangelog, partition: int) -> list[tuple[str, object]]:
     return [
         (key.decode(), None if value is None else orjson.loads(value))
@@ -238,8 +245,7 @@ async def test_failed_partitions_stay_dirty_and_go_out_with_the_next_flush(
     backend: Backend,
 ) -> None:
     changelog = _FailingChangelog(PARTITIONS)
-    table = await restarted(changelog, backend.make)
-    await table.recover(range(PARTITIONS))
+    table = await serving(changelog, backend.make)
     table.put(0, "a", 1, 1)
     table.put(1, "b", 1, 1)
     changelog.failing = {1}
@@ -274,8 +280,7 @@ class _GatedChangelog(MemoryChangelog):
 
 async def test_writes_during_a_flush_stay_dirty_and_visible(backend: Backend) -> None:
     changelog = _GatedChangelog(PARTITIONS)
-    table = await restarted(changelog, backend.make)
-    await table.recover(range(PARTITIONS))
+    table = await serving(changelog, backend.make)
     table.put(0, "u", "first", 1)
     table.put(0, "v", "only", 1)
     flushing = asyncio.create_task(table.flush())
@@ -301,8 +306,7 @@ async def test_every_turn_of_a_long_flush_reads_the_latest_values(backend: Backe
     """A flush gives the loop turns while it writes and stores; whatever turn a read
     lands on, it sees each key's latest value, flushed or not."""
     changelog = MemoryChangelog(PARTITIONS)
-    table = await restarted(changelog, backend.make)
-    await table.recover(range(PARTITIONS))
+    table = await serving(changelog, backend.make)
     keys = [(partition, f"k{number}") for partition in range(PARTITIONS) for number in range(10)]
     for partition, key in keys:
         table.put(partition, key, "old", 1)
@@ -341,8 +345,7 @@ async def test_a_flush_cancelled_between_partitions_sends_the_rest_again(
     backend: Backend,
 ) -> None:
     changelog = _SignallingChangelog(PARTITIONS)
-    table = await restarted(changelog, backend.make)
-    await table.recover(range(PARTITIONS))
+    table = await serving(changelog, backend.make)
     for partition in range(PARTITIONS):
         table.put(partition, "u", "value", 1)
     flushing = asyncio.create_task(table.flush())
@@ -374,8 +377,7 @@ async def test_a_failed_flush_does_not_undo_writes_made_while_it_ran(
     backend: Backend,
 ) -> None:
     changelog = _GatedFailingChangelog(PARTITIONS)
-    table = await restarted(changelog, backend.make)
-    await table.recover(range(PARTITIONS))
+    table = await serving(changelog, backend.make)
     table.put(0, "u", "old", 1)
     table.put(0, "v", "old", 1)
     flushing = asyncio.create_task(table.flush())
@@ -432,8 +434,7 @@ async def test_rocksdb_resumes_from_its_persisted_offset(tmp_path: Path) -> None
     def store() -> RocksDBStore:
         return RocksDBStore(tmp_path, "users")
 
-    table = await restarted(changelog, store)
-    await table.recover(range(PARTITIONS))
+    table = await serving(changelog, store)
     for number in range(20):
         table.put(number % PARTITIONS, f"u{number}", number, number)
     await table.flush()
@@ -451,8 +452,7 @@ async def test_rocksdb_rebuilds_when_its_offset_is_beyond_the_log(tmp_path: Path
     def store() -> RocksDBStore:
         return RocksDBStore(tmp_path, "users")
 
-    table = await restarted(MemoryChangelog(PARTITIONS), store)
-    await table.recover(range(PARTITIONS))
+    table = await serving(MemoryChangelog(PARTITIONS), store)
     table.put(0, "stale", 1, 1)
     table.put(0, "stale-too", 1, 1)
     await table.flush()
@@ -493,8 +493,7 @@ async def test_reads_agree_with_a_model_through_writes_deletes_and_flushes(
     """Whatever mix of writes, deletes, reads and flushes, a read gives the key's
     latest write (the table keeps the last entry read or written decoded)."""
     rng = random.Random(5)
-    table = await restarted(MemoryChangelog(PARTITIONS), backend.make)
-    await table.recover(range(PARTITIONS))
+    table = await serving(MemoryChangelog(PARTITIONS), backend.make)
     model: dict[tuple[int, str], Entry] = {}
     for offset in range(1, 5000):
         where = (rng.randrange(2), f"k{rng.randrange(3)}")
