@@ -61,10 +61,9 @@ class Checkpoint:
         agent's back-pressure). Committing here at ``max_rows`` already held the agent
         for the whole ClickHouse insert, which runs in a thread while the loop could
         have gone on with the next records."""
-        pending = self._sink.pending
-        if pending >= OVERDUE * self._max_rows:
+        if self._sink.pending >= OVERDUE * self._max_rows:
             await self.commit()
-        elif pending >= self._max_rows:
+        elif self.due:
             self.wanted.set()
 
     async def commit(self) -> None:
