@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from agents.segments.index import SegmentIndex
 from agents.segments.state import (
@@ -54,8 +54,9 @@ class JourneyFeedback:
 Input = Event | TagUpdate | Feedback | JourneyFeedback | Tick
 
 
-@dataclass(frozen=True, slots=True)
-class MembershipChange:
+# MembershipChange and StepResult are NamedTuples, not frozen dataclasses: one of each
+# per input, where a frozen dataclass's __init__ costs several times a tuple's.
+class MembershipChange(NamedTuple):
     segment_id: str
     kind: Literal["entered", "exited"]
     at: datetime
@@ -64,8 +65,7 @@ class MembershipChange:
     user was a member of)."""
 
 
-@dataclass(frozen=True, slots=True)
-class StepResult:
+class StepResult(NamedTuple):
     state: UserState
     memberships: Mapping[str, int]
     """Segment id -> definition version, for the segments the user is in (the mapping
