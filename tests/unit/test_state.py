@@ -263,19 +263,23 @@ async def test_failed_partitions_stay_dirty_and_go_out_with_the_next_flush(
 
 
 class _GatedChangelog(MemoryChangelog):
-    """Holds every write until ``gate`` is set, so a test can act during a flush."""
+    """Holds every write until ``gate`` is set, so a test can act during a flush;
+    ``written`` tells when the changelog has the records (the store's turn next)."""
 
     def __init__(self, partitions: int) -> None:
         super().__init__(partitions)
         self.gate = asyncio.Event()
         self.writing = asyncio.Event()
+        self.written = asyncio.Event()
 
     async def write(
         self, batches: Mapping[int, Sequence[Record]]
     ) -> dict[int, int | BaseException]:
         self.writing.set()
         await self.gate.wait()
-        return await super().write(batches)
+        results = await super().write(batches)
+        self.written.set()
+        return results
 
 
 async def test_writes_during_a_flush_stay_dirty_and_visible(backend: Backend) -> None:
@@ -328,23 +332,11 @@ async def test_every_turn_of_a_long_flush_reads_the_latest_values(backend: Backe
     await table.stop()
 
 
-class _SignallingChangelog(MemoryChangelog):
-    def __init__(self, partitions: int) -> None:
-        super().__init__(partitions)
-        self.written = asyncio.Event()
-
-    async def write(
-        self, batches: Mapping[int, Sequence[Record]]
-    ) -> dict[int, int | BaseException]:
-        results = await super().write(batches)
-        self.written.set()
-        return results
-
-
 async def test_a_flush_cancelled_between_partitions_sends_the_rest_again(
     backend: Backend,
 ) -> None:
-    changelog = _SignallingChangelog(PARTITIONS)
+    changelog = _GatedChangelog(PARTITIONS)
+    changelog.gate.set()
     table = await serving(changelog, backend.make)
     for partition in range(PARTITIONS):
         table.put(partition, "u", "value", 1)
