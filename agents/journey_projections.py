@@ -92,9 +92,12 @@ ACTIVITIES = frozenset(Activity)
 def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     """``rows.journey_activity_row`` of an item the engine wrote, without the model."""
     activity = _text(item["activity"])
-    if activity not in ACTIVITIES or len(item) != 9:
+    if activity not in ACTIVITIES or len(item) != 11:
         raise ValueError("not an activity the engine writes")
     at = _instant(item["at"])
+    visit = _number(item["visit"])
+    if visit < 0:
+        raise ValueError("not a visit's step count")
     parts = (
         _text(item["journey_id"]),
         _number(item["journey_version"]),
@@ -104,12 +107,14 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
         activity,
         _text(item["detail"]),
         _text(item["command_id"]),
+        visit,
+        _text(item["cause"]),
     )
     # The same parts as JourneyActivity.activity_id, so both paths give one row id:
     # content_id's bytes, without its options and fallbacks (no dicts, no models here).
-    canonical = orjson.dumps(("activity", *parts, at), option=orjson.OPT_UTC_Z)
+    canonical = orjson.dumps(("activity", *parts))
     identity = hashlib.blake2b(canonical, digest_size=16).hexdigest()
-    return (identity, *parts[:5], activity, at, parts[6], parts[7], *origin)
+    return (identity, *parts[:5], activity, at, *parts[6:], *origin)
 
 
 def command_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:

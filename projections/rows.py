@@ -9,7 +9,8 @@ import orjson
 
 from schemas import DeadLetter, Event, Feedback, TagUpdate
 from schemas.commands import JourneyActivity, SendCommand
-from schemas.identity import _jsonable, content_id
+from schemas.identity import _jsonable
+from schemas.memberships import membership_change_id
 
 
 class Origin(NamedTuple):
@@ -90,6 +91,7 @@ SEGMENT_MEMBERSHIPS = Table(
         "change",
         "at",
         "version",
+        "cause",
         "source_partition",
         "source_offset",
     ),
@@ -127,6 +129,8 @@ JOURNEY_ACTIVITY = Table(
         "at",
         "detail",
         "command_id",
+        "visit",
+        "cause",
         "source_partition",
         "source_offset",
     ),
@@ -184,15 +188,19 @@ def membership_row(change: dict[str, Any], origin: Origin) -> Row:
     """A row from one change as the segment runtime writes it (``MembershipChanged``'s
     fields, ``at`` in RFC 3339 with Z): trusted, so not validated again."""
     at = change["at"]
+    cause = change.get("cause", "")
     return (
-        # The same id as MembershipChanged.change_id: the text of ``at`` is what the
-        # canonical JSON of its datetime would be.
-        content_id("membership", change["segment_id"], change["user_id"], change["change"], at),
+        # The same id as MembershipChanged.change_id (for changes without a cause, the
+        # text of ``at`` is what the canonical JSON of its datetime would be).
+        membership_change_id(
+            change["segment_id"], change["user_id"], change["change"], cause or at
+        ),
         change["segment_id"],
         change["user_id"],
         change["change"],
         datetime.fromisoformat(at),
         change["version"],
+        cause,
         origin.partition,
         origin.offset,
     )
@@ -244,6 +252,8 @@ def journey_activity_row(activity: JourneyActivity, origin: Origin) -> Row:
         activity.at,
         activity.detail,
         activity.command_id,
+        activity.visit,
+        activity.cause,
         origin.partition,
         origin.offset,
     )

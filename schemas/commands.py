@@ -112,10 +112,18 @@ class JourneyActivity(BaseModel):
     detail: str = ""
     """Why (a goal's name, a drop's reason, an output taken)."""
     command_id: str = ""
+    visit: int = Field(default=0, ge=0)
+    """Steps the visit had taken when this happened (0: not a step of a visit)."""
+    cause: str = Field(default="", max_length=256)
+    """The input that made this row, when an input makes it directly (a goal's event,
+    a feedback, a refused entry): ``e:`` event id, ``f:`` feedback id, ``a:`` entry id,
+    ``r:`` audience run."""
 
     @property
     def activity_id(self) -> str:
-        """Row identity: a replay produces the same row."""
+        """Row identity, from what happened and never from when it was computed: a
+        replay at any ``now`` produces the same row. Within a visit ``visit`` tells
+        rows apart; rows an input makes directly carry it as ``cause``."""
         return content_id(
             "activity",
             self.journey_id,
@@ -126,7 +134,8 @@ class JourneyActivity(BaseModel):
             self.activity,
             self.detail,
             self.command_id,
-            self.at,
+            self.visit,
+            self.cause,
         )
 
 

@@ -30,8 +30,25 @@ class MembershipChanged(BaseModel):
     change: Change
     at: Timestamp
     version: int = Field(ge=0, description="The segment definition's version.")
+    cause: str = Field(
+        default="",
+        max_length=256,
+        description=(
+            "What made the change: the input (``e:`` event, ``t:`` tag update, ``f:``"
+            " feedback id), a timer (``timer:`` its instant in ms), or a definition"
+            " change (``d:``)."
+        ),
+    )
 
     @property
     def change_id(self) -> str:
-        """Row identity: a replay produces the same change with the same id."""
-        return content_id("membership", self.segment_id, self.user_id, self.change, self.at)
+        """Row identity, from the change's cause and never from when it was computed: a
+        replay at any ``now`` produces the same id (changes written before causes were
+        recorded keep their instant in its place)."""
+        return membership_change_id(
+            self.segment_id, self.user_id, self.change, self.cause or self.at
+        )
+
+
+def membership_change_id(segment_id: str, user_id: str, change: str, cause: object) -> str:
+    return content_id("membership", segment_id, user_id, change, cause)

@@ -129,7 +129,7 @@ def step(
         state = {}
     else:
         state = _copy(state)
-    mover = _Mover(catalog, state, facts)
+    mover = _Mover(catalog, state, facts, _cause(input))
     mover.drop_stale(now)
     mover.due(now)
     if changes:
@@ -148,6 +148,20 @@ def step(
     result.state = _trimmed(state, now)
     result.next_due = next_due(catalog, result.state)
     return result
+
+
+def _cause(input: Input) -> str:
+    """The identity of the input, for the rows it makes directly (see
+    ``JourneyActivity.cause``): never an instant, so a replay makes the same rows."""
+    if isinstance(input, Event):
+        return f"e:{input.event_id}"
+    if isinstance(input, Feedback):
+        return f"f:{input.feedback_id}"
+    if isinstance(input, JourneyEntryRequest):
+        return f"a:{input.entry_id}"
+    if isinstance(input, AudienceRun):
+        return f"r:{input.run}"
+    return ""
 
 
 def next_due(catalog: Catalog, state: State | None) -> int | None:
@@ -229,10 +243,11 @@ _FEEDBACK_ACTIVITY = {
 class _Mover:
     """Moves one user's visits; collects what to emit."""
 
-    def __init__(self, catalog: Catalog, state: State, facts: Facts) -> None:
+    def __init__(self, catalog: Catalog, state: State, facts: Facts, cause: str = "") -> None:
         self.catalog = catalog
         self.state = state
         self.facts = facts
+        self.cause = cause
         self.result = JourneyResult(state)
 
     # --- inputs -----------------------------------------------------------------------
@@ -307,7 +322,9 @@ class _Mover:
                 continue
             for goal in definition.settings.goals:
                 if matches(goal.match, event):
-                    self._activity(journey_id, visit, visit["n"], Activity.GOAL, now, goal.name)
+                    self._activity(
+                        journey_id, visit, visit["n"], Activity.GOAL, now, goal.name, self.cause
+                    )
                     if goal.exits:
                         self._leave(journey_id, visit, Activity.EXITED, f"goal {goal.name}", now)
                         break
@@ -352,6 +369,7 @@ class _Mover:
                     now,
                     feedback.reason or "",
                     feedback.command_id,
+                    cause=self.cause,
                 )
             )
         if feedback.status not in (FeedbackStatus.OPENED, FeedbackStatus.CLICKED):
@@ -430,6 +448,7 @@ class _Mover:
                         Activity.SKIPPED,
                         now,
                         reason,
+                        cause=self.cause,
                     )
                 )
             return
@@ -623,7 +642,17 @@ class _Mover:
             }
         )
         self.result.activity.append(
-            self._row(definition.id, visit["v"], visit["r"], node, Activity.SENT, now, "", identity)
+            self._row(
+                definition.id,
+                visit["v"],
+                visit["r"],
+                node,
+                Activity.SENT,
+                now,
+                "",
+                identity,
+                visit["s"],
+            )
         )
         return identity
 
@@ -675,7 +704,17 @@ class _Mover:
     ) -> None:
         self.state["in"].pop(journey_id, None)
         self.result.activity.append(
-            self._row(journey_id, visit["v"], visit["r"], visit["n"], activity, now, detail)
+            self._row(
+                journey_id,
+                visit["v"],
+                visit["r"],
+                visit["n"],
+                activity,
+                now,
+                detail,
+                "",
+                visit["s"],
+            )
         )
 
     def _activity(
@@ -686,9 +725,21 @@ class _Mover:
         activity: Activity,
         now: int,
         detail: str = "",
+        cause: str = "",
     ) -> None:
         self.result.activity.append(
-            self._row(journey_id, visit["v"], visit["r"], node, activity, now, detail)
+            self._row(
+                journey_id,
+                visit["v"],
+                visit["r"],
+                node,
+                activity,
+                now,
+                detail,
+                "",
+                visit["s"],
+                cause,
+            )
         )
 
     def _row(
@@ -701,6 +752,8 @@ class _Mover:
         now: int,
         detail: str = "",
         command: str = "",
+        visit: int = 0,
+        cause: str = "",
     ) -> dict[str, Any]:
         return {
             "journey_id": journey_id,
@@ -712,6 +765,8 @@ class _Mover:
             "at": _instant(now),
             "detail": detail,
             "command_id": command,
+            "visit": visit,
+            "cause": cause,
         }
 
 

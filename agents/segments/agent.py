@@ -41,6 +41,7 @@ from schemas.commands import JourneyEntryRequest, parse_command_id
 from schemas.definitions import Journey, JourneyStatus
 from schemas.events import Event
 from schemas.feedback import Feedback
+from schemas.identity import content_id
 from schemas.journeys import USER_ZONE, AudienceEntry
 from schemas.segments import Condition, SegmentDefinition
 from schemas.tags import TagUpdate
@@ -183,7 +184,7 @@ class SegmentRuntime:
                 )
                 stored[OFFSETS] = {**stored[OFFSETS], source: offset}
                 journey_input = item if isinstance(item, Event | Feedback) else journeys.Tick()
-                self._store(partition, user, stored, result, journey_input, now)
+                self._store(partition, user, stored, result, journey_input, now, _cause(item))
         await self._send(partition)
 
     async def apply_entries(
@@ -227,7 +228,15 @@ class SegmentRuntime:
                         Tick(),
                         from_ms(when),
                     )
-                    self._store(partition, user, stored, result, journeys.Tick(), from_ms(when))
+                    self._store(
+                        partition,
+                        user,
+                        stored,
+                        result,
+                        journeys.Tick(),
+                        from_ms(when),
+                        f"timer:{at}",
+                    )
                     fired += 1
                 more = self.timers.has_due(partition, due_ms)
             await self._send(partition)
@@ -259,7 +268,8 @@ class SegmentRuntime:
                         now,
                     )
                     if result.changes or result.next_timer_ms != stored[TIMER]:
-                        self._store(partition, user, stored, result, journeys.Tick(), now)
+                        cause = _definitions_cause(definitions, changed, stored)
+                        self._store(partition, user, stored, result, journeys.Tick(), now, cause)
                 by_partition[partition], self._out = self._out, defaultdict(list)
         for partition, outputs in by_partition.items():
             self._out = defaultdict(list, outputs)
@@ -424,9 +434,11 @@ class SegmentRuntime:
         result: StepResult | None,
         journey_input: journeys.Input,
         now: datetime,
+        cause: str = "",
     ) -> None:
         """Move the user's journeys on ``journey_input`` after the segment ``result``
-        (None: the segments did not move), store both, queue the outputs."""
+        (None: the segments did not move), store both, queue the outputs. ``cause``
+        names what made the membership changes (their identity: never an instant)."""
         state_json = result.state.to_json() if result is not None else stored[STATE]
         members = dict(result.memberships) if result is not None else stored[MEMBERS]
         timer: int | None
@@ -485,6 +497,7 @@ class SegmentRuntime:
                     "change": change.kind,
                     "at": change.at,
                     "version": change.version,
+                    "cause": cause,
                 }
             )
         self.changes += len(result.changes)
@@ -510,6 +523,31 @@ class SegmentRuntime:
             if records:
                 value = orjson.dumps(records, option=orjson.OPT_UTC_Z)
                 self._pending.append(await self._producer.send(topic, value, partition=partition))
+
+
+def _cause(item: Event | TagUpdate | Feedback) -> str:
+    """An input's identity, the cause of the membership changes it makes."""
+    if isinstance(item, Event):
+        return f"e:{item.event_id}"
+    if isinstance(item, TagUpdate):
+        return f"t:{item.update_id}"
+    return f"f:{item.feedback_id}"
+
+
+def _definitions_cause(
+    definitions: Mapping[str, SegmentDefinition],
+    changed: Collection[str],
+    stored: Mapping[str, Any],
+) -> str:
+    """The cause of changes a definition change makes to a user: the definitions
+    changed, at their versions, and the user's state they met (its applied inputs and
+    timer), so the same change met again (a replay, a restart's catch-up) is the same
+    change, and a later one is another."""
+    versions = sorted(
+        (segment_id, definitions[segment_id].version if segment_id in definitions else None)
+        for segment_id in changed
+    )
+    return "d:" + content_id(versions, stored[OFFSETS], stored[TIMER])
 
 
 def _decode(value: Any) -> dict[str, Any]:

@@ -1,5 +1,8 @@
--- Every segment membership change (entered / exited). Row identity is change_id;
--- a replay rewrites the same rows.
+-- Every segment membership change (entered / exited). Row identity is change_id, a
+-- digest of the change and its cause (the input, timer or definition change that made
+-- it), never of the instant it was computed at: a replay at any time rewrites the same
+-- rows. The sorting key is the identity alone (no instant, no partition by month), so
+-- that FINAL merges a replayed row with the first whatever its `at`.
 CREATE TABLE IF NOT EXISTS {database:Identifier}.segment_memberships
 (
     change_id        String,
@@ -8,9 +11,9 @@ CREATE TABLE IF NOT EXISTS {database:Identifier}.segment_memberships
     change           Enum8('entered' = 1, 'exited' = -1),
     at               DateTime64(3, 'UTC'),
     version          UInt32,
+    cause            String,
     source_partition UInt32,
     source_offset    UInt64
 )
 ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(at)
-ORDER BY (segment_id, at, user_id, change_id)
+ORDER BY (segment_id, user_id, change_id)

@@ -1,6 +1,9 @@
 -- What happened to users in journeys: one row per user, step and activity. Row
--- identity is activity_id (a digest of every other content column), so a replay
--- rewrites the same rows; read with FINAL for exact counts.
+-- identity is activity_id, a digest of what happened (journey, version, run, user,
+-- step, activity, detail, command, the visit's step count, and the input that made
+-- the row directly: `cause`), never of `at`: a replay at any time rewrites the same
+-- rows; read with FINAL for exact counts. The sorting key holds no instant and the
+-- table no partition by month, so FINAL merges a replayed row with the first.
 -- Conventions of the journey engine:
 --   activity 'entered' with detail 'journey': an entry into the journey (a run),
 --     at the start node; with detail '': an entry into the step `step`.
@@ -21,9 +24,10 @@ CREATE TABLE IF NOT EXISTS {database:Identifier}.journey_activity
     at               DateTime64(3, 'UTC'),
     detail           String,
     command_id       String,
+    visit            UInt32,
+    cause            String,
     source_partition UInt32,
     source_offset    UInt64
 )
 ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(at)
-ORDER BY (journey_id, step, activity, at, activity_id)
+ORDER BY (journey_id, step, activity, activity_id)

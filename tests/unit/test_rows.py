@@ -275,6 +275,8 @@ def test_journey_activity_row() -> None:
         "activity_id": activity.activity_id,
         "at": TS,
         "detail": "",
+        "visit": 0,
+        "cause": "",
         "source_partition": 3,
         "source_offset": 1234,
     }
