@@ -17,6 +17,7 @@ STEP_COUNTS = (
     "sent",
     "capped",
     "suppressed",
+    "unreachable",
     "delivered",
     "opened",
     "clicked",

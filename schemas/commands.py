@@ -82,6 +82,8 @@ class Activity(StrEnum):
     """A send the frequency cap held back: the user goes on as if it was not opened."""
     SUPPRESSED = "suppressed"
     """A send to a channel the user opted out of."""
+    UNREACHABLE = "unreachable"
+    """A send to a channel the user has no address on (detail: the missing tag)."""
     DELIVERED = "delivered"
     OPENED = "opened"
     CLICKED = "clicked"

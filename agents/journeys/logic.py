@@ -596,6 +596,11 @@ class _Mover:
         if not self._reachable(node.channel, address=False):
             self._activity(journey_id, visit, node.id, Activity.SUPPRESSED, now, "opted out")
             return skip
+        tag = ADDRESS_TAGS.get(node.channel)
+        if tag is not None and self._address(node.channel) is None:
+            # No command a provider could only refuse: the user goes on as if not opened.
+            self._activity(journey_id, visit, node.id, Activity.UNREACHABLE, now, f"no {tag}")
+            return skip
         cap = settings.frequency_cap
         sends = [at for at in self.state.get("x", []) if at > now - _CAP_HORIZON]
         if cap is not None and sum(1 for at in sends if at > now - cap.period.ms) >= cap.messages:

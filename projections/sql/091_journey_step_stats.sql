@@ -5,7 +5,7 @@
 -- first_at, the step's first activity, orders the steps as users reach them:
 --   SELECT * FROM journey_step_stats WHERE journey_id = 'onboarding' ORDER BY first_at
 -- (Kept apart from 090: one statement per file, as a server runs them.)
-CREATE VIEW IF NOT EXISTS {database:Identifier}.journey_step_stats AS
+CREATE OR REPLACE VIEW {database:Identifier}.journey_step_stats AS
 SELECT
     journey_id,
     journey_version,
@@ -15,6 +15,7 @@ SELECT
     countIf(activity = 'sent') AS sent,
     countIf(activity = 'capped') AS capped,
     countIf(activity = 'suppressed') AS suppressed,
+    countIf(activity = 'unreachable') AS unreachable,
     countIf(activity = 'delivered') AS delivered,
     countIf(activity = 'opened') AS opened,
     countIf(activity = 'clicked') AS clicked,

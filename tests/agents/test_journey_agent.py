@@ -58,6 +58,15 @@ async def ready(worker: Worker) -> tuple[SegmentRuntime, Outputs, Definitions]:
     return runtime, outputs, registry
 
 
+ADDRESSES = {"Email": "someone@example.com", "Phone": "+15550100"}
+
+
+async def reachable(runtime: SegmentRuntime, partition: int, *users: str) -> None:
+    """Give ``users`` an address on every channel the journey sends on."""
+    updates = [TagUpdate(user_id=user, timestamp=NOW, tags=ADDRESSES) for user in users]
+    await runtime.apply(partition, 0, "t", updates, at)
+
+
 def commands(outputs: Outputs, worker: Worker) -> list[dict[str, Any]]:
     topic = worker.engine.topics.send_commands
     return [item for name, _, items in outputs.sent if name == topic for item in items]
@@ -78,7 +87,11 @@ async def test_audience_run_sends_once_even_when_swept_again(
     worker = make_worker(segments=True, clock="simulated")
     runtime, outputs, _ = await ready(worker)
     tags = [
-        TagUpdate(user_id=f"u{n}", timestamp=NOW, tags={"Country": "PT" if n % 3 else "FR"})
+        TagUpdate(
+            user_id=f"u{n}",
+            timestamp=NOW,
+            tags={"Country": "PT" if n % 3 else "FR", **ADDRESSES},
+        )
         for n in range(30)
     ]
     await runtime.apply(0, 0, "t", tags, at)
@@ -99,6 +112,7 @@ async def test_audience_run_sends_once_even_when_swept_again(
 async def test_open_and_timers_move_users_once(make_worker: Callable[..., Worker]) -> None:
     worker = make_worker(segments=True, clock="simulated")
     runtime, outputs, _ = await ready(worker)
+    await reachable(runtime, 1, "a", "b")
     signups = [Event(user_id=user, name="Signup", timestamp=NOW) for user in ("a", "b")]
     await runtime.apply(1, 7, "e", signups, at)
     await runtime.apply(1, 7, "e", signups, at)  # redelivered
@@ -132,6 +146,7 @@ async def test_open_and_timers_move_users_once(make_worker: Callable[..., Worker
 async def test_stop_drops_everyone_inside(make_worker: Callable[..., Worker]) -> None:
     worker = make_worker(segments=True, clock="simulated")
     runtime, outputs, registry = await ready(worker)
+    await reachable(runtime, 0, "a")
     await runtime.apply(0, 1, "e", [Event(user_id="a", name="Signup", timestamp=NOW)], at)
     registry.fold(registry.prepare_action("welcome", JourneyAction.STOP, NOW))
     await runtime.rejourney(dict(registry.journeys), "welcome", NOW)
@@ -160,6 +175,7 @@ async def test_feedback_on_a_journey_command_counts_for_its_journey_and_step(
     )
     definitions = {**registry.segments, "opened-welcome": opened_welcome}
     await runtime.redefine(definitions, {"opened-welcome"}, NOW)
+    await reachable(runtime, 0, "a")
     await runtime.apply(0, 1, "e", [Event(user_id="a", name="Signup", timestamp=NOW)], at)
     [command] = commands(outputs, worker)
     opened = Feedback(

@@ -115,7 +115,11 @@ def test_an_opened_email_takes_the_opened_output(mailing: SystemProcess, smtp: S
             {
                 "user_id": user,
                 "timestamp": START,
-                "tags": {"Email": f"{user}@example.com", "First Name": user.title()},
+                "tags": {
+                    "Email": f"{user}@example.com",
+                    "Phone": "+15550100",
+                    "First Name": user.title(),
+                },
             }
             for user in (OPENER, IGNORER)
         ]

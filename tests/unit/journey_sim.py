@@ -74,6 +74,16 @@ def preset(preset_id: str, channel: Channel | str = Channel.EMAIL) -> PresetDefi
     )
 
 
+ADDRESSES = {
+    "Push Token": "push-token",
+    "Web Push Token": "web-push-token",
+    "Email": "user@example.com",
+    "Phone": "+15550100",
+}
+"""Every simulated user has an address on every channel unless a test takes it away
+(a message step records ``unreachable`` for a user without one)."""
+
+
 @dataclass
 class User:
     tags: dict[str, Any] = field(default_factory=dict)
@@ -127,7 +137,7 @@ class Sim:
     # --- users ------------------------------------------------------------------------
 
     def user(self, user_id: str, *segments: str, **tags: Any) -> User:
-        user = self.users.setdefault(user_id, User())
+        user = self.users.setdefault(user_id, User(dict(ADDRESSES)))
         user.members.update(dict.fromkeys(segments, 1))
         user.tags.update({name.replace("_", " "): value for name, value in tags.items()})
         return user
@@ -141,7 +151,7 @@ class Sim:
     def apply(
         self, user_id: str, input: Input, changes: Iterable[MembershipChange] = ()
     ) -> JourneyResult:
-        user = self.users.setdefault(user_id, User())
+        user = self.users.setdefault(user_id, User(dict(ADDRESSES)))
         facts = Facts(user_id, user.tags, user.members)
         result = step(self.catalog, user.state, facts, input, to_ms(self.now), tuple(changes))
         user.state = result.state

@@ -247,6 +247,7 @@ def test_format_stats_on_the_engine_answer(answer: dict[str, Any]) -> None:
         "0",
         "0",
         "0",
+        "0",
         "1",
     ]
 

@@ -110,3 +110,25 @@ def test_the_trusted_activity_row_keeps_visit_and_cause() -> None:
         model = JourneyActivity.model_validate(item)
         origin = rows.Origin(0, 1)
         assert activity_row(item, origin) == rows.journey_activity_row(model, origin)
+
+
+# --- unreachable users are not "sent" -----------------------------------------------
+
+
+def test_a_user_without_an_address_gets_no_command_and_goes_on() -> None:
+    sim = Sim()
+    sim.define(_journey("follow-up-push-email"))
+    sim.act("follow-up-push-email", "launch")
+    del sim.user("u1").tags["Email"]
+    sim.user("u2").tags.clear()  # no address at all
+    sim.event("u1", "FlightChanged")
+    sim.event("u2", "FlightChanged")
+    sim.advance(timedelta(hours=1))  # the push split ends: not opened → the email
+    assert sim.sent("u1") == ["push"]
+    assert sim.sent("u2") == []
+    [u1_email] = sim.rows("u1", "unreachable")
+    assert (u1_email["step"], u1_email["detail"]) == ("email", "no Email")
+    assert [r["step"] for r in sim.rows("u2", "unreachable")] == ["push", "email"]
+    # Each went on along the step's path, to the exit.
+    assert [r["detail"] for r in sim.rows("u2", "exited")] == ["exit"]
+    assert not [r for r in sim.activity if r["activity"] == "sent" and r["user_id"] == "u2"]
