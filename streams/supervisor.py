@@ -36,8 +36,9 @@ class SystemProcess:
         return HttpClient(self.info.http, self.env.get("REACH_API_KEY"))
 
     def start(self, timeout: float = 120.0) -> SystemProcess:
+        # The run file is left alone: it belongs to whichever system holds the data
+        # directory, and the wait below only takes the one our child writes.
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        runfile.remove(self.data_dir)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "up"],
