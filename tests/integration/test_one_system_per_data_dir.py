@@ -7,6 +7,7 @@ on the same data directory, which must say who holds it and touch nothing of it.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -29,6 +30,18 @@ def reach_up(data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
+    )
+
+
+def reach(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env={**os.environ, "REACH_DATA_DIR": str(data_dir)},
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
 
@@ -63,6 +76,23 @@ def test_a_second_system_on_the_same_data_dir_says_who_runs_it(tmp_path: Path) -
         assert (data_dir / runfile.NAME).read_bytes() == run_file
 
         asyncio.run(first.http.wait_healthy(timeout=10))
+
+        # What the CLI says about it, from another directory: the data directory is
+        # absolute, the addresses are the ones it runs on, and its clock is the wall.
+        status = reach(data_dir, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        found = json.loads(status.stdout)
+        assert found["data_dir"] == str(data_dir.resolve())
+        assert (found["broker"], found["http"], found["pid"]) == (
+            first.info.broker,
+            first.info.http,
+            first.info.pid,
+        )
+        assert found["role"] == "all"
+        assert found["clock"]["mode"] == "wall"
+        tick = reach(data_dir, "clock", "tick", "2026-11-08T10:00:00Z")
+        assert tick.returncode != 0
+        assert "wall clock" in tick.stderr
 
 
 def test_the_lock_goes_with_the_process(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -398,3 +399,20 @@ def test_query_without_data_creates_nothing(tmp_path: Path) -> None:
 def test_no_data_check_leaves_a_clickhouse_server_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REACH_CLICKHOUSE_DSN", "http://user:password@clickhouse:8123")
     cli.require_local_data(Settings())  # a server has its data elsewhere: no error
+
+
+def test_a_narrow_terminal_folds_long_values(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rich.console import Console
+
+    from streams import cli_output
+
+    monkeypatch.setattr(
+        cli_output, "Console", lambda **kw: Console(force_terminal=True, width=50, **kw)
+    )
+    cli_output.print_table(["id", "name"], [[LONG_ID, "a name"]])
+    printed = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
+    cells = [line.split("│")[1].strip() for line in printed.splitlines() if "│" in line]
+    assert "".join(cells) == LONG_ID
+    assert "…" not in printed
