@@ -71,6 +71,9 @@ def hold(data_dir: Path) -> DataDirLock:
     # The holder's pid, for the message another process gives when it is refused.
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    # A run file left now is a dead system's (killed before it could remove it): its
+    # pid may since belong to another process, so it must not be taken for a system.
+    remove(data_dir)
     return DataDirLock(path, fd)
 
 
@@ -83,12 +86,9 @@ def describe_holder(data_dir: Path) -> str:
     pid = int(pid_text) if pid_text.isdigit() else None
     info = read(data_dir)
     if info is not None and (pid is None or info.pid == pid):
-        where = f"pid {info.pid}, {info.http}"
-    elif pid is not None:
-        where = f"pid {pid}, starting"
-    else:
-        where = "starting"
-    return f"a system is already running from {data_dir} ({where})"
+        return f"a system is already running from {data_dir} (pid {info.pid}, {info.http})"
+    holder = f"pid {pid}" if pid is not None else "another process"
+    return f"{data_dir} is in use by {holder} (a system starting, or a command reading it)"
 
 
 def write(data_dir: Path, info: RunInfo) -> None:

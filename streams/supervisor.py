@@ -36,9 +36,12 @@ class SystemProcess:
         return HttpClient(self.info.http, self.env.get("REACH_API_KEY"))
 
     def start(self, timeout: float = 120.0) -> SystemProcess:
-        # The run file is left alone: it belongs to whichever system holds the data
-        # directory, and the wait below only takes the one our child writes.
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # A system already there is refused before anything of it (its run file, its
+        # log) is touched; the child takes the lock for itself.
+        try:
+            runfile.hold(self.data_dir).release()
+        except runfile.AlreadyRunning as error:
+            raise RuntimeError(str(error)) from None
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "up"],
