@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -12,13 +13,10 @@ from typing import Any, BinaryIO
 import click
 import orjson
 from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
+from streams.cli_output import cell, emit, format_options, output_format
 from streams.client import HttpClient
 from streams.settings import Settings
-
-console = Console()
 
 
 def _settings() -> Settings:
@@ -30,6 +28,11 @@ def _settings() -> Settings:
             for item in error.errors(include_url=False)
         )
         raise click.ClickException(f"invalid configuration: {problems}") from None
+
+
+api_key_option = click.option(
+    "--api-key", envvar="REACH_API_KEY", default=None, help="Key with the needed scope."
+)
 
 
 @click.group()
@@ -48,24 +51,104 @@ def up() -> None:
         raise click.ClickException(str(error)) from None
 
 
+@main.command()
+@format_options
+@api_key_option
+def status(as_json: bool, as_csv: bool, api_key: str | None) -> None:
+    """Where the running system is and what it does: broker, HTTP API, data directory,
+    role, clock, then its own status (partitions, counters, ...)."""
+    from streams import runfile
+
+    settings = _settings()
+    info = runfile.read(settings.data_dir)
+    if info is None:
+        raise click.ClickException(
+            f"no system is running from {settings.data_dir} (start one with `reach up`)"
+        )
+    answer = _call(api_key, "GET", "/v1/status")
+    found: dict[str, Any] = {
+        "broker": answer.get("broker", info.broker),
+        "http": info.http,
+        "data_dir": str(settings.data_dir),
+        "pid": info.pid,
+        "role": info.role or answer.get("role", "unknown"),
+        "clock": answer.get("clock", {"mode": info.clock or "unknown"}),
+    }
+    found.update({key: value for key, value in answer.items() if key not in found})
+    output = output_format(as_json, as_csv)
+    if output == "json":
+        click.echo(orjson.dumps(found, default=str))
+        return
+    rows = list(_flatten(found))
+    if output == "csv":
+        emit(("setting", "value"), rows, "csv")
+        return
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key.ljust(width)}  {cell(value)}")
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Nested objects as dotted keys; lists stay whole (printed joined)."""
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 @main.group()
 def send() -> None:
     """Produce NDJSON records (one JSON object per line) to an input topic."""
 
 
-def _send(kind: str, source: BinaryIO) -> None:
-    from streams.client import NotRunning, send_ndjson
+SHOWN_INVALID_LINES = 20
+
+
+def _send(kind: str, source: BinaryIO, validate: bool, partial: bool) -> None:
+    from streams import client
     from streams.topics import Topics
 
     settings = _settings()
     topic = getattr(Topics.from_settings(settings), kind)
     lines = list(source)
+    skipped = 0
+    if validate:
+        # The workers' own codec: what it refuses would only show up as dead letters.
+        lines, invalid = client.check_lines(kind, lines, settings.max_record_bytes)
+        for problem in invalid[:SHOWN_INVALID_LINES]:
+            click.echo(f"line {problem.line}: {problem.reason}: {problem.detail[:300]}", err=True)
+        if len(invalid) > SHOWN_INVALID_LINES:
+            click.echo(f"... and {len(invalid) - SHOWN_INVALID_LINES} more", err=True)
+        if invalid and not partial:
+            raise click.ClickException(
+                f"{len(invalid)} of {len(lines) + len(invalid)} lines are invalid; nothing "
+                "was sent (--partial sends the valid ones, --no-validate sends every line)"
+            )
+        if invalid and not lines:
+            raise click.ClickException(f"none of the {len(invalid)} lines is valid; nothing sent")
+        skipped = len(invalid)
     try:
-        items, records = asyncio.run(send_ndjson(settings, topic, lines))
-    except NotRunning as error:
+        items, records = asyncio.run(client.send_ndjson(settings, topic, lines))
+    except client.NotRunning as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"sent {items} lines to {topic} in {records} records")
+    click.echo(
+        f"sent {items} lines to {topic} in {records} records"
+        + (f"; skipped {skipped} invalid lines" if skipped else "")
+    )
 
+
+_VALIDATE = click.option(
+    "--validate/--no-validate",
+    default=True,
+    show_default=True,
+    help="Check every line as the workers will before sending; any invalid line "
+    "stops the command with nothing sent. --no-validate sends every line as it is "
+    "(invalid ones become dead letters).",
+)
+_PARTIAL = click.option(
+    "--partial", is_flag=True, help="Send the valid lines, list the invalid ones and skip them."
+)
 
 for _kind, _help in (
     ("events", "Send behavioural events."),
@@ -73,17 +156,19 @@ for _kind, _help in (
     ("feedback", "Send message feedback."),
 ):
 
-    def _command(source: BinaryIO, kind: str = _kind) -> None:
-        _send(kind, source)
+    def _command(source: BinaryIO, validate: bool, partial: bool, kind: str = _kind) -> None:
+        _send(kind, source, validate, partial)
 
-    send.command(name=_kind, help=_help)(click.argument("source", type=click.File("rb"))(_command))
+    send.command(name=_kind, help=_help)(
+        click.argument("source", type=click.File("rb"))(_VALIDATE(_PARTIAL(_command)))
+    )
 
 
 @main.command()
 @click.argument("sql")
-@click.option("--json", "as_json", is_flag=True, help="Print rows as JSON lines.")
+@format_options
 @click.option("--api-key", envvar="REACH_API_KEY", default=None, help="Key with the read scope.")
-def query(sql: str, as_json: bool, api_key: str | None) -> None:
+def query(sql: str, as_json: bool, as_csv: bool, api_key: str | None) -> None:
     """Run a read-only SQL query on the projections (writes are refused)."""
     from streams.client import HttpClient, running_api
 
@@ -96,22 +181,52 @@ def query(sql: str, as_json: bool, api_key: str | None) -> None:
             columns, rows = _query_directly(settings, sql)
     except Exception as error:
         raise click.ClickException(str(error).strip().splitlines()[0]) from None
-    if as_json:
-        for row in rows:
-            click.echo(orjson.dumps(dict(zip(columns, row, strict=True)), default=str))
-        return
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*(str(value) for value in row))
-    console.print(table)
+    emit(columns, rows, output_format(as_json, as_csv))
 
 
 def _query_directly(settings: Settings, sql: str) -> tuple[list[str], list[Any]]:
     # No system runs: open the store ourselves (chDB allows one process per path).
     from projections.clickhouse import connect, query_read_only
 
-    columns, rows = query_read_only(connect(settings.clickhouse, settings.clickhouse_database), sql)
+    with local_data(settings):
+        client = connect(settings.clickhouse, settings.clickhouse_database)
+        columns, rows = query_read_only(client, sql)
     return columns, [list(row) for row in rows]
+
+
+def require_local_data(settings: Settings) -> None:
+    """Refuse to open an embedded ClickHouse store that does not exist (opening it
+    would create an empty one and answer from it): a wrong REACH_DATA_DIR, most
+    likely. A ClickHouse server (REACH_CLICKHOUSE_DSN=http...) is not checked."""
+    dsn = settings.clickhouse
+    if not dsn.startswith("chdb://"):
+        return
+    store = Path(dsn.removeprefix("chdb://"))
+    if not (store / "metadata" / f"{settings.clickhouse_database}.sql").is_file():
+        raise click.ClickException(
+            f"no data here: is REACH_DATA_DIR right? (no ClickHouse database "
+            f"'{settings.clickhouse_database}' in {store})"
+        )
+
+
+@contextlib.contextmanager
+def local_data(settings: Settings) -> Iterator[None]:
+    """While opening the data directory's embedded store ourselves: the store must
+    exist, and the directory's lock is held, so no system starts on it meanwhile."""
+    from streams import runfile
+
+    require_local_data(settings)
+    if not settings.clickhouse.startswith("chdb://"):
+        yield
+        return
+    try:
+        held = runfile.hold(settings.data_dir)
+    except runfile.AlreadyRunning as error:
+        raise click.ClickException(f"{error}; try again once it is up") from None
+    try:
+        yield
+    finally:
+        held.release()
 
 
 @main.command()
@@ -142,16 +257,17 @@ def _api(api_key: str | None) -> HttpClient:
 
 
 def _call(api_key: str | None, method: str, path: str, body: Any = None) -> Any:
-    status, answer = asyncio.run(_api(api_key).call(method, path, body))
+    import aiohttp
+
+    api = _api(api_key)
+    try:
+        status, answer = asyncio.run(api.call(method, path, body))
+    except aiohttp.ClientError as error:
+        raise click.ClickException(f"the system at {api.url} does not answer: {error}") from None
     if status >= 400:
         message = answer.get("error") if isinstance(answer, dict) else answer
         raise click.ClickException(str(message))
     return answer
-
-
-api_key_option = click.option(
-    "--api-key", envvar="REACH_API_KEY", default=None, help="Key with the needed scope."
-)
 
 
 @main.group()
@@ -176,15 +292,16 @@ def segments_apply(path: Path, api_key: str | None) -> None:
 
 
 @segments.command(name="list")
+@format_options
 @api_key_option
-def segments_list(api_key: str | None) -> None:
+def segments_list(as_json: bool, as_csv: bool, api_key: str | None) -> None:
     """The live segments."""
-    table = Table("id", "version", "name", "expression")
-    for segment in _call(api_key, "GET", "/v1/segments")["segments"]:
-        table.add_row(
-            segment["id"], str(segment["version"]), segment["name"], segment["expression"]
-        )
-    console.print(table)
+    columns = ("id", "version", "name", "expression")
+    rows = [
+        [segment[column] for column in columns]
+        for segment in _call(api_key, "GET", "/v1/segments")["segments"]
+    ]
+    emit(columns, rows, output_format(as_json, as_csv))
 
 
 @segments.command(name="show")
@@ -238,20 +355,21 @@ def presets_apply(path: Path, api_key: str | None) -> None:
 
 
 @presets.command(name="list")
+@format_options
 @api_key_option
-def presets_list(api_key: str | None) -> None:
-    """The presets, their channel, version and languages."""
-    table = Table("id", "channel", "version", "name", "languages")
-    for preset in _call(api_key, "GET", "/v1/presets")["presets"]:
-        languages = [preset["default_language"] or "(base)", *preset["languages"]]
-        table.add_row(
+def presets_list(as_json: bool, as_csv: bool, api_key: str | None) -> None:
+    """The presets, their channel, version and languages (the default one first)."""
+    rows = [
+        [
             preset["id"],
             preset["channel"],
-            str(preset["version"]),
+            preset["version"],
             preset["name"],
-            ", ".join(languages),
-        )
-    console.print(table)
+            [preset["default_language"] or "(base)", *preset["languages"]],
+        ]
+        for preset in _call(api_key, "GET", "/v1/presets")["presets"]
+    ]
+    emit(("id", "channel", "version", "name", "languages"), rows, output_format(as_json, as_csv))
 
 
 @presets.command(name="show")
@@ -362,23 +480,19 @@ def journeys_rename(journey_id: str, name: str, api_key: str | None) -> None:
 
 
 @journeys.command(name="list")
+@format_options
 @api_key_option
-def journeys_list(api_key: str | None) -> None:
+def journeys_list(as_json: bool, as_csv: bool, api_key: str | None) -> None:
     """The journeys, their status, latest version, launches and entries.
 
     A launched journey shows as finished once no entry can admit anyone any more (its
     audience schedules have had their last run) and nobody is inside."""
-    table = Table("id", "status", "version", "launch", "name", "entries")
-    for journey in _call(api_key, "GET", "/v1/journeys")["journeys"]:
-        table.add_row(
-            journey["id"],
-            journey["status"],
-            str(journey["version"]),
-            str(journey["launch"]),
-            journey["name"],
-            "; ".join(journey["entries"]),
-        )
-    console.print(table)
+    columns = ("id", "status", "version", "launch", "name", "entries")
+    rows = [
+        [journey[column] for column in columns]
+        for journey in _call(api_key, "GET", "/v1/journeys")["journeys"]
+    ]
+    emit(columns, rows, output_format(as_json, as_csv), joiners={"entries": "; "})
 
 
 @journeys.command(name="show")
@@ -412,12 +526,27 @@ def journeys_enter(journey_id: str, user_id: str, properties: str, api_key: str 
 
 @journeys.command(name="stats")
 @click.argument("journey_id")
+@format_options
 @api_key_option
-def journeys_stats(journey_id: str, api_key: str | None) -> None:
-    """A journey's status and statistics, from its activity in ClickHouse."""
-    from projections.journey_stats import format_stats
+def journeys_stats(journey_id: str, as_json: bool, as_csv: bool, api_key: str | None) -> None:
+    """A journey's status and statistics, from its activity in ClickHouse.
 
-    click.echo(format_stats(_call(api_key, "GET", f"/v1/journeys/{journey_id}/stats")))
+    --json prints the whole answer (totals and steps) as one JSON object; --csv one
+    row per step."""
+    from projections.journey_stats import STEP_COUNTS, format_stats
+
+    stats = _call(api_key, "GET", f"/v1/journeys/{journey_id}/stats")
+    output = output_format(as_json, as_csv)
+    if output == "json":
+        click.echo(orjson.dumps(stats))
+    elif output == "csv":
+        columns = ("step", *STEP_COUNTS)
+        rows = [
+            [step["step"], *(step.get(name, 0) for name in STEP_COUNTS)] for step in stats["steps"]
+        ]
+        emit(columns, rows, "csv")
+    else:
+        click.echo(format_stats(stats))
 
 
 @main.command()
@@ -459,11 +588,12 @@ def clock() -> None:
 
 @clock.command(name="tick")
 @click.argument("moment")
-def clock_tick(moment: str) -> None:
+@api_key_option
+def clock_tick(moment: str, api_key: str | None) -> None:
     """Move simulated time to MOMENT (ISO 8601 or epoch ms); due timers fire."""
     from schemas.values import parse_timestamp
 
-    _tick(parse_timestamp(int(moment) if moment.isdigit() else moment))
+    _tick(parse_timestamp(int(moment) if moment.isdigit() else moment), api_key)
 
 
 @clock.command(name="advance")
@@ -474,7 +604,7 @@ def clock_advance(duration: str, api_key: str | None) -> None:
     from schemas.values import parse_timestamp
 
     status = _call(api_key, "GET", "/v1/status")
-    _tick(parse_timestamp(status["clock"]["now"]) + _duration(duration))
+    _tick(parse_timestamp(status["clock"]["now"]) + _duration(duration), api_key)
 
 
 def _duration(text: str) -> timedelta:
@@ -485,16 +615,43 @@ def _duration(text: str) -> timedelta:
     return timedelta(**{units[unit]: int(number)})
 
 
-def _tick(moment: datetime) -> None:
-    from streams.client import NotRunning, send_tick
+def _tick(moment: datetime, api_key: str | None) -> None:
+    from streams import client
     from streams.topics import Topics
 
     settings = _settings()
     try:
-        count = asyncio.run(send_tick(settings, Topics.from_settings(settings).clock, moment))
-    except NotRunning as error:
+        client.find_broker(settings)  # no system at all: say that first
+        _require_simulated_clock(settings, api_key)
+        count = asyncio.run(
+            client.send_tick(settings, Topics.from_settings(settings).clock, moment)
+        )
+    except client.NotRunning as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"ticked {moment.isoformat()} on {count} partitions")
+
+
+def _require_simulated_clock(settings: Settings, api_key: str | None) -> None:
+    """A wall-clock system ignores ticks: refuse rather than report a tick that does
+    nothing. The mode comes from the running system (its run file, else its status);
+    with no system running from this data directory (a configured broker), from
+    REACH_CLOCK here, which must agree with the workers'."""
+    from streams import runfile
+
+    info = runfile.read(settings.data_dir)
+    mode: str
+    if info is None:
+        mode, source = settings.clock, "REACH_CLOCK here"
+    elif info.clock:
+        mode, source = info.clock, "the running system"
+    else:
+        mode = str(_call(api_key, "GET", "/v1/status")["clock"]["mode"])
+        source = "the running system"
+    if mode != "simulated":
+        raise click.ClickException(
+            f"{source} runs on the wall clock, which ignores ticks; simulated time needs "
+            "REACH_CLOCK=simulated when the system starts"
+        )
 
 
 @main.group()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,12 @@ from typing import Any
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
 
+from schemas import Event, Feedback, TagUpdate
 from schemas.clock import Tick
 from streams import runfile
+from streams.codecs import InputCodec
 from streams.ingest import IngestProducer
 from streams.partitioning import partition_for
 from streams.settings import Settings, bootstrap_servers
@@ -55,6 +59,43 @@ def _split(lines: Iterable[bytes]) -> tuple[list[tuple[str, bytes]], list[bytes]
         else:
             loose.append(line)
     return packable, loose
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidLine:
+    line: int
+    """Counted from 1, blank lines included."""
+    reason: str
+    detail: str
+
+
+INPUT_MODELS: dict[str, type[BaseModel]] = {
+    "events": Event,
+    "tags": TagUpdate,
+    "feedback": Feedback,
+}
+
+
+def check_lines(
+    kind: str, lines: Iterable[bytes], max_record_bytes: int
+) -> tuple[list[bytes], list[InvalidLine]]:
+    """Validate NDJSON lines with the workers' own codec: (valid lines, invalid ones
+    with their line numbers). Blank lines are neither."""
+    codec = InputCodec(INPUT_MODELS[kind], max_record_bytes)
+    valid: list[bytes] = []
+    invalid: list[InvalidLine] = []
+    for number, line in enumerate(lines, start=1):
+        line = line.strip()
+        if not line:
+            continue
+        rejected = codec.decode(line).rejected
+        if not rejected:
+            valid.append(line)
+            continue
+        first = rejected[0]
+        where = f"array item {first.index + 1}: " if first.index is not None else ""
+        invalid.append(InvalidLine(number, first.reason.value, where + first.detail))
+    return valid, invalid
 
 
 async def send_ndjson(settings: Settings, topic: str, lines: Iterable[bytes]) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from streams import runfile
 from streams.app import create_app
 from streams.broker import BrokerUnavailable, EmbeddedBroker, check_reachable
 from streams.http_api import check_binding
+from streams.ports import PortUnavailable, check_free
 from streams.settings import Settings, bootstrap_servers
 from streams.topics import Topics, ensure_topics
 
@@ -30,6 +31,17 @@ def run(settings: Settings) -> None:
     except ValueError as error:  # InsecureBinding, ApiKeyError
         raise StartupError(str(error)) from None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # One system per data directory: the lock comes before anything opens a store
+    # there, and only its holder ever touches the run file.
+    try:
+        held = runfile.hold(settings.data_dir)
+    except runfile.AlreadyRunning as error:
+        raise StartupError(str(error)) from None
+    try:
+        check_free(settings.http_host, settings.http_port, "REACH_HTTP_PORT")
+    except PortUnavailable as error:
+        held.release()
+        raise StartupError(str(error)) from None
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     broker: EmbeddedBroker | None = None
@@ -57,7 +69,9 @@ def run(settings: Settings) -> None:
         app, engine = create_app(settings, bootstrap)
 
         async def announce() -> None:
-            info = runfile.RunInfo(os.getpid(), bootstrap, engine.http_url)
+            info = runfile.RunInfo(
+                os.getpid(), bootstrap, engine.http_url, settings.role, settings.clock
+            )
             runfile.write(settings.data_dir, info)
             print(
                 f"reachstream is up: HTTP API {engine.http_url}, broker {bootstrap}, "
@@ -72,6 +86,7 @@ def run(settings: Settings) -> None:
         runfile.remove(settings.data_dir)
         if broker is not None:
             broker.stop()
+        held.release()
 
 
 def tune_collector() -> None:

@@ -43,7 +43,12 @@ class Settings(BaseSettings):
         "Unset: chdb://<data dir>/clickhouse.",
     )
     clickhouse_database: str = Field(default="reach", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    data_dir: Path = Field(default=Path(".reach"), description="State, tables and run files.")
+    data_dir: Path = Field(
+        default=Path(".reach"),
+        validate_default=True,
+        description="State, tables and run files; made absolute (from the working "
+        "directory) once, when the settings are read.",
+    )
     topic_prefix: str = Field(default="reach.", pattern=r"^[A-Za-z0-9._-]*$")
     partitions: int = Field(default=4, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
@@ -102,6 +107,13 @@ class Settings(BaseSettings):
     simulator: dict[SimulatedChannelName, SimulatedChannel] = Field(default_factory=dict)
     simulator_seed: int = 0
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        # Once, here: a process that changes directory later, or hands the path to
+        # another, still means the same place.
+        return value.expanduser().resolve()
+
     @field_validator("topic_prefix")
     @classmethod
     def _no_leading_dot(cls, value: str) -> str:
@@ -117,7 +129,7 @@ class Settings(BaseSettings):
 
     @property
     def clickhouse(self) -> str:
-        return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+        return self.clickhouse_dsn or f"chdb://{self.data_dir / 'clickhouse'}"
 
     @property
     def group_id(self) -> str:

@@ -36,8 +36,12 @@ class SystemProcess:
         return HttpClient(self.info.http, self.env.get("REACH_API_KEY"))
 
     def start(self, timeout: float = 120.0) -> SystemProcess:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        runfile.remove(self.data_dir)
+        # A system already there is refused before anything of it (its run file, its
+        # log) is touched; the child takes the lock for itself.
+        try:
+            runfile.hold(self.data_dir).release()
+        except runfile.AlreadyRunning as error:
+            raise RuntimeError(str(error)) from None
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "up"],

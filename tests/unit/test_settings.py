@@ -145,3 +145,27 @@ def test_delivery_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch)
         Settings()
     monkeypatch.setenv("REACH_ROLE", "all")
     assert not Settings().delivers
+
+
+def test_data_dir_is_absolute(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Resolved once, where the command starts: a later chdir changes nothing."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REACH_DATA_DIR", "somewhere/.reach")
+    settings = Settings()
+    assert settings.data_dir == tmp_path.resolve() / "somewhere" / ".reach"
+    monkeypatch.delenv("REACH_DATA_DIR")
+    assert Settings().data_dir == tmp_path.resolve() / ".reach"  # the default too
+    monkeypatch.chdir("/")
+    assert settings.data_dir == tmp_path.resolve() / "somewhere" / ".reach"
+    assert (
+        settings.clickhouse
+        == f"chdb://{tmp_path.resolve() / 'somewhere' / '.reach' / 'clickhouse'}"
+    )
+
+
+def test_data_dir_expands_the_home_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("REACH_DATA_DIR", "~/reach-data")
+    assert Settings().data_dir == tmp_path.resolve() / "reach-data"
