@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.outbound import AllowEntry, parse_allow_list
+
 SimulatedChannelName = Literal["push", "web_push", "email", "sms", "whatsapp", "in_app"]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -99,6 +101,12 @@ class Settings(BaseSettings):
     )
     delivery_ledger_days: int = Field(default=30, ge=1, le=3660)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_allow: str = Field(
+        default="",
+        max_length=10_000,
+        description="Internal addresses webhooks may reach: IP[:PORT] or NETWORK, "
+        "comma-separated (e.g. 127.0.0.1:9000,10.0.0.0/8). Empty: public addresses only.",
+    )
     simulator: dict[SimulatedChannelName, SimulatedChannel] = Field(default_factory=dict)
     simulator_seed: int = 0
 
@@ -108,6 +116,16 @@ class Settings(BaseSettings):
         if value.startswith("."):
             raise ValueError("topic prefix must not start with a dot")
         return value
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _readable_allow_list(cls, value: str) -> str:
+        parse_allow_list(value)
+        return value
+
+    @property
+    def webhook_allow_list(self) -> tuple[AllowEntry, ...]:
+        return parse_allow_list(self.webhook_allow)
 
     @model_validator(mode="after")
     def _delivery_role_delivers(self) -> Settings:
