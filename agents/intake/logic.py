@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel
 
 from schemas import DeadLetter
+from schemas.dead_letters import MAX_KEY_BYTES
 from streams.codecs import InputCodec
 
 M = TypeVar("M", bound=BaseModel)
@@ -30,12 +31,15 @@ class Intake(Generic[M]):
     dead: list[DeadLetter]
 
 
-def intake(codec: InputCodec[M], raw: bytes, source: Source, now: datetime) -> Intake[M]:
+def intake(codec: InputCodec[M], raw: bytes | None, source: Source, now: datetime) -> Intake[M]:
+    """Never raises: a record of any bytes (or none, a tombstone) gives valid items and
+    dead letters, each item of the record in exactly one of them."""
     decoded = codec.decode(raw)
+    key = None if source.key is None else source.key[:MAX_KEY_BYTES]
     dead = [
         DeadLetter(
             raw=rejected.raw,
-            key=source.key,
+            key=key,
             source_topic=source.topic,
             source_partition=source.partition,
             source_offset=source.offset,
@@ -43,6 +47,8 @@ def intake(codec: InputCodec[M], raw: bytes, source: Source, now: datetime) -> I
             reason=rejected.reason,
             detail=rejected.detail,
             at=now,
+            original_size=rejected.original_size,
+            original_sha256=rejected.original_sha256,
         )
         for rejected in decoded.rejected
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -169,20 +170,40 @@ async def test_records_are_acked_only_after_their_rows_are_written(
     assert worker.engine.checkpoint.acked == 2
 
 
-async def test_too_large_record_is_dead_lettered_whole(
+async def test_too_large_record_is_dead_lettered_with_a_prefix_its_size_and_hash(
     make_worker: Callable[..., Worker], drive: Callable[..., Any]
 ) -> None:
     worker = make_worker(max_record_bytes=1024)
-    record = batch(*[EVENT_A] * 20)
-    assert len(record) > 1024
+    record = batch(*[EVENT_A] * 400)
+    assert len(record) > 16 * 1024
     async with drive(worker, "intake-events") as driver:
         await driver.put(record, key=None, partition=0)
 
     assert worker.engine.counters["events.valid"] == 0
+    assert worker.engine.counters["events.dead"] == 1
     [sent] = worker.dead_letters()
-    assert (sent.key, sent.value) == (None, record)
+    assert sent.key is None
+    assert record.startswith(sent.value)
+    assert len(sent.value) <= 1024
     [letter] = letters(worker)
     assert (letter.reason, letter.source_index) == (DeadLetterReason.TOO_LARGE, None)
+    assert letter.original_size == len(record)
+    assert letter.original_sha256 == hashlib.sha256(record).hexdigest()
+
+
+async def test_a_tombstone_is_dead_lettered_and_the_agent_goes_on(
+    worker: Worker, drive: Callable[..., Any]
+) -> None:
+    async with drive(worker, "intake-events") as driver:
+        await driver.put(None, key=b"user-1", partition=2)
+        await driver.put(batch(EVENT_A))
+
+    assert worker.engine.counters["events.dead"] == 1
+    assert worker.engine.counters["events.valid"] == 1
+    [sent] = worker.dead_letters()
+    assert (sent.key, sent.value, sent.partition) == (b"user-1", b"", 2)
+    [letter] = letters(worker)
+    assert (letter.reason, letter.source_index) == (DeadLetterReason.TOMBSTONE, None)
 
 
 async def test_poison_record_becomes_a_dead_letter_not_a_crash(
