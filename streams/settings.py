@@ -177,6 +177,20 @@ class Settings(BaseSettings):
         default="",
         description="Key of the open/click tracking tokens; empty: one kept in the data dir.",
     )
+    # Personal data (projections/addresses.py).
+    pii_key: str = Field(
+        default="",
+        description="Key of the hashes of addresses in ClickHouse; empty: one kept in the "
+        "data dir.",
+    )
+    pii_clear_text: bool = Field(
+        default=False, description="Project addresses to ClickHouse in clear, not hashed."
+    )
+    pii_tags: str = Field(
+        default="",
+        max_length=10_000,
+        description="More tags to hash, comma-separated, besides the address tags.",
+    )
     tracking_base_url: str = Field(
         default="", description="Public URL of the HTTP API in emails; empty: its own URL."
     )

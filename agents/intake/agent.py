@@ -3,6 +3,7 @@ dead-letter, and hand the valid items to the input handlers (segments)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -12,6 +13,7 @@ from pydantic import BaseModel
 
 from agents.intake.logic import Source, intake
 from projections import rows
+from projections.addresses import CLEAR, AddressMask, address_mask
 from schemas import DeadLetter, Event, Feedback, TagUpdate
 from streams.checkpoint import unacked_events
 from streams.codecs import InputCodec
@@ -53,7 +55,7 @@ def register(app: faust.App, engine: Engine) -> None:
         engine.topics.tags,
         InputCodec(TagUpdate, limit),
         rows.TAG_UPDATES,
-        rows.tag_update_row,
+        functools.partial(rows.tag_update_row, addresses=_address_mask(engine)),
     )
     _register_input(
         app,
@@ -63,6 +65,15 @@ def register(app: faust.App, engine: Engine) -> None:
         InputCodec(Feedback, limit),
         rows.FEEDBACK,
         rows.feedback_row,
+    )
+
+
+def _address_mask(engine: Engine) -> AddressMask:
+    settings = engine.settings
+    if not settings.projects:
+        return CLEAR  # nothing projected here
+    return address_mask(
+        settings.data_dir, settings.pii_key, settings.pii_clear_text, settings.pii_tags
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -216,3 +217,37 @@ async def test_poison_record_becomes_a_dead_letter_not_a_crash(
 
     assert worker.engine.counters["events.valid"] == 2
     assert [letter.source_index for letter in letters(worker)] == [0]
+
+
+async def test_addresses_reach_clickhouse_only_as_keyed_hashes(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker(pii_key="k" * 32)
+    update = {
+        "user_id": "u",
+        "tags": {"Email": "ana@example.com", "Phone": "+15550100", "Plan": "gold"},
+        "timestamp": 0,
+    }
+    async with drive(worker, "intake-tag_updates") as driver:
+        await driver.put(batch(update))
+
+    await worker.flush()
+    [row] = worker.clickhouse.rows("tag_updates")
+    assert "ana@example.com" not in row["tags"]
+    assert "+15550100" not in row["tags"]
+    tags = orjson.loads(row["tags"])
+    assert tags["Plan"] == "gold"
+    expected = hmac.new(b"k" * 32, b"ana@example.com", hashlib.sha256).hexdigest()
+    assert tags["Email"] == f"hmac-sha256:{expected}"
+
+
+async def test_addresses_stay_in_clear_when_the_setting_says_so(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker(pii_clear_text=True)
+    update = {"user_id": "u", "tags": {"Email": "ana@example.com"}, "timestamp": 0}
+    async with drive(worker, "intake-tag_updates") as driver:
+        await driver.put(batch(update))
+    await worker.flush()
+    [row] = worker.clickhouse.rows("tag_updates")
+    assert orjson.loads(row["tags"]) == {"Email": "ana@example.com"}
