@@ -20,9 +20,11 @@ class RunInfo:
 
 
 def write(data_dir: Path, info: RunInfo) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     temporary = data_dir / f".{NAME}.{os.getpid()}"
-    temporary.write_bytes(orjson.dumps(asdict(info)))
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(orjson.dumps(asdict(info)))
     temporary.replace(data_dir / NAME)
 
 

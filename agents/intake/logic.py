@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from schemas import DeadLetter
 from schemas.dead_letters import MAX_KEY_BYTES
+from schemas.forget import FORGET_HEADER
 from streams.codecs import InputCodec
 
 M = TypeVar("M", bound=BaseModel)
@@ -23,6 +25,21 @@ class Source:
     partition: int
     offset: int
     key: bytes | None
+
+
+FORGET = "forget"
+"""The kind the input handlers are given forget requests with."""
+
+
+def is_forget(headers: Any) -> bool:
+    """Whether a record's headers (pairs, or a mapping) mark it as a forget request."""
+    if not headers:
+        return False
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    try:
+        return any(name == FORGET_HEADER for name, _ in pairs)
+    except (TypeError, ValueError):  # not pairs: not ours
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from mode import Service
 from pydantic import TypeAdapter, ValidationError
 
 from agents.clock import follow_clock
+from agents.intake.logic import FORGET
 from agents.segments.agent import JourneyTopics, SegmentRuntime
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import (
@@ -53,6 +54,10 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
     sources = {"events": "e", "tag_updates": "t", "feedback": "f"}
 
     async def on_input(partition: int, offset: int, kind: str, items: Sequence[Any]) -> None:
+        if kind == FORGET:
+            await runtime.forget(partition, [item.user_id for item in items])
+            return
+
         def now_of(item: Any) -> datetime:
             return engine.clock.at_event(item.timestamp)
 

@@ -83,7 +83,11 @@ class FakeClickHouse:
     """The one method of clickhouse-connect's client the sink uses; keeps rows."""
 
     inserts: list[tuple[str, list[tuple[Any, ...]], list[str]]] = field(default_factory=list)
+    commands: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     on_insert: Callable[[], None] = lambda: None
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None, **_: Any) -> None:
+        self.commands.append((sql, dict(parameters or {})))
 
     def insert(
         self,
