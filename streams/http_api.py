@@ -91,7 +91,7 @@ class HttpApi(Service):
         api.router.add_get("/healthz", self.healthz)
         api.router.add_get("/v1/status", self._scoped(Scope.READ, self.status))
         api.router.add_post("/v1/query", self._scoped(Scope.READ, self.query))
-        api.router.add_delete("/v1/users/{user_id}", self._scoped(Scope.ADMIN, self.forget_user))
+        api.router.add_delete("/v1/users/{user_id:.+}", self._scoped(Scope.ADMIN, self.forget_user))
         for kind in self._inputs:
             api.router.add_post(f"/v1/{kind}", self._scoped(Scope.INGEST, self.ingest))
         segments = SegmentRoutes(
