@@ -27,6 +27,8 @@ KEY_FILE = "pii.key"
 PREFIX = "hmac-sha256:"
 """Every hashed value starts with this, so a reader knows what it is looking at."""
 
+_SEEN_NAMES = 10_000
+
 DEFAULT_TAGS = frozenset(tag for tag in ADDRESS_TAGS.values() if tag)
 """The tags that hold addresses (see ``schemas.journeys.ADDRESS_TAGS``)."""
 
@@ -38,9 +40,17 @@ class AddressMask:
     def __init__(self, key: bytes | None, extra_tags: Iterable[str] = ()) -> None:
         self.key = key
         self.tags = frozenset(tag.casefold() for tag in (*DEFAULT_TAGS, *extra_tags))
+        self._hmac = hmac.new(key, digestmod=hashlib.sha256) if key is not None else None
+        # Tag names are a small vocabulary: each is looked at once (up to a bound).
+        self._seen: dict[str, bool] = {}
 
     def is_address(self, tag: str) -> bool:
-        return tag.casefold() in self.tags
+        found = self._seen.get(tag)
+        if found is None:
+            found = tag.casefold() in self.tags
+            if len(self._seen) < _SEEN_NAMES:
+                self._seen[tag] = found
+        return found
 
     def mask(self, tags: Mapping[str, Any]) -> Mapping[str, Any]:
         if self.key is None or not any(self.is_address(name) for name in tags):
@@ -53,14 +63,16 @@ class AddressMask:
     def hash(self, value: Any) -> Any:
         """A list's items one by one (a list of tokens stays a list), anything else as
         one value: text as its UTF-8 bytes, other values as their JSON."""
-        assert self.key is not None
+        assert self._hmac is not None
         if isinstance(value, list):
             return [self.hash(item) for item in value]
         if isinstance(value, str):
             data = value.encode("utf-8", "surrogatepass")
         else:
             data = orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS)
-        return PREFIX + hmac.new(self.key, data, hashlib.sha256).hexdigest()
+        keyed = self._hmac.copy()  # the key's inner and outer pads, computed once
+        keyed.update(data)
+        return PREFIX + keyed.hexdigest()
 
 
 CLEAR = AddressMask(None)
