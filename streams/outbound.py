@@ -23,6 +23,9 @@ from dataclasses import dataclass
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+from schemas.journeys import JourneyDefinition, WebhookNode
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -133,6 +136,26 @@ def refusal(host: str) -> str:
     # Said before any connection is tried, and the same for every refused address:
     # it tells nothing about what listens there.
     return f"destination {host} is not a public address (see REACH_WEBHOOK_ALLOW)"
+
+
+def webhook_refusal(definitions: Iterable[JourneyDefinition], allow: Iterable[AllowEntry]) -> str:
+    """Why the first webhook step to a literal address outside the fence is refused
+    ("" for none): refused when defined, not only when it would send. A host name is
+    checked when the step sends, on what it then resolves to."""
+    allowed = tuple(allow)
+    for definition in definitions:
+        for node in definition.nodes:
+            if not isinstance(node, WebhookNode):
+                continue
+            try:
+                url = URL(node.url)
+                if url.host is not None:
+                    check(url.host, url.port or 0, allowed)
+            except ValueError:  # not a URL: the definition's own validation says so
+                continue
+            except DestinationRefused as refused:
+                return f"journey '{definition.id}' step '{node.id}': webhook {refused}"
+    return ""
 
 
 class FencedResolver(AbstractResolver):
