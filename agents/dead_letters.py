@@ -17,7 +17,7 @@ def _rows(event: faust.EventT[bytes], origin: rows.Origin) -> list[rows.Row]:
     headers = message.headers or []
     pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
     # A record without our headers (written by someone else) raises: not projected.
-    letter = DeadLetter.from_record(event.value, message.key, pairs)
+    letter = DeadLetter.from_record(event.value or b"", message.key, pairs)
     return [rows.dead_letter_row(letter, origin)]
 
 

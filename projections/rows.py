@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from projections.addresses import CLEAR, AddressMask
 from schemas import DeadLetter, Event, Feedback, TagUpdate
 from schemas.commands import JourneyActivity, SendCommand
 from schemas.identity import _jsonable
@@ -156,12 +157,15 @@ def event_row(event: Event, origin: Origin, now: datetime) -> Row:
     )
 
 
-def tag_update_row(update: TagUpdate, origin: Origin, now: datetime) -> Row:
+def tag_update_row(
+    update: TagUpdate, origin: Origin, now: datetime, addresses: AddressMask = CLEAR
+) -> Row:
+    """``addresses``: how address tags are projected (the worker passes its keyed mask)."""
     return (
         update.update_id,
         update.user_id,
         update.op.value,
-        _json(update.tags),
+        _json(addresses.mask(update.tags)),
         update.timestamp,
         origin.partition,
         origin.offset,

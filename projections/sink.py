@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from clickhouse_connect.driver.client import Client
 
@@ -56,6 +56,24 @@ class BatchingSink:
                 if rows:
                     await self._insert_with_retry(table, rows)
                     self.written[table.name] += len(rows)
+
+    async def execute(self, work: Callable[[Client], None]) -> None:
+        """Write every pending row, then run ``work`` with the client in a thread,
+        retried with back-off like an insert (for deletes that must follow the rows
+        read before them)."""
+        await self.flush()
+        async with self._lock:
+            await self._ready.wait()
+            delay = 0.1
+            while True:
+                assert self._client is not None
+                try:
+                    await asyncio.to_thread(work, self._client)
+                    return
+                except Exception:
+                    log.exception("ClickHouse statement failed; retrying in %.1fs", delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._max_backoff)
 
     async def _insert_with_retry(self, table: Table, rows: list[Row]) -> None:
         delay = 0.1

@@ -17,6 +17,7 @@ from schemas.values import parse_timestamp
 
 class DeadLetterReason(StrEnum):
     NOT_JSON = "not_json"
+    TOMBSTONE = "tombstone"
     TOO_LARGE = "too_large"
     NOT_AN_OBJECT = "not_an_object"
     MISSING_FIELD = "missing_field"
@@ -28,6 +29,8 @@ class DeadLetterReason(StrEnum):
 
 
 HEADER_PREFIX = "reach.dlq."
+MAX_KEY_BYTES = 1024
+"""A dead letter keeps at most this much of its record's key (keys are user ids)."""
 
 
 class DeadLetter(BaseModel):
@@ -45,6 +48,9 @@ class DeadLetter(BaseModel):
     reason: DeadLetterReason
     detail: str
     at: datetime
+    # Set when ``raw`` is a prefix of the record (``too_large``): the whole's size and hash.
+    original_size: int | None = None
+    original_sha256: str | None = None
 
     def headers(self) -> list[tuple[str, bytes]]:
         fields = {
@@ -55,15 +61,21 @@ class DeadLetter(BaseModel):
             "source.offset": str(self.source_offset),
             "source.index": "" if self.source_index is None else str(self.source_index),
             "at": self.at.isoformat(),
+            "original.size": "" if self.original_size is None else str(self.original_size),
+            "original.sha256": self.original_sha256 or "",
         }
-        return [(HEADER_PREFIX + name, value.encode()) for name, value in fields.items()]
+        # "replace": a detail quoting text with a lone surrogate must still be sent.
+        return [
+            (HEADER_PREFIX + name, value.encode("utf-8", "replace"))
+            for name, value in fields.items()
+        ]
 
     @classmethod
     def from_record(
         cls, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
     ) -> DeadLetter:
         found = {
-            name[len(HEADER_PREFIX) :]: raw.decode()
+            name[len(HEADER_PREFIX) :]: raw.decode("utf-8", "replace")
             for name, raw in headers
             if name.startswith(HEADER_PREFIX)
         }
@@ -77,4 +89,6 @@ class DeadLetter(BaseModel):
             reason=DeadLetterReason(found["reason"]),
             detail=found["detail"],
             at=parse_timestamp(found["at"]),
+            original_size=int(found["original.size"]) if found.get("original.size") else None,
+            original_sha256=found.get("original.sha256") or None,
         )

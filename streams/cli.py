@@ -655,6 +655,35 @@ def _require_simulated_clock(settings: Settings, api_key: str | None) -> None:
 
 
 @main.group()
+def users() -> None:
+    """Act on one user's data."""
+
+
+@users.command(name="forget")
+@click.argument("user_id")
+def users_forget(user_id: str) -> None:
+    """Delete USER_ID's tags, state and ClickHouse rows (see docs/security.md)."""
+    from datetime import UTC
+
+    from streams.client import NotRunning, find_broker
+    from streams.forget import BadUser, forget_request, send_forget
+    from streams.topics import Topics
+
+    settings = _settings()
+    try:
+        request = forget_request(user_id, datetime.now(UTC))
+        bootstrap = find_broker(settings)
+        topic = Topics.from_settings(settings).tags
+        partition = asyncio.run(send_forget(bootstrap, topic, request))
+    except (BadUser, NotRunning) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"forgetting {user_id}: request sent to {topic} partition {partition}; the workers "
+        "delete the user's state and rows when they reach it"
+    )
+
+
+@main.group()
 def bench() -> None:
     """Benchmarks (they print figures next to a baseline measured in the same run)."""
 

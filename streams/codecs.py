@@ -7,6 +7,7 @@ by item only when that fails, so one bad item costs its neighbours nothing.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -19,6 +20,9 @@ M = TypeVar("M", bound=BaseModel)
 
 _TYPE_ERRORS = ("_type", "_parsing", "model_attributes_type", "is_instance_of")
 
+TOO_LARGE_PREFIX_BYTES = 16_384
+"""How much of a record over the limit its dead letter keeps (at most the limit)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
@@ -28,6 +32,9 @@ class Rejected:
     raw: bytes
     reason: DeadLetterReason
     detail: str
+    # Set when ``raw`` is only a prefix of the record: its whole size and SHA-256.
+    original_size: int | None = None
+    original_sha256: str | None = None
 
 
 @dataclass(slots=True)
@@ -92,10 +99,12 @@ class InputCodec(Generic[M]):
         self._one: TypeAdapter[M] = TypeAdapter(model)
         self._many: TypeAdapter[list[M]] = TypeAdapter(list[model])  # type: ignore[valid-type]
 
-    def decode(self, raw: bytes) -> Decoded[M]:
+    def decode(self, raw: bytes | None) -> Decoded[M]:
+        if raw is None:  # a tombstone: a key with no value
+            detail = "record has no value (a tombstone)"
+            return Decoded(rejected=[Rejected(None, b"", DeadLetterReason.TOMBSTONE, detail)])
         if len(raw) > self.max_record_bytes:
-            detail = f"record is {len(raw)} bytes, over the limit of {self.max_record_bytes}"
-            return Decoded(rejected=[Rejected(None, raw, DeadLetterReason.TOO_LARGE, detail)])
+            return Decoded(rejected=[self._too_large(raw)])
         if raw[:1] == b"[" or raw.lstrip()[:1] == b"[":
             return self._decode_batch(raw)
         try:
@@ -103,6 +112,17 @@ class InputCodec(Generic[M]):
         except Exception as error:  # bad input must never stop the stream
             reason, detail = _verdict(error)
             return Decoded(rejected=[Rejected(None, raw, reason, detail)])
+
+    def _too_large(self, raw: bytes) -> Rejected:
+        """Only a prefix goes along, with the size and hash of the whole: a dead letter
+        that copied the record would be over the producer's request size too."""
+        kept = min(TOO_LARGE_PREFIX_BYTES, self.max_record_bytes)
+        digest = hashlib.sha256(raw).hexdigest()
+        detail = (
+            f"record is {len(raw)} bytes, over the limit of {self.max_record_bytes}; "
+            f"the dead letter keeps its first {kept} bytes (sha256 of the whole: {digest})"
+        )
+        return Rejected(None, raw[:kept], DeadLetterReason.TOO_LARGE, detail, len(raw), digest)
 
     def _decode_batch(self, raw: bytes) -> Decoded[M]:
         try:

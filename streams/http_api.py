@@ -26,6 +26,7 @@ from schemas import Event, Feedback, TagUpdate
 from streams.auth import Scope, allowed, parse_api_keys
 from streams.codecs import InputCodec
 from streams.engine import Engine
+from streams.forget import BadUser, forget_request, send_forget
 from streams.http_journeys import JourneyRoutes
 from streams.http_presets import PresetRoutes
 from streams.http_segments import SegmentRoutes
@@ -90,6 +91,7 @@ class HttpApi(Service):
         api.router.add_get("/healthz", self.healthz)
         api.router.add_get("/v1/status", self._scoped(Scope.READ, self.status))
         api.router.add_post("/v1/query", self._scoped(Scope.READ, self.query))
+        api.router.add_delete("/v1/users/{user_id:.+}", self._scoped(Scope.ADMIN, self.forget_user))
         for kind in self._inputs:
             api.router.add_post(f"/v1/{kind}", self._scoped(Scope.INGEST, self.ingest))
         segments = SegmentRoutes(
@@ -182,6 +184,17 @@ class HttpApi(Service):
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
             return _json({"error": f"request body over the limit of {limit} bytes"}, 413)
+
+    async def forget_user(self, request: web.Request) -> web.Response:
+        """Forget a user (docs/security.md#personal-data): 202 once the request is on
+        the broker; the workers apply it in the user's partition."""
+        try:
+            forget = forget_request(request.match_info["user_id"], dt.datetime.now(dt.UTC))
+        except BadUser as error:
+            return _json({"error": str(error)}, 400)
+        topic = self.engine.topics.tags
+        partition = await send_forget(self.engine.bootstrap, topic, forget)
+        return _json({"user_id": forget.user_id, "topic": topic, "partition": partition}, 202)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return _json({"status": "ok"})

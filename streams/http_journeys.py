@@ -35,6 +35,7 @@ from schemas.definitions import (
 from schemas.journeys import ApiEntry, AudienceEntry, Entry, JourneyDefinition, TriggerEntry
 from streams.http_definitions import DefinitionRoutes
 from streams.journey_files import from_document
+from streams.outbound import webhook_refusal
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,9 @@ class JourneyRoutes(DefinitionRoutes):
         journeys = await self._document(request, from_document)
         if isinstance(journeys, web.Response):
             return journeys
+        refused = webhook_refusal(journeys, self._engine.settings.webhook_allow_list)
+        if refused:
+            return self._json({"error": refused}, 400)
         await self._engine.definitions.ready.wait()
         async with self._writing:
             now = self._engine.clock.now()

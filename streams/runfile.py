@@ -56,10 +56,10 @@ class DataDirLock:
 
 def hold(data_dir: Path) -> DataDirLock:
     """Take the data directory's lock, or raise AlreadyRunning naming its holder."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = data_dir / LOCK_NAME
     # Not inherited by child processes (the broker), which would keep it past us.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -92,9 +92,11 @@ def describe_holder(data_dir: Path) -> str:
 
 
 def write(data_dir: Path, info: RunInfo) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     temporary = data_dir / f".{NAME}.{os.getpid()}"
-    temporary.write_bytes(orjson.dumps(asdict(info)))
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(orjson.dumps(asdict(info)))
     temporary.replace(data_dir / NAME)
 
 

@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -30,7 +31,7 @@ def run(settings: Settings) -> None:
         check_binding(settings.http_is_loopback, settings.api_keys)
     except ValueError as error:  # InsecureBinding, ApiKeyError
         raise StartupError(str(error)) from None
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    owner_only(settings.data_dir)
     # One system per data directory: the lock comes before anything opens a store
     # there, and only its holder ever touches the run file.
     try:
@@ -87,6 +88,13 @@ def run(settings: Settings) -> None:
         if broker is not None:
             broker.stop()
         held.release()
+
+
+def owner_only(data_dir: Path) -> None:
+    """What this process creates from now on (data directory, state, ClickHouse files,
+    run file, logs) is readable by its owner only: it holds users' personal data."""
+    os.umask(0o077)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def tune_collector() -> None:

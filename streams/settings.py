@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.outbound import AllowEntry, parse_allow_list
+
 SimulatedChannelName = Literal["push", "web_push", "email", "sms", "whatsapp", "in_app"]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -104,6 +106,12 @@ class Settings(BaseSettings):
     )
     delivery_ledger_days: int = Field(default=30, ge=1, le=3660)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_allow: str = Field(
+        default="",
+        max_length=10_000,
+        description="Internal addresses webhooks may reach: IP[:PORT] or NETWORK, "
+        "comma-separated (e.g. 127.0.0.1:9000,10.0.0.0/8). Empty: public addresses only.",
+    )
     simulator: dict[SimulatedChannelName, SimulatedChannel] = Field(default_factory=dict)
     simulator_seed: int = 0
 
@@ -120,6 +128,16 @@ class Settings(BaseSettings):
         if value.startswith("."):
             raise ValueError("topic prefix must not start with a dot")
         return value
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _readable_allow_list(cls, value: str) -> str:
+        parse_allow_list(value)
+        return value
+
+    @property
+    def webhook_allow_list(self) -> tuple[AllowEntry, ...]:
+        return parse_allow_list(self.webhook_allow)
 
     @model_validator(mode="after")
     def _delivery_role_delivers(self) -> Settings:
@@ -170,6 +188,20 @@ class Settings(BaseSettings):
     tracking_secret: str = Field(
         default="",
         description="Key of the open/click tracking tokens; empty: one kept in the data dir.",
+    )
+    # Personal data (projections/addresses.py).
+    pii_key: str = Field(
+        default="",
+        description="Key of the hashes of addresses in ClickHouse; empty: one kept in the "
+        "data dir.",
+    )
+    pii_clear_text: bool = Field(
+        default=False, description="Project addresses to ClickHouse in clear, not hashed."
+    )
+    pii_tags: str = Field(
+        default="",
+        max_length=10_000,
+        description="More tags to hash, comma-separated, besides the address tags.",
     )
     tracking_base_url: str = Field(
         default="", description="Public URL of the HTTP API in emails; empty: its own URL."

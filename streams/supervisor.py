@@ -36,13 +36,15 @@ class SystemProcess:
         return HttpClient(self.info.http, self.env.get("REACH_API_KEY"))
 
     def start(self, timeout: float = 120.0) -> SystemProcess:
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # A system already there is refused before anything of it (its run file, its
         # log) is touched; the child takes the lock for itself.
         try:
             runfile.hold(self.data_dir).release()
         except runfile.AlreadyRunning as error:
             raise RuntimeError(str(error)) from None
-        with open(self.log_path, "ab") as log:
+        descriptor = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(descriptor, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "up"],
                 env=self.env,

@@ -7,6 +7,11 @@ tell. A 2xx answer is ``delivered``; any other 4xx is a ``failed`` outcome namin
 status (sending again would not help). A 5xx, 408, 429, a timeout or a connection
 error is tried again a few times within the call, with doubling waits; then the call
 raises, and the worker retries the command later.
+
+Destinations are fenced (streams/outbound.py): an address that is not public, unless
+``REACH_WEBHOOK_ALLOW`` lists it, is a ``failed`` outcome before any connection is
+tried, whether a literal in the URL or what a name resolves to (the connection goes to
+the checked address). Redirects are not followed.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from agents.delivery.channels import Message, Outcome, Result
 from schemas.commands import WEBHOOK
+from streams.outbound import DestinationRefused, FencedResolver, check
 from streams.settings import Settings
 
 RETRYABLE = frozenset({408, 429})
@@ -36,12 +43,17 @@ class WebhookAdapter:
         self.timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds)
         self.attempts = attempts
         self.first_wait = first_wait
+        self.allow = settings.webhook_allow_list
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         if self._session is None:
+            connector = aiohttp.TCPConnector(resolver=FencedResolver(self.allow))
             self._session = aiohttp.ClientSession(
-                timeout=self.timeout, headers={"User-Agent": "reachstream-webhook"}
+                connector=connector,
+                timeout=self.timeout,
+                headers={"User-Agent": "reachstream-webhook"},
+                trust_env=False,  # no proxy from the environment: it would see no fence
             )
 
     async def stop(self) -> None:
@@ -53,6 +65,15 @@ class WebhookAdapter:
         command = message.command
         if not command.url:
             return Result(Outcome("failed", "webhook command without a url"))
+        try:
+            url = URL(command.url)
+            if url.scheme not in ("http", "https") or not url.host:
+                return Result(Outcome("failed", f"not an http(s) URL: {command.url}"))
+            check(url.host, url.port or 0, self.allow)
+        except ValueError:
+            return Result(Outcome("failed", f"not an http(s) URL: {command.url}"))
+        except DestinationRefused as refused:
+            return Result(Outcome("failed", str(refused)))
         await self.start()
         assert self._session is not None
         body: dict[str, Any] = command.model_dump(mode="json")
@@ -71,6 +92,11 @@ class WebhookAdapter:
                     status = response.status
             except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
                 return Result(Outcome("failed", f"not an http(s) URL: {command.url}"))
+            except aiohttp.ClientConnectorError as error:
+                if isinstance(error.os_error, DestinationRefused):
+                    return Result(Outcome("failed", str(error.os_error)))
+                fault = f"{type(error).__name__}: {error}".rstrip(": ")
+                continue
             except (aiohttp.ClientError, TimeoutError) as error:
                 fault = f"{type(error).__name__}: {error}".rstrip(": ")
                 continue

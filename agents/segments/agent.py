@@ -204,6 +204,25 @@ class SegmentRuntime:
                 self._store(partition, user, stored, None, item, item.at)
         await self._send(partition)
 
+    async def forget(self, partition: int, users: Iterable[str]) -> int:
+        """Delete the users' state (tags, counts, memberships, journeys) and timers; no
+        output is sent for them (their rows leave ClickHouse). Returns how many had
+        state. A later input for one of them starts them afresh."""
+        forgotten = 0
+        async with self.lock:
+            for user in users:
+                if user == RUNS_KEY or self.table.get(partition, user) is None:
+                    continue
+                stored = self._load(partition, user)
+                counts = self.members[partition]
+                for segment_id in stored[MEMBERS]:
+                    counts[segment_id] -= 1
+                if stored[TIMER] is not None:
+                    self.timers.cancel(partition, stored[TIMER], user)
+                self.table.delete(partition, user, applied_offset=0)
+                forgotten += 1
+        return forgotten
+
     async def fire_timers(self, partition: int, now: datetime) -> int:
         """Evaluate the users whose timer is due at ``now``; returns how many."""
         due_ms = to_ms(now)

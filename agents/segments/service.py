@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
 from mode import Service
-from pydantic import TypeAdapter, ValidationError
 
 from agents.clock import follow_clock
+from agents.intake.agent import send_dead_letters
+from agents.intake.logic import FORGET, Source, intake
 from agents.segments.agent import JourneyTopics, SegmentRuntime
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import (
@@ -23,6 +24,7 @@ from schemas.definitions import (
     SegmentDeleted,
 )
 from streams.checkpoint import unacked_events
+from streams.codecs import InputCodec
 from streams.engine import Engine
 from streams.state import attach_to_faust
 
@@ -53,6 +55,10 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
     sources = {"events": "e", "tag_updates": "t", "feedback": "f"}
 
     async def on_input(partition: int, offset: int, kind: str, items: Sequence[Any]) -> None:
+        if kind == FORGET:
+            await runtime.forget(partition, [item.user_id for item in items])
+            return
+
         def now_of(item: Any) -> datetime:
             return engine.clock.at_event(item.timestamp)
 
@@ -81,22 +87,32 @@ def _register_clock(app: faust.App, engine: Engine, runtime: SegmentRuntime) -> 
     follow_clock(app, engine, "segment-clock", on_tick)
 
 
-_ENTRIES = TypeAdapter(list[JourneyEntryRequest])
-
-
 def _register_entries(app: faust.App, engine: Engine, runtime: SegmentRuntime) -> None:
-    """API journey entries: records of the HTTP API, one JSON array per partition."""
+    """API journey entries: records of the HTTP API, one JSON array per partition. What
+    cannot be read (a tombstone, not JSON, an invalid item) is dead-lettered, as on the
+    input topics; the valid items of a record are applied."""
     topic = app.topic(engine.topics.journey_entries, key_serializer="raw", value_serializer="raw")
+    dead_letters = app.topic(
+        engine.topics.dead_letters, key_serializer="raw", value_serializer="raw"
+    )
+    codec = InputCodec(JourneyEntryRequest, engine.settings.max_record_bytes)
 
     async def entries(stream: faust.StreamT[bytes]) -> None:
         async for event in unacked_events(stream):
             message = event.message
-            try:
-                items = _ENTRIES.validate_json(event.value)
-            except ValidationError as error:
-                log.error("journey entries at %s are invalid: %s", message.offset, error)
-            else:
-                await runtime.apply_entries(message.partition, message.offset, items)
+            source = Source(message.topic, message.partition, message.offset, message.key)
+            result = intake(codec, event.value, source, datetime.now(UTC))
+            if result.dead:
+                log.error(
+                    "journey entries at %s/%s: %d dead-lettered (%s)",
+                    message.partition,
+                    message.offset,
+                    len(result.dead),
+                    result.dead[0].detail,
+                )
+                await send_dead_letters(dead_letters, result.dead, message.partition)
+            if result.valid:
+                await runtime.apply_entries(message.partition, message.offset, result.valid)
             engine.checkpoint.hold(event)
 
     app.agent(topic, name="journey-entries")(entries)

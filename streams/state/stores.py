@@ -101,7 +101,7 @@ class RocksDBStore:
     def open(self, partition: int) -> int | None:
         db = self._dbs.get(partition)
         if db is None:
-            self._directory.mkdir(parents=True, exist_ok=True)
+            self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             db = Rdict(str(self.path(partition)), Options(raw_mode=True))
             self._dbs[partition] = db
         raw = db.get(_OFFSET_KEY)

@@ -103,7 +103,7 @@ class RocksDBTimers:
         if db is None:
             path = self._directory / f"{self._name}-{partition}.rocksdb"
             shutil.rmtree(path, ignore_errors=True)  # derived data: rebuilt from state
-            self._directory.mkdir(parents=True, exist_ok=True)
+            self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             db = Rdict(str(path), Options(raw_mode=True))
             self._dbs[partition] = db
         return db

@@ -83,7 +83,11 @@ class FakeClickHouse:
     """The one method of clickhouse-connect's client the sink uses; keeps rows."""
 
     inserts: list[tuple[str, list[tuple[Any, ...]], list[str]]] = field(default_factory=list)
+    commands: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     on_insert: Callable[[], None] = lambda: None
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None, **_: Any) -> None:
+        self.commands.append((sql, dict(parameters or {})))
 
     def insert(
         self,
@@ -122,24 +126,29 @@ class Worker:
         await asyncio.wait_for(self.engine.sink.flush(), 5)
 
 
+def build_worker(data_dir: Path, segments: bool = False, **overrides: Any) -> Worker:
+    """A worker of ``create_app`` with a recording producer and a fake ClickHouse."""
+    settings = Settings(data_dir=data_dir, table_store="memory", **overrides)
+    app, engine = create_app(settings, "localhost:9")
+    if segments:
+        # The state table recovers on a broker rebalance, which the test context
+        # never has: serve it from an in-process changelog the test recovers.
+        runtime = engine.segments
+        runtime.table = CoalescingTable(MemoryChangelog(settings.partitions), MemoryStore())
+        engine.checkpoint.before_ack[:] = [runtime.flush_outputs, runtime.table.flush]
+    else:
+        engine.input_handlers.clear()  # intake alone
+    producer = RecordingProducer()
+    app.producer = producer  # type: ignore[assignment]
+    clickhouse = FakeClickHouse()
+    engine.sink.attach(clickhouse)  # type: ignore[arg-type]
+    return Worker(app, engine, producer, clickhouse)
+
+
 @pytest.fixture
 def make_worker(tmp_path: Path) -> Callable[..., Worker]:
     def make(segments: bool = False, **overrides: Any) -> Worker:
-        settings = Settings(data_dir=tmp_path, table_store="memory", **overrides)
-        app, engine = create_app(settings, "localhost:9")
-        if segments:
-            # The state table recovers on a broker rebalance, which the test context
-            # never has: serve it from an in-process changelog the test recovers.
-            runtime = engine.segments
-            runtime.table = CoalescingTable(MemoryChangelog(settings.partitions), MemoryStore())
-            engine.checkpoint.before_ack[:] = [runtime.flush_outputs, runtime.table.flush]
-        else:
-            engine.input_handlers.clear()  # intake alone
-        producer = RecordingProducer()
-        app.producer = producer  # type: ignore[assignment]
-        clickhouse = FakeClickHouse()
-        engine.sink.attach(clickhouse)  # type: ignore[arg-type]
-        return Worker(app, engine, producer, clickhouse)
+        return build_worker(tmp_path, segments, **overrides)
 
     return make
 
@@ -180,9 +189,15 @@ class Driver:
                     raise self.errors[0]
                 await asyncio.sleep(0.005)
 
-    async def put(self, raw: bytes, key: bytes | None = b"user-1", partition: int = 0) -> Any:
+    async def put(
+        self,
+        raw: bytes | None,
+        key: bytes | None = b"user-1",
+        partition: int = 0,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Any:
         expected = len(self.held) + 1
-        event = await self.wrapper.put(raw, key=key, partition=partition)
+        event = await self.wrapper.put(raw, key=key, partition=partition, headers=headers)
         async with asyncio.timeout(5):
             while len(self.held) < expected:
                 if self.errors:
@@ -192,30 +207,31 @@ class Driver:
         return event
 
 
-@pytest.fixture
-def drive(
-    monkeypatch: pytest.MonkeyPatch,
-) -> Callable[[Worker, str], contextlib.AbstractAsyncContextManager[Driver]]:
-    """``async with drive(worker, "intake-events") as driver: ...``"""
+@contextlib.asynccontextmanager
+async def driving(worker: Worker, agent_name: str) -> AsyncIterator[Driver]:
+    """``async with driving(worker, "intake-events") as driver: ...``"""
+    agent = worker.app.agents[agent_name]
+    checkpoint = worker.engine.checkpoint
+    original_hold = checkpoint.hold
+    driver: Driver
 
-    @contextlib.asynccontextmanager
-    async def run(worker: Worker, agent_name: str) -> AsyncIterator[Driver]:
-        agent = worker.app.agents[agent_name]
-        checkpoint = worker.engine.checkpoint
-        original_hold = checkpoint.hold
-        driver: Driver
+    def hold(event: Any) -> None:
+        original_hold(event)
+        driver.on_hold(event)
 
-        def hold(event: Any) -> None:
-            original_hold(event)
-            driver.on_hold(event)
+    async def on_error(_agent: Any, exc: BaseException) -> None:
+        driver.on_crash(exc)
 
-        monkeypatch.setattr(checkpoint, "hold", hold)
-
-        async def on_error(_agent: Any, exc: BaseException) -> None:
-            driver.on_crash(exc)
-
+    checkpoint.hold = hold  # type: ignore[method-assign]
+    try:
         async with agent.test_context(on_error=on_error) as wrapper:
             driver = Driver(wrapper, worker)
             yield driver
+    finally:
+        checkpoint.hold = original_hold  # type: ignore[method-assign]
 
-    return run
+
+@pytest.fixture
+def drive() -> Callable[[Worker, str], contextlib.AbstractAsyncContextManager[Driver]]:
+    """``async with drive(worker, "intake-events") as driver: ...``"""
+    return driving

@@ -481,3 +481,23 @@ async def test_a_partition_released_while_sending_does_not_stop_the_worker(
     assert outputs.sent == []
     await delivery.deliver(1, 7, [SendCommand.model_validate(command(9))])
     assert delivery._entry(1, command(9)["command_id"]) is not None
+
+
+async def test_a_tombstone_on_the_commands_topic_is_dead_lettered_not_a_crash(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker()
+    adapter = Recording()
+    delivery, _ = await ready(worker, adapter)
+    async with drive(worker, "delivery-commands") as driver:
+        await driver.put(None, key=b"u0", partition=1)
+        await driver.put(record(command(1)), partition=1)  # the stream flows on
+
+    assert [m.command.user_id for m in adapter.messages] == ["u1"]
+    assert delivery.counts["invalid"] == 1
+    [letter] = letters(worker)
+    assert (letter.reason, letter.source_offset, letter.source_index) == (
+        DeadLetterReason.TOMBSTONE,
+        0,
+        None,
+    )

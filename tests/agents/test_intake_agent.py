@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -169,20 +171,40 @@ async def test_records_are_acked_only_after_their_rows_are_written(
     assert worker.engine.checkpoint.acked == 2
 
 
-async def test_too_large_record_is_dead_lettered_whole(
+async def test_too_large_record_is_dead_lettered_with_a_prefix_its_size_and_hash(
     make_worker: Callable[..., Worker], drive: Callable[..., Any]
 ) -> None:
     worker = make_worker(max_record_bytes=1024)
-    record = batch(*[EVENT_A] * 20)
-    assert len(record) > 1024
+    record = batch(*[EVENT_A] * 400)
+    assert len(record) > 16 * 1024
     async with drive(worker, "intake-events") as driver:
         await driver.put(record, key=None, partition=0)
 
     assert worker.engine.counters["events.valid"] == 0
+    assert worker.engine.counters["events.dead"] == 1
     [sent] = worker.dead_letters()
-    assert (sent.key, sent.value) == (None, record)
+    assert sent.key is None
+    assert record.startswith(sent.value)
+    assert len(sent.value) <= 1024
     [letter] = letters(worker)
     assert (letter.reason, letter.source_index) == (DeadLetterReason.TOO_LARGE, None)
+    assert letter.original_size == len(record)
+    assert letter.original_sha256 == hashlib.sha256(record).hexdigest()
+
+
+async def test_a_tombstone_is_dead_lettered_and_the_agent_goes_on(
+    worker: Worker, drive: Callable[..., Any]
+) -> None:
+    async with drive(worker, "intake-events") as driver:
+        await driver.put(None, key=b"user-1", partition=2)
+        await driver.put(batch(EVENT_A))
+
+    assert worker.engine.counters["events.dead"] == 1
+    assert worker.engine.counters["events.valid"] == 1
+    [sent] = worker.dead_letters()
+    assert (sent.key, sent.value, sent.partition) == (b"user-1", b"", 2)
+    [letter] = letters(worker)
+    assert (letter.reason, letter.source_index) == (DeadLetterReason.TOMBSTONE, None)
 
 
 async def test_poison_record_becomes_a_dead_letter_not_a_crash(
@@ -195,3 +217,37 @@ async def test_poison_record_becomes_a_dead_letter_not_a_crash(
 
     assert worker.engine.counters["events.valid"] == 2
     assert [letter.source_index for letter in letters(worker)] == [0]
+
+
+async def test_addresses_reach_clickhouse_only_as_keyed_hashes(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker(pii_key="k" * 32)
+    update = {
+        "user_id": "u",
+        "tags": {"Email": "ana@example.com", "Phone": "+15550100", "Plan": "gold"},
+        "timestamp": 0,
+    }
+    async with drive(worker, "intake-tag_updates") as driver:
+        await driver.put(batch(update))
+
+    await worker.flush()
+    [row] = worker.clickhouse.rows("tag_updates")
+    assert "ana@example.com" not in row["tags"]
+    assert "+15550100" not in row["tags"]
+    tags = orjson.loads(row["tags"])
+    assert tags["Plan"] == "gold"
+    expected = hmac.new(b"k" * 32, b"ana@example.com", hashlib.sha256).hexdigest()
+    assert tags["Email"] == f"hmac-sha256:{expected}"
+
+
+async def test_addresses_stay_in_clear_when_the_setting_says_so(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker(pii_clear_text=True)
+    update = {"user_id": "u", "tags": {"Email": "ana@example.com"}, "timestamp": 0}
+    async with drive(worker, "intake-tag_updates") as driver:
+        await driver.put(batch(update))
+    await worker.flush()
+    [row] = worker.clickhouse.rows("tag_updates")
+    assert orjson.loads(row["tags"]) == {"Email": "ana@example.com"}

@@ -4,6 +4,7 @@ letters out, nothing valid lost or reordered, bad input refused with reasons."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from typing import Any
 
@@ -63,8 +64,16 @@ def test_dead_letters_keep_bytes_and_origin_and_spare_the_neighbours(system: Sys
         orjson.dumps({"user_id": ["u"], "name": "ApplicationOpen", "timestamp": 1}),
         orjson.dumps({"user_id": "dl-u", "name": "ApplicationOpen", "timestamp": "soon"}),
         orjson.dumps(event("dl-u", "Huge", 1, blob="x" * 30_000)),
+        None,  # a tombstone
     ]
-    expected_reasons = ["not_json", "missing_field", "wrong_type", "bad_timestamp", "too_large"]
+    expected_reasons = [
+        "not_json",
+        "missing_field",
+        "wrong_type",
+        "bad_timestamp",
+        "too_large",
+        "tombstone",
+    ]
     batch_with_bad_item = orjson.dumps(
         [
             event("dl-u", "Seq", 1_700_000_000_001, n=2),
@@ -118,7 +127,16 @@ def test_dead_letters_keep_bytes_and_origin_and_spare_the_neighbours(system: Sys
         assert headers["reach.dlq.reason"] == reason
         assert headers["reach.dlq.source.topic"] == TOPICS.events
         assert headers["reach.dlq.source.partition"] == "0"
-        assert value == raw  # the original bytes, untouched
+        if reason == "too_large":  # a prefix, with the size and hash of the whole
+            assert raw is not None
+            assert raw.startswith(value)
+            assert len(value) == 16_384
+            assert headers["reach.dlq.original.size"] == str(len(raw))
+            assert headers["reach.dlq.original.sha256"] == hashlib.sha256(raw).hexdigest()
+        elif reason == "tombstone":
+            assert value == b""
+        else:
+            assert value == raw  # the original bytes, untouched
         assert key == b"k"
     batch_offset = next(offset for offset, kind in sent if kind == "batch")
     headers, value, _ = by_origin[(batch_offset, "1")]

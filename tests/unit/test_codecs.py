@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -10,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas import DeadLetterReason, Event, Feedback, TagUpdate
-from streams.codecs import Decoded, InputCodec
+from streams.codecs import TOO_LARGE_PREFIX_BYTES, Decoded, InputCodec
 
 R = DeadLetterReason
 LIMIT = 4096
@@ -117,7 +118,14 @@ def test_single_bad_record_is_rejected_whole_with_its_reason(
 
 
 def test_every_reason_is_covered_by_a_realistic_record() -> None:
-    assert {reason for _, _, reason in BAD_RECORDS} | {R.TOO_LARGE} == set(DeadLetterReason)
+    shown = {reason for _, _, reason in BAD_RECORDS} | {R.TOO_LARGE, R.TOMBSTONE}
+    assert shown == set(DeadLetterReason)
+
+
+def test_a_tombstone_is_rejected_as_such() -> None:
+    [rejected] = EVENTS.decode(None).rejected
+    assert (rejected.index, rejected.reason, rejected.raw) == (None, R.TOMBSTONE, b"")
+    assert rejected.detail == "record has no value (a tombstone)"
 
 
 @pytest.mark.parametrize(
@@ -211,9 +219,18 @@ def test_too_large_uses_max_record_bytes() -> None:
     decoded = InputCodec(Event, len(raw) - 1).decode(raw)
     assert decoded.items == []
     [rejected] = decoded.rejected
-    assert (rejected.index, rejected.reason, rejected.raw) == (None, R.TOO_LARGE, raw)
+    assert (rejected.index, rejected.reason, rejected.raw) == (None, R.TOO_LARGE, raw[:-1])
     assert str(len(raw)) in rejected.detail
     assert str(len(raw) - 1) in rejected.detail
+    assert rejected.original_size == len(raw)
+    assert rejected.original_sha256 == hashlib.sha256(raw).hexdigest()
+
+
+def test_a_too_large_record_keeps_a_bounded_prefix() -> None:
+    raw = b"[" + b" " * 3_000_000 + b"]"
+    [rejected] = InputCodec(Event, 2_000_000).decode(raw).rejected
+    assert rejected.raw == raw[:TOO_LARGE_PREFIX_BYTES]
+    assert rejected.original_size == len(raw)
 
 
 def test_too_large_batch_is_rejected_whole_even_with_valid_items() -> None:

@@ -357,6 +357,8 @@ def test_dead_letter_headers_are_documented_text() -> None:
         "reach.dlq.source.offset": b"1234",
         "reach.dlq.source.index": b"2",
         "reach.dlq.at": b"2024-05-01T10:00:03.512000+00:00",
+        "reach.dlq.original.size": b"",
+        "reach.dlq.original.sha256": b"",
     }
     assert dict(letter().headers())["reach.dlq.source.index"] == b""
 

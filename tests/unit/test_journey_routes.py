@@ -498,3 +498,37 @@ async def test_a_failing_clickhouse_leaves_the_stored_status(
     api.engine.clock.advance(parse_timestamp("2026-12-16T00:00:00Z"))
     status, body = await api.call("GET", "/v1/journeys", headers=READ)
     assert (status, body["journeys"][0]["status"]) == (200, "launched")
+
+
+def _webhook_journey(url: str) -> dict[str, Any]:
+    return {
+        "id": "hook",
+        "name": "hook",
+        "entries": [{"kind": "api"}],
+        "start": "post",
+        "nodes": [
+            {"id": "post", "type": "webhook", "url": url, "next": {"next": "done"}},
+            {"id": "done", "type": "exit"},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:9000/x", "http://[::1]/x", "http://169.254.169.254/latest/meta-data"],
+)
+async def test_a_webhook_to_a_literal_internal_address_is_refused_at_definition(
+    api: Api, url: str
+) -> None:
+    status, body = await api.call("POST", "/v1/journeys", _webhook_journey(url))
+    assert status == 400, body
+    assert "step 'post'" in body["error"]
+    assert "is not a public address (see REACH_WEBHOOK_ALLOW)" in body["error"]
+    assert api.producer.keyed == []
+
+
+async def test_a_webhook_to_a_public_name_is_accepted(api: Api) -> None:
+    status, body = await api.call(
+        "POST", "/v1/journeys", _webhook_journey("https://hooks.example.com/x")
+    )
+    assert status == 200, body

@@ -50,6 +50,17 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 @pytest.fixture
 async def adapter() -> AsyncIterator[WebhookAdapter]:
+    # The receivers listen on loopback, which only the allow-list opens.
+    settings = Settings(webhook_timeout_seconds=2, webhook_allow="127.0.0.1")
+    webhook = WebhookAdapter(settings, attempts=3, first_wait=0.01)
+    await webhook.start()
+    yield webhook
+    await webhook.stop()
+
+
+@pytest.fixture
+async def fenced() -> AsyncIterator[WebhookAdapter]:
+    """The adapter with the default settings: no internal address allowed."""
     webhook = WebhookAdapter(Settings(webhook_timeout_seconds=2), attempts=3, first_wait=0.01)
     await webhook.start()
     yield webhook
@@ -154,3 +165,66 @@ async def test_a_command_without_a_usable_url_fails(adapter: WebhookAdapter) -> 
     wrong = await adapter.deliver(Message(command("ftp://example.com/x"), None))
     assert wrong.outcome.status == "failed"
     assert "not an http(s) URL" in (wrong.outcome.reason or "")
+
+
+def _port(receiver: Receiver) -> int:
+    return int(receiver.url.split(":")[2].split("/")[0])
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "localhost",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "0x7f000001",
+        "0.0.0.0",
+        "127.1",
+        "2130706433",
+    ],
+)
+async def test_loopback_destinations_are_refused_without_a_request(
+    receiver: Receiver, fenced: WebhookAdapter, host: str
+) -> None:
+    result = await fenced.deliver(Message(command(f"http://{host}:{_port(receiver)}/hook"), None))
+    assert result.outcome.status == "failed"
+    assert receiver.received == []
+
+
+async def test_a_refusal_says_the_same_for_an_open_and_a_closed_port(
+    receiver: Receiver, fenced: WebhookAdapter
+) -> None:
+    open_port = await fenced.deliver(Message(command(receiver.url), None))
+    closed = await fenced.deliver(Message(command("http://127.0.0.1:9/hook"), None))
+    assert open_port.outcome.reason == "destination 127.0.0.1 is not a public address " + (
+        "(see REACH_WEBHOOK_ALLOW)"
+    )
+    assert closed.outcome == open_port.outcome
+    assert receiver.received == []
+
+
+async def test_an_allow_entry_with_another_port_does_not_open_the_receiver(
+    receiver: Receiver,
+) -> None:
+    settings = Settings(webhook_allow=f"127.0.0.1:{_port(receiver) + 1},10.0.0.0/8")
+    webhook = WebhookAdapter(settings, attempts=1)
+    try:
+        result = await webhook.deliver(Message(command(receiver.url), None))
+    finally:
+        await webhook.stop()
+    assert result.outcome.status == "failed"
+    assert receiver.received == []
+    allowed = WebhookAdapter(Settings(webhook_allow=f"127.0.0.1:{_port(receiver)}"))
+    try:
+        result = await allowed.deliver(Message(command(receiver.url), None))
+    finally:
+        await allowed.stop()
+    assert result.outcome.status == "delivered"
+
+
+async def test_redirects_are_not_followed(receiver: Receiver, adapter: WebhookAdapter) -> None:
+    receiver.statuses = [302]
+    result = await adapter.deliver(Message(command(receiver.url), None))
+    assert (result.outcome.status, result.outcome.reason) == ("failed", "webhook answered 302")
+    assert len(receiver.received) == 1
