@@ -99,6 +99,7 @@ class HttpApi(Service):
             _json,
             self.engine.previewer,
             timedelta(days=self.engine.settings.segment_horizon_days),
+            self.engine.settings.max_record_bytes,
         )
         api.router.add_post("/v1/segments/preview", self._scoped(Scope.READ, segments.preview))
         api.router.add_post("/v1/segments", self._scoped(Scope.ADMIN, segments.apply))

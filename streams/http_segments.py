@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +12,8 @@ from pydantic_core import from_json
 
 from agents.segments.state import horizon_problems
 from schemas.definitions import DefinitionRefused, Definitions
-from schemas.segments import SegmentDefinition
+from schemas.segment_language import SegmentSyntaxError, parse, size_problem
+from schemas.segments import Condition, SegmentDefinition
 from streams.definitions import DefinitionsService
 from streams.engine import Previewer
 from streams.ingest import IngestProducer
@@ -19,6 +21,8 @@ from streams.segment_files import DefinitionError, from_document, from_item
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Respond = Callable[..., web.Response]
+MAX_SAMPLE = 1000
+"""Most user ids a preview lists."""
 
 
 def describe(definition: SegmentDefinition) -> dict[str, Any]:
@@ -39,8 +43,10 @@ class SegmentRoutes:
         respond: Respond,
         previewer: Previewer | None,
         horizon: timedelta,
+        max_record_bytes: int,
     ) -> None:
         self._horizon = horizon
+        self._max_record_bytes = max_record_bytes
         self._definitions = definitions
         self._previewer = previewer
         self._producer = producer
@@ -52,8 +58,10 @@ class SegmentRoutes:
         return self._definitions.registry
 
     async def apply(self, request: web.Request) -> web.Response:
+        body = await request.read()
         try:
-            definitions = from_document(from_json(await request.read()))
+            # Parsing and validating a large document takes a while: not on the loop.
+            definitions = await asyncio.to_thread(_definitions, body)
         except DefinitionError as error:
             return self._json({"error": str(error)}, 400)
         except ValueError as error:
@@ -70,8 +78,15 @@ class SegmentRoutes:
                 event = self.registry.prepare(definition, now)
             except DefinitionRefused as error:
                 return self._json({"error": str(error), "applied": applied}, 400)
+            record = event.model_dump_json().encode()
+            if len(record) > self._max_record_bytes:
+                message = (
+                    f"segment '{definition.id}' is {len(record)} bytes as a record, over the "
+                    f"limit of {self._max_record_bytes} bytes"
+                )
+                return self._json({"error": message, "applied": applied}, 413)
             await self._producer().send_keyed(
-                self._topic, f"segment:{definition.id}".encode(), event.model_dump_json().encode()
+                self._topic, f"segment:{definition.id}".encode(), record
             )
             await self._definitions.wait_for_version(
                 definition.id, event.definition.version, timeout=10
@@ -94,18 +109,10 @@ class SegmentRoutes:
 
     async def preview(self, request: web.Request) -> web.Response:
         """Count and sample the users matching a condition now; nothing is saved."""
-        from schemas.segment_language import SegmentSyntaxError, parse
-
+        body = await request.read()
         try:
-            body = from_json(await request.read())
-            sample = int(body.get("sample", 10))
-            if "expression" in body:
-                condition = parse(str(body["expression"]))
-            else:
-                condition = from_item(
-                    {"id": "preview", "name": "preview", "condition": body["condition"]}
-                ).condition
-        except SegmentSyntaxError as error:
+            condition, sample = await asyncio.to_thread(_preview_request, body)
+        except (SegmentSyntaxError, _OverLimit) as error:
             return self._json({"error": str(error)}, 400)
         except (DefinitionError, ValueError, KeyError, TypeError, AttributeError) as error:
             return self._json(
@@ -130,3 +137,31 @@ class SegmentRoutes:
         )
         await self._definitions.wait_for_version(segment_id, event.version, timeout=10)
         return self._json({"deleted": segment_id, "version": event.version})
+
+
+def _definitions(body: bytes) -> list[SegmentDefinition]:
+    """The definitions of an apply request, each within the condition limits."""
+    definitions = from_document(from_json(body))
+    for definition in definitions:
+        problem = size_problem(definition.condition)
+        if problem is not None:
+            raise DefinitionError(f"segment '{definition.id}': {problem}")
+    return definitions
+
+
+def _preview_request(body: bytes) -> tuple[Condition, int]:
+    document = from_json(body)
+    sample = min(max(int(document.get("sample", 10)), 0), MAX_SAMPLE)
+    if "expression" in document:
+        return parse(str(document["expression"])), sample
+    condition = from_item(
+        {"id": "preview", "name": "preview", "condition": document["condition"]}
+    ).condition
+    problem = size_problem(condition)
+    if problem is not None:
+        raise _OverLimit(problem)
+    return condition, sample
+
+
+class _OverLimit(ValueError):
+    """A condition over the limits of the segment language."""
