@@ -137,6 +137,9 @@ class JourneyRoutes(DefinitionRoutes):
                 events = [self.registry.prepare_journey(journey, now) for journey in journeys]
             except DefinitionRefused as error:
                 return self._json({"error": str(error)}, 400)
+            too_large = self._too_large("journey", events)
+            if too_large is not None:
+                return too_large
             applied: list[dict[str, Any]] = []
             for event in events:
                 definition = event.definition

@@ -51,21 +51,15 @@ class PresetRoutes(DefinitionRoutes):
         if isinstance(presets, web.Response):
             return presets
         await self._engine.definitions.ready.wait()
-        limit = self._engine.settings.max_record_bytes
         async with self._writing:
             now = self._engine.clock.now()
             try:
                 events = [self.registry.prepare_preset(preset, now) for preset in presets]
             except DefinitionRefused as error:
                 return self._json({"error": str(error)}, 409)
-            for event in events:
-                size = len(event.model_dump_json().encode())
-                if size > limit:
-                    message = (
-                        f"preset '{event.definition.id}' is {size} bytes as a record, over "
-                        f"the limit of {limit}: move variants or long HTML to other presets"
-                    )
-                    return self._json({"error": message}, 400)
+            too_large = self._too_large("preset", events)
+            if too_large is not None:
+                return too_large
             applied: list[dict[str, Any]] = []
             for event in events:
                 definition = event.definition

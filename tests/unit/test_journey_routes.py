@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import JourneyStatusChanged
+from schemas.journeys import MAX_NODES
 from schemas.values import parse_timestamp
 from streams import preset_files, segment_files
 from streams.engine import Engine
@@ -498,3 +499,39 @@ async def test_a_failing_clickhouse_leaves_the_stored_status(
     api.engine.clock.advance(parse_timestamp("2026-12-16T00:00:00Z"))
     status, body = await api.call("GET", "/v1/journeys", headers=READ)
     assert (status, body["journeys"][0]["status"]) == (200, "launched")
+
+
+def _chain(count: int) -> dict[str, Any]:
+    """A journey of ``count`` delays in a row, then an exit."""
+    nodes: list[dict[str, Any]] = [
+        {
+            "id": f"wait-{n}",
+            "type": "delay",
+            "duration": {"amount": 1, "unit": "days"},
+            "next": {"next": f"wait-{n + 1}" if n + 1 < count else "done"},
+        }
+        for n in range(count)
+    ]
+    nodes.append({"id": "done", "type": "exit"})
+    return {
+        "id": "long",
+        "name": "Long",
+        "entries": [{"kind": "api"}],
+        "start": "wait-0",
+        "nodes": nodes,
+    }
+
+
+async def test_journeys_have_a_node_limit(api: Api) -> None:
+    status, body = await api.call("POST", "/v1/journeys", _chain(MAX_NODES))
+    assert status == 400, body
+    assert f"at most {MAX_NODES} items" in body["error"]
+    assert api.producer.keyed == []
+
+
+async def test_a_journey_over_the_record_limit_is_413(api: Api) -> None:
+    # Valid and within the node limit, but too large for one definitions record.
+    status, body = await api.call("POST", "/v1/journeys", _chain(40))
+    assert status == 413, body
+    assert "over the limit of 2048 bytes" in body["error"]
+    assert api.producer.keyed == []
