@@ -8,6 +8,7 @@ following read (or a journey applied next) sees it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -112,7 +113,8 @@ class PresetRoutes(DefinitionRoutes):
         preset_id, preset = await self._preset(request)
         if preset is None:
             return self._json({"error": f"no preset '{preset_id}'"}, 404)
-        result = render(preset, tags, properties, user_id)
+        # Up to half a megabyte of HTML to fill and check: not on the loop.
+        result = await asyncio.to_thread(render, preset, tags, properties, user_id)
         if isinstance(result, RenderedContent):
             return self._json(result.model_dump(mode="json"))
         return self._json({"error": result.message, **result.model_dump(mode="json")}, 422)
