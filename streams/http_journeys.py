@@ -127,7 +127,7 @@ class JourneyRoutes(DefinitionRoutes):
 
     async def apply(self, request: web.Request) -> web.Response:
         """One journey or a list; all are checked before any is written."""
-        journeys = await self._document(request, from_document)
+        journeys = await self._document(request, "journey", from_document)
         if isinstance(journeys, web.Response):
             return journeys
         await self._engine.definitions.ready.wait()

@@ -48,7 +48,7 @@ class PresetRoutes(DefinitionRoutes):
         return lambda: self.registry.next_preset_version(preset_id) > version
 
     async def apply(self, request: web.Request) -> web.Response:
-        presets = await self._document(request, from_document)
+        presets = await self._document(request, "preset", from_document)
         if isinstance(presets, web.Response):
             return presets
         await self._engine.definitions.ready.wait()

@@ -16,6 +16,7 @@ from schemas.segment_language import SegmentSyntaxError, parse, size_problem
 from schemas.segments import Condition, SegmentDefinition
 from streams.definitions import DefinitionsService
 from streams.engine import Previewer
+from streams.http_definitions import DefinitionTooLarge, check_sizes
 from streams.ingest import IngestProducer
 from streams.segment_files import DefinitionError, from_document, from_item
 
@@ -61,7 +62,9 @@ class SegmentRoutes:
         body = await request.read()
         try:
             # Parsing and validating a large document takes a while: not on the loop.
-            definitions = await asyncio.to_thread(_definitions, body)
+            definitions = await asyncio.to_thread(_definitions, body, self._max_record_bytes)
+        except DefinitionTooLarge as error:
+            return self._json({"error": str(error)}, 413)
         except DefinitionError as error:
             return self._json({"error": str(error)}, 400)
         except ValueError as error:
@@ -139,9 +142,11 @@ class SegmentRoutes:
         return self._json({"deleted": segment_id, "version": event.version})
 
 
-def _definitions(body: bytes) -> list[SegmentDefinition]:
-    """The definitions of an apply request, each within the condition limits."""
-    definitions = from_document(from_json(body))
+def _definitions(body: bytes, max_record_bytes: int) -> list[SegmentDefinition]:
+    """The definitions of an apply request, each within the size and condition limits."""
+    document = from_json(body)
+    check_sizes(document, "segment", max_record_bytes)
+    definitions = from_document(document)
     for definition in definitions:
         problem = size_problem(definition.condition)
         if problem is not None:

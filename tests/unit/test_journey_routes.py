@@ -15,10 +15,11 @@ import faust
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import ValidationError
 
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import JourneyStatusChanged
-from schemas.journeys import MAX_NODES
+from schemas.journeys import MAX_NODES, JourneyDefinition
 from schemas.values import parse_timestamp
 from streams import preset_files, segment_files
 from streams.engine import Engine
@@ -522,16 +523,26 @@ def _chain(count: int) -> dict[str, Any]:
     }
 
 
-async def test_journeys_have_a_node_limit(api: Api) -> None:
-    status, body = await api.call("POST", "/v1/journeys", _chain(MAX_NODES))
-    assert status == 400, body
-    assert f"at most {MAX_NODES} items" in body["error"]
+def test_journeys_have_a_node_limit() -> None:
+    # (Through the routes, such a journey is over this fixture's record limit first.)
+    JourneyDefinition.model_validate(_chain(MAX_NODES - 1))
+    with pytest.raises(ValidationError, match=f"at most {MAX_NODES} items"):
+        JourneyDefinition.model_validate(_chain(MAX_NODES))
+
+
+async def test_a_journey_over_the_record_limit_is_413_before_it_is_read(api: Api) -> None:
+    status, body = await api.call("POST", "/v1/journeys", [_chain(MAX_NODES)])
+    assert status == 413, body
+    assert body["error"].startswith("journey 'long' is ")
+    assert body["error"].endswith("bytes, over the limit of 2048 bytes")
     assert api.producer.keyed == []
 
 
 async def test_a_journey_over_the_record_limit_is_413(api: Api) -> None:
-    # Valid and within the node limit, but too large for one definitions record.
-    status, body = await api.call("POST", "/v1/journeys", _chain(40))
+    # Written compactly, but too large for one definitions record once read.
+    journey = _chain(14)
+    assert len(orjson.dumps(journey)) < 2048
+    status, body = await api.call("POST", "/v1/journeys", journey)
     assert status == 413, body
-    assert "over the limit of 2048 bytes" in body["error"]
+    assert "as a record, over the limit of 2048 bytes" in body["error"]
     assert api.producer.keyed == []

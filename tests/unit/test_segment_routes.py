@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import faust
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -62,7 +63,7 @@ async def api() -> AsyncIterator[Api]:
             f"{INGEST['Authorization'][7:]}:ingest"
         ),
         clock="simulated",
-        max_record_bytes=4096,
+        max_record_bytes=8192,
     )
     engine = Engine.from_settings(settings, "127.0.0.1:1")
     engine.clock.advance(NOW)
@@ -149,7 +150,7 @@ async def test_expressions_over_the_term_limit_are_refused(api: Api) -> None:
 
 
 async def test_json_conditions_have_the_same_limits(api: Api) -> None:
-    leaf = {"kind": "tag", "tag": "Country", "type": "string", "op": "eq", "value": "PT"}
+    leaf = {"kind": "segment", "segment": "s"}  # short: the document stays under 8 KiB
     wide = {"kind": "or", "conditions": [leaf] * (MAX_TERMS + 1)}
     deep: dict[str, Any] = leaf
     for _ in range(MAX_DEPTH + 1):
@@ -169,10 +170,21 @@ async def test_json_conditions_have_the_same_limits(api: Api) -> None:
 
 
 async def test_a_definition_over_the_record_limit_is_413(api: Api) -> None:
-    # One term, but a list operand that makes the record too large for the topic.
-    values = ", ".join(f'"value-{n:05d}"' for n in range(400))
-    definition = {"id": "big", "name": "big", "expression": f'T("Country", in, [{values}])'}
+    # The expression is short enough, but its condition as a record (JSON) is not.
+    definition = {"id": "big", "name": "big", "expression": terms(MAX_TERMS)}
+    assert len(orjson.dumps(definition)) < 8192
     status, body = await api.call("POST", "/v1/segments", definition)
     assert status == 413, body
-    assert "over the limit of 4096 bytes" in body["error"]
+    assert "as a record, over the limit of 8192 bytes" in body["error"]
     assert api.producer.keyed == []
+
+
+async def test_a_definition_too_large_is_413_before_it_is_parsed(api: Api) -> None:
+    # Far over the record limit, and over the expression limit too: the size answers.
+    expression = " + ".join(['T("Country", eq, "PT")'] * 4000)
+    status, body = await api.call(
+        "POST", "/v1/segments", [{"id": "big", "name": "big", "expression": expression}]
+    )
+    assert status == 413, body
+    assert body["error"].startswith("segment 'big' is ")
+    assert body["error"].endswith("bytes, over the limit of 8192 bytes")
