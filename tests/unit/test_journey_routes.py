@@ -546,3 +546,15 @@ async def test_a_journey_over_the_record_limit_is_413(api: Api) -> None:
     assert status == 413, body
     assert "as a record, over the limit of 2048 bytes" in body["error"]
     assert api.producer.keyed == []
+
+
+async def test_api_entries_refuse_numbers_json_cannot_carry(api: Api) -> None:
+    await api.call("POST", "/v1/journeys", JOURNEYS)
+    await api.call("POST", f"/v1/journeys/{API_JOURNEY}/launch")
+    response = await api.client.post(
+        f"/v1/journeys/{API_JOURNEY}/entries",
+        data=b'{"users": [{"user_id": "u1", "properties": {"score": NaN}}]}',
+        headers={**INGEST, "Content-Type": "application/json"},
+    )
+    assert response.status == 400
+    assert api.producer.records == []
