@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=16_000_000, ge=1024)
     max_batch_items: int = Field(default=50_000, ge=1)
     http_header_timeout: float = Field(
-        default=15.0,
+        default=30.0,
         gt=0,
         description="Seconds a client has to send a request's headers, from the moment "
         "it connects or its previous answer was sent; an idle connection closes then too.",
