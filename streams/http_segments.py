@@ -24,6 +24,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Respond = Callable[..., web.Response]
 MAX_SAMPLE = 1000
 """Most user ids a preview lists."""
+CLIENT_CHECK_SECONDS = 0.25
+"""How often a running preview checks that its client is still there."""
 
 
 def describe(definition: SegmentDefinition) -> dict[str, Any]:
@@ -125,7 +127,17 @@ class SegmentRoutes:
         if self._previewer is None:
             return self._json({"error": "segments are not served by this process"}, 503)
         await self._definitions.ready.wait()
-        members, users, found = await self._previewer(condition, sample)
+        # A preview over many users takes a while: it stops when its client leaves.
+        work = asyncio.ensure_future(self._previewer(condition, sample))
+        try:
+            while not work.done():
+                await asyncio.wait({work}, timeout=CLIENT_CHECK_SECONDS)
+                if request.transport is None or request.transport.is_closing():
+                    work.cancel()
+                    return self._json({"error": "the client left: preview stopped"}, 400)
+        finally:
+            work.cancel()  # also when this handler is cancelled; nothing if done
+        members, users, found = work.result()
         return self._json({"members": members, "users": users, "sample": found})
 
     async def delete(self, request: web.Request) -> web.Response:

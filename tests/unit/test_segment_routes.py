@@ -1,5 +1,5 @@
-"""The segment routes of the HTTP API on aiohttp's test server, with the real route
-table and scopes and a real segment runtime over an in-memory table (no broker):
+"""The segment routes of the HTTP API on a loopback socket, with the real route table,
+scopes and server settings and a real segment runtime over an in-memory table (no broker):
 limits on what a condition may hold, and a large preview that leaves the event loop
 free for other requests."""
 
@@ -15,7 +15,7 @@ from typing import Any, cast
 import faust
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp import ClientSession, web
 
 from agents.segments.agent import SegmentRuntime
 from schemas.segment_language import MAX_DEPTH, MAX_TERMS
@@ -33,10 +33,12 @@ PARTITIONS = 4
 
 @dataclass
 class Api:
-    client: TestClient[Any, Any]
+    client: ClientSession
     engine: Engine
     runtime: SegmentRuntime
     producer: FoldingProducer
+    previews: list[asyncio.Task[Any]]
+    """The task of each preview, as it starts."""
 
     async def call(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] = ADMIN
@@ -73,15 +75,28 @@ async def api() -> AsyncIterator[Api]:
     await table.recover(range(PARTITIONS))
     runtime = SegmentRuntime(table, "127.0.0.1:1", "memberships", timedelta(days=90))
 
+    previews: list[asyncio.Task[Any]] = []
+
     async def preview(condition: Any, sample: int) -> tuple[int, int, list[str]]:
+        task = asyncio.current_task()
+        assert task is not None
+        previews.append(task)
         return await runtime.preview(condition, sample, engine.clock.now())
 
     engine.previewer = preview
     producer = FoldingProducer(engine)
     http = HttpApi(engine, cast(faust.App, None))
     http._producer = cast(IngestProducer, producer)
-    async with TestClient(TestServer(http.build())) as client:
-        yield Api(client, engine, runtime, producer)
+    # The server as the worker runs it (aiohttp's test server cancels handlers when
+    # their client leaves, which the worker's does not).
+    runner = http.runner()
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    async with ClientSession(base_url=f"http://127.0.0.1:{port}") as client:
+        yield Api(client, engine, runtime, producer, previews)
+    await runner.cleanup()
     await table.stop()
 
 
@@ -188,3 +203,21 @@ async def test_a_definition_too_large_is_413_before_it_is_parsed(api: Api) -> No
     assert status == 413, body
     assert body["error"].startswith("segment 'big' is ")
     assert body["error"].endswith("bytes, over the limit of 8192 bytes")
+
+
+async def test_a_preview_stops_when_its_client_leaves(api: Api) -> None:
+    await add_users(api.runtime, 24_000)
+    request = asyncio.create_task(
+        api.call("POST", "/v1/segments/preview", {"expression": terms(MAX_TERMS)}, READ)
+    )
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if api.previews:
+            break
+    assert len(api.previews) == 1, "the preview has not started"
+    await asyncio.sleep(0.1)
+    assert not api.previews[0].done()
+    request.cancel()  # the client gives up and closes its connection
+    await asyncio.sleep(1.0)
+    assert api.previews[0].cancelled(), "the preview went on without its client"
+    assert not api.runtime.lock.locked()
