@@ -119,7 +119,14 @@ class SegmentRoutes:
             condition, sample = await asyncio.to_thread(_preview_request, body)
         except (SegmentSyntaxError, _OverLimit) as error:
             return self._json({"error": str(error)}, 400)
-        except (DefinitionError, ValueError, KeyError, TypeError, AttributeError) as error:
+        except (
+            DefinitionError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            OverflowError,  # a sample of 1e400
+        ) as error:
             return self._json(
                 {"error": f'body must be {{"expression": "..."}} or {{"condition": ...}}: {error}'},
                 400,

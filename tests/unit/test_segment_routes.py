@@ -221,3 +221,12 @@ async def test_a_preview_stops_when_its_client_leaves(api: Api) -> None:
     await asyncio.sleep(1.0)
     assert api.previews[0].cancelled(), "the preview went on without its client"
     assert not api.runtime.lock.locked()
+
+
+@pytest.mark.parametrize("sample", ["1e400", "NaN", '"ten"', "[]", "-5"])
+async def test_odd_sample_sizes_are_refused_or_bounded(api: Api, sample: str) -> None:
+    body = b'{"expression": "T(\\"Country\\", exists)", "sample": ' + sample.encode() + b"}"
+    response = await api.client.post(
+        "/v1/segments/preview", data=body, headers={**READ, "Content-Type": "application/json"}
+    )
+    assert response.status in (200, 400), await response.text()
