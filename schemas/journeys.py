@@ -30,6 +30,12 @@ from pydantic import (
 from schemas.segments import AttributeFilter, SegmentId
 from schemas.values import CONTRACT, Name, Value
 
+MAX_NODES = 500
+"""Most nodes in one journey; other lists of a definition have limits of their own."""
+MAX_ITEMS = 50
+"""Most entries, branches, events per branch, filters, variants, goals and silent
+hours in one list of a journey definition."""
+
 JourneyId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 NodeId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 PresetId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,127}$")]
@@ -136,7 +142,7 @@ class EventMatch(BaseModel):
     model_config = CONTRACT
 
     event: Name
-    filters: tuple[AttributeFilter, ...] = ()
+    filters: tuple[AttributeFilter, ...] = Field(default=(), max_length=MAX_ITEMS)
 
 
 # --- entries ------------------------------------------------------------------------
@@ -161,7 +167,7 @@ class Schedule(BaseModel):
     at: TimeOfDay | None = None
     every: int = Field(default=1, ge=1, le=366)
     unit: Literal["days", "weeks"] = "days"
-    weekdays: tuple[Weekday, ...] = ()
+    weekdays: tuple[Weekday, ...] = Field(default=(), max_length=7)
     until: dt.date | None = None
     timezone: Zone = "UTC"
 
@@ -287,7 +293,7 @@ class DelayNode(_Node):
     type: Literal["delay"] = "delay"
     duration: Duration | None = None
     until: TimeOfDay | None = None
-    weekdays: tuple[Weekday, ...] = ()
+    weekdays: tuple[Weekday, ...] = Field(default=(), max_length=7)
     timezone: Zone = USER_ZONE
 
     @field_validator("timezone")
@@ -309,7 +315,7 @@ class Branch(BaseModel):
     model_config = CONTRACT
 
     name: OutputName
-    events: tuple[EventMatch, ...] = Field(min_length=1)
+    events: tuple[EventMatch, ...] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 class WaitForEventNode(_Node):
@@ -317,7 +323,7 @@ class WaitForEventNode(_Node):
     order); output ``timeout`` when ``timeout`` passes first."""
 
     type: Literal["wait_for_event"] = "wait_for_event"
-    branches: tuple[Branch, ...] = Field(min_length=1)
+    branches: tuple[Branch, ...] = Field(min_length=1, max_length=MAX_ITEMS)
     timeout: Duration
 
     @model_validator(mode="after")
@@ -356,7 +362,7 @@ class ABSplitNode(_Node):
     the given proportions (whole percents adding up to 100)."""
 
     type: Literal["ab_split"] = "ab_split"
-    variants: tuple[Variant, ...] = Field(min_length=2)
+    variants: tuple[Variant, ...] = Field(min_length=2, max_length=MAX_ITEMS)
 
     @model_validator(mode="after")
     def _percents(self) -> ABSplitNode:
@@ -387,7 +393,7 @@ class UpdateProfileNode(_Node):
     """Set tags on the user (a tag update on the tags topic, from the journey)."""
 
     type: Literal["update_profile"] = "update_profile"
-    tags: dict[Name, Value] = Field(min_length=1)
+    tags: dict[Name, Value] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
 class WebhookNode(_Node):
@@ -469,7 +475,7 @@ class SilentHours(BaseModel):
 
     start: TimeOfDay
     end: TimeOfDay
-    channels: tuple[Channel, ...] = ()
+    channels: tuple[Channel, ...] = Field(default=(), max_length=len(Channel))
 
     @model_validator(mode="after")
     def _not_empty(self) -> SilentHours:
@@ -484,9 +490,9 @@ class JourneySettings(BaseModel):
     timezone: str = "UTC"
     """The zone of users without a ``Time zone`` tag, where steps say ``user``."""
     reentry: Reentry = Field(default_factory=Reentry)
-    goals: tuple[Goal, ...] = ()
+    goals: tuple[Goal, ...] = Field(default=(), max_length=MAX_ITEMS)
     frequency_cap: FrequencyCap | None = None
-    silent_hours: tuple[SilentHours, ...] = ()
+    silent_hours: tuple[SilentHours, ...] = Field(default=(), max_length=MAX_ITEMS)
     exit_when_leaving_segment: bool = False
     """Users who entered from an audience leave the journey (dropped) when they leave
     its segment."""
@@ -505,9 +511,9 @@ class JourneyDefinition(BaseModel):
     id: JourneyId
     name: str = Field(min_length=1, max_length=256)
     description: str = ""
-    entries: tuple[Entry, ...] = Field(min_length=1)
+    entries: tuple[Entry, ...] = Field(min_length=1, max_length=MAX_ITEMS)
     start: NodeId
-    nodes: tuple[Node, ...] = Field(min_length=1)
+    nodes: tuple[Node, ...] = Field(min_length=1, max_length=MAX_NODES)
     settings: JourneySettings = Field(default_factory=JourneySettings)
     version: int = 0
 

@@ -10,8 +10,10 @@ at submission with the field named, not discovered at send time. Rendering is
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
@@ -105,7 +107,66 @@ def _template(text: str) -> str:
 
 def _html_template(text: str) -> str:
     parse_template(text, stray_close=True)
+    for value in _links(text):
+        # Where the scheme is written out (not left to a placeholder), it is checked now;
+        # the rest when rendered, with the user's values (see link_templates).
+        written = value.split("{{", 1)[0]
+        if (written == value or _SCHEME.match(_url_text(written))) and not link_allowed(written):
+            raise ValueError(f"the link {_shown(value)} is not {LINK_KINDS}")
     return text
+
+
+# --- links in HTML ------------------------------------------------------------------
+
+LINK_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
+"""What a link in HTML content may lead to, besides relative links."""
+LINK_KINDS = "http, https, mailto, tel or relative"
+_LINK_ATTRIBUTES = frozenset({"href", "xlink:href", "action", "formaction"})
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_DROPPED = re.compile(r"[\t\n\r]")
+"""Browsers drop tabs and line breaks anywhere in a URL: java<TAB>script: is javascript:."""
+_C0_AND_SPACE = "".join(chr(code) for code in range(0x21))
+"""Browsers strip these from both ends of a URL."""
+
+
+def _url_text(url: str) -> str:
+    return _DROPPED.sub("", url).strip(_C0_AND_SPACE)
+
+
+def link_allowed(url: str) -> bool:
+    """Whether ``url`` (as the browser reads it, entities decoded) is http, https,
+    mailto, tel or relative: never javascript:, data:, vbscript: or the like."""
+    scheme = _SCHEME.match(_url_text(url))
+    return scheme is None or scheme.group(1).lower() in LINK_SCHEMES
+
+
+def _shown(url: str) -> str:
+    return repr(url if len(url) <= 60 else url[:57] + "...")
+
+
+class _LinkScan(HTMLParser):
+    """The values of link attributes (``href``, ``action``, ...), entities decoded."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.values: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.values += [value for name, value in attrs if name in _LINK_ATTRIBUTES and value]
+
+
+@functools.lru_cache(maxsize=256)
+def _links(html: str) -> tuple[str, ...]:
+    scan = _LinkScan()
+    scan.feed(html)
+    scan.close()
+    return tuple(scan.values)
+
+
+def link_templates(html: str) -> tuple[str, ...]:
+    """The link attribute values of ``html`` that hold placeholders, as the browser
+    reads the text around them: once rendered, each must pass ``link_allowed``."""
+    return tuple(value for value in _links(html) if "{{" in value)
 
 
 Text = Annotated[str, AfterValidator(_template)]

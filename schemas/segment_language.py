@@ -24,7 +24,7 @@ from decimal import Decimal
 from importlib import resources
 from typing import Any, NoReturn, Protocol, TypeVar
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import PatternStr
 from pydantic import BaseModel, ValidationError
@@ -54,10 +54,26 @@ from schemas.segments import (
 )
 from schemas.values import VersionValue, parse_timestamp
 
-__all__ = ["SegmentSyntaxError", "format", "parse"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_EXPRESSION_CHARS",
+    "MAX_TERMS",
+    "SegmentSyntaxError",
+    "format",
+    "parse",
+    "size_problem",
+]
 
 _GRAMMAR = "segment_language.lark"
 _SHOWN = 60  # characters shown either side of an error's column in a long line
+
+MAX_TERMS = 200
+"""Most conditions in one segment condition: each T, E, L, M and S, and each A filter."""
+MAX_DEPTH = 32
+"""Most groups nested in one another (parentheses, all(...), any(...), and each + or -
+that follows the other kind)."""
+MAX_EXPRESSION_CHARS = 50_000
+"""Longest expression text, checked before it is parsed."""
 
 
 class SegmentSyntaxError(ValueError):
@@ -124,9 +140,17 @@ def _parser() -> Lark:
 
 
 def parse(text: str) -> Condition:
-    """The condition written in ``text``; SegmentSyntaxError says where and why not."""
+    """The condition written in ``text``; SegmentSyntaxError says where and why not,
+    also when it is over one of the limits (``MAX_EXPRESSION_CHARS``, ``MAX_TERMS``,
+    ``MAX_DEPTH``)."""
+    if len(text) > MAX_EXPRESSION_CHARS:
+        message = (
+            f"the expression is {len(text)} characters, over the limit of {MAX_EXPRESSION_CHARS}"
+        )
+        raise SegmentSyntaxError(message, 1, 1, text)
     try:
         tree = _parser().parse(text)
+        _count_terms(tree, text)  # before the models are built: that is the slow part
         condition: Condition = _Builder().transform(tree)
     except UnexpectedInput as error:
         raise _syntax_error(text, error) from None
@@ -137,7 +161,48 @@ def parse(text: str) -> Condition:
         raise
     except RecursionError:
         raise SegmentSyntaxError("the condition is nested too deeply", 1, 1, text) from None
+    over = size_problem(condition)
+    if over is not None:
+        raise SegmentSyntaxError(over, 1, 1, text)
     return condition
+
+
+_TERM_RULES = frozenset({"tag", "event", "last_performed", "message", "segment", "attribute"})
+
+
+def _count_terms(tree: Tree[Token], text: str) -> None:
+    """Refuse a parse tree with more than MAX_TERMS terms, pointing at the first one
+    over the limit."""
+    terms = 0
+    for subtree in tree.iter_subtrees_topdown():  # type: ignore[no-untyped-call] # text order
+        if subtree.data in _TERM_RULES:
+            terms += 1
+            if terms > MAX_TERMS:
+                message = f"term {terms} is over the limit of {MAX_TERMS} terms"
+                meta = subtree.meta
+                raise SegmentSyntaxError(message, meta.line or 1, meta.column or 1, text)
+
+
+def size_problem(condition: Condition) -> str | None:
+    """Why ``condition`` is over a limit (terms or nesting), or None. Conditions given
+    as JSON are checked with this too."""
+    terms = depth = 0
+    stack: list[tuple[Condition, int]] = [(condition, 0)]
+    while stack:  # iterative: a deep tree must not exhaust Python's stack here
+        node, level = stack.pop()
+        depth = max(depth, level)
+        if isinstance(node, All | Any_):
+            stack.extend((child, level + 1) for child in node.conditions)
+        elif isinstance(node, AndNot):
+            # a - b - c reads as one level: only the excluded side goes deeper.
+            stack += [(node.include, level), (node.exclude, level + 1)]
+        else:
+            terms += 1 + (len(node.filters) if isinstance(node, EventCondition) else 0)
+    if terms > MAX_TERMS:
+        return f"the condition has {terms} terms, over the limit of {MAX_TERMS}"
+    if depth > MAX_DEPTH:
+        return f"the condition nests groups {depth} deep, over the limit of {MAX_DEPTH}"
+    return None
 
 
 class _Where(Protocol):

@@ -107,7 +107,9 @@ def _no_big_int(value: Any) -> Any:
 # Integers are 64-bit, as ClickHouse and JSON consumers downstream hold them; a larger
 # one is refused rather than silently rounded to a float.
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
-Float = Annotated[float, BeforeValidator(_no_big_int)]
+# NaN and infinities are no JSON: re-encoded they would become null, which the next
+# reader refuses (or worse, takes).
+Float = Annotated[float, BeforeValidator(_no_big_int), Field(allow_inf_nan=False)]
 Scalar = bool | Int64 | Float | str
 Value = Scalar | list[Scalar] | TypedValue
 """A tag value or an event attribute value."""

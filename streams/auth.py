@@ -35,13 +35,24 @@ def parse_api_keys(text: str) -> dict[str, frozenset[Scope]]:
     return keys
 
 
+def presented_key(authorization: str | None, api_key: str | None) -> str | None:
+    """The key a request presents: ``Authorization: Bearer KEY`` (the scheme in any
+    case, as RFC 7235 has it), else ``X-Api-Key: KEY``."""
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return api_key or None
+
+
 def allowed(keys: dict[str, frozenset[Scope]], presented: str | None, needed: Scope) -> bool:
     """Open when no keys are configured (loopback only); otherwise key and scope must fit."""
     if not keys:
         return True
     if not presented:
         return False
+    # Header bytes that are not UTF-8 reach here as surrogates: compared, never matched.
+    offered = presented.encode("utf-8", "surrogateescape")
     for key, scopes in keys.items():
-        if hmac.compare_digest(key.encode(), presented.encode()):
+        if hmac.compare_digest(key.encode(), offered):
             return needed in scopes or Scope.ADMIN in scopes
     return False

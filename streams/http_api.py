@@ -19,14 +19,14 @@ import orjson
 from aiohttp import web
 from mode import Service
 from pydantic import BaseModel
-from pydantic_core import from_json
 
 from projections.clickhouse import query_read_only
 from schemas import Event, Feedback, TagUpdate
-from streams.auth import Scope, allowed, parse_api_keys
+from streams.auth import Scope, allowed, parse_api_keys, presented_key
 from streams.codecs import InputCodec
 from streams.engine import Engine
 from streams.forget import BadUser, forget_request, send_forget
+from streams.http_ingest import check_items
 from streams.http_journeys import JourneyRoutes
 from streams.http_presets import PresetRoutes
 from streams.http_segments import SegmentRoutes
@@ -101,6 +101,7 @@ class HttpApi(Service):
             _json,
             self.engine.previewer,
             timedelta(days=self.engine.settings.segment_horizon_days),
+            self.engine.settings.max_record_bytes,
         )
         api.router.add_post("/v1/segments/preview", self._scoped(Scope.READ, segments.preview))
         api.router.add_post("/v1/segments", self._scoped(Scope.ADMIN, segments.apply))
@@ -139,6 +140,16 @@ class HttpApi(Service):
         )
         api.router.add_post(f"{route}/entries", self._scoped(Scope.INGEST, journeys.enter))
 
+    def runner(self) -> web.AppRunner:
+        """The server of the API, not yet set up. A connection that has not sent a whole
+        request head within ``http_header_timeout`` of connecting (or of its previous
+        answer) is closed: slow clients cannot hold connections open."""
+        return web.AppRunner(
+            self.build(),
+            access_log=None,
+            keepalive_timeout=self.engine.settings.http_header_timeout,
+        )
+
     def _ready_producer(self) -> IngestProducer:
         assert self._producer is not None, "the API has not started"
         return self._producer
@@ -150,7 +161,7 @@ class HttpApi(Service):
             self.engine.bootstrap, settings.max_record_bytes, settings.events_per_record
         )
         await self._producer.start()
-        self._runner = web.AppRunner(self.build(), access_log=None)
+        self._runner = self.runner()
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
         await site.start()
@@ -165,10 +176,21 @@ class HttpApi(Service):
 
     def _scoped(self, scope: Scope, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            header = request.headers.get("Authorization", "")
-            presented = header.removeprefix("Bearer ").strip() or request.headers.get("X-Api-Key")
+            presented = presented_key(
+                request.headers.get("Authorization"), request.headers.get("X-Api-Key")
+            )
             if not allowed(self._keys, presented, scope):
                 return _json({"error": f"an API key with scope '{scope}' is required"}, 401)
+            if request.body_exists:
+                # Read here, within the time allowed; the handler gets it from the request.
+                timeout = self.engine.settings.http_body_timeout
+                try:
+                    async with asyncio.timeout(timeout):
+                        await request.read()
+                except TimeoutError:
+                    late = _json({"error": f"request body not received within {timeout:g}s"}, 408)
+                    late.force_close()
+                    return late
             return await handler(request)
 
         return guarded
@@ -221,31 +243,19 @@ class HttpApi(Service):
         kind = request.path.rsplit("/", 1)[-1]
         topic, codec = self._inputs[kind]
         body = await request.read()
-        try:
-            items = _parse_items(body, request.content_type)
-        except ValueError as error:
-            return _json({"error": str(error)}, 400)
-        limit = self.engine.settings.max_batch_items
-        if len(items) > limit:
-            return _json({"error": f"batch has {len(items)} items, over the limit of {limit}"}, 400)
-        decoded = codec.validate_items(items)
-        errors: list[dict[str, Any]] = [
-            {"index": rejected.index, "reason": rejected.reason.value, "detail": rejected.detail}
-            for rejected in decoded.rejected
-        ]
-        refused = {error["index"] for error in errors}
-        record_limit = self.engine.settings.max_record_bytes
-        encoded: list[tuple[str, bytes]] = []
-        for index, item in enumerate(items):
-            if index in refused:
-                continue
-            raw = orjson.dumps(item)
-            if len(raw) > record_limit:
-                detail = f"item is {len(raw)} bytes, over the limit of {record_limit}"
-                errors.append({"index": index, "reason": "too_large", "detail": detail})
-            else:
-                encoded.append((str(item["user_id"]), raw))
-        errors.sort(key=lambda error: error["index"])
+        settings = self.engine.settings
+        # Parsing and validating up to the request limit takes a while: not on the loop.
+        checked = await asyncio.to_thread(
+            check_items,
+            body,
+            request.content_type,
+            codec,
+            settings.max_batch_items,
+            settings.max_record_bytes,
+        )
+        if isinstance(checked, str):
+            return _json({"error": checked}, 400)
+        encoded, errors = checked
         partial = request.query.get("partial", "").lower() in ("1", "true", "yes")
         if errors and not partial:
             return _json({"accepted": 0, "errors": errors}, 400)
@@ -270,20 +280,3 @@ class HttpApi(Service):
         except Exception as error:  # ClickHouse's message is the useful answer here
             return _json({"error": str(error).strip()[:2000]}, 400)
         return _json({"columns": columns, "rows": rows})
-
-
-def _parse_items(body: bytes, content_type: str) -> list[Any]:
-    """A JSON array, ``{"items": [...]}``, or NDJSON (one object per line)."""
-    # pydantic-core's parser keeps integers beyond 64 bits exact (orjson rounds them to
-    # floats), so validation refuses them instead of accepting a rounded number.
-    try:
-        if content_type == "application/x-ndjson":
-            return [from_json(line) for line in body.splitlines() if line.strip()]
-        parsed = from_json(body)
-    except ValueError as error:
-        raise ValueError(f"body is not JSON: {error}") from None
-    if isinstance(parsed, dict):
-        parsed = parsed.get("items", [parsed])
-    if not isinstance(parsed, list):
-        raise ValueError("body must be a JSON array of objects")
-    return parsed

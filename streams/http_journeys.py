@@ -128,7 +128,7 @@ class JourneyRoutes(DefinitionRoutes):
 
     async def apply(self, request: web.Request) -> web.Response:
         """One journey or a list; all are checked before any is written."""
-        journeys = await self._document(request, from_document)
+        journeys = await self._document(request, "journey", from_document)
         if isinstance(journeys, web.Response):
             return journeys
         refused = webhook_refusal(journeys, self._engine.settings.webhook_allow_list)
@@ -141,6 +141,9 @@ class JourneyRoutes(DefinitionRoutes):
                 events = [self.registry.prepare_journey(journey, now) for journey in journeys]
             except DefinitionRefused as error:
                 return self._json({"error": str(error)}, 400)
+            too_large = self._too_large("journey", events)
+            if too_large is not None:
+                return too_large
             applied: list[dict[str, Any]] = []
             for event in events:
                 definition = event.definition
@@ -253,8 +256,10 @@ class JourneyRoutes(DefinitionRoutes):
     async def enter(self, request: web.Request) -> web.Response:
         """``{"users": [{"user_id": ..., "properties": {...}}, ...]}`` into a launched
         journey with an API entry; refused whole when any item is invalid, as ingest."""
+        body = await request.read()
         try:
-            users = from_json(await request.read())["users"]
+            # NaN and infinities are no JSON: refused here rather than sent on as null.
+            users = (await asyncio.to_thread(from_json, body, allow_inf_nan=False))["users"]
             if not isinstance(users, list):
                 raise TypeError(type(users).__name__)
         except (ValueError, KeyError, TypeError) as error:
@@ -275,29 +280,39 @@ class JourneyRoutes(DefinitionRoutes):
             message = f"journey '{journey_id}' has no api entry: users cannot be put in by API"
             return self._json({"error": message}, 409)
         now = self._engine.clock.now()
-        errors: list[dict[str, Any]] = []
-        encoded: list[tuple[str, bytes]] = []
-        entry_ids: list[str] = []
-        for index, item in enumerate(users):
-            try:
-                entry = _entry(journey_id, item, now)
-            except ValueError as error:
-                errors.append({"index": index, "detail": str(error)})
-                continue
-            raw = entry.model_dump_json().encode()
-            if len(raw) > settings.max_record_bytes:
-                limit = settings.max_record_bytes
-                detail = f"entry is {len(raw)} bytes, over the limit of {limit}"
-                errors.append({"index": index, "detail": detail})
-                continue
-            encoded.append((entry.user_id, raw))
-            entry_ids.append(entry.entry_id)
+        # Up to REACH_MAX_BATCH_ITEMS entries to validate: not on the loop.
+        errors, encoded, entry_ids = await asyncio.to_thread(
+            _entries, journey_id, users, now, settings.max_record_bytes
+        )
         if errors:
             return self._json({"accepted": 0, "errors": errors}, 400)
         # Packed per partition by user id, as ingest packs events: a user's entries
         # land where their events and state are.
         await self._producer().send_encoded(self._engine.topics.journey_entries, encoded)
         return self._json({"accepted": len(encoded), "entry_ids": entry_ids})
+
+
+def _entries(
+    journey_id: str, users: list[Any], now: datetime, max_record_bytes: int
+) -> tuple[list[dict[str, Any]], list[tuple[str, bytes]], list[str]]:
+    """(errors by index, user id and record of each valid entry, entry ids)."""
+    errors: list[dict[str, Any]] = []
+    encoded: list[tuple[str, bytes]] = []
+    entry_ids: list[str] = []
+    for index, item in enumerate(users):
+        try:
+            entry = _entry(journey_id, item, now)
+        except ValueError as error:
+            errors.append({"index": index, "detail": str(error)})
+            continue
+        raw = entry.model_dump_json().encode()
+        if len(raw) > max_record_bytes:
+            detail = f"entry is {len(raw)} bytes, over the limit of {max_record_bytes}"
+            errors.append({"index": index, "detail": detail})
+            continue
+        encoded.append((entry.user_id, raw))
+        entry_ids.append(entry.entry_id)
+    return errors, encoded, entry_ids
 
 
 def _has_status(journey: Journey, expected: dict[str, Any]) -> bool:

@@ -8,6 +8,7 @@ following read (or a journey applied next) sees it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -47,25 +48,19 @@ class PresetRoutes(DefinitionRoutes):
         return lambda: self.registry.next_preset_version(preset_id) > version
 
     async def apply(self, request: web.Request) -> web.Response:
-        presets = await self._document(request, from_document)
+        presets = await self._document(request, "preset", from_document)
         if isinstance(presets, web.Response):
             return presets
         await self._engine.definitions.ready.wait()
-        limit = self._engine.settings.max_record_bytes
         async with self._writing:
             now = self._engine.clock.now()
             try:
                 events = [self.registry.prepare_preset(preset, now) for preset in presets]
             except DefinitionRefused as error:
                 return self._json({"error": str(error)}, 409)
-            for event in events:
-                size = len(event.model_dump_json().encode())
-                if size > limit:
-                    message = (
-                        f"preset '{event.definition.id}' is {size} bytes as a record, over "
-                        f"the limit of {limit}: move variants or long HTML to other presets"
-                    )
-                    return self._json({"error": message}, 400)
+            too_large = self._too_large("preset", events)
+            if too_large is not None:
+                return too_large
             applied: list[dict[str, Any]] = []
             for event in events:
                 definition = event.definition
@@ -118,7 +113,8 @@ class PresetRoutes(DefinitionRoutes):
         preset_id, preset = await self._preset(request)
         if preset is None:
             return self._json({"error": f"no preset '{preset_id}'"}, 404)
-        result = render(preset, tags, properties, user_id)
+        # Up to half a megabyte of HTML to fill and check: not on the loop.
+        result = await asyncio.to_thread(render, preset, tags, properties, user_id)
         if isinstance(result, RenderedContent):
             return self._json(result.model_dump(mode="json"))
         return self._json({"error": result.message, **result.model_dump(mode="json")}, 422)

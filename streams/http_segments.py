@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,14 +12,20 @@ from pydantic_core import from_json
 
 from agents.segments.state import horizon_problems
 from schemas.definitions import DefinitionRefused, Definitions
-from schemas.segments import SegmentDefinition
+from schemas.segment_language import SegmentSyntaxError, parse, size_problem
+from schemas.segments import Condition, SegmentDefinition
 from streams.definitions import DefinitionsService
 from streams.engine import Previewer
+from streams.http_definitions import DefinitionTooLarge, check_sizes
 from streams.ingest import IngestProducer
 from streams.segment_files import DefinitionError, from_document, from_item
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Respond = Callable[..., web.Response]
+MAX_SAMPLE = 1000
+"""Most user ids a preview lists."""
+CLIENT_CHECK_SECONDS = 0.25
+"""How often a running preview checks that its client is still there."""
 
 
 def describe(definition: SegmentDefinition) -> dict[str, Any]:
@@ -39,8 +46,10 @@ class SegmentRoutes:
         respond: Respond,
         previewer: Previewer | None,
         horizon: timedelta,
+        max_record_bytes: int,
     ) -> None:
         self._horizon = horizon
+        self._max_record_bytes = max_record_bytes
         self._definitions = definitions
         self._previewer = previewer
         self._producer = producer
@@ -52,8 +61,12 @@ class SegmentRoutes:
         return self._definitions.registry
 
     async def apply(self, request: web.Request) -> web.Response:
+        body = await request.read()
         try:
-            definitions = from_document(from_json(await request.read()))
+            # Parsing and validating a large document takes a while: not on the loop.
+            definitions = await asyncio.to_thread(_definitions, body, self._max_record_bytes)
+        except DefinitionTooLarge as error:
+            return self._json({"error": str(error)}, 413)
         except DefinitionError as error:
             return self._json({"error": str(error)}, 400)
         except ValueError as error:
@@ -70,8 +83,15 @@ class SegmentRoutes:
                 event = self.registry.prepare(definition, now)
             except DefinitionRefused as error:
                 return self._json({"error": str(error), "applied": applied}, 400)
+            record = event.model_dump_json().encode()
+            if len(record) > self._max_record_bytes:
+                message = (
+                    f"segment '{definition.id}' is {len(record)} bytes as a record, over the "
+                    f"limit of {self._max_record_bytes} bytes"
+                )
+                return self._json({"error": message, "applied": applied}, 413)
             await self._producer().send_keyed(
-                self._topic, f"segment:{definition.id}".encode(), event.model_dump_json().encode()
+                self._topic, f"segment:{definition.id}".encode(), record
             )
             await self._definitions.wait_for_version(
                 definition.id, event.definition.version, timeout=10
@@ -94,20 +114,19 @@ class SegmentRoutes:
 
     async def preview(self, request: web.Request) -> web.Response:
         """Count and sample the users matching a condition now; nothing is saved."""
-        from schemas.segment_language import SegmentSyntaxError, parse
-
+        body = await request.read()
         try:
-            body = from_json(await request.read())
-            sample = int(body.get("sample", 10))
-            if "expression" in body:
-                condition = parse(str(body["expression"]))
-            else:
-                condition = from_item(
-                    {"id": "preview", "name": "preview", "condition": body["condition"]}
-                ).condition
-        except SegmentSyntaxError as error:
+            condition, sample = await asyncio.to_thread(_preview_request, body)
+        except (SegmentSyntaxError, _OverLimit) as error:
             return self._json({"error": str(error)}, 400)
-        except (DefinitionError, ValueError, KeyError, TypeError, AttributeError) as error:
+        except (
+            DefinitionError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            OverflowError,  # a sample of 1e400
+        ) as error:
             return self._json(
                 {"error": f'body must be {{"expression": "..."}} or {{"condition": ...}}: {error}'},
                 400,
@@ -115,7 +134,17 @@ class SegmentRoutes:
         if self._previewer is None:
             return self._json({"error": "segments are not served by this process"}, 503)
         await self._definitions.ready.wait()
-        members, users, found = await self._previewer(condition, sample)
+        # A preview over many users takes a while: it stops when its client leaves.
+        work = asyncio.ensure_future(self._previewer(condition, sample))
+        try:
+            while not work.done():
+                await asyncio.wait({work}, timeout=CLIENT_CHECK_SECONDS)
+                if request.transport is None or request.transport.is_closing():
+                    work.cancel()
+                    return self._json({"error": "the client left: preview stopped"}, 400)
+        finally:
+            work.cancel()  # also when this handler is cancelled; nothing if done
+        members, users, found = work.result()
         return self._json({"members": members, "users": users, "sample": found})
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -130,3 +159,33 @@ class SegmentRoutes:
         )
         await self._definitions.wait_for_version(segment_id, event.version, timeout=10)
         return self._json({"deleted": segment_id, "version": event.version})
+
+
+def _definitions(body: bytes, max_record_bytes: int) -> list[SegmentDefinition]:
+    """The definitions of an apply request, each within the size and condition limits."""
+    document = from_json(body)
+    check_sizes(document, "segment", max_record_bytes)
+    definitions = from_document(document)
+    for definition in definitions:
+        problem = size_problem(definition.condition)
+        if problem is not None:
+            raise DefinitionError(f"segment '{definition.id}': {problem}")
+    return definitions
+
+
+def _preview_request(body: bytes) -> tuple[Condition, int]:
+    document = from_json(body)
+    sample = min(max(int(document.get("sample", 10)), 0), MAX_SAMPLE)
+    if "expression" in document:
+        return parse(str(document["expression"])), sample
+    condition = from_item(
+        {"id": "preview", "name": "preview", "condition": document["condition"]}
+    ).condition
+    problem = size_problem(condition)
+    if problem is not None:
+        raise _OverLimit(problem)
+    return condition, sample
+
+
+class _OverLimit(ValueError):
+    """A condition over the limits of the segment language."""

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(default=1_000_000, ge=1024)
     max_request_bytes: int = Field(default=16_000_000, ge=1024)
     max_batch_items: int = Field(default=50_000, ge=1)
+    http_header_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a client has to send a request's headers, from the moment "
+        "it connects or its previous answer was sent; an idle connection closes then too.",
+    )
+    http_body_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds a client has to send a request's body."
+    )
     events_per_record: int = Field(
         default=500, ge=1, description="How many events the ingest path packs per Kafka record."
     )

@@ -21,12 +21,16 @@ from agents.journeys.schedule import user_zone
 from agents.segments.state import from_ms
 from schemas.journeys import Channel
 from schemas.presets import (
+    LINK_KINDS,
     SMS_LIMIT,
     Content,
     ContentType,
+    EmailContent,
     Placeholder,
     PresetDefinition,
     SmsContent,
+    link_allowed,
+    link_templates,
     parse_template,
 )
 from schemas.values import CONTRACT, parse_timestamp
@@ -93,6 +97,8 @@ def render(
         value = getattr(content, name)
         if value is not None:
             update[name] = filler.fill(value, name, escape=name in content.escaped)
+    if isinstance(content, EmailContent) and content.html:
+        _check_links(content.html, tags, properties, user_id, filler)
     if isinstance(content, SmsContent) and len(update["text"]) > SMS_LIMIT:
         length = len(update["text"])
         filler.problems.append(
@@ -116,6 +122,20 @@ def render(
     )
 
 
+def _check_links(
+    html: str, tags: Mapping[str, Any], properties: Mapping[str, Any], user_id: str, filler: _Filler
+) -> None:
+    """A link whose target comes from a value (``href="{{tag.Site}}"``) must be http,
+    https, mailto, tel or relative once filled in: a user's value must never make a
+    ``javascript:`` (or ``data:``, ``vbscript:``) link."""
+    for template in link_templates(html):
+        probe = _Filler(tags, properties, user_id, filler.zone)
+        link = probe.fill(template, "html")  # as the browser reads it: unescaped
+        if not probe.problems and not link_allowed(link):
+            shown = link if len(link) <= 60 else link[:57] + "..."
+            filler.problems.append(f"html: the link {shown!r} is not {LINK_KINDS}")
+
+
 class _Filler:
     def __init__(
         self, tags: Mapping[str, Any], properties: Mapping[str, Any], user_id: str, zone: ZoneInfo
@@ -123,7 +143,7 @@ class _Filler:
         self._tags = tags
         self._properties = properties
         self._user_id = user_id
-        self._zone = zone
+        self.zone = zone
         self.missing: list[str] = []
         self.problems: list[str] = []
 
@@ -145,7 +165,7 @@ class _Filler:
                 continue
             found = self._value(part)
             if found is not None:
-                shown = readable(found, self._zone)
+                shown = readable(found, self.zone)
                 pieces.append(html.escape(shown) if escape else shown)
             elif part.default is not None:
                 pieces.append(part.default)

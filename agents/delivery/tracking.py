@@ -89,9 +89,18 @@ class Tracking:
             return None
         if not hmac.compare_digest(presented, self._sign(payload)):
             return None
-        fields = orjson.loads(payload)
-        if fields[0] != kind:
-            return None  # an open token is no click token, and the other way round
+        try:
+            fields = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return None  # signed, but not what ``token`` makes: refused like a forgery
+        # The shape ``token`` makes, and nothing else: strings, five for a click.
+        if (
+            not isinstance(fields, list)
+            or len(fields) != (5 if kind == "click" else 4)
+            or not all(isinstance(field, str) for field in fields)
+            or fields[0] != kind  # an open token is no click token, and the other way round
+        ):
+            return None
         url = fields[4] if kind == "click" else None
         return Tracked(kind, fields[1], fields[2], fields[3], url)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 from agents.journeys import logic as journeys
 from agents.journeys.catalog import Catalog
 from agents.journeys.schedule import Run, due_runs, user_run_instant, user_zone
-from agents.segments.evaluate import holds
+from agents.segments.evaluate import compile_condition
 from agents.segments.index import SegmentIndex
 from agents.segments.logic import (
     Input,
@@ -61,6 +62,9 @@ RUNS_KEY = "\x00journey-runs"
 # Timers fired (or users swept) per hold of the lock: many at once must not stall the
 # inputs.
 TIMERS_PER_ROUND = 500
+
+PREVIEW_SLICE_SECONDS = 0.02
+"""How long a preview evaluates users under the lock before it lets others run."""
 
 OUTPUT_BATCH_BYTES = 512 * 1024
 """aiokafka's batch per output partition: several output records while one is sent."""
@@ -297,25 +301,39 @@ class SegmentRuntime:
     async def preview(
         self, condition: Condition, sample: int, now: datetime
     ) -> tuple[int, int, list[str]]:
-        """(members, users, a sample of members) of ``condition`` over this worker's users."""
+        """(members, users, a sample of members) of ``condition`` over this worker's users.
+
+        The users of each partition are listed first, then evaluated in slices of
+        ``PREVIEW_SLICE_SECONDS`` under the lock, letting the event loop (inputs, other
+        requests) run between slices: a large preview delays nothing for long. Users who
+        arrive meanwhile may be left out; a partition that moves away is skipped."""
         members = users = 0
         found: list[str] = []
         zone = ZoneInfo("UTC")
-        async with self.lock:
-            for partition in sorted(self.table.partitions):
-                for user, stored in self._users(partition):
-                    users += 1
-                    member_of = stored[MEMBERS]
-                    if holds(
-                        condition,
-                        UserState.from_json(stored[STATE]),
-                        to_ms(now),
-                        zone,
-                        member_of.__contains__,
-                    ):
-                        members += 1
-                        if len(found) < sample:
-                            found.append(user)
+        at = to_ms(now)
+        test = compile_condition(condition)
+        for partition in sorted(self.table.partitions):
+            keys = [user for user in self.table.keys(partition) if user != RUNS_KEY]
+            position = 0
+            while position < len(keys):
+                async with self.lock:
+                    if partition not in self.table.partitions:
+                        break
+                    until = time.monotonic() + PREVIEW_SLICE_SECONDS
+                    while position < len(keys) and time.monotonic() < until:
+                        user = keys[position]
+                        position += 1
+                        entry = self.table.get(partition, user)
+                        if entry is None:
+                            continue  # gone since the listing
+                        stored = _decode(entry.value)
+                        users += 1
+                        state = UserState.from_json(stored[STATE])
+                        if test(state, at, zone, stored[MEMBERS].__contains__):
+                            members += 1
+                            if len(found) < sample:
+                                found.append(user)
+                await asyncio.sleep(0)
         return members, users, found
 
     # --- journeys ---------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.auth import ApiKeyError, Scope, allowed, parse_api_keys
+from streams.auth import ApiKeyError, Scope, allowed, parse_api_keys, presented_key
 
 INGEST_KEY = "ingest-key-0123456789"
 READ_KEY = "read-key-0123456789ab"
@@ -95,3 +95,26 @@ def test_allowed_with_keys(presented: str | None, needed: Scope, expected: bool)
 
 def test_non_ascii_key_is_refused_not_raised() -> None:
     assert allowed(KEYS, "clé-0123456789abcdef", Scope.READ) is False
+
+
+@pytest.mark.parametrize(
+    ("authorization", "api_key", "expected"),
+    [
+        (f"Bearer {READ_KEY}", None, READ_KEY),
+        (f"bearer {READ_KEY}", None, READ_KEY),
+        (f"BEARER   {READ_KEY} ", None, READ_KEY),
+        (f"Basic {READ_KEY}", None, None),
+        (READ_KEY, None, None),  # no scheme: not a bearer token
+        ("Bearer ", ADMIN_KEY, ADMIN_KEY),
+        (None, ADMIN_KEY, ADMIN_KEY),
+        (None, None, None),
+    ],
+)
+def test_presented_key(authorization: str | None, api_key: str | None, expected: str) -> None:
+    assert presented_key(authorization, api_key) == expected
+
+
+def test_keys_that_are_not_utf8_are_refused_not_raised() -> None:
+    # aiohttp hands header bytes that are not UTF-8 over as surrogates.
+    presented = b"\xff\xfe-key".decode("utf-8", "surrogateescape")
+    assert not allowed(KEYS, presented, Scope.READ)

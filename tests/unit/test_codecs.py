@@ -339,3 +339,14 @@ def test_item_by_item_fallback_decodes_like_the_fast_path(items: list[dict[str, 
     assert slow.items == fast.items
     assert [item.event_id for item in slow.items] == [item.event_id for item in fast.items]
     assert [r.index for r in slow.rejected] == [len(items)]
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity"])
+def test_numbers_json_cannot_carry_are_refused(number: bytes) -> None:
+    # pydantic's parser reads them; the contracts do not take them (the HTTP door
+    # validates with the same types, so it refuses them too).
+    raw = b'{"user_id": "u", "name": "n", "timestamp": 0, "attributes": {"a": ' + number + b"}}"
+    [rejected] = EVENTS.decode(raw).rejected
+    assert "finite number" in rejected.detail
+    [rejected] = EVENTS.decode(b"[" + raw + b"]").rejected
+    assert rejected.index == 0

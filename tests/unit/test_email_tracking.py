@@ -3,6 +3,7 @@ links rewritten without touching anything else."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import stat
@@ -260,3 +261,12 @@ def test_the_base_url(tmp_path: Path) -> None:
     assert base(http_port=0) is None  # not known until the API has started
     runfile.write(tmp_path, runfile.RunInfo(os.getpid(), "127.0.0.1:9092", "http://127.0.0.1:4321"))
     assert base(http_port=0) == "http://127.0.0.1:4321"
+
+
+def test_signed_payloads_of_a_wrong_shape_read_as_nothing() -> None:
+    tracking = Tracking(b"k")
+    for payload in (b"nope", b"{}", b"[]", b'["open"]', b'["open", 1, 2, 3]', b"[null]"):
+        signature = base64.urlsafe_b64encode(tracking._sign(payload)).rstrip(b"=").decode()
+        token = base64.urlsafe_b64encode(payload).rstrip(b"=").decode() + "." + signature
+        for kind in ("open", "click", "unsubscribe"):
+            assert tracking.read(token, kind) is None

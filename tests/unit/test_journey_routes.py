@@ -15,9 +15,11 @@ import faust
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import ValidationError
 
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import JourneyStatusChanged
+from schemas.journeys import MAX_NODES, JourneyDefinition
 from schemas.values import parse_timestamp
 from streams import preset_files, segment_files
 from streams.engine import Engine
@@ -532,3 +534,61 @@ async def test_a_webhook_to_a_public_name_is_accepted(api: Api) -> None:
         "POST", "/v1/journeys", _webhook_journey("https://hooks.example.com/x")
     )
     assert status == 200, body
+
+
+def _chain(count: int) -> dict[str, Any]:
+    """A journey of ``count`` delays in a row, then an exit."""
+    nodes: list[dict[str, Any]] = [
+        {
+            "id": f"wait-{n}",
+            "type": "delay",
+            "duration": {"amount": 1, "unit": "days"},
+            "next": {"next": f"wait-{n + 1}" if n + 1 < count else "done"},
+        }
+        for n in range(count)
+    ]
+    nodes.append({"id": "done", "type": "exit"})
+    return {
+        "id": "long",
+        "name": "Long",
+        "entries": [{"kind": "api"}],
+        "start": "wait-0",
+        "nodes": nodes,
+    }
+
+
+def test_journeys_have_a_node_limit() -> None:
+    # (Through the routes, such a journey is over this fixture's record limit first.)
+    JourneyDefinition.model_validate(_chain(MAX_NODES - 1))
+    with pytest.raises(ValidationError, match=f"at most {MAX_NODES} items"):
+        JourneyDefinition.model_validate(_chain(MAX_NODES))
+
+
+async def test_a_journey_over_the_record_limit_is_413_before_it_is_read(api: Api) -> None:
+    status, body = await api.call("POST", "/v1/journeys", [_chain(MAX_NODES)])
+    assert status == 413, body
+    assert body["error"].startswith("journey 'long' is ")
+    assert body["error"].endswith("bytes, over the limit of 2048 bytes")
+    assert api.producer.keyed == []
+
+
+async def test_a_journey_over_the_record_limit_is_413(api: Api) -> None:
+    # Written compactly, but too large for one definitions record once read.
+    journey = _chain(14)
+    assert len(orjson.dumps(journey)) < 2048
+    status, body = await api.call("POST", "/v1/journeys", journey)
+    assert status == 413, body
+    assert "as a record, over the limit of 2048 bytes" in body["error"]
+    assert api.producer.keyed == []
+
+
+async def test_api_entries_refuse_numbers_json_cannot_carry(api: Api) -> None:
+    await api.call("POST", "/v1/journeys", JOURNEYS)
+    await api.call("POST", f"/v1/journeys/{API_JOURNEY}/launch")
+    response = await api.client.post(
+        f"/v1/journeys/{API_JOURNEY}/entries",
+        data=b'{"users": [{"user_id": "u1", "properties": {"score": NaN}}]}',
+        headers={**INGEST, "Content-Type": "application/json"},
+    )
+    assert response.status == 400
+    assert api.producer.records == []

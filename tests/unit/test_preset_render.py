@@ -200,3 +200,53 @@ def test_an_sms_longer_than_the_limit_once_rendered_fails() -> None:
     assert isinstance(result, RenderFailure)
     assert result.problems == ("text: 1601 characters once rendered, over the SMS limit of 1600",)
     assert result.missing == ()
+
+
+def _linked(href: str) -> PresetDefinition:
+    return make(
+        "email",
+        {"subject": "Hi", "html": f'<p><a class="x" href="{href}">Go</a></p>', "sender": "a@b.co"},
+    )
+
+
+@pytest.mark.parametrize(
+    "site",
+    [
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        "  javascript:alert(1)",
+        "\x01javascript:alert(1)",
+        "java\tscript:alert(1)",
+        "java\nscript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+        "file:///etc/passwd",
+    ],
+)
+def test_links_from_values_must_be_web_mail_phone_or_relative(site: str) -> None:
+    result = render(_linked("{{tag.Site}}"), {"Site": site}, {}, "u1")
+    assert isinstance(result, RenderFailure), result
+    assert "is not http, https, mailto, tel or relative" in result.message
+    # Pieced together from two values, the same.
+    halves = {"A": site[:4], "B": site[4:]}
+    assert isinstance(render(_linked("{{tag.A}}{{tag.B}}"), halves, {}, "u1"), RenderFailure)
+
+
+@pytest.mark.parametrize(
+    "site",
+    [
+        "https://example.com/a?b=javascript:x",
+        "HTTP://example.com",
+        "mailto:someone@example.com",
+        "tel:+351210000000",
+        "/account",
+        "#top",
+        "page.html",
+        "&#106;avascript:alert(1)",  # escaped into the page: read as text, a relative link
+    ],
+)
+def test_web_mail_phone_and_relative_links_from_values_pass(site: str) -> None:
+    content = rendered(render(_linked("{{tag.Site}}"), {"Site": site}, {}, "u1"))
+    assert isinstance(content, EmailContent)
+    assert content.html is not None
+    assert "href=" in content.html

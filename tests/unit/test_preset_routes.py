@@ -113,8 +113,8 @@ async def test_invalid_presets_refuse_the_whole_apply_naming_the_field(api: Api)
         "variants": {code: {"text": "x" * 1500} for code in ("pt", "hi", "fr", "de", "es", "it")},
     }
     status, body = await api.call("POST", "/v1/presets", big)
-    assert status == 400
-    assert "over the limit of 8192" in body["error"]
+    assert status == 413
+    assert "over the limit of 8192 bytes" in body["error"]
     assert api.producer.keyed == []
 
 

@@ -187,3 +187,28 @@ def test_the_seed_presets_are_valid() -> None:
     assert len(presets) == 11
     assert {"pt", "hi"} <= {key for item in presets.values() for key in item.variants}
     assert presets["we-miss-you"].variants.keys() == {"hi", "pt"}
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "javascript:alert(1)",
+        "&#106;avascript:alert(1)",  # entities are read as the browser reads them
+        " JAVASCRIPT:alert(1)",
+        "data:text/html,x",
+        "vbscript:x",
+        "sms:{{tag.Phone}}",  # the scheme is written, not from a value
+    ],
+)
+def test_links_written_in_html_must_be_web_mail_phone_or_relative(href: str) -> None:
+    html = f"<p><a href='{href}'>Go</a> <form action=/x></form></p>"
+    with pytest.raises(ValidationError, match="is not http, https, mailto, tel or relative"):
+        EmailContent.model_validate({**EMAIL, "html": html})
+
+
+@pytest.mark.parametrize(
+    "href",
+    ["https://x.example/{{tag.Id}}", "mailto:{{tag.Email}}", "tel:{{tag.Phone}}", "{{tag.Site}}"],
+)
+def test_links_with_placeholders_are_checked_when_rendered(href: str) -> None:
+    EmailContent.model_validate({**EMAIL, "html": f'<a href="{href}">Go</a>'})

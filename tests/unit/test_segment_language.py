@@ -14,7 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas.segment_language import SegmentSyntaxError, format, parse
+from schemas.segment_language import (
+    MAX_DEPTH,
+    MAX_EXPRESSION_CHARS,
+    MAX_TERMS,
+    SegmentSyntaxError,
+    format,
+    parse,
+)
 from schemas.segments import (
     OPERATORS,
     All,
@@ -581,3 +588,28 @@ def test_docs_operator_table_matches_the_model() -> None:
     rows = re.findall(r"^\| (\w+) \| (`\w+`(?:, `\w+`)*) \|$", _language_section(), re.M)
     table = {TagType(name): {Op(op) for op in re.findall(r"`(\w+)`", ops)} for name, ops in rows}
     assert table == {tag_type: set(ops) for tag_type, ops in OPERATORS.items()}
+
+
+def test_limits_on_terms_depth_and_length() -> None:
+    term = 'T("Country", eq, "PT")'
+    assert parse(" + ".join([term] * MAX_TERMS)) is not None
+    with pytest.raises(SegmentSyntaxError) as error:
+        parse(" + ".join([term] * (MAX_TERMS + 1)))
+    # Points at the first term over the limit.
+    assert error.value.message == f"term {MAX_TERMS + 1} is over the limit of {MAX_TERMS} terms"
+    assert error.value.column == MAX_TERMS * (len(term) + 3) + 1
+    # Attribute filters count as terms.
+    filters = " * ".join([f'A("plan", eq, "{n}")' for n in range(MAX_TERMS)])
+    with pytest.raises(SegmentSyntaxError, match=f"over the limit of {MAX_TERMS} terms"):
+        parse(f'E("Purchase", where {filters})')
+    assert parse("(" * MAX_DEPTH + term + ")" * MAX_DEPTH) is not None  # parentheses alone
+    nested = term
+    for _ in range(MAX_DEPTH + 1):
+        nested = f"all({nested})"
+    with pytest.raises(SegmentSyntaxError, match=f"over the limit of {MAX_DEPTH}"):
+        parse(nested)
+    # A flat chain of - is one level, whatever its length.
+    assert parse(" - ".join([term] * MAX_TERMS)) is not None
+    long = f'T("Country", in, [{", ".join(["0123456789"] * 5000)}])'
+    with pytest.raises(SegmentSyntaxError, match=f"over the limit of {MAX_EXPRESSION_CHARS}"):
+        parse(long)

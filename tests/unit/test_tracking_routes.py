@@ -3,6 +3,7 @@ table and no broker: the feedback they produce is kept by a stub producer."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,3 +209,45 @@ async def test_a_bad_unsubscribe_token_answers_404_and_a_lost_one_503(api: Api) 
     api.producer.broken = True
     assert (await api.client.post(unsubscribe)).status == 503
     assert api.engine.counters["tracking_feedback_lost"] == 1
+
+
+def _signed(tracking: Tracking, payload: bytes) -> str:
+    """A token signed with the right key around a payload this system never makes (as
+    someone holding the key, or a token of an older format, could present)."""
+    encoded = base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+    signature = base64.urlsafe_b64encode(tracking._sign(payload)).rstrip(b"=").decode()
+    return f"{encoded}.{signature}"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        b"{}",
+        b'"open"',
+        b"[]",
+        b'["click"]',
+        b'["click", "c", "u", "email"]',  # no target
+        b'["click", "c", "u", "email", 42]',
+        b'["open", 1, 2, 3]',
+        b'["open", "c", "u", "email", "extra", "more"]',
+        b"\xff\xfe",
+    ],
+)
+async def test_signed_tokens_of_a_wrong_shape_answer_404(api: Api, payload: bytes) -> None:
+    token = _signed(api.tracking, payload)
+    for prefix in ("/t/o/", "/t/c/", "/t/u/"):
+        response = await api.client.get(prefix + token, allow_redirects=False)
+        assert response.status == 404, (prefix, payload)
+    response = await api.client.post("/t/u/" + token)
+    assert response.status == 404
+    assert api.producer.sent == []
+
+
+async def test_unsubscribe_bodies_of_any_shape_are_fine(api: Api) -> None:
+    url = path(api.tracking.unsubscribe_url("http://reach.test", COMMAND))
+    for body in (b"\xff\xfe\x00", b"List-Unsubscribe=%ZZ", b"{" * 1000):
+        response = await api.client.post(
+            url, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        assert response.status == 200
