@@ -6,12 +6,21 @@ Calls block; callers on an event loop run them in a thread.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
-from typing import Any
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 import clickhouse_connect
 from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.common import StreamContext
+from clickhouse_connect.driver.query import QueryResult
+
+from projections.query_guard import check_explain_ast, check_query
 
 READ_ONLY = {"readonly": 1}
 
@@ -111,9 +120,155 @@ def _columns(client: Client, database: str, table: str) -> list[str]:
     return [row[0] for row in result.result_rows]
 
 
+def check_allowed(client: Client, sql: str, parameters: dict[str, Any] | None = None) -> None:
+    """Raise ``QueryRefused`` unless ``sql`` passes the query door's allow-list, in
+    sqlglot's parse and in ClickHouse's own (``EXPLAIN AST``, which runs nothing)."""
+    database = client.database or "default"
+    check_query(sql, database)
+    explained = client.raw_query(f"EXPLAIN AST {sql}", parameters=parameters, fmt="TabSeparatedRaw")
+    check_explain_ast(explained.decode("utf-8", "replace"), database, "TabSeparatedRaw")
+
+
 def query_read_only(
     client: Client, sql: str, parameters: dict[str, Any] | None = None
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run an analyst's query with ClickHouse's readonly=1: writes and DDL are refused."""
+    """Run a query that passes the query door's allow-list (``check_allowed``), with
+    ClickHouse's readonly=1 as a second fence. Buffered: for small answers; the HTTP
+    query route streams through ``AnalystClients`` instead."""
+    check_allowed(client, sql, parameters)
     result = client.query(sql, parameters=parameters, settings=READ_ONLY)
     return list(result.column_names), [tuple(row) for row in result.result_rows]
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """Limits of one analyst's query, enforced by ClickHouse (defaults in
+    streams/settings.py)."""
+
+    seconds: float
+    memory_bytes: int
+    result_rows: int
+    result_bytes: int
+
+    def settings(self, server: bool) -> dict[str, Any]:
+        """Session settings of an analysts' client; ``readonly`` comes last, as it
+        forbids changing settings after it."""
+        settings: dict[str, Any] = {
+            "max_execution_time": self.seconds,
+            "max_memory_usage": self.memory_bytes,
+            "max_result_rows": self.result_rows,
+            "max_result_bytes": self.result_bytes,
+            "result_overflow_mode": "throw",
+        }
+        if server:
+            # A server stops a SELECT whose HTTP client went away.
+            settings["cancel_http_readonly_queries_on_client_close"] = 1
+        settings["readonly"] = 1
+        return settings
+
+
+def connect_analyst(dsn: str, database: str, limits: QueryLimits) -> Client:
+    """A client for analysts' queries only. On chDB it is a connection handle of its
+    own, so its session (settings, readonly) never touches the projection writer's;
+    on a server, ``dsn`` should name a read-only user (see docs/security.md)."""
+    if dsn.startswith("chdb://"):
+        import chdb  # noqa: F401
+    return clickhouse_connect.get_client(
+        dsn=dsn, database=database, settings=limits.settings(not dsn.startswith("chdb://"))
+    )
+
+
+class AnalystQuery:
+    """One analyst's query on a client of its own, read block by block in a worker
+    thread; ``kill`` (from any thread) stops it inside ClickHouse."""
+
+    def __init__(self, client: Client, control: Client) -> None:
+        self._client = client
+        self._control = control
+        self._marker = f"/* reach-query:{uuid.uuid4().hex} */"
+        self._stream: StreamContext | None = None
+        self._exit = contextlib.ExitStack()
+        self._reading = threading.Lock()
+        self.columns: list[str] = []
+
+    def start(self, sql: str, parameters: dict[str, Any] | None) -> list[str]:
+        """Check the query and start it; returns its column names."""
+        check_allowed(self._client, sql, parameters)
+        with self._reading:
+            # The marker comment finds the query in system.processes to kill it.
+            stream = self._client.query_row_block_stream(
+                f"{self._marker}\n{sql}", parameters=parameters
+            )
+            self._exit = contextlib.ExitStack()
+            self._stream = self._exit.enter_context(stream)
+            self.columns = list(cast(QueryResult, stream.source).column_names)
+        return self.columns
+
+    def next_block(self) -> Sequence[Sequence[Any]] | None:
+        """The next block of rows, or None at the end."""
+        with self._reading:
+            if self._stream is None:
+                return None
+            return next(self._stream, None)
+
+    def kill(self) -> None:
+        """Stop the query in ClickHouse (the client's own, read-only identity may)."""
+        self._control.command(
+            "KILL QUERY WHERE startsWith(query, {marker:String}) ASYNC",
+            parameters={"marker": self._marker},
+        )
+
+    def close(self) -> None:
+        """Close the stream (which cancels what is left); kills a query still reading."""
+        if not self._reading.acquire(blocking=False):
+            with contextlib.suppress(Exception):  # the time limit still stops it
+                self.kill()
+            self._reading.acquire()
+        try:
+            if self._stream is not None:
+                self._stream = None
+                self._exit.close()
+        finally:
+            self._reading.release()
+
+
+class AnalystClients:
+    """A small pool of analysts' clients (``connect_analyst``); at most ``size``
+    queries run at once, each on a client no other query uses meanwhile."""
+
+    def __init__(self, dsn: str, database: str, limits: QueryLimits, size: int) -> None:
+        self.dsn = dsn
+        self.database = database
+        self.limits = limits
+        self.size = size
+        self._free: list[Client] = []
+        self._control: Client | None = None
+        self._lock = threading.Lock()
+
+    def take(self) -> Client:
+        """A free client (created when none is); blocking: call from a thread."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return connect_analyst(self.dsn, self.database, self.limits)
+
+    def give_back(self, client: Client) -> None:
+        with self._lock:
+            if len(self._free) < self.size:
+                self._free.append(client)
+                return
+        client.close()
+
+    def control(self) -> Client:
+        """The client that kills runaway queries (same read-only identity)."""
+        with self._lock:
+            if self._control is None:
+                self._control = connect_analyst(self.dsn, self.database, self.limits)
+            return self._control
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._free = self._free, []
+            control, self._control = self._control, None
+        for client in [*clients, *([control] if control else [])]:
+            client.close()

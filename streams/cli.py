@@ -185,12 +185,20 @@ def query(sql: str, as_json: bool, as_csv: bool, api_key: str | None) -> None:
 
 
 def _query_directly(settings: Settings, sql: str) -> tuple[list[str], list[Any]]:
-    # No system runs: open the store ourselves (chDB allows one process per path).
-    from projections.clickhouse import connect, query_read_only
+    # No system runs: open the store ourselves (chDB allows one process per path), then
+    # query through the same door and limits as the HTTP API, on a client of its own.
+    from projections.clickhouse import QueryLimits, connect, connect_analyst, query_read_only
 
+    limits = QueryLimits(
+        seconds=settings.query_timeout_seconds,
+        memory_bytes=settings.query_max_memory_bytes,
+        result_rows=settings.query_max_result_rows,
+        result_bytes=settings.query_max_result_bytes,
+    )
     with local_data(settings):
-        client = connect(settings.clickhouse, settings.clickhouse_database)
-        columns, rows = query_read_only(client, sql)
+        connect(settings.clickhouse, settings.clickhouse_database)
+        analyst = connect_analyst(settings.query_clickhouse, settings.clickhouse_database, limits)
+        columns, rows = query_read_only(analyst, sql)
     return columns, [list(row) for row in rows]
 
 

@@ -144,7 +144,8 @@ class HttpClient:
         self, sql: str, parameters: dict[str, Any] | None = None
     ) -> tuple[list[str], list[list[Any]]]:
         status, body = await self.call("POST", "/v1/query", {"sql": sql, "parameters": parameters})
-        if status != 200:
+        if status != 200 or not isinstance(body, dict) or "error" in body:
+            # A streamed answer that failed after its first rows carries "error" last.
             raise RuntimeError(body.get("error") if isinstance(body, dict) else body)
         return body["columns"], body["rows"]
 

@@ -8,6 +8,7 @@ Ingest validates each item; a batch with any invalid item is refused whole with 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -20,7 +21,8 @@ from aiohttp import web
 from mode import Service
 from pydantic import BaseModel
 
-from projections.clickhouse import query_read_only
+from projections.clickhouse import AnalystClients, AnalystQuery, QueryLimits
+from projections.query_guard import QueryRefused
 from schemas import Event, Feedback, TagUpdate
 from streams.auth import Scope, allowed, parse_api_keys, presented_key
 from streams.codecs import InputCodec
@@ -81,6 +83,18 @@ class HttpApi(Service):
             "feedback": (topics.feedback, InputCodec(Feedback, limit)),
         }
         self._runner: web.AppRunner | None = None
+        self._analysts = AnalystClients(
+            settings.query_clickhouse,
+            settings.clickhouse_database,
+            QueryLimits(
+                seconds=settings.query_timeout_seconds,
+                memory_bytes=settings.query_max_memory_bytes,
+                result_rows=settings.query_max_result_rows,
+                result_bytes=settings.query_max_result_bytes,
+            ),
+            settings.query_concurrency,
+        )
+        self._query_slots = asyncio.Semaphore(settings.query_concurrency)
         super().__init__(**kwargs)
 
     def build(self) -> web.Application:
@@ -173,6 +187,7 @@ class HttpApi(Service):
             await self._runner.cleanup()
         if self._producer is not None:
             await self._producer.stop()
+        await asyncio.to_thread(self._analysts.close)
 
     def _scoped(self, scope: Scope, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
@@ -263,20 +278,103 @@ class HttpApi(Service):
         await self._producer.send_encoded(topic, encoded)
         return _json({"accepted": len(encoded), "errors": errors}, 200)
 
-    async def query(self, request: web.Request) -> web.Response:
+    async def query(self, request: web.Request) -> web.StreamResponse:
+        """An analyst's query through the query door (projections/query_guard.py), on a
+        ClickHouse client of its own with limits; rows are streamed as
+        ``{"columns": [...], "rows": [...]}``, with an ``"error"`` member last if the
+        query fails after the first rows went out."""
         try:
             body = orjson.loads(await request.read())
             sql = body["sql"]
             parameters = body.get("parameters") or None
+            if not isinstance(sql, str) or not isinstance(parameters, dict | None):
+                raise TypeError
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             return _json({"error": 'body must be {"sql": "...", "parameters": {...}}'}, 400)
-        client = self.engine.clickhouse
         if not self.engine.settings.projects:
             return _json({"error": "this worker's role does not run projections"}, 503)
-        if client is None:
+        if self.engine.clickhouse is None:
             return _json({"error": "ClickHouse is not open yet"}, 503)
+        wait = self.engine.settings.query_timeout_seconds
         try:
-            columns, rows = await asyncio.to_thread(query_read_only, client, sql, parameters)
-        except Exception as error:  # ClickHouse's message is the useful answer here
-            return _json({"error": str(error).strip()[:2000]}, 400)
-        return _json({"columns": columns, "rows": rows})
+            await asyncio.wait_for(self._query_slots.acquire(), timeout=wait)
+        except TimeoutError:
+            return _json({"error": f"every query slot stayed busy for {wait:g}s"}, 503)
+        try:
+            return await self._run_query(request, sql, parameters)
+        finally:
+            self._query_slots.release()
+
+    async def _run_query(
+        self, request: web.Request, sql: str, parameters: dict[str, Any] | None
+    ) -> web.StreamResponse:
+        analysts = self._analysts
+        client = await asyncio.to_thread(analysts.take)
+        control = await asyncio.to_thread(analysts.control)
+        running = AnalystQuery(client, control)
+        try:
+            try:
+                columns = await _until_gone(request, running, running.start, sql, parameters)
+                block = await _until_gone(request, running, running.next_block)
+            except QueryRefused as refused:
+                return _json({"error": str(refused)}, 400)
+            except ConnectionResetError:
+                raise
+            except Exception as error:  # ClickHouse's message is the useful answer here
+                return _json({"error": _first_line(error)}, 400)
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            await response.write(b'{"columns":' + orjson.dumps(columns) + b',"rows":[')
+            separator = b""
+            try:
+                while block is not None:
+                    chunk = b",".join(orjson.dumps(list(row), default=_default) for row in block)
+                    if chunk:
+                        await response.write(separator + chunk)
+                        separator = b","
+                    block = await _until_gone(request, running, running.next_block)
+            except (ConnectionResetError, asyncio.CancelledError):
+                raise
+            except Exception as error:
+                # Rows went out already: the status stays 200, the answer says why it
+                # stopped, and a client must not take it as complete.
+                await response.write(b'],"error":' + orjson.dumps(_first_line(error)) + b"}")
+                await response.write_eof()
+                return response
+            await response.write(b"]}")
+            await response.write_eof()
+            return response
+        finally:
+            # Shielded: a client that went away cancels this handler, and its query must
+            # still be stopped and its client handed back.
+            await asyncio.shield(asyncio.to_thread(_finish, analysts, client, running))
+
+
+def _finish(analysts: AnalystClients, client: Any, running: AnalystQuery) -> None:
+    running.close()
+    analysts.give_back(client)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:2000]
+
+
+async def _until_gone(
+    request: web.Request, running: AnalystQuery, call: Callable[..., Any], *args: Any
+) -> Any:
+    """Run a blocking step of a query in a thread; if the client goes away meanwhile,
+    kill the query in ClickHouse rather than let it run to its time limit."""
+    task = asyncio.ensure_future(asyncio.to_thread(call, *args))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=0.2)
+        if done:
+            return task.result()
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(running.kill)
+            with contextlib.suppress(Exception):
+                await task
+            raise ConnectionResetError("the client went away")
+

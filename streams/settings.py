@@ -45,6 +45,28 @@ class Settings(BaseSettings):
         "Unset: chdb://<data dir>/clickhouse.",
     )
     clickhouse_database: str = Field(default="reach", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # The analysts' query door (POST /v1/query, reach query); docs/security.md.
+    query_dsn: str | None = Field(
+        default=None,
+        description="ClickHouse DSN of analysts' queries: on a server, a read-only user "
+        "with grants on the reach database only. Unset: the main DSN (on chDB a "
+        "connection of its own either way).",
+    )
+    query_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="max_execution_time of one query."
+    )
+    query_max_memory_bytes: int = Field(
+        default=1_000_000_000, ge=10_000_000, description="max_memory_usage of one query."
+    )
+    query_max_result_rows: int = Field(
+        default=1_000_000, ge=1, description="max_result_rows: a larger answer is refused."
+    )
+    query_max_result_bytes: int = Field(
+        default=100_000_000, ge=1024, description="max_result_bytes: a larger answer is refused."
+    )
+    query_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Analysts' queries running at once; more wait."
+    )
     data_dir: Path = Field(
         default=Path(".reach"),
         validate_default=True,
@@ -157,6 +179,11 @@ class Settings(BaseSettings):
     @property
     def clickhouse(self) -> str:
         return self.clickhouse_dsn or f"chdb://{self.data_dir / 'clickhouse'}"
+
+    @property
+    def query_clickhouse(self) -> str:
+        """The DSN of analysts' queries."""
+        return self.query_dsn or self.clickhouse
 
     @property
     def group_id(self) -> str:

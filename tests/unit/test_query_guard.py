@@ -212,3 +212,12 @@ def test_clickhouse_own_parse_is_checked_too(ast: str, named: str) -> None:
 
 def test_clickhouse_own_parse_of_a_fine_query_passes() -> None:
     check_explain_ast(_FINE_AST, DB)
+
+
+def test_the_clients_own_format_is_told_apart() -> None:
+    with_format = _FINE_AST + " Identifier TabSeparatedRaw\n"
+    check_explain_ast(with_format, DB, "TabSeparatedRaw")
+    with pytest.raises(QueryRefused, match="Identifier"):
+        check_explain_ast(with_format, DB)
+    with pytest.raises(QueryRefused, match="Identifier"):
+        check_explain_ast(with_format + " Identifier TabSeparatedRaw\n", DB, "TabSeparatedRaw")
