@@ -134,7 +134,8 @@ class HttpClient:
                 method,
                 self.url + path,
                 data=data,
-                headers={"Content-Type": "application/json"} if data else None,
+                # Also on a POST without a body: a keyless API refuses other types.
+                headers={"Content-Type": "application/json"} if data or method == "POST" else None,
             ) as response,
         ):
             payload = await response.read()
