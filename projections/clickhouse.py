@@ -130,13 +130,17 @@ def check_allowed(client: Client, sql: str, parameters: dict[str, Any] | None = 
 
 
 def query_read_only(
-    client: Client, sql: str, parameters: dict[str, Any] | None = None
+    client: Client,
+    sql: str,
+    parameters: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = READ_ONLY,
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run a query that passes the query door's allow-list (``check_allowed``), with
-    ClickHouse's readonly=1 as a second fence. Buffered: for small answers; the HTTP
-    query route streams through ``AnalystClients`` instead."""
+    ClickHouse's readonly=1 as a second fence (``settings=None`` on an analysts'
+    client, read-only already). Buffered: for small answers; the HTTP query route
+    streams through ``AnalystClients`` instead."""
     check_allowed(client, sql, parameters)
-    result = client.query(sql, parameters=parameters, settings=READ_ONLY)
+    result = client.query(sql, parameters=parameters, settings=settings)
     return list(result.column_names), [tuple(row) for row in result.result_rows]
 
 
@@ -150,9 +154,10 @@ class QueryLimits:
     result_rows: int
     result_bytes: int
 
-    def settings(self, server: bool) -> dict[str, Any]:
-        """Session settings of an analysts' client; ``readonly`` comes last, as it
-        forbids changing settings after it."""
+    def settings(self, server: bool, readonly: int = 0) -> dict[str, Any]:
+        """Session settings of an analysts' client. ``readonly``: the identity's own
+        (a server user's profile); when it is 0, ``readonly=1`` comes last, as it
+        forbids changing settings after it; under 2 it may not be changed at all."""
         settings: dict[str, Any] = {
             "max_execution_time": self.seconds,
             "max_memory_usage": self.memory_bytes,
@@ -163,7 +168,8 @@ class QueryLimits:
         if server:
             # A server stops a SELECT whose HTTP client went away.
             settings["cancel_http_readonly_queries_on_client_close"] = 1
-        settings["readonly"] = 1
+        if readonly == 0:
+            settings["readonly"] = 1
         return settings
 
 
@@ -171,11 +177,14 @@ def connect_analyst(dsn: str, database: str, limits: QueryLimits) -> Client:
     """A client for analysts' queries only. On chDB it is a connection handle of its
     own, so its session (settings, readonly) never touches the projection writer's;
     on a server, ``dsn`` should name a read-only user (see docs/security.md)."""
-    if dsn.startswith("chdb://"):
+    embedded = dsn.startswith("chdb://")
+    if embedded:
         import chdb  # noqa: F401
-    return clickhouse_connect.get_client(
-        dsn=dsn, database=database, settings=limits.settings(not dsn.startswith("chdb://"))
-    )
+    client = clickhouse_connect.get_client(dsn=dsn, database=database)
+    readonly = int(client.command("SELECT getSetting('readonly')"))  # type: ignore[arg-type]
+    for key, value in limits.settings(not embedded, readonly).items():
+        client.set_client_setting(key, value)
+    return client
 
 
 class AnalystQuery:

@@ -198,7 +198,7 @@ def _query_directly(settings: Settings, sql: str) -> tuple[list[str], list[Any]]
     with local_data(settings):
         connect(settings.clickhouse, settings.clickhouse_database)
         analyst = connect_analyst(settings.query_clickhouse, settings.clickhouse_database, limits)
-        columns, rows = query_read_only(analyst, sql)
+        columns, rows = query_read_only(analyst, sql, settings=None)
     return columns, [list(row) for row in rows]
 
 

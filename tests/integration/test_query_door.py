@@ -5,6 +5,9 @@ have limits (issue: hostile requests on /v1/query)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,3 +166,33 @@ def test_analysts_can_list_their_tables(system: SystemProcess) -> None:
         assert "system.users" in await refused(system.http, "SELECT * FROM system.users")
 
     asyncio.run(scenario())
+
+
+def test_reach_query_offline_goes_through_the_same_door(tmp_path: Path) -> None:
+    env = {**os.environ, "REACH_DATA_DIR": str(tmp_path), "REACH_QUERY_MAX_RESULT_ROWS": "100"}
+    env.pop("REACH_API_KEY", None)
+
+    def reach_query(sql: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "streams.cli", "query", "--json", sql],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    done = reach_query("SELECT file('/etc/passwd') AS x")
+    assert done.returncode != 0
+    assert "function file() reaches outside the database" in done.stderr
+    target = tmp_path / "out.txt"
+    done = reach_query(f"SELECT 1 INTO OUTFILE '{target}'")
+    assert done.returncode != 0
+    assert "INTO OUTFILE" in done.stderr
+    assert not target.exists()
+    done = reach_query("SELECT number FROM numbers(1000)")
+    assert done.returncode != 0
+    assert "Limit for result exceeded" in done.stderr
+    done = reach_query("SELECT count() AS n FROM events")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == '{"n":0}'
