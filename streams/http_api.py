@@ -322,8 +322,15 @@ class HttpApi(Service):
         self, request: web.Request, sql: str, parameters: dict[str, Any] | None
     ) -> web.StreamResponse:
         analysts = self._analysts
-        client = await asyncio.to_thread(analysts.take)
-        control = await asyncio.to_thread(analysts.control)
+        try:
+            client = await asyncio.to_thread(analysts.take)
+        except Exception as error:
+            return _json({"error": f"cannot open a query client: {_first_line(error)}"}, 503)
+        try:
+            control = await asyncio.to_thread(analysts.control)
+        except Exception as error:
+            await asyncio.to_thread(analysts.give_back, client)
+            return _json({"error": f"cannot open a query client: {_first_line(error)}"}, 503)
         running = AnalystQuery(client, control)
         try:
             try:
