@@ -77,6 +77,9 @@ DENIED_FUNCTIONS = frozenset(
         "getmacro",
         "getserversetting",
         "__getscalar",
+        "modelevaluate",
+        "hascolumnintable",
+        "logtrace",
     }
 )
 """Functions (scalar or table, lower case) that read or write outside the database,

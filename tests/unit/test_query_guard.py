@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from projections.query_guard import QueryRefused, check_explain_ast, check_query
 
@@ -66,6 +68,10 @@ REFUSED = [
     ("SELECT dictHas('d', toUInt64(1))", "dictHas"),
     ("SELECT * FROM s3Cluster('c', 'http://x')", "s3Cluster"),
     ("SELECT * FROM azureBlobStorage('x')", "azureBlobStorage"),
+    ("SELECT hasColumnInTable('system', 'users', 'name')", "hasColumnInTable"),
+    ("SELECT logTrace('x')", "logTrace"),
+    ("SELECT * FROM generateRandom('a Int8')", "generateRandom"),
+    ("SELECT * FROM clusterAllReplicas('c', system.one)", "clusterAllReplicas"),
     # writing files
     ("SeLeCt 1 InTo OuTfIlE '/tmp/x'", "INTO OUTFILE"),
     ("SELECT 1 INTO /* c */ OUTFILE '/tmp/x'", "INTO OUTFILE"),
@@ -221,3 +227,52 @@ def test_the_clients_own_format_is_told_apart() -> None:
         check_explain_ast(with_format, DB)
     with pytest.raises(QueryRefused, match="Identifier"):
         check_explain_ast(with_format + " Identifier TabSeparatedRaw\n", DB, "TabSeparatedRaw")
+
+
+_WORDS = [
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "file",
+    "(",
+    ")",
+    "'x'",
+    ",",
+    "INTO",
+    "OUTFILE",
+    "SETTINGS",
+    "readonly",
+    "=",
+    "0",
+    ";",
+    "--",
+    "/*",
+    "*/",
+    "system.users",
+    "events",
+    "IN",
+    "WITH",
+    "AS",
+    "t",
+    "UNION",
+    "ALL",
+    "{p:Identifier}",
+    "`",
+    "\\",
+    "$$",
+    "JOIN",
+    "url",
+    "numbers(1)",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_WORDS), max_size=14), st.text(max_size=20))
+def test_any_text_is_passed_or_refused_never_crashes(words: list[str], tail: str) -> None:
+    sql = " ".join(words) + tail
+    message = ""
+    try:
+        check_query(sql, DB)
+    except QueryRefused as refused:
+        message = str(refused)
+    assert "\n" not in message
