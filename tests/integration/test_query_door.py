@@ -191,6 +191,14 @@ def test_reach_query_offline_goes_through_the_same_door(tmp_path: Path) -> None:
             check=False,
         )
 
+    # A store to query (reach query refuses to create an empty one).
+    create = "from projections.clickhouse import connect; import sys; connect(sys.argv[1], 'reach')"
+    subprocess.run(
+        [sys.executable, "-c", create, f"chdb://{tmp_path / 'clickhouse'}"],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
     done = reach_query("SELECT file('/etc/passwd') AS x")
     assert done.returncode != 0
     assert "function file() reaches outside the database" in done.stderr
