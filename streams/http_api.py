@@ -348,7 +348,8 @@ class HttpApi(Service):
             separator = b""
             try:
                 while block is not None:
-                    chunk = b",".join(orjson.dumps(list(row), default=_default) for row in block)
+                    # One dumps per block: "[[...],[...]]" without its outer brackets.
+                    chunk = orjson.dumps(block, default=_default)[1:-1]
                     if chunk:
                         await response.write(separator + chunk)
                         separator = b","
