@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ class Workers:
         return self.projections.http
 
     async def tick(self, at: str) -> None:
-        await send_tick(self.settings, Topics.from_settings(self.settings).clock, parse_timestamp(at))
+        await send_tick(
+            self.settings, Topics.from_settings(self.settings).clock, parse_timestamp(at)
+        )
         # Every engine's clock has reached the tick, then everything it caused is done.
         deadline = time.monotonic() + TIMEOUT
         while True:
@@ -117,16 +120,20 @@ def workers(folder: Path, engines: int) -> Iterator[Workers]:
             "REACH_PARTITIONS": str(PARTITIONS),
             "REACH_CLOCK": "simulated",
             "REACH_PROJECTION_FLUSH_SECONDS": "0.2",
+            # A worker joins its group in half this: the group forms sooner.
+            "REACH_BROKER_SESSION_TIMEOUT": "3",
         }
-        projections = stack.enter_context(
-            SystemProcess(folder / "projections", {**env, "REACH_ROLE": "projections"})
-        )
+        projections = SystemProcess(folder / "projections", {**env, "REACH_ROLE": "projections"})
         running = [
-            stack.enter_context(
-                SystemProcess(folder / f"engine-{n}", {**env, "REACH_ROLE": "segments"})
-            )
+            SystemProcess(folder / f"engine-{n}", {**env, "REACH_ROLE": "segments"})
             for n in range(engines)
         ]
+        # Started side by side, as each start is mostly waiting. A child is stopped when
+        # the thread that started it ends: the threads live as long as the processes.
+        pool = stack.enter_context(ThreadPoolExecutor(1 + engines))
+        for process in (projections, *running):
+            stack.callback(process.stop)
+        list(pool.map(SystemProcess.start, (projections, *running)))
         settings = Settings(broker_url=env["REACH_BROKER_URL"], topic_prefix=PREFIX)
         asyncio.run(_balanced(running, Topics.from_settings(settings).events))
         yield Workers(projections, running, settings)
@@ -199,7 +206,9 @@ async def campaign(run: Workers) -> None:
     triggers += [_event(user, "CartAbandoned", at, value=80) for user in USERS[2::9]]
     triggers += [_event(user, "CartAbandoned", at, value=20) for user in USERS[4::9]]
     await _post(run.api, "/v1/events", triggers)
-    entries = {"users": [{"user_id": user, "properties": {"plan": "gold"}} for user in USERS[3::10]]}
+    entries = {
+        "users": [{"user_id": user, "properties": {"plan": "gold"}} for user in USERS[3::10]]
+    }
     await _post(engine, "/v1/journeys/follow-up-email-sms-whatsapp/entries", entries)
     await run.quiet()
 
@@ -258,6 +267,7 @@ STATISTICS = {
 class Outcome:
     command_ids: set[str]
     statistics: dict[str, list[tuple[Any, ...]]]
+    inputs_per_engine: list[int]
 
 
 async def outcome(run: Workers) -> Outcome:
@@ -266,7 +276,8 @@ async def outcome(run: Workers) -> Outcome:
     for name, sql in STATISTICS.items():
         _, found = await run.api.query(sql)
         statistics[name] = [tuple(row) for row in found]
-    return Outcome({row[0] for row in ids}, statistics)
+    inputs = [int((await _status(engine))["segments"]["inputs"]) for engine in run.engines]
+    return Outcome({row[0] for row in ids}, statistics, inputs)
 
 
 def play(folder: Path, engines: int) -> Outcome:
@@ -286,6 +297,10 @@ def test_two_engine_workers_give_what_one_gives(tmp_path: Path) -> None:
     assert sent == set(LAUNCHED), one.statistics["send_commands"]
     assert len(one.command_ids) > len(USERS)
     two = play(tmp_path / "two", engines=2)
+    # Each of the two engines applied its share of the inputs.
+    assert len(two.inputs_per_engine) == 2
+    assert min(two.inputs_per_engine) > 0, two.inputs_per_engine
+    assert sum(two.inputs_per_engine) == sum(one.inputs_per_engine), two.inputs_per_engine
     for name in STATISTICS:
         print(name, "one worker:", one.statistics[name], "two workers:", two.statistics[name])
     assert sorted(one.command_ids - two.command_ids) == []
