@@ -14,6 +14,7 @@ import contextlib
 import random
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 
 from benchmarks.ingest import _raw_consume
-from benchmarks.system import cpu_seconds, print_figures, settle, start_engine, status
+from benchmarks.system import (
+    cpu_seconds,
+    print_figures,
+    settle,
+    start_engine,
+    start_engines,
+    status,
+)
 from streams.ingest import IngestProducer
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
@@ -104,10 +112,11 @@ def events(
     return encoded
 
 
-async def _wait_inputs(system: SystemProcess, expected: int, timeout: float) -> int:
+async def _wait_inputs(systems: Sequence[SystemProcess], expected: int, timeout: float) -> int:
+    """Inputs the engine processes have applied, together, once ``expected`` (or timeout)."""
     deadline = time.monotonic() + timeout
     while True:
-        done = int((await status(system))["segments"]["inputs"])
+        done = sum([int((await status(system))["segments"]["inputs"]) for system in systems])
         if done >= expected or time.monotonic() > deadline:
             return done
         await asyncio.sleep(0.05)
@@ -126,6 +135,19 @@ async def _wait_projected(system: SystemProcess, events: int, timeout: float) ->
         if done or time.monotonic() > deadline:
             return int(written.get("events", 0)) + int(written.get("segment_memberships", 0))
         await asyncio.sleep(0.05)
+
+
+async def _defined(systems: Sequence[SystemProcess], wanted: set[str], timeout: float) -> None:
+    """Wait until every engine process has read the segment definitions ``wanted``."""
+    deadline = time.monotonic() + timeout
+    for system in systems:
+        while True:
+            _, body = await system.http.call("GET", "/v1/segments")
+            if wanted <= {segment["id"] for segment in body["segments"]}:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"an engine has not read the segments after {timeout}s")
+            await asyncio.sleep(0.1)
 
 
 def _rss_kib(pid: int) -> int:
@@ -206,14 +228,63 @@ def _percentile(values: list[float], fraction: float) -> float:
     return values[min(len(values) - 1, int(fraction * len(values)))] if values else float("nan")
 
 
+def _scale_out(
+    workers: int, users: int, event_count: int, now: datetime
+) -> tuple[int, float, float]:
+    """The throughput phase again, on the same tags and events, with ``workers`` engine
+    processes in one consumer group (role ``segments``) beside one projections process:
+    (events applied, seconds, CPU seconds of the engine processes together)."""
+    settings = Settings()
+    topics = Topics.from_settings(settings)
+    rng = random.Random(7)  # as in run(): the same users, tags and events
+    tags = tag_updates(users, now, rng)
+    payload = events(event_count, users, now, rng)
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reach-bench-")))
+        env = {"REACH_HTTP_PORT": "0", "REACH_PROJECTION_FLUSH_SECONDS": "0.5"}
+        engines = start_engines(stack, folder, env, workers)
+        pids = [engine.process.pid for engine in engines if engine.process is not None]
+        assert engines[0].info is not None
+        bootstrap = engines[0].info.broker
+
+        async def scenario() -> tuple[int, float, float]:
+            code, body = await engines[0].http.call("POST", "/v1/segments", segments())
+            assert code == 200, body
+            await _defined(engines, {segment["id"] for segment in segments()}, 60)
+            producer = IngestProducer(
+                bootstrap, settings.max_record_bytes, settings.events_per_record
+            )
+            await producer.start()
+            await producer.send_encoded(topics.tags, tags)
+            await _wait_inputs(engines, users, 600)
+            console.print(f"throughput, {workers} engine processes: {event_count:,} events ...")
+            started, cpu_started = time.perf_counter(), sum(map(cpu_seconds, pids))
+            await producer.send_encoded(topics.events, payload)
+            done = await _wait_inputs(engines, users + event_count, 600) - users
+            elapsed = time.perf_counter() - started
+            cpu = sum(map(cpu_seconds, pids)) - cpu_started
+            await producer.stop()
+            return done, elapsed, cpu
+
+        return asyncio.run(scenario())
+
+
 def run(
-    users: int, event_count: int, memory_users: int, latency_rate: float = 0, role: str = "all"
+    users: int,
+    event_count: int,
+    memory_users: int,
+    latency_rate: float = 0,
+    role: str = "all",
+    workers: int = 1,
 ) -> None:
+    if workers > 1 and role != "segments":
+        raise ValueError("several engine workers need role segments")
     settings = Settings()
     topics = Topics.from_settings(settings)
     rng = random.Random(7)
     now = datetime.now(UTC).replace(microsecond=0)
     rows: list[tuple[str, str, str, str]] = []
+    one: list[float] = []  # the one process's events/s, wall-clock and per CPU-second
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reach-bench-")))
         env = {"REACH_HTTP_PORT": "0", "REACH_PROJECTION_FLUSH_SECONDS": "0.5"}
@@ -231,17 +302,18 @@ def run(
             )
             await producer.start()
             await producer.send_encoded(topics.tags, tag_updates(users, now, rng))
-            await _wait_inputs(system, users, 600)
+            await _wait_inputs([system], users, 600)
             payload = events(event_count, users, now, rng)
             console.print(f"throughput: {event_count:,} events for {users:,} users ...")
             started, cpu_started = time.perf_counter(), cpu_seconds(pid)
             await producer.send_encoded(topics.events, payload)
-            done = await _wait_inputs(system, users + event_count, 600) - users
+            done = await _wait_inputs([system], users + event_count, 600) - users
             elapsed = time.perf_counter() - started
             cpu = cpu_seconds(pid) - cpu_started
             await producer.stop()
             rss_loaded = _rss_kib(pid)
             rate = done / elapsed
+            one.extend((done / elapsed, done / cpu))
             rows.append(
                 (
                     f"segment agents: events -> state -> memberships (role {role})",
@@ -338,7 +410,7 @@ def run(
                 before = int((await status(system))["segments"]["inputs"])
                 for offset in range(0, extra, 100_000):
                     await producer.send_encoded(topics.tags, more[offset : offset + 100_000])
-                await _wait_inputs(system, before + extra, 1200)
+                await _wait_inputs([system], before + extra, 1200)
                 await producer.stop()
                 rss_more = _rss_kib(pid)
                 per_user_more = (rss_more - rss_empty) * 1024 / memory_users
@@ -352,6 +424,24 @@ def run(
                 )
 
         asyncio.run(scenario())
+
+    if workers > 1:
+        done, elapsed, cpu = _scale_out(workers, users, event_count, now)
+        rate, per_cpu = done / elapsed, done / cpu
+        rows += [
+            (
+                f"the same with {workers} engine processes in one group (role segments)",
+                f"{done:,}",
+                f"{elapsed:.2f}",
+                f"{rate:,.0f} events/s ({rate / one[0]:.2f}x)",
+            ),
+            (
+                f"  per CPU-second of the {workers} engine processes together",
+                f"{done:,}",
+                f"{cpu:.2f} CPU s",
+                f"{per_cpu:,.0f} events/s ({per_cpu / one[1]:.2f}x)",
+            ),
+        ]
 
     title = (
         f"Segments benchmark: 20 segments, {users:,} users, {event_count:,} events, "

@@ -1,6 +1,7 @@
 """The system a benchmark measures: one engine process, or with ``role="segments"``
 the engine alone in its process and projections (ClickHouse) in another, on one broker,
-so that the figures are the engine process's own; and how its figures are printed."""
+so that the figures are the engine process's own (or several engine processes in one
+consumer group, to measure scale-out); and how its figures are printed."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from streams.broker import EmbeddedBroker
+from streams.settings import Settings
 from streams.supervisor import SystemProcess
+from streams.topics import Topics
 
 
 def start_engine(
@@ -31,6 +34,44 @@ def start_engine(
         )
         env["REACH_ROLE"] = "segments"
     return stack.enter_context(SystemProcess(folder / "engine", env))
+
+
+def start_engines(
+    stack: contextlib.ExitStack, folder: Path, env: dict[str, str], workers: int
+) -> list[SystemProcess]:
+    """``workers`` engine processes (role ``segments``, one consumer group) beside one
+    projections process, on one broker, stopped with ``stack``; returned once the group
+    has given each engine its share of the partitions."""
+    settings = Settings()
+    if not 1 <= workers <= settings.partitions:
+        raise ValueError(f"{workers} workers for {settings.partitions} partitions")
+    first = start_engine(stack, folder, env, "segments")
+    more = {**env, "REACH_BROKER_URL": first.env["REACH_BROKER_URL"], "REACH_ROLE": "segments"}
+    engines = [first]
+    for number in range(2, workers + 1):
+        engines.append(stack.enter_context(SystemProcess(folder / f"engine-{number}", more)))
+    events = Topics.from_settings(settings).events
+    asyncio.run(_balanced(engines, events, settings.partitions, timeout=120))
+    return engines
+
+
+async def _balanced(
+    engines: Sequence[SystemProcess], topic: str, partitions: int, timeout: float
+) -> None:
+    """Wait until each engine owns some of ``topic``'s partitions, and each partition
+    belongs to exactly one engine."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shares = [
+            [part for part in (await status(engine))["assigned"] if part.rsplit(":", 1)[0] == topic]
+            for engine in engines
+        ]
+        owned = [part for share in shares for part in share]
+        if all(shares) and len(owned) == len(set(owned)) == partitions:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the engines' group did not share {topic} out: {shares}")
+        await asyncio.sleep(0.2)
 
 
 async def status(system: SystemProcess) -> dict[str, Any]:

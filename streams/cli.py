@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 
 import click
 import orjson
+from click.core import ParameterSource
 from pydantic import ValidationError
 
 from streams.cli_output import cell, emit, format_options, output_format
@@ -738,13 +739,35 @@ _ENGINE_ROLE = click.option(
     help="Events/s during the latency probe (default: half the measured throughput).",
 )
 @_ENGINE_ROLE
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="N > 1: also measure the throughput of N engine processes in one consumer group "
+    "(role segments, the default then), next to one process's in the same run.",
+)
+@click.pass_context
 def bench_segments(
-    users: int, event_count: int, memory_users: int, latency_rate: float, role: str
+    ctx: click.Context,
+    users: int,
+    event_count: int,
+    memory_users: int,
+    latency_rate: float,
+    role: str,
+    workers: int,
 ) -> None:
     """Events/s through the segment agents, latency p50/p99, memory per user."""
     from benchmarks.segments import run
 
-    run(users, event_count, memory_users, latency_rate, role)
+    if workers > 1 and role != "segments":
+        if ctx.get_parameter_source("role") is not ParameterSource.DEFAULT:
+            raise click.UsageError(f"--workers {workers} needs --role segments")
+        role = "segments"
+    partitions = _settings().partitions
+    if workers > partitions:
+        raise click.UsageError(f"--workers {workers} is more than the {partitions} partitions")
+    run(users, event_count, memory_users, latency_rate, role, workers)
 
 
 @bench.command(name="state")
