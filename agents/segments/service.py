@@ -44,12 +44,18 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
         ),
         timers=engine.timer_queue("timers"),
     )
+    runtime.now = engine.clock.now
+    runtime.lease = engine.lease
 
     async def recovered(partitions: set[int]) -> None:
         await runtime.start()
+        # Waits for the definitions and redoes interrupted work: the partitions'
+        # streams (inputs, ticks, entries) resume only after this.
         await runtime.on_recovered(partitions)
 
-    attach_to_faust(app, table, engine.topics.events, recovered, runtime.on_released)
+    attach_to_faust(
+        app, table, engine.topics.events, recovered, runtime.on_released, lease=engine.lease
+    )
     sources = {"events": "e", "tag_updates": "t", "feedback": "f"}
 
     async def on_input(partition: int, offset: int, kind: str, items: Sequence[Any]) -> None:
@@ -65,8 +71,9 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
     engine.previewer = preview
     engine.status_parts["segments"] = runtime.status
     engine.segments = runtime
-    # Outputs, then the state that counts them, then (in the checkpoint) rows and acks.
-    engine.checkpoint.before_ack.extend([runtime.flush_outputs, table.flush])
+    # The cut: outputs acknowledged, then the state that counts them, then (in the
+    # checkpoint) rows and acks.
+    engine.checkpoint.before_ack.append(runtime.flush)
     _register_clock(app, engine, runtime)
     _register_entries(app, engine, runtime)
     app.service(SegmentService(engine, runtime))  # type: ignore[arg-type]
@@ -111,17 +118,16 @@ class SegmentService(Service):
     @Service.task
     async def _follow_definitions(self) -> None:
         # The registry is the source of truth: each change re-reads it whole, and the
-        # first pass (once the topic is read) re-evaluates every user for every segment,
-        # catching up with changes made while this worker was down.
+        # first pass (once the topic is read) catches every partition up with changes
+        # made while this worker was down (by the versions each partition recorded);
+        # only then are the streams let in.
         definitions = self.engine.definitions
         await definitions.ready.wait()
         definitions.listeners.append(self._on_definition)
         definitions.journey_listeners.append(self._on_journey)
-        await self.runtime.rejourney(registry_journeys(definitions), None, self.engine.clock.now())
-        registry = definitions.registry
-        await self.runtime.redefine(
-            registry.segments,
-            set(registry.segments) | set(self.runtime.member_counts()),
+        await self.runtime.load(
+            definitions.registry.segments,
+            registry_journeys(definitions),
             self.engine.clock.now(),
         )
 
@@ -137,13 +143,17 @@ class SegmentService(Service):
         await self.runtime.rejourney(registry, changed, self.engine.clock.now())
 
     @Service.task
+    async def _watch_lease(self) -> None:
+        await self.engine.lease.watch(self.engine.settings.broker_session_timeout / 4)
+
+    @Service.task
     async def _wall_clock_timers(self) -> None:
         if self.engine.clock.simulated:
             return  # timers fire on ticks
         while not self.should_stop:
             await self.sleep(0.25)
             now = self.engine.clock.now()
-            for partition in sorted(self.runtime.table.partitions):
+            for partition in sorted(self.runtime.partitions):
                 await self.runtime.run_schedules(partition, now)
                 await self.runtime.fire_timers(partition, now)
 

@@ -71,6 +71,9 @@ class CoalescingTable:
         self._store = store
         # A partition is ready (recovered, writable) exactly when it has a dirty map.
         self._dirty: dict[int, dict[str, _Write]] = {}
+        # Writes sealed for the next flush (``seal``): older than the dirty ones, newer
+        # than those of a flush in progress.
+        self._sealed: dict[int, dict[str, _Write]] = {}
         # Writes taken by a flush in progress: still visible to reads until stored.
         self._flushing: dict[int, dict[str, _Write]] = {}
         # The latest entry of the last key read or written, decoded: a read after a
@@ -91,6 +94,7 @@ class CoalescingTable:
         self._started = False
         async with self._lock:
             self._dirty.clear()
+            self._sealed.clear()
             self._decoded = None
             await self.changelog.stop()
             self._store.close_all()
@@ -115,7 +119,11 @@ class CoalescingTable:
     @property
     def dirty_count(self) -> int:
         """Keys written since the last flush (what the next flush would send)."""
-        return sum(len(dirty) for dirty in self._dirty.values())
+        count = sum(len(dirty) for dirty in self._dirty.values())
+        for partition, sealed in self._sealed.items():  # empty but during a cut
+            dirty = self._dirty.get(partition, {})
+            count += sum(1 for key in sealed if key not in dirty)
+        return count
 
     def _dirty_map(self, partition: int) -> dict[str, _Write]:
         dirty = self._dirty.get(partition)
@@ -126,6 +134,8 @@ class CoalescingTable:
     def _latest(self, partition: int, key: str) -> Entry | _Deleted | None:
         decoded = self._decoded
         write = self._dirty_map(partition).get(key)
+        if write is None and self._sealed:
+            write = self._sealed.get(partition, {}).get(key)
         if write is None and self._flushing:
             write = self._flushing.get(partition, {}).get(key)
         if isinstance(write, _Deleted):
@@ -147,7 +157,7 @@ class CoalescingTable:
         """Every live key of the partition with its latest entry, unflushed writes included
         (a snapshot: writes during the iteration may or may not show)."""
         dirty = self._dirty_map(partition)
-        pending = {**self._flushing.get(partition, {}), **dirty} if self._flushing else dirty
+        pending = self._pending(partition, dirty)
         for key, raw in self._store.items(partition):
             if key not in pending:
                 yield key, Entry.decode(raw)
@@ -158,13 +168,22 @@ class CoalescingTable:
     def keys(self, partition: int) -> Iterator[str]:
         """Every live key of the partition, like ``items`` without decoding values."""
         dirty = self._dirty_map(partition)
-        pending = {**self._flushing.get(partition, {}), **dirty} if self._flushing else dirty
+        pending = self._pending(partition, dirty)
         for key, _ in self._store.items(partition):
             if key not in pending:
                 yield key
         for key, write in list(pending.items()):
             if type(write) is bytes:
                 yield key
+
+    def _pending(self, partition: int, dirty: dict[str, _Write]) -> dict[str, _Write]:
+        if not self._flushing and not self._sealed:
+            return dirty
+        return {
+            **self._flushing.get(partition, {}),
+            **self._sealed.get(partition, {}),
+            **dirty,
+        }
 
     def should_apply(self, partition: int, key: str, offset: int) -> bool:
         """False when the key's state already includes the input record at ``offset``."""
@@ -183,10 +202,28 @@ class CoalescingTable:
         if decoded is not None and decoded[0] == partition and decoded[1] == key:
             self._decoded = None
 
-    async def flush(self) -> int:
-        """Send every dirty key to the changelog and wait for the acks; return how many.
+    def seal(self) -> None:
+        """Take every write made so far for the next ``flush_sealed``; later writes wait
+        for the flush after it. Synchronous: a caller that seals while holding the lock
+        of its writers cuts exactly between two of their writes."""
+        for partition, dirty in self._dirty.items():
+            if dirty:
+                sealed = self._sealed.get(partition)
+                if sealed is None:
+                    self._sealed[partition] = dirty
+                else:
+                    sealed.update(dirty)
+                self._dirty[partition] = {}
 
-        Raises FlushFailed if some partitions were refused: their writes stay dirty
+    async def flush(self) -> int:
+        """Seal every write made so far and flush it (``flush_sealed``)."""
+        self.seal()
+        return await self.flush_sealed()
+
+    async def flush_sealed(self) -> int:
+        """Send every sealed key to the changelog and wait for the acks; return how many.
+
+        Raises FlushFailed if some partitions were refused: their writes stay sealed
         (unless written again meanwhile) and go out with the next flush.
 
         The store's writes give the event loop a turn between partitions: a flush of
@@ -195,11 +232,10 @@ class CoalescingTable:
         the store has them.
         """
         async with self._lock:
-            taken = {p: dirty for p, dirty in self._dirty.items() if dirty}
+            taken = {p: sealed for p, sealed in self._sealed.items() if sealed}
+            self._sealed = {}
             if not taken:
                 return 0
-            for partition in taken:
-                self._dirty[partition] = {}
             self._flushing = dict(taken)
             try:
                 records = {p: _encode(writes) for p, writes in taken.items()}
@@ -231,9 +267,12 @@ class CoalescingTable:
             return sum(len(writes) for writes in taken.values())
 
     def _restore(self, partition: int, writes: dict[str, _Write]) -> None:
-        # Writes made while the flush ran are newer: they win over the restored ones.
-        writes.update(self._dirty[partition])
-        self._dirty[partition] = writes
+        # Writes sealed while the flush ran are newer: they win over the restored ones
+        # (and dirty writes over both).
+        if partition not in self._dirty:
+            return  # released meanwhile: its input replays elsewhere
+        writes.update(self._sealed.get(partition, {}))
+        self._sealed[partition] = writes
 
     async def recover(self, partitions: Iterable[int]) -> int:
         """Bring the partitions' state up to the changelog's end and serve them.
@@ -250,6 +289,7 @@ class CoalescingTable:
             self._decoded = None
             for partition in wanted:
                 self._dirty.pop(partition, None)
+                self._sealed.pop(partition, None)
             held = {partition: self._store.open(partition) for partition in wanted}
             bounds = await self.changelog.bounds(wanted)
             starts: dict[int, int] = {}
@@ -286,6 +326,7 @@ class CoalescingTable:
             self._decoded = None
             for partition in partitions:
                 self._dirty.pop(partition, None)
+                self._sealed.pop(partition, None)
                 self._store.close(partition)
 
 

@@ -132,7 +132,7 @@ def make_worker(tmp_path: Path) -> Callable[..., Worker]:
             # never has: serve it from an in-process changelog the test recovers.
             runtime = engine.segments
             runtime.table = CoalescingTable(MemoryChangelog(settings.partitions), MemoryStore())
-            engine.checkpoint.before_ack[:] = [runtime.flush_outputs, runtime.table.flush]
+            engine.checkpoint.before_ack[:] = [runtime.flush]
         else:
             engine.input_handlers.clear()  # intake alone
         producer = RecordingProducer()

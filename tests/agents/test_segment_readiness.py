@@ -1,0 +1,172 @@
+"""Readiness: no partition is served before the definitions are loaded and its state
+recovered, and work a crash or a rebalance interrupted is redone by whoever serves the
+partition next."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from agents.segments.agent import JOURNEYS_KEY, RUNS_KEY, SEGMENTS_KEY, SegmentRuntime
+from schemas.definitions import JourneyAction
+from schemas.events import Event
+from schemas.segment_language import parse
+from schemas.segments import SegmentDefinition
+from schemas.tags import TagUpdate
+from streams.state import CoalescingTable, MemoryStore
+from tests.agents.conftest import Worker
+from tests.agents.test_journey_agent import NOW, at, commands, ready
+from tests.agents.test_segment_agent import Outputs
+
+PARTITIONS = {0, 1, 2, 3}  # the default settings' count
+
+
+def activity(outputs: Outputs, worker: Worker) -> list[tuple[str, str, str]]:
+    return [
+        (item["user_id"], item["step"], item["activity"] + ":" + (item.get("detail") or ""))
+        for name, _, items in outputs.sent
+        if name == worker.engine.topics.journey_activity
+        for item in items
+    ]
+
+
+async def crash_and_restart(
+    make_worker: Callable[..., Worker], worker: Worker
+) -> tuple[Worker, SegmentRuntime, Outputs]:
+    """Commit the checkpoint, then start a new worker on the same changelog: its
+    partitions recover before its definitions are read."""
+    await asyncio.wait_for(worker.engine.checkpoint.commit(), 5)
+    changelog = worker.engine.segments.table.changelog
+    again = make_worker(segments=True, clock="simulated")
+    runtime: SegmentRuntime = again.engine.segments
+    runtime.table = CoalescingTable(changelog, MemoryStore())
+    again.engine.checkpoint.before_ack[:] = [runtime.flush]
+    outputs = Outputs()
+    runtime._producer = outputs  # type: ignore[assignment]
+    await runtime.table.start()
+    await runtime.table.recover(range(again.engine.settings.partitions))
+    return again, runtime, outputs
+
+
+async def turns(count: int = 20) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def test_an_input_waits_for_the_definitions_instead_of_ending_visits(
+    make_worker: Callable[..., Worker],
+) -> None:
+    worker = make_worker(segments=True, clock="simulated")
+    runtime, outputs, registry = await ready(worker)
+    await runtime.apply(0, 1, "e", [Event(user_id="a", name="Signup", timestamp=NOW)], at)
+    assert [c["step"] for c in commands(outputs, worker)] == ["email"]
+
+    again, runtime, outputs = await crash_and_restart(make_worker, worker)
+    recovering = asyncio.create_task(runtime.on_recovered(PARTITIONS))
+    later = Event(user_id="a", name="Browse", timestamp=NOW + timedelta(hours=1))
+    applying = asyncio.create_task(runtime.apply(0, 2, "e", [later], at))
+    await turns()
+    assert not applying.done()  # the catalog is not loaded: the input waits
+    await runtime.load(registry.segments, dict(registry.journeys), NOW)
+    await asyncio.wait_for(asyncio.gather(recovering, applying), 5)
+    assert activity(outputs, again) == []  # still inside, not "journey stopped"
+    entry = runtime.table.get(0, "a")
+    assert entry is not None
+    assert "welcome" in entry.value["j"]["in"]
+    # Its split times out as the journey says.
+    await runtime.fire_timers(0, NOW + timedelta(days=2))
+    assert [c["step"] for c in commands(outputs, again)] == ["sms"]
+
+
+async def test_ticks_wait_for_the_definitions_and_resume_an_interrupted_run(
+    make_worker: Callable[..., Worker],
+) -> None:
+    worker = make_worker(segments=True, clock="simulated")
+    runtime, outputs, registry = await ready(worker)
+    tags = [TagUpdate(user_id=f"u{n}", timestamp=NOW, tags={"Country": "PT"}) for n in range(20)]
+    await runtime.apply(0, 0, "t", tags, at)
+    # The launch was cut short: the run's marker never made it into the state.
+    again, runtime, outputs = await crash_and_restart(make_worker, worker)
+    recovering = asyncio.create_task(runtime.on_recovered(PARTITIONS))
+    tick = asyncio.create_task(runtime.run_schedules(0, NOW))  # a replayed tick
+    await turns()
+    assert not tick.done()
+    await runtime.load(registry.segments, dict(registry.journeys), NOW)
+    await asyncio.wait_for(recovering, 5)
+    assert await asyncio.wait_for(tick, 5) == 1
+    assert len(commands(outputs, again)) == 20
+    assert runtime.table.get(0, RUNS_KEY) is not None
+
+
+async def test_a_definition_change_cut_short_is_redone_by_the_next_owner(
+    make_worker: Callable[..., Worker],
+) -> None:
+    worker = make_worker(segments=True, clock="simulated")
+    runtime, outputs, registry = await ready(worker)
+    tags = [TagUpdate(user_id=f"u{n}", timestamp=NOW, tags={"Country": "ES"}) for n in range(5)]
+    await runtime.apply(2, 0, "t", tags, at)
+    await asyncio.wait_for(worker.engine.checkpoint.commit(), 5)
+    # The definition changes; this worker loses partition 2 before its re-evaluation
+    # was flushed (the new state and its outputs are dropped with the partition).
+    spain = SegmentDefinition(
+        id="portugal", name="PT", condition=parse('T("Country", eq, "ES")'), version=1
+    )
+    registry.fold(registry.prepare(spain, NOW))
+    await runtime.table.release({2})
+    runtime.on_released({2})
+    await runtime.redefine(registry.segments, {"portugal"}, NOW)
+
+    again, runtime, outputs = await crash_and_restart(make_worker, worker)
+    await runtime.load(registry.segments, dict(registry.journeys), NOW)
+    await runtime.on_recovered(PARTITIONS)
+    entered = [
+        item["user_id"]
+        for name, partition, items in outputs.sent
+        if name == again.engine.topics.memberships and partition == 2
+        for item in items
+        if item["change"] == "entered"
+    ]
+    assert sorted(entered) == [f"u{n}" for n in range(5)]
+    marker = runtime.table.get(2, SEGMENTS_KEY)
+    assert marker is not None
+    assert marker.value == {"portugal": 2}
+
+
+async def test_a_stop_sweep_cut_short_is_redone_by_the_next_owner(
+    make_worker: Callable[..., Worker],
+) -> None:
+    worker = make_worker(segments=True, clock="simulated")
+    runtime, outputs, registry = await ready(worker)
+    signups = [Event(user_id=user, name="Signup", timestamp=NOW) for user in ("a", "b")]
+    await runtime.apply(3, 1, "e", signups, at)
+    await asyncio.wait_for(worker.engine.checkpoint.commit(), 5)
+    registry.fold(registry.prepare_action("welcome", JourneyAction.STOP, NOW))
+    await runtime.table.release({3})  # gone before the stop was swept there
+    runtime.on_released({3})
+    await runtime.rejourney(dict(registry.journeys), "welcome", NOW)
+
+    again, runtime, outputs = await crash_and_restart(make_worker, worker)
+    await runtime.load(registry.segments, dict(registry.journeys), NOW)
+    await runtime.on_recovered(PARTITIONS)
+    assert sorted(activity(outputs, again)) == [
+        ("a", "email", "dropped:journey stopped"),
+        ("b", "email", "dropped:journey stopped"),
+    ]
+    marker = runtime.table.get(3, JOURNEYS_KEY)
+    assert marker is not None
+    assert marker.value["welcome"][1] == "stopped"
+
+
+async def test_a_released_partition_produces_nothing(
+    make_worker: Callable[..., Worker],
+) -> None:
+    worker = make_worker(segments=True, clock="simulated")
+    runtime, outputs, _ = await ready(worker)
+    tags = [TagUpdate(user_id=f"u{n}", timestamp=NOW, tags={"Country": "PT"}) for n in range(3)]
+    await runtime.apply(1, 0, "t", tags, at)
+    sent = len(outputs.sent)
+    runtime.on_released({1})  # the table still has it for an instant
+    await runtime.fire_timers(1, NOW + timedelta(days=30))
+    await runtime.run_schedules(1, NOW)
+    assert len(outputs.sent) == sent
