@@ -309,10 +309,13 @@ class SegmentRuntime:
         now: datetime,
     ) -> None:
         """The registry is read whole: take its segments and journeys, catch the
-        partitions served up with them, and let the streams in."""
-        await self.rejourney(registry, None, now)
-        await self.redefine(definitions, (), now)
+        partitions held up with them, and serve them (the streams waiting for them go
+        on)."""
+        self.catalog = Catalog.build(registry)
+        self.definitions = dict(definitions)
+        self.index = SegmentIndex.build(self.definitions, self.horizon)
         self.loaded.set()
+        await self._serve(set(self._held), now)
 
     async def redefine(
         self,
@@ -521,9 +524,12 @@ class SegmentRuntime:
     # --- recovery ---------------------------------------------------------------------
 
     async def on_recovered(self, partitions: set[int]) -> None:
-        """Rebuild the timer queues and member counts from the recovered state, wait
-        for the definitions, redo the work a crash or a rebalance interrupted, then
-        serve the partitions."""
+        """Rebuild the timer queues and member counts from the recovered state; once
+        the definitions are loaded (now, or when ``load`` comes), redo the work a crash
+        or a rebalance interrupted, then serve the partitions. Runs before their
+        streams resume; it cannot wait for the definitions itself, since the worker
+        starts its services (the definitions' reader among them) only after the first
+        assignment was handled."""
         for partition in partitions:
             self.timers.reset(partition)
             members = self.members[partition] = defaultdict(int)
@@ -533,12 +539,15 @@ class SegmentRuntime:
                 for segment_id in stored[MEMBERS]:
                     members[segment_id] += 1
             self._held.add(partition)
-        await self.loaded.wait()
-        now = self.now()
+        if self.loaded.is_set():
+            await self._serve(partitions, self.now())
+
+    async def _serve(self, partitions: Collection[int], now: datetime) -> None:
         for partition in sorted(partitions):
             await self._catch_up_journeys(partition, now)
             await self._catch_up_segments(partition, (), now)
-        self._ready.update(p for p in partitions if p in self._held)
+            if partition in self._held:
+                self._ready.add(partition)
         self._wake()
 
     def on_released(self, partitions: set[int]) -> None:

@@ -27,6 +27,11 @@ class FlushFailed(RuntimeError):
         self.errors = errors
 
 
+EPOCH_KEY = "\x00\x00epoch"
+"""Per partition, in the changelog of a fenced table: the epoch of its current owner.
+Never listed by ``items`` or ``keys``."""
+
+
 class _Deleted(NamedTuple):
     applied_offset: int
 
@@ -66,9 +71,15 @@ class CoalescingTable:
     ``stop()`` does not flush: unflushed writes may lack their outputs (step 1).
     """
 
-    def __init__(self, changelog: Changelog, store: Store) -> None:
+    def __init__(self, changelog: Changelog, store: Store, *, fenced: bool = False) -> None:
+        """``fenced``: each recovery starts a new ownership epoch of its partitions,
+        written to the changelog before anything else; every record carries its
+        writer's epoch, and a recovery ignores records of an older epoch written after
+        a newer one (those of a worker that kept writing after losing the partition)."""
         self.changelog = changelog
         self._store = store
+        self._fenced = fenced
+        self._epochs: dict[int, int] = {}
         # A partition is ready (recovered, writable) exactly when it has a dirty map.
         self._dirty: dict[int, dict[str, _Write]] = {}
         # Writes sealed for the next flush (``seal``): older than the dirty ones, newer
@@ -159,7 +170,7 @@ class CoalescingTable:
         dirty = self._dirty_map(partition)
         pending = self._pending(partition, dirty)
         for key, raw in self._store.items(partition):
-            if key not in pending:
+            if key not in pending and key != EPOCH_KEY:
                 yield key, Entry.decode(raw)
         for key, write in list(pending.items()):
             if type(write) is bytes:
@@ -170,7 +181,7 @@ class CoalescingTable:
         dirty = self._dirty_map(partition)
         pending = self._pending(partition, dirty)
         for key, _ in self._store.items(partition):
-            if key not in pending:
+            if key not in pending and key != EPOCH_KEY:
                 yield key
         for key, write in list(pending.items()):
             if type(write) is bytes:
@@ -239,7 +250,11 @@ class CoalescingTable:
             self._flushing = dict(taken)
             try:
                 records = {p: _encode(writes) for p, writes in taken.items()}
-                results = await self.changelog.write(records)
+                if self._fenced:
+                    epochs = {p: self._epochs.get(p, 0) for p in taken}
+                    results = await self.changelog.write(records, epochs)
+                else:
+                    results = await self.changelog.write(records)
             except BaseException:
                 for partition, writes in taken.items():
                     self._restore(partition, writes)
@@ -311,13 +326,50 @@ class CoalescingTable:
                     offset = None
                 starts[partition] = first if offset is None else offset
             ends = {partition: bounds[partition][1] for partition in wanted}
+            floors = {p: self._stored_epoch(p) for p in wanted} if self._fenced else None
             read = 0
-            async for partition, batch, next_offset in self.changelog.read(starts, ends):
+            reading = (
+                self.changelog.read(starts, ends, floors)
+                if floors is not None
+                else self.changelog.read(starts, ends)
+            )
+            async for partition, batch, next_offset in reading:
                 self._store.apply(partition, batch, next_offset)
                 read += len(batch)
+            if floors is not None:
+                read += await self._fence(wanted, ends, floors)
             for partition in wanted:
                 self._dirty[partition] = {}
             return read
+
+    def _stored_epoch(self, partition: int) -> int:
+        raw = self._store.get(partition, EPOCH_KEY)
+        return int(Entry.decode(raw).value) if raw is not None else 0
+
+    async def _fence(self, wanted: list[int], ends: dict[int, int], floors: dict[int, int]) -> int:
+        """Start a new epoch for each partition: its record goes to the changelog now,
+        so that records of any older owner written after it are ignored from then on."""
+        epochs = {p: floors.get(p, 0) + 1 for p in wanted}
+        fences = {p: [(EPOCH_KEY.encode(), Entry(epochs[p], 0).encode())] for p in wanted}
+        results = await self.changelog.write(fences, epochs)
+        read = 0
+        for partition in wanted:
+            result = results[partition]
+            if isinstance(result, BaseException):
+                raise result
+            # Records written between the end read above and the fence (an old owner
+            # still writing) count as they will for any later recovery.
+            fence_offset = result - 1
+            if fence_offset > ends[partition]:
+                late = self.changelog.read(
+                    {partition: ends[partition]}, {partition: fence_offset}, floors
+                )
+                async for _, batch, next_offset in late:
+                    self._store.apply(partition, batch, next_offset)
+                    read += len(batch)
+            self._store.apply(partition, fences[partition], result)
+            self._epochs[partition] = epochs[partition]
+        return read
 
     async def release(self, partitions: Iterable[int]) -> None:
         """Stop serving the partitions and drop them from memory, unflushed writes

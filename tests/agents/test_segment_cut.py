@@ -13,7 +13,7 @@ import orjson
 
 from agents.segments.agent import SegmentRuntime
 from schemas.tags import TagUpdate
-from streams.state import CoalescingTable, MemoryChangelog, MemoryStore
+from streams.state import CoalescingTable, Lease, MemoryChangelog, MemoryStore
 from tests.agents.conftest import Worker
 from tests.agents.test_segment_agent import definition
 
@@ -87,6 +87,7 @@ def copy_of(changelog: MemoryChangelog) -> MemoryChangelog:
     """What is durable at the instant of a crash."""
     durable = MemoryChangelog(changelog.partitions, changelog.topic)
     durable.logs = [list(log) for log in changelog.logs]
+    durable.epochs = [list(epochs) for epochs in changelog.epochs]
     return durable
 
 
@@ -164,3 +165,37 @@ async def test_the_cut_flushes_only_state_whose_outputs_are_acknowledged(
     assert memberships(again, topic) == ["u2"]
     for done, _ in later:
         done.cancel()
+
+
+class Held:
+    def __init__(self) -> None:
+        self.acked = False
+
+    def ack(self) -> bool:
+        self.acked = True
+        return True
+
+
+async def test_a_worker_paused_past_its_session_timeout_writes_nothing_more(
+    make_worker: Callable[..., Worker],
+) -> None:
+    worker = make_worker(segments=True, clock="simulated")
+    changelog = MemoryChangelog(worker.engine.settings.partitions)
+    on_changelog(worker, changelog)
+    outputs = SlowOutputs()
+    runtime = await started(worker, outputs)
+    topic = worker.engine.topics.memberships
+    instant = [0.0]
+    runtime.lease = Lease(10.0, lambda: instant[0])
+
+    await runtime.apply(0, 1, "t", [portugal("u1")], at)
+    instant[0] += 30.0  # SIGSTOP ... SIGCONT: the group gave the partitions away
+    await runtime.apply(0, 2, "t", [portugal("u2")], at)
+    record = Held()
+    worker.engine.checkpoint.hold(record)
+    written = [len(log) for log in changelog.logs]
+    await asyncio.wait_for(worker.engine.checkpoint.commit(), 5)
+
+    assert memberships(outputs, topic) == ["u1"]  # u2's output is not produced
+    assert [len(log) for log in changelog.logs] == written  # nor any state
+    assert not record.acked  # its input replays at the new owner
