@@ -56,6 +56,10 @@ class CoalescingTable:
     2. ``await table.flush()``,
     3. only then ack/commit the input offsets.
 
+    A caller whose writers go on while it waits for step 1 calls ``seal()`` at the
+    instant whose outputs it waits for (under its writers' lock), then
+    ``flush_sealed()``: later writes are not flushed before their outputs are.
+
     A crash then loses only state whose input is not committed. On restart, ``recover``
     restores the flushed state and the caller replays the uncommitted input, skipping
     each (record, key) for which ``should_apply`` is False: those effects, and their
