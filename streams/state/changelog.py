@@ -18,24 +18,6 @@ from aiokafka.errors import TopicAlreadyExistsError
 Record = tuple[bytes, bytes | None]
 """(key, value); a None value is a tombstone."""
 
-EPOCH_HEADER = "epoch"
-"""The header naming the ownership epoch of the worker that wrote a record (fencing)."""
-
-
-def fresh(epoch: int, floors: dict[int, int] | None, partition: int) -> bool:
-    """Whether a record of ``epoch`` read from ``partition`` counts: not written by an
-    owner older than one that wrote before it (``floors``: the newest epoch seen per
-    partition, raised as records are read). None: every record counts."""
-    if floors is None:
-        return True
-    floor = floors.get(partition, 0)
-    if epoch < floor:
-        return False
-    if epoch > floor:
-        floors[partition] = epoch
-    return True
-
-
 # CreateTopics may report TOPIC_ALREADY_EXISTS (36) in its response instead of raising.
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -53,24 +35,20 @@ class Changelog(Protocol):
     async def stop(self) -> None: ...
 
     async def write(
-        self, batches: Mapping[int, Sequence[Record]], epochs: Mapping[int, int] | None = None
+        self, batches: Mapping[int, Sequence[Record]]
     ) -> dict[int, int | BaseException]:
-        """Append each partition's (non-empty) records in order, marked with the
-        partition's epoch (none: 0). Per partition: the offset after its last record
-        once all of them are acknowledged, or the error that stopped them."""
+        """Append each partition's (non-empty) records in order. Per partition: the offset
+        after its last record once all of them are acknowledged, or the error that stopped
+        them."""
 
     async def bounds(self, partitions: Collection[int]) -> dict[int, tuple[int, int]]:
         """(first offset, end offset) of each partition, end being the next offset to write."""
 
     def read(
-        self,
-        starts: Mapping[int, int],
-        ends: Mapping[int, int],
-        floors: dict[int, int] | None = None,
+        self, starts: Mapping[int, int], ends: Mapping[int, int]
     ) -> AsyncIterator[tuple[int, list[Record], int]]:
         """Yield (partition, records, offset after them) from ``starts`` until each
-        partition reaches its end offset; with ``floors``, records that are not
-        ``fresh`` are left out."""
+        partition reaches its end offset."""
 
 
 class MemoryChangelog:
@@ -80,8 +58,6 @@ class MemoryChangelog:
         self.topic = topic
         self.partitions = partitions
         self.logs: list[list[Record]] = [[] for _ in range(partitions)]
-        self.epochs: list[list[int]] = [[] for _ in range(partitions)]
-        """The epoch of each record of ``logs``."""
 
     async def start(self) -> None:
         return None
@@ -90,14 +66,12 @@ class MemoryChangelog:
         return None
 
     async def write(
-        self, batches: Mapping[int, Sequence[Record]], epochs: Mapping[int, int] | None = None
+        self, batches: Mapping[int, Sequence[Record]]
     ) -> dict[int, int | BaseException]:
         await asyncio.sleep(0)  # a real write suspends; so does this one
         results: dict[int, int | BaseException] = {}
         for partition, records in batches.items():
             self.logs[partition].extend(records)
-            epoch = epochs.get(partition, 0) if epochs else 0
-            self.epochs[partition].extend([epoch] * len(records))
             results[partition] = len(self.logs[partition])
         return results
 
@@ -105,24 +79,13 @@ class MemoryChangelog:
         return {partition: (0, len(self.logs[partition])) for partition in partitions}
 
     async def read(
-        self,
-        starts: Mapping[int, int],
-        ends: Mapping[int, int],
-        floors: dict[int, int] | None = None,
+        self, starts: Mapping[int, int], ends: Mapping[int, int]
     ) -> AsyncIterator[tuple[int, list[Record], int]]:
         for partition, start in starts.items():
             end = ends[partition]
             if start < end:
                 await asyncio.sleep(0)
-                log = self.logs[partition]
-                # A log written by hand in a test may lack epochs: those records are 0.
-                epochs = self.epochs[partition]
-                records = [
-                    log[offset]
-                    for offset in range(start, end)
-                    if fresh(epochs[offset] if offset < len(epochs) else 0, floors, partition)
-                ]
-                yield partition, records, end
+                yield partition, self.logs[partition][start:end], end
 
 
 class KafkaChangelog:
@@ -209,32 +172,29 @@ class KafkaChangelog:
             await admin.close()
 
     async def write(
-        self, batches: Mapping[int, Sequence[Record]], epochs: Mapping[int, int] | None = None
+        self, batches: Mapping[int, Sequence[Record]]
     ) -> dict[int, int | BaseException]:
         partitions = list(batches)
-        epochs = epochs or {}
         outcomes = await asyncio.gather(
-            *(self._write_partition(p, batches[p], epochs.get(p, 0)) for p in partitions),
-            return_exceptions=True,
+            *(self._write_partition(p, batches[p]) for p in partitions), return_exceptions=True
         )
         return dict(zip(partitions, outcomes, strict=True))
 
-    async def _write_partition(self, partition: int, records: Sequence[Record], epoch: int) -> int:
+    async def _write_partition(self, partition: int, records: Sequence[Record]) -> int:
         # Whole record batches instead of one send() per record: the per-record path of
         # aiokafka (a future, partitioner and accumulator call each) is most of its cost.
         producer = self._producer
         sent: list[tuple[asyncio.Future[Any], int]] = []
-        headers = [(EPOCH_HEADER, str(epoch).encode())] if epoch else []
         try:
             batch, count = producer.create_batch(), 0
             for key, value in records:
-                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                if batch.append(key=key, value=value, timestamp=None) is None:
                     if count == 0:
                         raise ValueError(f"changelog record for {key!r} exceeds one batch")
                     future = await producer.send_batch(batch, self.topic, partition=partition)
                     sent.append((future, count))
                     batch, count = producer.create_batch(), 0
-                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    if batch.append(key=key, value=value, timestamp=None) is None:
                         raise ValueError(f"changelog record for {key!r} exceeds one batch")
                 count += 1
             if count:
@@ -271,10 +231,7 @@ class KafkaChangelog:
         return {tp.partition: (firsts[tp], max(listed[tp], consumer.highwater(tp))) for tp in tps}
 
     async def read(
-        self,
-        starts: Mapping[int, int],
-        ends: Mapping[int, int],
-        floors: dict[int, int] | None = None,
+        self, starts: Mapping[int, int], ends: Mapping[int, int]
     ) -> AsyncIterator[tuple[int, list[Record], int]]:
         consumer = self._consumer
         pending = {
@@ -297,16 +254,8 @@ class KafkaChangelog:
                 for message in messages:
                     if message.key is None:
                         raise ValueError(f"keyless record in {tp} at {message.offset}")
-                    if floors is None or fresh(_epoch(message.headers), floors, tp.partition):
-                        records.append((message.key, message.value))
+                    records.append((message.key, message.value))
                 position: int = await consumer.position(tp)
                 yield tp.partition, records, position
                 if position >= pending[tp]:
                     del pending[tp]
-
-
-def _epoch(headers: Sequence[tuple[str, bytes]] | None) -> int:
-    for name, value in headers or ():
-        if name == EPOCH_HEADER:
-            return int(value)
-    return 0

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import NamedTuple
 
 from streams.state.changelog import Changelog, Record
-from streams.state.entry import Entry, JSONValue
+from streams.state.entry import Entry, JSONValue, epoch_of
 from streams.state.stores import Store
 
 logger = logging.getLogger(__name__)
@@ -208,7 +208,10 @@ class CoalescingTable:
     def put(self, partition: int, key: str, value: JSONValue, applied_offset: int) -> None:
         """Set the key's state, which now includes the input record at ``applied_offset``."""
         entry = Entry(value, applied_offset)
-        self._dirty_map(partition)[key] = entry.encode()
+        dirty = self._dirty_map(partition)
+        dirty[key] = (
+            entry.encode(self._epochs.get(partition, 0)) if self._fenced else entry.encode()
+        )
         self._decoded = (partition, key, entry)  # read back next, most often
 
     def delete(self, partition: int, key: str, applied_offset: int) -> None:
@@ -254,11 +257,7 @@ class CoalescingTable:
             self._flushing = dict(taken)
             try:
                 records = {p: _encode(writes) for p, writes in taken.items()}
-                if self._fenced:
-                    epochs = {p: self._epochs.get(p, 0) for p in taken}
-                    results = await self.changelog.write(records, epochs)
-                else:
-                    results = await self.changelog.write(records)
+                results = await self.changelog.write(records)
             except BaseException:
                 for partition, writes in taken.items():
                     self._restore(partition, writes)
@@ -332,12 +331,9 @@ class CoalescingTable:
             ends = {partition: bounds[partition][1] for partition in wanted}
             floors = {p: self._stored_epoch(p) for p in wanted} if self._fenced else None
             read = 0
-            reading = (
-                self.changelog.read(starts, ends, floors)
-                if floors is not None
-                else self.changelog.read(starts, ends)
-            )
-            async for partition, batch, next_offset in reading:
+            async for partition, batch, next_offset in self.changelog.read(starts, ends):
+                if floors is not None:
+                    batch = _fresh(batch, floors, partition)
                 self._store.apply(partition, batch, next_offset)
                 read += len(batch)
             if floors is not None:
@@ -354,8 +350,8 @@ class CoalescingTable:
         """Start a new epoch for each partition: its record goes to the changelog now,
         so that records of any older owner written after it are ignored from then on."""
         epochs = {p: floors.get(p, 0) + 1 for p in wanted}
-        fences = {p: [(EPOCH_KEY.encode(), Entry(epochs[p], 0).encode())] for p in wanted}
-        results = await self.changelog.write(fences, epochs)
+        fences = {p: [(EPOCH_KEY.encode(), Entry(epochs[p], 0).encode(epochs[p]))] for p in wanted}
+        results = await self.changelog.write(fences)
         read = 0
         for partition in wanted:
             result = results[partition]
@@ -365,10 +361,9 @@ class CoalescingTable:
             # still writing) count as they will for any later recovery.
             fence_offset = result - 1
             if fence_offset > ends[partition]:
-                late = self.changelog.read(
-                    {partition: ends[partition]}, {partition: fence_offset}, floors
-                )
+                late = self.changelog.read({partition: ends[partition]}, {partition: fence_offset})
                 async for _, batch, next_offset in late:
+                    batch = _fresh(batch, floors, partition)
                     self._store.apply(partition, batch, next_offset)
                     read += len(batch)
             self._store.apply(partition, fences[partition], result)
@@ -390,3 +385,19 @@ def _encode(writes: dict[str, _Write]) -> list[Record]:
     return [
         (key.encode(), write if type(write) is bytes else None) for key, write in writes.items()
     ]
+
+
+def _fresh(batch: list[Record], floors: dict[int, int], partition: int) -> list[Record]:
+    """The records of ``batch`` not written by an owner older than one that wrote
+    before them; ``floors`` (the newest epoch seen per partition) follows the reading."""
+    floor = floors.get(partition, 0)
+    kept: list[Record] = []
+    for record in batch:
+        epoch = epoch_of(record[1])
+        if epoch is not None and epoch != floor:
+            if epoch < floor:
+                continue  # a former owner's, written after the new one took over
+            floor = epoch
+        kept.append(record)
+    floors[partition] = floor
+    return kept

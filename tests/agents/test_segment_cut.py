@@ -87,7 +87,6 @@ def copy_of(changelog: MemoryChangelog) -> MemoryChangelog:
     """What is durable at the instant of a crash."""
     durable = MemoryChangelog(changelog.partitions, changelog.topic)
     durable.logs = [list(log) for log in changelog.logs]
-    durable.epochs = [list(epochs) for epochs in changelog.epochs]
     return durable
 
 

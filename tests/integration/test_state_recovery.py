@@ -91,27 +91,6 @@ async def test_changelog_appends_in_order_per_partition(changelog: Changelog) ->
     assert reached == {0: 3, 2: 1}
 
 
-async def test_changelog_leaves_out_records_of_an_older_epoch_after_a_newer_one(
-    changelog: Changelog,
-) -> None:
-    await changelog.write({0: [(b"a", b"1")]}, {0: 1})
-    await changelog.write({0: [(b"fence", b"2")]}, {0: 2})
-    await changelog.write({0: [(b"a", b"stale")]}, {0: 1})  # the former owner, too late
-    await changelog.write({0: [(b"b", b"3")]}, {0: 2})
-    floors: dict[int, int] = {0: 0}
-    found: list[Record] = []
-    reached = 0
-    async with asyncio.timeout(TIMEOUT):
-        async for _, batch, next_offset in changelog.read({0: 0}, {0: 4}, floors):
-            found.extend(batch)
-            reached = next_offset
-    assert found == [(b"a", b"1"), (b"fence", b"2"), (b"b", b"3")]
-    assert floors == {0: 2}
-    assert reached == 4
-    records, _ = await read_all(changelog, {0: 0}, {0: 4})  # without floors: all of it
-    assert len(records[0]) == 4
-
-
 async def test_changelog_reads_from_a_given_offset(changelog: Changelog) -> None:
     await changelog.write({1: [(b"k%d" % n, b"%d" % n) for n in range(5)]})
     records, reached = await read_all(changelog, {1: 3}, {1: 5})
@@ -359,10 +338,10 @@ async def test_faust_agents_start_after_the_table_recovered(
     read = table.changelog.read
 
     async def slow_read(
-        starts: dict[int, int], ends: dict[int, int], floors: dict[int, int] | None = None
+        starts: dict[int, int], ends: dict[int, int]
     ) -> AsyncIterator[tuple[int, list[Record], int]]:
         await asyncio.sleep(1.0)  # gives streams time to start, were they not held back
-        async for item in read(starts, ends, floors):
+        async for item in read(starts, ends):
             yield item
 
     monkeypatch.setattr(table.changelog, "read", slow_read)

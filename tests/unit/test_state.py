@@ -26,6 +26,7 @@ from streams.state import (
     RocksDBStore,
     Store,
 )
+from streams.state.entry import epoch_of
 
 PARTITIONS = 4
 
@@ -539,6 +540,14 @@ async def test_a_fenced_table_ignores_what_a_former_owner_writes_after_a_new_one
     assert recovered.get(0, "w") is None
     assert sorted(recovered.keys(0)) == ["u", "v"]  # the epoch is not a key
     # Each recovery started a newer epoch than any before it.
-    assert changelog.epochs[0][-1] == 3
+    assert changelog.logs[0][-1][1] == Entry(3, 0).encode(3)
     await recovered.stop()
     await stale.stop()
+
+
+def test_the_epoch_of_an_entry_is_read_from_its_end_only() -> None:
+    tricky = Entry({"note": ',"epoch":7}'}, 4)
+    assert epoch_of(tricky.encode()) == 0
+    assert epoch_of(tricky.encode(3)) == 3
+    assert epoch_of(None) is None
+    assert Entry.decode(tricky.encode(3)) == tricky
