@@ -143,10 +143,6 @@ class SegmentService(Service):
         await self.runtime.rejourney(registry, changed, self.engine.clock.now())
 
     @Service.task
-    async def _watch_lease(self) -> None:
-        await self.engine.lease.watch(self.engine.settings.broker_session_timeout / 4)
-
-    @Service.task
     async def _wall_clock_timers(self) -> None:
         if self.engine.clock.simulated:
             return  # timers fire on ticks
@@ -158,6 +154,7 @@ class SegmentService(Service):
                 await self.runtime.fire_timers(partition, now)
 
     async def on_stop(self) -> None:
+        self.engine.lease.close()
         await self.runtime.stop()
         await self.runtime.table.stop()
         self.runtime.timers.close()

@@ -22,23 +22,31 @@ class Fenced(RuntimeError):
 
 class Lease:
     def __init__(self, timeout: float | None, clock: Callable[[], float] = time.monotonic):
-        """``timeout``: the group's session timeout in seconds (None: never lost)."""
+        """``timeout``: the group's session timeout in seconds (None: never lost). The
+        lease is armed by the first ``renew`` (an assignment); until then it holds."""
         self._timeout = timeout
         self._clock = clock
         self._seen = clock()
+        self._armed = False
         self._lost = False
+        self._watcher: asyncio.Task[None] | None = None
 
     @classmethod
     def unlimited(cls) -> Lease:
         return cls(None)
 
     def renew(self) -> None:
-        """A new assignment: the partitions held now are this worker's."""
+        """A new assignment: the partitions held now are this worker's. From the first
+        one on, a task looks at the clock a few times per session timeout, so that only
+        a loop that really stood still looks like a pause."""
         self._lost = False
         self._seen = self._clock()
+        self._armed = True
+        if self._timeout is not None and self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(self._timeout / 4))
 
     def valid(self) -> bool:
-        if self._timeout is None:
+        if self._timeout is None or not self._armed:
             return True
         now = self._clock()
         if now - self._seen > self._timeout:
@@ -50,9 +58,12 @@ class Lease:
         if not self.valid():
             raise Fenced("the worker was paused past its session timeout; not writing")
 
-    async def watch(self, interval: float) -> None:
-        """Look at the clock every ``interval`` seconds, so a pause is noticed even
-        when nothing else runs."""
+    async def _watch(self, interval: float) -> None:
         while True:
             self.valid()
             await asyncio.sleep(interval)
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None

@@ -186,6 +186,7 @@ async def test_a_worker_paused_past_its_session_timeout_writes_nothing_more(
     topic = worker.engine.topics.memberships
     instant = [0.0]
     runtime.lease = Lease(10.0, lambda: instant[0])
+    runtime.lease.renew()
 
     await runtime.apply(0, 1, "t", [portugal("u1")], at)
     instant[0] += 30.0  # SIGSTOP ... SIGCONT: the group gave the partitions away
@@ -198,3 +199,4 @@ async def test_a_worker_paused_past_its_session_timeout_writes_nothing_more(
     assert memberships(outputs, topic) == ["u1"]  # u2's output is not produced
     assert [len(log) for log in changelog.logs] == written  # nor any state
     assert not record.acked  # its input replays at the new owner
+    runtime.lease.close()

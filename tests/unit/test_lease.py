@@ -16,9 +16,12 @@ class FakeClock:
         return self.now
 
 
-def test_a_pause_past_the_session_timeout_loses_the_lease_until_renewed() -> None:
+async def test_a_pause_past_the_session_timeout_loses_the_lease_until_renewed() -> None:
     clock = FakeClock()
     lease = Lease(10.0, clock)
+    clock.now += 60.0  # joining the group, recovering: not armed yet
+    assert lease.valid()
+    lease.renew()  # the first assignment
     for _ in range(5):
         clock.now += 4.0  # looked at often enough
         assert lease.valid()
@@ -31,6 +34,7 @@ def test_a_pause_past_the_session_timeout_loses_the_lease_until_renewed() -> Non
     lease.renew()  # the next assignment
     assert lease.valid()
     lease.check()
+    lease.close()
 
 
 def test_an_unlimited_lease_is_never_lost() -> None:
