@@ -7,14 +7,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+import pytest
+
+from agents.segments import agent as agent_module
 from agents.segments.agent import JOURNEYS_KEY, RUNS_KEY, SEGMENTS_KEY, SegmentRuntime
 from schemas.definitions import JourneyAction
 from schemas.events import Event
 from schemas.segment_language import parse
 from schemas.segments import SegmentDefinition
 from schemas.tags import TagUpdate
-from streams.state import CoalescingTable, MemoryStore
+from streams.state import CoalescingTable, MemoryChangelog, MemoryStore
 from tests.agents.conftest import Worker
 from tests.agents.test_journey_agent import NOW, at, commands, ready
 from tests.agents.test_segment_agent import Outputs
@@ -170,3 +174,75 @@ async def test_a_released_partition_produces_nothing(
     await runtime.fire_timers(1, NOW + timedelta(days=30))
     await runtime.run_schedules(1, NOW)
     assert len(outputs.sent) == sent
+
+
+class StallingOutputs(Outputs):
+    """Sends go through until ``stall_at`` (a count of sends); that one waits for
+    ``release``."""
+
+    def __init__(self, stall_at: set[int]) -> None:
+        super().__init__()
+        self.stall_at = stall_at
+        self.calls = 0
+        self.stalled = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(self, topic: str, value: bytes, partition: int | None = None) -> Any:
+        self.calls += 1
+        if self.calls in self.stall_at:
+            self.stalled.set()
+            await self.release.wait()
+            self.release.clear()
+            self.stalled.clear()
+        return await super().send(topic, value, partition)
+
+
+async def test_a_launch_cut_short_mid_sweep_resumes_and_nobody_enters_twice(
+    make_worker: Callable[..., Worker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agent_module, "TIMERS_PER_ROUND", 5)
+    worker = make_worker(segments=True, clock="simulated")
+    runtime, _, registry = await ready(worker)
+    users = [f"u{n:02d}" for n in range(12)]
+    tags = [TagUpdate(user_id=user, timestamp=NOW, tags={"Country": "PT"}) for user in users]
+    await runtime.apply(0, 0, "t", tags, at)
+    await asyncio.wait_for(worker.engine.checkpoint.commit(), 5)
+    # Each round of 5 users sends its commands, then its activity. The first round's
+    # activity stalls while a checkpoint starts; the second round's commands stall
+    # after that checkpoint made the first round durable; the worker dies there.
+    outputs = StallingOutputs({2, 3})
+    runtime._producer = outputs  # type: ignore[assignment]
+    launch = asyncio.create_task(runtime.run_schedules(0, NOW))
+    await asyncio.wait_for(outputs.stalled.wait(), 5)
+    commit = asyncio.create_task(worker.engine.checkpoint.commit())
+    await turns()
+    outputs.release.set()
+    await asyncio.wait_for(commit, 5)
+    await asyncio.wait_for(outputs.stalled.wait(), 5)
+    first = {c["user_id"]: c["command_id"] for c in commands(outputs, worker)}
+    assert len(first) == 5
+    again, runtime, outputs_again = await crash_and_restart_without_commit(make_worker, worker)
+    launch.cancel()
+    await runtime.load(registry.segments, dict(registry.journeys), NOW)
+    await runtime.on_recovered(PARTITIONS)
+    assert await runtime.run_schedules(0, NOW) == 1  # a replayed tick: the run resumes
+    second = {c["user_id"]: c["command_id"] for c in commands(outputs_again, again)}
+    assert sorted(second) == sorted(set(users) - set(first))  # nobody entered twice
+    assert await runtime.run_schedules(0, NOW) == 0
+
+
+async def crash_and_restart_without_commit(
+    make_worker: Callable[..., Worker], worker: Worker
+) -> tuple[Worker, SegmentRuntime, Outputs]:
+    changelog = worker.engine.segments.table.changelog
+    durable = MemoryChangelog(changelog.partitions, changelog.topic)
+    durable.logs = [list(log) for log in changelog.logs]
+    again = make_worker(segments=True, clock="simulated")
+    runtime: SegmentRuntime = again.engine.segments
+    runtime.table = CoalescingTable(durable, MemoryStore())
+    again.engine.checkpoint.before_ack[:] = [runtime.flush]
+    outputs = Outputs()
+    runtime._producer = outputs  # type: ignore[assignment]
+    await runtime.table.start()
+    await runtime.table.recover(range(again.engine.settings.partitions))
+    return again, runtime, outputs
