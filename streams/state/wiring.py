@@ -54,16 +54,18 @@ def attach_to_faust(
 
     async def on_partitions_revoked(sender: Any, revoked: Iterable[Any], **_: Any) -> None:
         released = _partitions_of(revoked, topic)
-        await table.release(released)
+        # The owner of the table first: its work on these partitions stops (and sends
+        # nothing more) before their state leaves.
         if on_released is not None:
             on_released(released)
+        await table.release(released)
 
     async def on_rebalance_complete(sender: Any, **_: Any) -> None:
         assigned = _partitions_of(app.consumer.assignment(), topic)
         released = table.partitions - assigned
-        await table.release(released)
         if on_released is not None:
             on_released(set(released))
+        await table.release(released)
         if lease is not None:
             lease.renew()
         await table.start()  # the first assignment may come before any service starts
