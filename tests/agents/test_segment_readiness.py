@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from agents.segments import agent as agent_module
@@ -246,3 +247,25 @@ async def crash_and_restart_without_commit(
     await runtime.table.start()
     await runtime.table.recover(range(again.engine.settings.partitions))
     return again, runtime, outputs
+
+
+async def test_the_intake_agent_holds_a_record_until_the_definitions_are_loaded(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker(segments=True, clock="simulated")
+    runtime, outputs, registry = await ready(worker)
+    await runtime.apply(0, 1, "e", [Event(user_id="a", name="Signup", timestamp=NOW)], at)
+    again, runtime, outputs = await crash_and_restart(make_worker, worker)
+    await runtime.on_recovered(PARTITIONS)
+    browse = {"user_id": "a", "name": "Browse", "timestamp": "2026-12-10T09:00:00Z"}
+    async with drive(again, "intake-events") as driver:
+        putting = asyncio.create_task(driver.put(orjson.dumps([browse]), key=b"a", partition=0))
+        await asyncio.sleep(0.2)
+        assert driver.held == []  # read, not processed, not acknowledged
+        await runtime.load(registry.segments, dict(registry.journeys), NOW)
+        await asyncio.wait_for(putting, 5)
+    assert len(driver.held) == 1
+    assert activity(outputs, again) == []
+    entry = runtime.table.get(0, "a")
+    assert entry is not None
+    assert "welcome" in entry.value["j"]["in"]
