@@ -2,15 +2,19 @@
 
 Faust commits the offsets of acknowledged records. Agents here iterate with acks
 off, hold each processed record, and acknowledge the held records after the
+output records they caused are acknowledged by the broker, the state that counts
+them is in its changelog (``before_ack``: the cut of each stateful runtime) and the
 projection rows they produced are in ClickHouse (and Faust flushes its producer
 before committing, which covers dead letters). A crash therefore replays records
-whose rows may already be written: the projections dedupe on row identity.
+whose effects may already be written: outputs keep their identity on replay, and
+their readers dedupe on it. See docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any, Protocol, cast
 
@@ -18,6 +22,9 @@ import faust
 from mode import Service
 
 from projections.sink import BatchingSink
+from streams.state.lease import Fenced
+
+log = logging.getLogger(__name__)
 
 
 class Ackable(Protocol):
@@ -71,8 +78,13 @@ class Checkpoint:
         self.wanted.clear()
         async with self._lock:
             held, self._held = self._held, []
-            for flush in self.before_ack:
-                await flush()
+            try:
+                for flush in self.before_ack:
+                    await flush()
+            except Fenced as error:
+                # Another worker may own the partitions now: it replays these records.
+                log.warning("checkpoint skipped, %d records not acknowledged: %s", len(held), error)
+                return
             await self._sink.flush()
             for event in held:
                 event.ack()

@@ -16,6 +16,7 @@ from streams.clock import Clock
 from streams.definitions import DefinitionsService
 from streams.settings import Settings
 from streams.state import CoalescingTable, create_table
+from streams.state.lease import Lease
 from streams.state.timers import Timers, create_timers
 from streams.topics import Topics
 
@@ -34,6 +35,8 @@ class Engine:
     checkpoint: Checkpoint
     clock: Clock
     counters: Counter[str] = field(default_factory=Counter)
+    lease: Lease = field(default_factory=Lease.unlimited)
+    """Whether this worker may still write for its partitions (fencing)."""
     definitions: DefinitionsService = field(init=False)
     clickhouse: Client | None = None
     input_handlers: list[InputHandler] = field(default_factory=list)
@@ -57,6 +60,7 @@ class Engine:
             sink=sink,
             checkpoint=Checkpoint(sink, settings.projection_flush_rows),
             clock=Clock(settings.clock),
+            lease=Lease(settings.broker_session_timeout),
         )
         engine.definitions = DefinitionsService(bootstrap, topics.definitions)
         return engine

@@ -50,6 +50,13 @@ class Catalog:
     """Launched journeys' latest versions, by id (looked up once per entry)."""
     audiences: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Launched journeys' audience segments, by journey id."""
+    loaded: bool = True
+    """False until the registry was read: a journey missing then is not known yet."""
+
+    @classmethod
+    def unloaded(cls) -> Catalog:
+        """The catalog before the registry is read: it knows no journey yet."""
+        return cls(journeys={}, loaded=False)
 
     @classmethod
     def build(cls, journeys: Mapping[str, Journey]) -> Catalog:

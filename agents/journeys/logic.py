@@ -254,8 +254,9 @@ class _Mover:
 
     def drop_stale(self, now: int) -> None:
         """Visits of a journey stopped (or stopped and launched again) while this user's
-        state was not swept, e.g. on a worker that was down: they end here."""
-        if "in" not in self.state and "pe" not in self.state:
+        state was not swept, e.g. on a worker that was down: they end here. A catalog
+        not loaded yet knows no journey: nothing is stale then."""
+        if ("in" not in self.state and "pe" not in self.state) or not self.catalog.loaded:
             return
         for journey_id, visit in list(self.state.get("in", {}).items()):
             if not self._current(journey_id, visit["r"]):

@@ -7,6 +7,15 @@ Everything that decides is in ``agents.segments.logic.step`` and
 segment and journey state live in one value, so one input moves both at once and a
 replay skips both. One lock serialises the writers of user state (input records,
 timers, definition changes, journey runs) in the worker's single event loop.
+
+Every writer takes the same path: under the lock, load, decide, ``_store`` the new
+state and ``_send`` its outputs to the producer. ``flush`` (the checkpoint's cut) seals
+the state under that lock, so the sealed state is exactly the one whose outputs were
+handed to the producer; it waits for their acknowledgement before the state goes to
+the changelog. Work that is not driven by an input record (definition changes,
+stop/resume, audience runs) leaves a marker per partition once done, in the same cut
+as its effects: a crash or a rebalance before that redoes it (see docs/reliability.md).
+No partition is served before the definitions are loaded and its state recovered.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -47,6 +56,7 @@ from schemas.journeys import USER_ZONE, AudienceEntry
 from schemas.segments import Condition, SegmentDefinition
 from schemas.tags import TagUpdate
 from streams.state import CoalescingTable
+from streams.state.lease import Lease
 from streams.state.timers import HeapTimers, Timers
 
 log = logging.getLogger(__name__)
@@ -58,6 +68,11 @@ log = logging.getLogger(__name__)
 STATE, MEMBERS, OFFSETS, TIMER, JOURNEYS = "s", "m", "o", "d", "j"
 RUNS_KEY = "\x00journey-runs"
 """Per partition, not a user: the last audience run swept, per journey entry."""
+SEGMENTS_KEY = "\x00segment-versions"
+"""Per partition: the version of each segment its users were evaluated for."""
+JOURNEYS_KEY = "\x00journey-statuses"
+"""Per partition: ``[launch, status]`` of each journey whose stop or resume was swept."""
+MARKERS = frozenset({RUNS_KEY, SEGMENTS_KEY, JOURNEYS_KEY})
 
 # Timers fired (or users swept) per hold of the lock: many at once must not stall the
 # inputs.
@@ -97,7 +112,7 @@ class SegmentRuntime:
         self.journey_topics = journey_topics
         self.definitions: dict[str, SegmentDefinition] = {}
         self.index = SegmentIndex.build({}, horizon)
-        self.catalog = Catalog.build({})
+        self.catalog = Catalog.unloaded()
         self.lock = asyncio.Lock()
         # Partition -> segment -> members: a partition that moves away takes its own.
         self.members: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -105,6 +120,17 @@ class SegmentRuntime:
         self.inputs = 0
         self.commands = 0
         self.timers: Timers = timers if timers is not None else HeapTimers()
+        # Readiness: the definitions are loaded, and the partitions served (recovered,
+        # caught up with the definitions).
+        self.loaded = asyncio.Event()
+        self._held: set[int] = set()  # recovered here, not released
+        self._ready: set[int] = set()  # held and caught up: streams may go on
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
+        """The engine's clock, for work done on recovery."""
+        self._readiness = asyncio.Event()  # set (and replaced) when either changes
+        # Whether outputs and flushes are still this worker's to make (fencing).
+        self.lease: Lease = Lease.unlimited()
+        self._failed: BaseException | None = None
         self._producer: AIOKafkaProducer | None = None
         self._pending: list[asyncio.Future[Any]] = []
         # Outputs of the current call, by topic; sent as one record per topic.
@@ -142,10 +168,46 @@ class SegmentRuntime:
         return {segment_id: totals[segment_id] for segment_id in sorted(totals)}
 
     async def flush_outputs(self) -> None:
-        """Wait until every membership record sent so far is acknowledged."""
+        """Wait until every output record sent so far is acknowledged."""
         pending, self._pending = self._pending, []
         if pending:
             await asyncio.gather(*pending)
+
+    async def flush(self) -> None:
+        """The checkpoint's cut: the state written so far (sealed under the writers'
+        lock, so exactly the state whose outputs are handed to the producer), once
+        those outputs are acknowledged, goes to the changelog; the caller then commits
+        the input offsets. Later writes wait for the next cut.
+
+        A lost output stops every later flush (the worker must restart and replay);
+        so does a lost lease (another worker may own the partitions now)."""
+        if self._failed is not None:
+            raise RuntimeError("an output was lost; state is no longer flushed") from self._failed
+        async with self.lock:
+            pending, self._pending = self._pending, []
+            self.table.seal()
+        try:
+            if pending:
+                await asyncio.gather(*pending)
+        except BaseException as error:
+            self._failed = error
+            raise
+        self.lease.check()
+        await self.table.flush_sealed()
+
+    @property
+    def partitions(self) -> frozenset[int]:
+        """The partitions served: recovered, and caught up with the definitions."""
+        return frozenset(self._ready)
+
+    async def _until_ready(self, partition: int) -> None:
+        """Wait while ``partition`` is recovered here but not served yet (definitions
+        not loaded, interrupted work being redone). A partition not held here is not
+        waited for: the table refuses it, and its outputs are not sent."""
+        if partition in self._ready or partition not in self._held:
+            return
+        while partition not in self._ready and partition in self._held:
+            await self._readiness.wait()
 
     # --- inputs -------------------------------------------------------------------------
 
@@ -160,6 +222,7 @@ class SegmentRuntime:
         """Fold one input record's items (all of ``partition``) into their users, each at
         the instant ``now_of`` gives it."""
         replayed: dict[str, bool] = {}  # decided once per user and record
+        await self._until_ready(partition)
         async with self.lock:
             for item in items:
                 assert isinstance(item, Event | TagUpdate | Feedback)
@@ -189,13 +252,14 @@ class SegmentRuntime:
                 stored[OFFSETS] = {**stored[OFFSETS], source: offset}
                 journey_input = item if isinstance(item, Event | Feedback) else journeys.Tick()
                 self._store(partition, user, stored, result, journey_input, now, _cause(item))
-        await self._send(partition)
+            await self._send(partition)
 
     async def apply_entries(
         self, partition: int, offset: int, items: Iterable[JourneyEntryRequest]
     ) -> None:
         """Fold one record of API journey entries (all of ``partition``)."""
         replayed: dict[str, bool] = {}
+        await self._until_ready(partition)
         async with self.lock:
             for item in items:
                 user = item.user_id
@@ -206,7 +270,7 @@ class SegmentRuntime:
                     continue
                 stored[OFFSETS] = {**stored[OFFSETS], "a": offset}
                 self._store(partition, user, stored, None, item, item.at)
-        await self._send(partition)
+            await self._send(partition)
 
     async def forget(self, partition: int, users: Iterable[str]) -> int:
         """Delete the users' state (tags, counts, memberships, journeys) and timers; no
@@ -231,8 +295,11 @@ class SegmentRuntime:
         """Evaluate the users whose timer is due at ``now``; returns how many."""
         due_ms = to_ms(now)
         fired = 0
+        await self._until_ready(partition)
         while True:
             async with self.lock:
+                if partition not in self._ready:
+                    return fired  # released meanwhile: the new owner fires them
                 for at, user in self.timers.pop_due(partition, due_ms, TIMERS_PER_ROUND):
                     stored = self._load(partition, user)
                     if stored[TIMER] != at:
@@ -262,10 +329,25 @@ class SegmentRuntime:
                     )
                     fired += 1
                 more = self.timers.has_due(partition, due_ms)
-            await self._send(partition)
+                await self._send(partition)
             if not more:
                 return fired
             await asyncio.sleep(0)  # let input records in between rounds
+
+    async def load(
+        self,
+        definitions: Mapping[str, SegmentDefinition],
+        registry: Mapping[str, Journey],
+        now: datetime,
+    ) -> None:
+        """The registry is read whole: take its segments and journeys, catch the
+        partitions held up with them, and serve them (the streams waiting for them go
+        on)."""
+        self.catalog = Catalog.build(registry)
+        self.definitions = dict(definitions)
+        self.index = SegmentIndex.build(self.definitions, self.horizon)
+        self.loaded.set()
+        await self._serve(set(self._held), now)
 
     async def redefine(
         self,
@@ -274,28 +356,45 @@ class SegmentRuntime:
         now: datetime,
     ) -> None:
         """Take the registry's definitions; re-evaluate every user of this worker for the
-        segments ``changed`` (applied or deleted)."""
+        segments ``changed`` (applied or deleted), and for those whose version differs
+        from the one a partition's users were last evaluated for."""
+        self.definitions = dict(definitions)
+        self.index = SegmentIndex.build(self.definitions, self.horizon)
+        for partition in sorted(self._held):
+            await self._catch_up_segments(partition, changed, now)
+
+    async def _catch_up_segments(
+        self, partition: int, changed: Collection[str], now: datetime
+    ) -> None:
         async with self.lock:
-            definitions = dict(definitions)
-            self.definitions = definitions
-            self.index = SegmentIndex.build(definitions, self.horizon)
-            by_partition: dict[int, dict[str, list[Record]]] = {}
-            for partition in sorted(self.table.partitions):
+            if partition not in self._held:
+                return
+            definitions, index = self.definitions, self.index
+            versions = {segment_id: d.version for segment_id, d in definitions.items()}
+            applied = self._marker(partition, SEGMENTS_KEY)
+            todo = set(changed)
+            if applied is None:  # never recorded: everything, as after any change
+                todo |= set(versions) | set(self.members[partition])
+            else:
+                todo |= {
+                    s for s in versions.keys() | applied.keys() if applied.get(s) != versions.get(s)
+                }
+            if todo:
                 for user, stored in list(self._users(partition)):
                     result = on_definitions_changed(
-                        self.index,
+                        index,
                         definitions,
                         UserState.from_json(stored[STATE]),
                         stored[MEMBERS],
-                        changed,
+                        todo,
                         now,
                     )
                     if result.changes or result.next_timer_ms != stored[TIMER]:
-                        cause = _definitions_cause(definitions, changed, stored)
+                        cause = _definitions_cause(definitions, todo, stored)
                         self._store(partition, user, stored, result, journeys.Tick(), now, cause)
-                by_partition[partition], self._out = self._out, defaultdict(list)
-        for partition, outputs in by_partition.items():
-            self._out = defaultdict(list, outputs)
+            if applied != versions:
+                # In the same cut as the users' new state: both are durable, or neither.
+                self.table.put(partition, SEGMENTS_KEY, versions, applied_offset=0)
             await self._send(partition)
 
     async def preview(
@@ -341,32 +440,51 @@ class SegmentRuntime:
     async def rejourney(
         self, registry: Mapping[str, Journey], changed: str | None, now: datetime
     ) -> None:
-        """Take the registry's journeys; when journey ``changed`` stopped, everyone
-        inside drops out; when it resumed, its users move on what came due meanwhile."""
+        """Take the registry's journeys; for each journey that stopped since a
+        partition last looked, everyone inside drops out; for each that resumed, its
+        users move on what came due meanwhile. ``changed`` is the journey whose status
+        changed, if any (every journey is compared, so it is only informative)."""
         self.catalog = Catalog.build(registry)
-        journey = registry.get(changed) if changed else None
-        if journey is None or journey.status is None:
-            return
-        action = journey.status.action
-        if action not in ("stop", "resume"):
-            return
-        input: journeys.Input = (
-            journeys.Stopped(journey.status.journey_id) if action == "stop" else journeys.Tick()
-        )
+        for partition in sorted(self._held):
+            await self._catch_up_journeys(partition, now)
 
-        def pick(stored: Mapping[str, Any]) -> journeys.Input | None:
-            state = stored[JOURNEYS] or {}
-            inside = changed in state.get("in", {}) or changed in state.get("pe", {})
-            return input if inside else None
-
-        for partition in sorted(self.table.partitions):
-            await self._sweep(partition, now, pick)
+    async def _catch_up_journeys(self, partition: int, now: datetime) -> None:
+        catalog = self.catalog
+        statuses = {
+            journey_id: [journey.status.launch, journey.status.status.value]
+            for journey_id, journey in catalog.journeys.items()
+            if journey.status is not None
+        }
+        async with self.lock:
+            if partition not in self._held:
+                return
+            applied = self._marker(partition, JOURNEYS_KEY)
+        if applied is not None:  # never recorded: stale visits end lazily (drop_stale)
+            for journey_id, (launch, status) in sorted(statuses.items()):
+                before = applied.get(journey_id)
+                if before == [launch, status]:
+                    continue
+                input: journeys.Input
+                if status == JourneyStatus.STOPPED:
+                    input = journeys.Stopped(journey_id)
+                elif status == JourneyStatus.LAUNCHED and before == [launch, "paused"]:
+                    input = journeys.Tick()
+                else:
+                    continue
+                if not await self._sweep(partition, now, _inside(journey_id, input)):
+                    return  # released meanwhile: the new owner sweeps again
+        async with self.lock:
+            if partition in self._held and applied != statuses:
+                self.table.put(partition, JOURNEYS_KEY, statuses, applied_offset=0)
 
     async def run_schedules(self, partition: int, now: datetime) -> int:
         """Start the audience runs that came due by ``now`` for this partition's users;
         returns how many runs. Only the latest due run of an entry starts: runs missed
         while no worker ran are not caught up."""
-        if self.journey_topics is None or partition not in self.table.partitions:
+        if self.journey_topics is None:
+            return 0
+        await self._until_ready(partition)
+        if partition not in self._ready:
             return 0
         started = 0
         for journey_id, journey in sorted(self.catalog.journeys.items()):
@@ -388,8 +506,15 @@ class SegmentRuntime:
                 if not due:
                     continue
                 run = due[-1]
-                await self._sweep(partition, now, self._audience_pick(journey_id, entry, run))
+                pick = self._audience_pick(journey_id, entry, run)
+                if not await self._sweep(partition, now, pick):
+                    return started  # released meanwhile: the new owner sweeps again
+                # Marked once every user was swept, in the same cut as the last of them:
+                # a crash before redoes the sweep, and the journey logic lets nobody
+                # enter the same run twice.
                 async with self.lock:
+                    if partition not in self._held:
+                        return started
                     runs = {**self._runs(partition), marker: [status.launch, *_run_fields(run)]}
                     self.table.put(partition, RUNS_KEY, runs, applied_offset=0)
                 started += 1
@@ -418,26 +543,40 @@ class SegmentRuntime:
         partition: int,
         now: datetime,
         pick: Callable[[Mapping[str, Any]], journeys.Input | None],
-    ) -> None:
-        """Give each user of ``partition`` the input ``pick`` chooses for them, in rounds."""
-        users = [user for user in self.table.keys(partition) if user != RUNS_KEY]
+    ) -> bool:
+        """Give each user of ``partition`` the input ``pick`` chooses for them, in rounds;
+        False when the partition left this worker before the end."""
+        if partition not in self._held:
+            return False
+        users = [user for user in self.table.keys(partition) if user not in MARKERS]
         for start in range(0, len(users), TIMERS_PER_ROUND):
             async with self.lock:
+                if partition not in self._held:
+                    return False
                 for user in users[start : start + TIMERS_PER_ROUND]:
                     stored = self._load(partition, user)
                     input = pick(stored)
                     if input is not None:
                         self._store(partition, user, stored, None, input, now)
-            await self._send(partition)
+                await self._send(partition)
+        return True
 
     def _runs(self, partition: int) -> dict[str, list[Any]]:
-        entry = self.table.get(partition, RUNS_KEY)
-        return dict(entry.value) if entry is not None and entry.value else {}
+        return self._marker(partition, RUNS_KEY) or {}
+
+    def _marker(self, partition: int, key: str) -> dict[str, Any] | None:
+        entry = self.table.get(partition, key)
+        return dict(entry.value) if entry is not None and entry.value is not None else None
 
     # --- recovery ---------------------------------------------------------------------
 
     async def on_recovered(self, partitions: set[int]) -> None:
-        """Rebuild the timer queues and member counts from the recovered state."""
+        """Rebuild the timer queues and member counts from the recovered state; once
+        the definitions are loaded (now, or when ``load`` comes), redo the work a crash
+        or a rebalance interrupted, then serve the partitions. Runs before their
+        streams resume; it cannot wait for the definitions itself, since the worker
+        starts its services (the definitions' reader among them) only after the first
+        assignment was handled."""
         for partition in partitions:
             self.timers.reset(partition)
             members = self.members[partition] = defaultdict(int)
@@ -446,13 +585,33 @@ class SegmentRuntime:
                     self.timers.push(partition, stored[TIMER], user)
                 for segment_id in stored[MEMBERS]:
                     members[segment_id] += 1
+            self._held.add(partition)
+        if self.loaded.is_set():
+            await self._serve(partitions, self.now())
+
+    async def _serve(self, partitions: Collection[int], now: datetime) -> None:
+        for partition in sorted(partitions):
+            await self._catch_up_journeys(partition, now)
+            await self._catch_up_segments(partition, (), now)
+            if partition in self._held:
+                self._ready.add(partition)
+        self._wake()
 
     def on_released(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            self._held.discard(partition)
+            self._ready.discard(partition)
+        self._wake()
         for partition in partitions:
             self.timers.reset(partition)
             self.members.pop(partition, None)
 
     # --- helpers ------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        """Let the waiters of ``_until_ready`` look again."""
+        woken, self._readiness = self._readiness, asyncio.Event()
+        woken.set()
 
     def _load(self, partition: int, user: str) -> dict[str, Any]:
         entry = self.table.get(partition, user)
@@ -460,7 +619,7 @@ class SegmentRuntime:
 
     def _users(self, partition: int) -> Iterator[tuple[str, dict[str, Any]]]:
         for user, entry in self.table.items(partition):
-            if user != RUNS_KEY:
+            if user not in MARKERS:
                 yield user, _decode(entry.value)
 
     def _store(
@@ -556,6 +715,10 @@ class SegmentRuntime:
         outputs, self._out = self._out, defaultdict(list)
         if self._producer is None:
             return
+        if partition not in self._held or not self.lease.valid():
+            # Released, or another worker may own it now: its state here is dropped
+            # with these outputs, and whoever holds the partition replays the inputs.
+            return
         for topic, records in outputs.items():
             if records:
                 value = orjson.dumps(records, option=orjson.OPT_UTC_Z)
@@ -585,6 +748,19 @@ def _definitions_cause(
         for segment_id in changed
     )
     return "d:" + content_id(versions, stored[OFFSETS], stored[TIMER])
+
+
+def _inside(
+    journey_id: str, input: journeys.Input
+) -> Callable[[Mapping[str, Any]], journeys.Input | None]:
+    """A sweep's pick: ``input`` for the users inside ``journey_id`` (or waiting to enter)."""
+
+    def pick(stored: Mapping[str, Any]) -> journeys.Input | None:
+        state = stored[JOURNEYS] or {}
+        inside = journey_id in state.get("in", {}) or journey_id in state.get("pe", {})
+        return input if inside else None
+
+    return pick
 
 
 def _decode(value: Any) -> dict[str, Any]:

@@ -46,12 +46,18 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
         ),
         timers=engine.timer_queue("timers"),
     )
+    runtime.now = engine.clock.now
+    runtime.lease = engine.lease
 
     async def recovered(partitions: set[int]) -> None:
         await runtime.start()
+        # Waits for the definitions and redoes interrupted work: the partitions'
+        # streams (inputs, ticks, entries) resume only after this.
         await runtime.on_recovered(partitions)
 
-    attach_to_faust(app, table, engine.topics.events, recovered, runtime.on_released)
+    attach_to_faust(
+        app, table, engine.topics.events, recovered, runtime.on_released, lease=engine.lease
+    )
     sources = {"events": "e", "tag_updates": "t", "feedback": "f"}
 
     async def on_input(partition: int, offset: int, kind: str, items: Sequence[Any]) -> None:
@@ -71,8 +77,9 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
     engine.previewer = preview
     engine.status_parts["segments"] = runtime.status
     engine.segments = runtime
-    # Outputs, then the state that counts them, then (in the checkpoint) rows and acks.
-    engine.checkpoint.before_ack.extend([runtime.flush_outputs, table.flush])
+    # The cut: outputs acknowledged, then the state that counts them, then (in the
+    # checkpoint) rows and acks.
+    engine.checkpoint.before_ack.append(runtime.flush)
     _register_clock(app, engine, runtime)
     _register_entries(app, engine, runtime)
     app.service(SegmentService(engine, runtime))  # type: ignore[arg-type]
@@ -127,17 +134,16 @@ class SegmentService(Service):
     @Service.task
     async def _follow_definitions(self) -> None:
         # The registry is the source of truth: each change re-reads it whole, and the
-        # first pass (once the topic is read) re-evaluates every user for every segment,
-        # catching up with changes made while this worker was down.
+        # first pass (once the topic is read) catches every partition up with changes
+        # made while this worker was down (by the versions each partition recorded);
+        # only then are the streams let in.
         definitions = self.engine.definitions
         await definitions.ready.wait()
         definitions.listeners.append(self._on_definition)
         definitions.journey_listeners.append(self._on_journey)
-        await self.runtime.rejourney(registry_journeys(definitions), None, self.engine.clock.now())
-        registry = definitions.registry
-        await self.runtime.redefine(
-            registry.segments,
-            set(registry.segments) | set(self.runtime.member_counts()),
+        await self.runtime.load(
+            definitions.registry.segments,
+            registry_journeys(definitions),
             self.engine.clock.now(),
         )
 
@@ -159,11 +165,12 @@ class SegmentService(Service):
         while not self.should_stop:
             await self.sleep(0.25)
             now = self.engine.clock.now()
-            for partition in sorted(self.runtime.table.partitions):
+            for partition in sorted(self.runtime.partitions):
                 await self.runtime.run_schedules(partition, now)
                 await self.runtime.fire_timers(partition, now)
 
     async def on_stop(self) -> None:
+        self.engine.lease.close()
         await self.runtime.stop()
         await self.runtime.table.stop()
         self.runtime.timers.close()

@@ -17,6 +17,7 @@ from streams.state.changelog import (
     Record,
 )
 from streams.state.entry import Entry, JSONValue
+from streams.state.lease import Fenced, Lease
 from streams.state.stores import MemoryStore, RocksDBStore, Store
 from streams.state.table import CoalescingTable, FlushFailed, PartitionNotReady
 from streams.state.wiring import attach_to_faust
@@ -26,9 +27,11 @@ __all__ = [
     "ChangelogMismatch",
     "CoalescingTable",
     "Entry",
+    "Fenced",
     "FlushFailed",
     "JSONValue",
     "KafkaChangelog",
+    "Lease",
     "MemoryChangelog",
     "MemoryStore",
     "PartitionNotReady",
@@ -57,4 +60,5 @@ def create_table(
         backend = RocksDBStore(data_dir, name)
     else:
         backend = MemoryStore()
-    return CoalescingTable(KafkaChangelog(bootstrap, f"{name}-changelog", partitions), backend)
+    changelog = KafkaChangelog(bootstrap, f"{name}-changelog", partitions)
+    return CoalescingTable(changelog, backend, fenced=True)

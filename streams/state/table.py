@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import NamedTuple
 
 from streams.state.changelog import Changelog, Record
-from streams.state.entry import Entry, JSONValue
+from streams.state.entry import Entry, JSONValue, epoch_of
 from streams.state.stores import Store
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,11 @@ class FlushFailed(RuntimeError):
     def __init__(self, errors: dict[int, BaseException]) -> None:
         super().__init__(f"changelog write failed for partitions {sorted(errors)}")
         self.errors = errors
+
+
+EPOCH_KEY = "\x00\x00epoch"
+"""Per partition, in the changelog of a fenced table: the epoch of its current owner.
+Never listed by ``items`` or ``keys``."""
 
 
 class _Deleted(NamedTuple):
@@ -51,6 +56,10 @@ class CoalescingTable:
     2. ``await table.flush()``,
     3. only then ack/commit the input offsets.
 
+    A caller whose writers go on while it waits for step 1 calls ``seal()`` at the
+    instant whose outputs it waits for (under its writers' lock), then
+    ``flush_sealed()``: later writes are not flushed before their outputs are.
+
     A crash then loses only state whose input is not committed. On restart, ``recover``
     restores the flushed state and the caller replays the uncommitted input, skipping
     each (record, key) for which ``should_apply`` is False: those effects, and their
@@ -66,11 +75,20 @@ class CoalescingTable:
     ``stop()`` does not flush: unflushed writes may lack their outputs (step 1).
     """
 
-    def __init__(self, changelog: Changelog, store: Store) -> None:
+    def __init__(self, changelog: Changelog, store: Store, *, fenced: bool = False) -> None:
+        """``fenced``: each recovery starts a new ownership epoch of its partitions,
+        written to the changelog before anything else; every record carries its
+        writer's epoch, and a recovery ignores records of an older epoch written after
+        a newer one (those of a worker that kept writing after losing the partition)."""
         self.changelog = changelog
         self._store = store
+        self._fenced = fenced
+        self._epochs: dict[int, int] = {}
         # A partition is ready (recovered, writable) exactly when it has a dirty map.
         self._dirty: dict[int, dict[str, _Write]] = {}
+        # Writes sealed for the next flush (``seal``): older than the dirty ones, newer
+        # than those of a flush in progress.
+        self._sealed: dict[int, dict[str, _Write]] = {}
         # Writes taken by a flush in progress: still visible to reads until stored.
         self._flushing: dict[int, dict[str, _Write]] = {}
         # The latest entry of the last key read or written, decoded: a read after a
@@ -91,6 +109,7 @@ class CoalescingTable:
         self._started = False
         async with self._lock:
             self._dirty.clear()
+            self._sealed.clear()
             self._decoded = None
             await self.changelog.stop()
             self._store.close_all()
@@ -115,7 +134,11 @@ class CoalescingTable:
     @property
     def dirty_count(self) -> int:
         """Keys written since the last flush (what the next flush would send)."""
-        return sum(len(dirty) for dirty in self._dirty.values())
+        count = sum(len(dirty) for dirty in self._dirty.values())
+        for partition, sealed in self._sealed.items():  # empty but during a cut
+            dirty = self._dirty.get(partition, {})
+            count += sum(1 for key in sealed if key not in dirty)
+        return count
 
     def _dirty_map(self, partition: int) -> dict[str, _Write]:
         dirty = self._dirty.get(partition)
@@ -126,6 +149,8 @@ class CoalescingTable:
     def _latest(self, partition: int, key: str) -> Entry | _Deleted | None:
         decoded = self._decoded
         write = self._dirty_map(partition).get(key)
+        if write is None and self._sealed:
+            write = self._sealed.get(partition, {}).get(key)
         if write is None and self._flushing:
             write = self._flushing.get(partition, {}).get(key)
         if isinstance(write, _Deleted):
@@ -147,9 +172,9 @@ class CoalescingTable:
         """Every live key of the partition with its latest entry, unflushed writes included
         (a snapshot: writes during the iteration may or may not show)."""
         dirty = self._dirty_map(partition)
-        pending = {**self._flushing.get(partition, {}), **dirty} if self._flushing else dirty
+        pending = self._pending(partition, dirty)
         for key, raw in self._store.items(partition):
-            if key not in pending:
+            if key not in pending and key != EPOCH_KEY:
                 yield key, Entry.decode(raw)
         for key, write in list(pending.items()):
             if type(write) is bytes:
@@ -158,13 +183,22 @@ class CoalescingTable:
     def keys(self, partition: int) -> Iterator[str]:
         """Every live key of the partition, like ``items`` without decoding values."""
         dirty = self._dirty_map(partition)
-        pending = {**self._flushing.get(partition, {}), **dirty} if self._flushing else dirty
+        pending = self._pending(partition, dirty)
         for key, _ in self._store.items(partition):
-            if key not in pending:
+            if key not in pending and key != EPOCH_KEY:
                 yield key
         for key, write in list(pending.items()):
             if type(write) is bytes:
                 yield key
+
+    def _pending(self, partition: int, dirty: dict[str, _Write]) -> dict[str, _Write]:
+        if not self._flushing and not self._sealed:
+            return dirty
+        return {
+            **self._flushing.get(partition, {}),
+            **self._sealed.get(partition, {}),
+            **dirty,
+        }
 
     def should_apply(self, partition: int, key: str, offset: int) -> bool:
         """False when the key's state already includes the input record at ``offset``."""
@@ -174,7 +208,10 @@ class CoalescingTable:
     def put(self, partition: int, key: str, value: JSONValue, applied_offset: int) -> None:
         """Set the key's state, which now includes the input record at ``applied_offset``."""
         entry = Entry(value, applied_offset)
-        self._dirty_map(partition)[key] = entry.encode()
+        dirty = self._dirty_map(partition)
+        dirty[key] = (
+            entry.encode(self._epochs.get(partition, 0)) if self._fenced else entry.encode()
+        )
         self._decoded = (partition, key, entry)  # read back next, most often
 
     def delete(self, partition: int, key: str, applied_offset: int) -> None:
@@ -183,10 +220,28 @@ class CoalescingTable:
         if decoded is not None and decoded[0] == partition and decoded[1] == key:
             self._decoded = None
 
-    async def flush(self) -> int:
-        """Send every dirty key to the changelog and wait for the acks; return how many.
+    def seal(self) -> None:
+        """Take every write made so far for the next ``flush_sealed``; later writes wait
+        for the flush after it. Synchronous: a caller that seals while holding the lock
+        of its writers cuts exactly between two of their writes."""
+        for partition, dirty in self._dirty.items():
+            if dirty:
+                sealed = self._sealed.get(partition)
+                if sealed is None:
+                    self._sealed[partition] = dirty
+                else:
+                    sealed.update(dirty)
+                self._dirty[partition] = {}
 
-        Raises FlushFailed if some partitions were refused: their writes stay dirty
+    async def flush(self) -> int:
+        """Seal every write made so far and flush it (``flush_sealed``)."""
+        self.seal()
+        return await self.flush_sealed()
+
+    async def flush_sealed(self) -> int:
+        """Send every sealed key to the changelog and wait for the acks; return how many.
+
+        Raises FlushFailed if some partitions were refused: their writes stay sealed
         (unless written again meanwhile) and go out with the next flush.
 
         The store's writes give the event loop a turn between partitions: a flush of
@@ -195,11 +250,10 @@ class CoalescingTable:
         the store has them.
         """
         async with self._lock:
-            taken = {p: dirty for p, dirty in self._dirty.items() if dirty}
+            taken = {p: sealed for p, sealed in self._sealed.items() if sealed}
+            self._sealed = {}
             if not taken:
                 return 0
-            for partition in taken:
-                self._dirty[partition] = {}
             self._flushing = dict(taken)
             try:
                 records = {p: _encode(writes) for p, writes in taken.items()}
@@ -231,9 +285,12 @@ class CoalescingTable:
             return sum(len(writes) for writes in taken.values())
 
     def _restore(self, partition: int, writes: dict[str, _Write]) -> None:
-        # Writes made while the flush ran are newer: they win over the restored ones.
-        writes.update(self._dirty[partition])
-        self._dirty[partition] = writes
+        # Writes sealed while the flush ran are newer: they win over the restored ones
+        # (and dirty writes over both).
+        if partition not in self._dirty:
+            return  # released meanwhile: its input replays elsewhere
+        writes.update(self._sealed.get(partition, {}))
+        self._sealed[partition] = writes
 
     async def recover(self, partitions: Iterable[int]) -> int:
         """Bring the partitions' state up to the changelog's end and serve them.
@@ -250,6 +307,7 @@ class CoalescingTable:
             self._decoded = None
             for partition in wanted:
                 self._dirty.pop(partition, None)
+                self._sealed.pop(partition, None)
             held = {partition: self._store.open(partition) for partition in wanted}
             bounds = await self.changelog.bounds(wanted)
             starts: dict[int, int] = {}
@@ -271,13 +329,46 @@ class CoalescingTable:
                     offset = None
                 starts[partition] = first if offset is None else offset
             ends = {partition: bounds[partition][1] for partition in wanted}
+            floors = {p: self._stored_epoch(p) for p in wanted} if self._fenced else None
             read = 0
             async for partition, batch, next_offset in self.changelog.read(starts, ends):
+                if floors is not None:
+                    batch = _fresh(batch, floors, partition)
                 self._store.apply(partition, batch, next_offset)
                 read += len(batch)
+            if floors is not None:
+                read += await self._fence(wanted, ends, floors)
             for partition in wanted:
                 self._dirty[partition] = {}
             return read
+
+    def _stored_epoch(self, partition: int) -> int:
+        raw = self._store.get(partition, EPOCH_KEY)
+        return int(Entry.decode(raw).value) if raw is not None else 0
+
+    async def _fence(self, wanted: list[int], ends: dict[int, int], floors: dict[int, int]) -> int:
+        """Start a new epoch for each partition: its record goes to the changelog now,
+        so that records of any older owner written after it are ignored from then on."""
+        epochs = {p: floors.get(p, 0) + 1 for p in wanted}
+        fences = {p: [(EPOCH_KEY.encode(), Entry(epochs[p], 0).encode(epochs[p]))] for p in wanted}
+        results = await self.changelog.write(fences)
+        read = 0
+        for partition in wanted:
+            result = results[partition]
+            if isinstance(result, BaseException):
+                raise result
+            # Records written between the end read above and the fence (an old owner
+            # still writing) count as they will for any later recovery.
+            fence_offset = result - 1
+            if fence_offset > ends[partition]:
+                late = self.changelog.read({partition: ends[partition]}, {partition: fence_offset})
+                async for _, batch, next_offset in late:
+                    batch = _fresh(batch, floors, partition)
+                    self._store.apply(partition, batch, next_offset)
+                    read += len(batch)
+            self._store.apply(partition, fences[partition], result)
+            self._epochs[partition] = epochs[partition]
+        return read
 
     async def release(self, partitions: Iterable[int]) -> None:
         """Stop serving the partitions and drop them from memory, unflushed writes
@@ -286,6 +377,7 @@ class CoalescingTable:
             self._decoded = None
             for partition in partitions:
                 self._dirty.pop(partition, None)
+                self._sealed.pop(partition, None)
                 self._store.close(partition)
 
 
@@ -293,3 +385,19 @@ def _encode(writes: dict[str, _Write]) -> list[Record]:
     return [
         (key.encode(), write if type(write) is bytes else None) for key, write in writes.items()
     ]
+
+
+def _fresh(batch: list[Record], floors: dict[int, int], partition: int) -> list[Record]:
+    """The records of ``batch`` not written by an owner older than one that wrote
+    before them; ``floors`` (the newest epoch seen per partition) follows the reading."""
+    floor = floors.get(partition, 0)
+    kept: list[Record] = []
+    for record in batch:
+        epoch = epoch_of(record[1])
+        if epoch is not None and epoch != floor:
+            if epoch < floor:
+                continue  # a former owner's, written after the new one took over
+            floor = epoch
+        kept.append(record)
+    floors[partition] = floor
+    return kept

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from streams.state.lease import Lease
 from streams.state.table import CoalescingTable
 
 
@@ -45,22 +46,28 @@ def attach_to_faust(
     topic: str,
     on_recovered: Callable[[set[int]], Awaitable[None]] | None = None,
     on_released: Callable[[set[int]], None] | None = None,
+    lease: Lease | None = None,
 ) -> None:
     """Serve ``table`` for the partitions of ``topic`` (its input) assigned to ``app``;
-    ``on_recovered`` runs once they are readable, before their streams resume."""
+    ``on_recovered`` runs once they are readable, before their streams resume. A new
+    assignment renews ``lease``."""
 
     async def on_partitions_revoked(sender: Any, revoked: Iterable[Any], **_: Any) -> None:
         released = _partitions_of(revoked, topic)
-        await table.release(released)
+        # The owner of the table first: its work on these partitions stops (and sends
+        # nothing more) before their state leaves.
         if on_released is not None:
             on_released(released)
+        await table.release(released)
 
     async def on_rebalance_complete(sender: Any, **_: Any) -> None:
         assigned = _partitions_of(app.consumer.assignment(), topic)
         released = table.partitions - assigned
-        await table.release(released)
         if on_released is not None:
             on_released(set(released))
+        await table.release(released)
+        if lease is not None:
+            lease.renew()
         await table.start()  # the first assignment may come before any service starts
         await table.recover(assigned)
         if on_recovered is not None:

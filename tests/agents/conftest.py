@@ -135,7 +135,7 @@ def build_worker(data_dir: Path, segments: bool = False, **overrides: Any) -> Wo
         # never has: serve it from an in-process changelog the test recovers.
         runtime = engine.segments
         runtime.table = CoalescingTable(MemoryChangelog(settings.partitions), MemoryStore())
-        engine.checkpoint.before_ack[:] = [runtime.flush_outputs, runtime.table.flush]
+        engine.checkpoint.before_ack[:] = [runtime.flush]
     else:
         engine.input_handlers.clear()  # intake alone
     producer = RecordingProducer()

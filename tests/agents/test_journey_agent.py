@@ -53,8 +53,9 @@ async def ready(worker: Worker) -> tuple[SegmentRuntime, Outputs, Definitions]:
         registry.fold(registry.prepare_preset(preset(preset_id, channel), NOW))
     registry.fold(registry.prepare_journey(JourneyDefinition.model_validate(JOURNEY), NOW))
     registry.fold(registry.prepare_action("welcome", JourneyAction.LAUNCH, NOW))
-    await runtime.redefine(registry.segments, set(registry.segments), NOW)
-    await runtime.rejourney(dict(registry.journeys), None, NOW)
+    await runtime.load(registry.segments, dict(registry.journeys), NOW)
+    await runtime.on_recovered(set(range(worker.engine.settings.partitions)))
+    await runtime.flush()  # the partitions' markers
     return runtime, outputs, registry
 
 

@@ -45,12 +45,15 @@ async def ready(worker: Worker) -> tuple[SegmentRuntime, Outputs]:
     outputs = Outputs()
     runtime._producer = outputs  # type: ignore[assignment]
     await runtime.table.start()
-    await runtime.table.recover(range(worker.engine.settings.partitions))
+    partitions = set(range(worker.engine.settings.partitions))
+    await runtime.table.recover(partitions)
     definitions = {
         "buyers": definition("buyers", 'E("InAppPurchase", count >= 2, last 30 days)'),
         "portugal": definition("portugal", 'T("Country", eq, "PT")'),
     }
-    await runtime.redefine(definitions, set(definitions), NOW)
+    await runtime.load(definitions, {}, NOW)
+    await runtime.on_recovered(partitions)
+    await runtime.flush()  # the partitions' markers
     return runtime, outputs
 
 

@@ -8,13 +8,16 @@ from typing import Any
 
 import pytest
 
+from agents.journeys.catalog import Catalog
 from agents.journeys.lifecycle import (
     derived_status,
     entries_over,
     last_due_run,
     schedule_over,
 )
+from agents.journeys.logic import Facts, step
 from schemas.definitions import JourneyAction, JourneyStatus, JourneyStatusChanged
+from schemas.events import Event
 from schemas.journeys import JourneyDefinition, Schedule
 
 LAUNCHED_AT = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -191,3 +194,16 @@ def test_schedules_count_from_the_current_launch() -> None:
     # Launched again after the last Friday: the schedule has no run left at all.
     relaunched = lifecycle(launched_at=at("2026-12-26T00:00:00"), launch=2)
     assert derived_status(definition, relaunched, at("2026-12-26T00:00:00"), 0) == "finished"
+
+
+def test_an_unloaded_catalog_ends_no_visit() -> None:
+    """Before the registry is read, a journey the catalog lacks is unknown yet, not
+    stopped: the user's visit is kept as it is."""
+    state = {"in": {"welcome": {"v": 1, "r": "1-now", "n": "email", "s": 1, "d": 10**13}}}
+    later = Event(user_id="a", name="Browse", timestamp=datetime(2026, 12, 10, 9, tzinfo=UTC))
+    moved = step(Catalog.unloaded(), state, Facts("a", {}, {}), later, 1_800_000_000_000)
+    assert moved.activity == []
+    assert moved.state == state
+    # Once loaded, a journey the registry lacks is gone: the visit ends.
+    moved = step(Catalog.build({}), state, Facts("a", {}, {}), later, 1_800_000_000_000)
+    assert [row["detail"] for row in moved.activity] == ["journey stopped"]

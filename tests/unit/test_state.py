@@ -26,6 +26,7 @@ from streams.state import (
     RocksDBStore,
     Store,
 )
+from streams.state.entry import epoch_of
 
 PARTITIONS = 4
 
@@ -507,3 +508,46 @@ async def test_reads_agree_with_a_model_through_writes_deletes_and_flushes(
             key: entry for (p, key), entry in model.items() if p == partition
         }
     await table.stop()
+
+
+async def test_a_fenced_table_ignores_what_a_former_owner_writes_after_a_new_one_took_over(
+    backend: Backend,
+) -> None:
+    changelog = MemoryChangelog(PARTITIONS)
+    stale = CoalescingTable(changelog, MemoryStore(), fenced=True)
+    await stale.start()
+    await stale.recover([0])
+    stale.put(0, "u", "first", 1)
+    await stale.flush()
+    # The owner is paused past its session timeout; another worker takes over.
+    owner = CoalescingTable(changelog, backend.make(), fenced=True)
+    await owner.start()
+    await owner.recover([0])
+    assert owner.get(0, "u") == Entry("first", 1)
+    # The former owner wakes up and flushes what it had: too late.
+    stale.put(0, "u", "stale", 2)
+    stale.put(0, "w", "stale", 2)
+    await stale.flush()
+    owner.put(0, "v", "second", 3)
+    await owner.flush()
+    await owner.stop()
+
+    recovered = CoalescingTable(changelog, backend.make(), fenced=True)
+    await recovered.start()
+    await recovered.recover([0])
+    assert recovered.get(0, "u") == Entry("first", 1)
+    assert recovered.get(0, "v") == Entry("second", 3)
+    assert recovered.get(0, "w") is None
+    assert sorted(recovered.keys(0)) == ["u", "v"]  # the epoch is not a key
+    # Each recovery started a newer epoch than any before it.
+    assert changelog.logs[0][-1][1] == Entry(3, 0).encode(3)
+    await recovered.stop()
+    await stale.stop()
+
+
+def test_the_epoch_of_an_entry_is_read_from_its_end_only() -> None:
+    tricky = Entry({"note": ',"epoch":7}'}, 4)
+    assert epoch_of(tricky.encode()) == 0
+    assert epoch_of(tricky.encode(3)) == 3
+    assert epoch_of(None) is None
+    assert Entry.decode(tricky.encode(3)) == tricky
