@@ -7,6 +7,8 @@ import asyncio
 import gc
 import logging
 import os
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,7 +16,13 @@ import faust
 
 from streams import runfile
 from streams.app import create_app
-from streams.broker import BrokerUnavailable, EmbeddedBroker, check_reachable
+from streams.broker import (
+    BrokerUnavailable,
+    EmbeddedBroker,
+    broker_port,
+    check_reachable,
+    record_port,
+)
 from streams.http_api import check_binding
 from streams.settings import Settings, bootstrap_servers
 from streams.topics import Topics, ensure_topics
@@ -42,7 +50,7 @@ def run(settings: Settings) -> None:
             except BrokerUnavailable as error:
                 raise StartupError(str(error)) from None
         else:
-            broker = EmbeddedBroker(log_path=settings.data_dir / "broker.log").start()
+            broker = _start_embedded_broker(settings)
             bootstrap = broker.bootstrap
         topics = Topics.from_settings(settings)
         loop.run_until_complete(
@@ -72,6 +80,31 @@ def run(settings: Settings) -> None:
         runfile.remove(settings.data_dir)
         if broker is not None:
             broker.stop()
+
+
+def _start_embedded_broker(settings: Settings) -> EmbeddedBroker:
+    """The embedded broker (and its object store when durable), on the port this data
+    directory used last time; the system stops if either of them dies."""
+    data_dir = settings.data_dir
+    durable = settings.broker_storage == "durable"
+    try:
+        broker = EmbeddedBroker(
+            log_path=data_dir / "broker.log",
+            port=broker_port(data_dir, settings.broker_port),
+            storage_dir=(data_dir / "broker").resolve() if durable else None,
+            on_failure=_stop_self,
+        ).start()
+    except BrokerUnavailable as error:
+        raise StartupError(str(error)) from None
+    record_port(data_dir, broker.port)
+    return broker
+
+
+def _stop_self(reason: str) -> None:
+    """Called from the broker's watchdog thread: stop the worker as SIGTERM would."""
+    logging.getLogger(__name__).error("%s: stopping", reason)
+    print(f"reachstream: {reason}; stopping", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def tune_collector() -> None:

@@ -37,6 +37,19 @@ class Settings(BaseSettings):
         description="Kafka bootstrap servers, e.g. kafka://k1:9092,k2:9092. "
         "Unset: start the embedded broker.",
     )
+    broker_storage: Literal["durable", "memory"] = Field(
+        default="durable",
+        description="Storage of the embedded broker. durable: topics kept under "
+        "<data dir>/broker by a local S3 object store (SeaweedFS), across restarts and "
+        "crashes. memory: topics lost when the system stops (tests).",
+    )
+    broker_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the embedded broker. Unset: the one used last time from this "
+        "data dir (recorded in <data dir>/broker-port), else a free one.",
+    )
     clickhouse_dsn: str | None = Field(
         default=None,
         description="chdb://<dir> (embedded engine) or http(s)://user:pass@host:8123. "

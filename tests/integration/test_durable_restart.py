@@ -10,10 +10,10 @@ again: nothing is lost and no step visit gets a second command id."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +57,8 @@ def kill_everything(system: SystemProcess) -> None:
     pids = [system.process.pid, *descendants(system.process.pid)]
     assert len(pids) >= 3, f"expected the system, its broker and object store: {pids}"
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     system.process.wait(timeout=30)
     system.process = None
     deadline = time.monotonic() + 30
@@ -70,8 +68,8 @@ def kill_everything(system: SystemProcess) -> None:
 
 
 @pytest.fixture
-def env() -> Iterator[dict[str, str]]:
-    yield {
+def env() -> dict[str, str]:
+    return {
         "REACH_HTTP_PORT": "0",
         "REACH_PARTITIONS": "2",
         "REACH_CLOCK": "simulated",

