@@ -99,10 +99,11 @@ def record_port(data_dir: Path, port: int) -> None:
 
 
 class EmbeddedBroker:
-    """Starts tansu on a loopback port (a free one unless given), with its object store
-    first when ``storage_dir`` is given (durable), in memory otherwise; stops both on
-    exit, the broker first. ``on_failure`` is called (from a watchdog thread) with a
-    one-line reason if either process exits on its own while running."""
+    """Starts tansu on a loopback port (a free one unless given). Durable when
+    ``storage_dir`` is given: its object store is started first and stopped after the
+    broker; or on ``object_store``, one already running that the caller stops. In memory
+    otherwise. ``on_failure`` is called (from a watchdog thread) with a one-line reason
+    if the broker or its object store exits on its own while running."""
 
     def __init__(
         self,
@@ -110,19 +111,32 @@ class EmbeddedBroker:
         port: int | None = None,
         storage_dir: Path | None = None,
         on_failure: Callable[[str], None] | None = None,
+        object_store: ObjectStore | None = None,
     ) -> None:
+        if storage_dir is not None and object_store is not None:
+            raise ValueError("give a storage directory or a running object store, not both")
         self.port = port or free_port()
         self._log_path = log_path
         self._storage_dir = storage_dir
         self._on_failure = on_failure
         self._process: subprocess.Popen[bytes] | None = None
-        self._store: ObjectStore | None = None
+        self._store = object_store
+        self._owns_store = False
         self._stopping = threading.Event()
         self._watchdog: threading.Thread | None = None
 
     @property
     def storage(self) -> Storage:
-        return "memory" if self._storage_dir is None else "durable"
+        return "memory" if self._storage_dir is None and self._store is None else "durable"
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The tansu process while running."""
+        return self._process
+
+    @property
+    def object_store(self) -> ObjectStore | None:
+        return self._store
 
     @property
     def bootstrap(self) -> str:
@@ -148,10 +162,12 @@ class EmbeddedBroker:
         if self._storage_dir is not None:
             log_path = self._log_path.with_name("object-store.log") if self._log_path else None
             self._store = ObjectStore(self._storage_dir, log_path)
+            self._owns_store = True
             try:
                 self._store.start(timeout=max(timeout, 60.0))
             except ObjectStoreUnavailable as error:
                 raise BrokerUnavailable(str(error)) from None
+        if self._store is not None:
             environment.update(self._store.environment)
             storage_url = f"s3://{BUCKET}/"
         url = f"tcp://127.0.0.1:{self.port}"
@@ -209,9 +225,8 @@ class EmbeddedBroker:
         process, self._process = self._process, None
         if process is not None:
             stop_child(process, signal.SIGTERM, timeout=5)
-        store, self._store = self._store, None
-        if store is not None:
-            store.stop()
+        if self._owns_store and self._store is not None:
+            self._store.stop()
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

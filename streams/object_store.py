@@ -25,6 +25,7 @@ from types import TracebackType
 from streams.processes import die_with_parent, free_port, stop_child
 
 BUCKET = "reach"
+STOP_GRACE_SECONDS = 3.0
 # The S3 gateway accepts any key without a credentials file; it listens on loopback only.
 _ACCESS_KEY = "reach"
 _SECRET_KEY = "reach-embedded"
@@ -58,6 +59,7 @@ class ObjectStore:
         self.s3_port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._sockets: Path | None = None
+        self._grpc_sockets: list[Path] = []
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
@@ -84,6 +86,12 @@ class ObjectStore:
         flags = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc"]
         flags += ["filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc"]
         ports = {flag: free_port() for flag in flags}
+        # Each gRPC listener also makes /tmp/seaweedfs-<name>-grpc-<port>.sock; removed on stop.
+        self._grpc_sockets = [
+            Path(f"/tmp/seaweedfs-{flag.split('.')[0]}-grpc-{port}.sock")
+            for flag, port in ports.items()
+            if flag.endswith(".grpc")
+        ]
         self.s3_port = ports["s3.port"]
         # Unix sockets have a short path limit: a private folder under the temp dir.
         self._sockets = Path(tempfile.mkdtemp(prefix="reach-s3-"))
@@ -99,6 +107,7 @@ class ObjectStore:
             "-s3",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
+            "-volume.preStopSeconds=0",
             f"-filer.localSocket={self._sockets / 'filer.sock'}",
             f"-s3.localSocket={self._sockets / 's3.sock'}",
             *(f"-{flag}={port}" for flag, port in ports.items()),
@@ -153,10 +162,15 @@ class ObjectStore:
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            stop_child(process, signal.SIGTERM, timeout=10)
+            # SeaweedFS waits 15 s for its internal streams before it exits; once the broker
+            # has stopped nothing is in flight, and what it acknowledged is on disk.
+            stop_child(process, signal.SIGTERM, timeout=STOP_GRACE_SECONDS)
         sockets, self._sockets = self._sockets, None
         if sockets is not None:
             shutil.rmtree(sockets, ignore_errors=True)
+        for path in self._grpc_sockets:
+            path.unlink(missing_ok=True)
+        self._grpc_sockets = []
 
     def __enter__(self) -> ObjectStore:
         return self.start()
