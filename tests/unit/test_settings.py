@@ -22,6 +22,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults() -> None:
     settings = Settings()
     assert settings.broker_url is None  # embedded broker
+    assert settings.broker_storage == "durable"
+    assert settings.broker_port is None
     assert settings.topic_prefix == "reach."
     assert settings.partitions == 4
     assert settings.table_store == "rocksdb"
@@ -145,3 +147,17 @@ def test_delivery_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch)
         Settings()
     monkeypatch.setenv("REACH_ROLE", "all")
     assert not Settings().delivers
+
+
+def test_broker_storage_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REACH_BROKER_STORAGE", "memory")
+    monkeypatch.setenv("REACH_BROKER_PORT", "19092")
+    settings = Settings()
+    assert (settings.broker_storage, settings.broker_port) == ("memory", 19092)
+    monkeypatch.setenv("REACH_BROKER_STORAGE", "disk")
+    with pytest.raises(ValidationError, match="broker_storage"):
+        Settings()
+    monkeypatch.setenv("REACH_BROKER_STORAGE", "durable")
+    monkeypatch.setenv("REACH_BROKER_PORT", "70000")
+    with pytest.raises(ValidationError, match="broker_port"):
+        Settings()
