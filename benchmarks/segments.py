@@ -4,7 +4,8 @@ the same run (in role ``all``, also the rate with the same process's projections
 caught up); event -> membership-change latency p50/p99 at half the rate the process
 sustains; and the worker's memory per user with the configured table store.
 
-Not a timed test: it prints figures. ``reach bench segments``.
+Not a timed test: it prints figures. ``reach bench segments [--storage S]``: by default
+on durable and on memory broker storage, one after the other in one run.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import random
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from rich.console import Console
 
 from benchmarks.ingest import _raw_consume
 from benchmarks.system import cpu_seconds, print_figures, settle, start_engine, status
+from streams.broker import Storage
 from streams.ingest import IngestProducer
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
@@ -207,16 +210,47 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def run(
-    users: int, event_count: int, memory_users: int, latency_rate: float = 0, role: str = "all"
+    users: int,
+    event_count: int,
+    memory_users: int,
+    latency_rate: float = 0,
+    role: str = "all",
+    storages: Sequence[Storage] = ("durable", "memory"),
 ) -> None:
+    """One table, a group of rows per broker storage, measured one after the other."""
     settings = Settings()
+    rows: list[tuple[str, str, str, str, str]] = []
+    for storage in storages:
+        console.print(f"segments benchmark on {storage} broker storage ...")
+        measured = _measure(settings, users, event_count, memory_users, latency_rate, role, storage)
+        rows.extend((storage, *row) for row in measured)
+    title = (
+        f"Segments benchmark: 20 segments, {users:,} users, {event_count:,} events, "
+        f"{settings.partitions} partitions"
+    )
+    print_figures(console, title, ("storage", "measure", "count", "time / size", "figure"), rows)
+
+
+def _measure(
+    settings: Settings,
+    users: int,
+    event_count: int,
+    memory_users: int,
+    latency_rate: float,
+    role: str,
+    storage: Storage,
+) -> list[tuple[str, str, str, str]]:
     topics = Topics.from_settings(settings)
     rng = random.Random(7)
     now = datetime.now(UTC).replace(microsecond=0)
     rows: list[tuple[str, str, str, str]] = []
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reach-bench-")))
-        env = {"REACH_HTTP_PORT": "0", "REACH_PROJECTION_FLUSH_SECONDS": "0.5"}
+        env = {
+            "REACH_HTTP_PORT": "0",
+            "REACH_PROJECTION_FLUSH_SECONDS": "0.5",
+            "REACH_BROKER_STORAGE": storage,
+        }
         system = start_engine(stack, folder, env, role)
         assert system.info is not None
         assert system.process is not None
@@ -352,9 +386,4 @@ def run(
                 )
 
         asyncio.run(scenario())
-
-    title = (
-        f"Segments benchmark: 20 segments, {users:,} users, {event_count:,} events, "
-        f"{settings.partitions} partitions"
-    )
-    print_figures(console, title, ("measure", "count", "time / size", "figure"), rows)
+    return rows

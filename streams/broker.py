@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streams.object_store import BUCKET, ObjectStore, ObjectStoreUnavailable
 from streams.processes import die_with_parent, free_port, port_is_free, stop_child
+from streams.settings import BrokerStorage
 
 __all__ = [
     "BrokerUnavailable",
@@ -43,7 +43,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Storage = Literal["durable", "memory"]
+Storage = BrokerStorage
 PORT_FILE = "broker-port"
 MAX_PORT_FILE_BYTES = 64
 

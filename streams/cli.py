@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import click
 import orjson
@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streams.client import HttpClient
-from streams.settings import Settings
+from streams.settings import BrokerStorage, Settings
 
 console = Console()
 
@@ -502,6 +502,19 @@ def bench() -> None:
     """Benchmarks (they print figures next to a baseline measured in the same run)."""
 
 
+_STORAGE = click.option(
+    "--storage",
+    type=click.Choice(["both", "durable", "memory"]),
+    default="both",
+    show_default=True,
+    help="The embedded broker's storage; both: durable, then memory, in one table.",
+)
+
+
+def _storages(choice: str) -> tuple[BrokerStorage, ...]:
+    return ("durable", "memory") if choice == "both" else (cast(BrokerStorage, choice),)
+
+
 @bench.command(name="ingest")
 @click.option("--events", default=500_000, show_default=True)
 @click.option("--users", default=100_000, show_default=True)
@@ -512,11 +525,12 @@ def bench() -> None:
     show_default=True,
     help="The worker's role: all also keeps segment state per user.",
 )
-def bench_ingest(events: int, users: int, role: str) -> None:
+@_STORAGE
+def bench_ingest(events: int, users: int, role: str, storage: str) -> None:
     """Events/s through ingest -> agent -> ClickHouse, next to a raw aiokafka consumer."""
     from benchmarks.ingest import run
 
-    run(events, users, role)
+    run(events, users, role, _storages(storage))
 
 
 _ENGINE_ROLE = click.option(
@@ -544,13 +558,14 @@ _ENGINE_ROLE = click.option(
     help="Events/s during the latency probe (default: half the measured throughput).",
 )
 @_ENGINE_ROLE
+@_STORAGE
 def bench_segments(
-    users: int, event_count: int, memory_users: int, latency_rate: float, role: str
+    users: int, event_count: int, memory_users: int, latency_rate: float, role: str, storage: str
 ) -> None:
     """Events/s through the segment agents, latency p50/p99, memory per user."""
     from benchmarks.segments import run
 
-    run(users, event_count, memory_users, latency_rate, role)
+    run(users, event_count, memory_users, latency_rate, role, _storages(storage))
 
 
 @bench.command(name="state")

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SimulatedChannelName = Literal["push", "web_push", "email", "sms", "whatsapp", "in_app"]
 Probability = Annotated[float, Field(ge=0, le=1)]
+BrokerStorage = Literal["durable", "memory"]
 
 
 class SimulatedChannel(BaseModel):
@@ -37,7 +38,7 @@ class Settings(BaseSettings):
         description="Kafka bootstrap servers, e.g. kafka://k1:9092,k2:9092. "
         "Unset: start the embedded broker.",
     )
-    broker_storage: Literal["durable", "memory"] = Field(
+    broker_storage: BrokerStorage = Field(
         default="durable",
         description="Storage of the embedded broker. durable: topics kept under "
         "<data dir>/broker by a local S3 object store (SeaweedFS), across restarts and "
