@@ -63,12 +63,15 @@ def run(settings: Settings) -> None:
             )
         )
         app, engine = create_app(settings, bootstrap)
+        volatile = (
+            " (memory storage: lost at stop)" if broker and broker.storage == "memory" else ""
+        )
 
         async def announce() -> None:
             info = runfile.RunInfo(os.getpid(), bootstrap, engine.http_url)
             runfile.write(settings.data_dir, info)
             print(
-                f"reachstream is up: HTTP API {engine.http_url}, broker {bootstrap}, "
+                f"reachstream is up: HTTP API {engine.http_url}, broker {bootstrap}{volatile}, "
                 f"ClickHouse {settings.clickhouse} (Ctrl-C stops)",
                 flush=True,
             )
