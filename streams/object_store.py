@@ -9,6 +9,8 @@ concurrent producers of one partition overwrite each other's records.
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import os
 import shutil
 import signal
@@ -22,10 +24,22 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from streams.processes import die_with_parent, free_port, stop_child
+from streams.processes import die_with_parent, free_port, port_is_free, stop_child
 
 BUCKET = "reach"
 STOP_GRACE_SECONDS = 3.0
+PORTS_FILE = "reach-ports.json"
+MAX_PORTS_FILE_BYTES = 4096
+PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+)
 # The S3 gateway accepts any key without a credentials file; it listens on loopback only.
 _ACCESS_KEY = "reach"
 _SECRET_KEY = "reach-embedded"
@@ -82,10 +96,7 @@ class ObjectStore:
 
     def start(self, timeout: float = 60.0) -> ObjectStore:
         self.directory.mkdir(parents=True, exist_ok=True)
-        # Every listener on its own free loopback port: several systems may run side by side.
-        flags = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc"]
-        flags += ["filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc"]
-        ports = {flag: free_port() for flag in flags}
+        ports = self._ports()
         # Each gRPC listener also makes /tmp/seaweedfs-<name>-grpc-<port>.sock; removed on stop.
         self._grpc_sockets = [
             Path(f"/tmp/seaweedfs-{flag.split('.')[0]}-grpc-{port}.sock")
@@ -119,7 +130,9 @@ class ObjectStore:
                 stdin=subprocess.DEVNULL,
                 stdout=log or subprocess.DEVNULL,
                 stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,  # runs before exec; no threads exist yet here
+                # If the system dies, so does the store, at once: its graceful stop takes
+                # 15 s, and a system started again meanwhile could not open the directory.
+                preexec_fn=functools.partial(die_with_parent, signal.SIGKILL),
             )
         try:
             self._wait_writable(timeout)
@@ -127,6 +140,30 @@ class ObjectStore:
             self.stop()
             raise
         return self
+
+    def _ports(self) -> dict[str, int]:
+        """A loopback port per listener: the ones of the previous start from this directory
+        when they are all free (the master keeps its state in a folder named after its
+        port, and the volume server is known by its address), else free ones."""
+        path = self.directory / PORTS_FILE
+        try:
+            with open(path, "rb") as file:
+                recorded = json.loads(file.read(MAX_PORTS_FILE_BYTES))
+        except (OSError, ValueError):
+            recorded = None
+        if (
+            isinstance(recorded, dict)
+            and set(recorded) == set(PORT_FLAGS)
+            and all(type(port) is int and 0 < port < 65536 for port in recorded.values())
+            and all(port_is_free(port) for port in recorded.values())
+        ):
+            return {flag: int(recorded[flag]) for flag in PORT_FLAGS}
+        # Every listener on its own free loopback port: several systems may run side by side.
+        ports = {flag: free_port() for flag in PORT_FLAGS}
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(ports), encoding="ascii")
+        temporary.replace(path)
+        return ports
 
     def _wait_writable(self, timeout: float) -> None:
         """Until the bucket exists and takes an object: the gateway, filer and volume

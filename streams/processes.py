@@ -30,13 +30,13 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def die_with_parent() -> None:
-    # Linux: the child gets SIGTERM if the process that started it dies, even by
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    # Linux: the child gets ``sig`` if the process that started it dies, even by
     # SIGKILL, so no orphan outlives a crashed parent. Own process group: a Ctrl-C
     # meant for the parent reaches the child only through the parent.
     with contextlib.suppress(OSError, AttributeError):
         pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, sig)
     os.setpgrp()
 
 

@@ -45,6 +45,17 @@ def test_the_object_store_honours_conditional_writes(tmp_path: Path) -> None:
         assert put(url, {"If-Match": etag})[0] == 200
 
 
+def test_the_object_store_keeps_its_ports_and_master_state_across_restarts(
+    tmp_path: Path,
+) -> None:
+    with ObjectStore(tmp_path / "objects") as store:
+        port = store.s3_port
+    with ObjectStore(tmp_path / "objects") as store:
+        assert store.s3_port == port
+    # The master keeps its state in a folder named after its port: one folder, reused.
+    assert len(list((tmp_path / "objects").glob("m[0-9]*"))) == 1
+
+
 async def produce(bootstrap: str, topic: str, producer_id: int, count: int) -> list[bytes]:
     """``count`` records, each send awaited; returns the acknowledged ones."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
