@@ -12,7 +12,7 @@ from streams.broker import EmbeddedBroker
 # Systems started by the tests (``reach up`` in a child process inherits this) keep their
 # topics in memory: durability is not what most tests are about, and memory is faster.
 # The tests about durability ask for it; REACH_BROKER_STORAGE=durable in the environment
-# runs the whole suite on durable storage.
+# runs the systems of every test on durable storage.
 os.environ.setdefault("REACH_BROKER_STORAGE", "memory")
 
 
