@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -103,11 +104,19 @@ def _start_embedded_broker(settings: Settings) -> EmbeddedBroker:
     return broker
 
 
+BROKER_LOST_EXIT_SECONDS = 15.0
+
+
 def _stop_self(reason: str) -> None:
-    """Called from the broker's watchdog thread: stop the worker as SIGTERM would."""
+    """Called from the broker's watchdog thread: stop the worker as SIGTERM would. Without
+    its broker the worker cannot commit anything and its consumers wait a minute for
+    answers that never come: if it has not exited after a grace period, it exits hard,
+    losing nothing the broker did not have (what was not committed is read again)."""
     logging.getLogger(__name__).error("%s: stopping", reason)
     print(f"reachstream: {reason}; stopping", file=sys.stderr, flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(BROKER_LOST_EXIT_SECONDS)
+    os._exit(1)
 
 
 def tune_collector() -> None:

@@ -215,3 +215,35 @@ def test_a_restart_and_a_sigkill_lose_nothing_and_send_nothing_twice(
             assert journey["sent"] == len(USERS) + len(ODD)
 
         asyncio.run(after_the_kill())
+
+
+def test_a_broker_killed_under_the_system_stops_it_and_a_restart_loses_nothing(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    system = SystemProcess(tmp_path, env).start()
+    try:
+
+        async def define() -> tuple[int, int, int]:
+            await define_workspace(system.http)
+            assert (await system.http.call("POST", "/v1/journeys", seed_journeys()))[0] == 200
+            return await definitions(system.http)
+
+        defined = asyncio.run(define())
+        assert system.process is not None
+        [broker] = [pid for pid in descendants(system.process.pid) if _name(pid) == "tansu"]
+        os.kill(broker, signal.SIGKILL)
+        # The system notices and stops, with the reason in its log.
+        system.process.wait(timeout=60)
+        reason = "the embedded broker (tansu) exited with code -9; stopping"
+        assert reason in system.log_path.read_text(errors="replace")
+    finally:
+        system.stop()
+    with SystemProcess(tmp_path, env) as again:
+        assert asyncio.run(definitions(again.http)) == defined
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
