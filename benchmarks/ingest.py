@@ -1,7 +1,8 @@
 """Benchmark: events/s through ingest -> intake agent -> ClickHouse projection, in one
 worker process, next to a raw aiokafka consumer reading the same topic in the same run.
 
-Not a timed test: it prints figures. ``reach bench ingest [--events N]``.
+Not a timed test: it prints figures. ``reach bench ingest [--events N] [--storage S]``:
+by default on durable and on memory broker storage, one after the other in one run.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from streams.broker import Storage
 from streams.ingest import IngestProducer
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
@@ -94,15 +97,49 @@ async def _raw_consume(bootstrap: str, topic: str, expected_events: int) -> tupl
         await consumer.stop()
 
 
-def run(events: int, users: int, role: str = "projections") -> None:
+def run(
+    events: int,
+    users: int,
+    role: str = "projections",
+    storages: Sequence[Storage] = ("durable", "memory"),
+) -> None:
+    """One table, a group of rows per broker storage, measured one after the other."""
     settings = Settings()
+    table = Table(
+        "storage",
+        "path",
+        "events",
+        "records",
+        "seconds",
+        "events/s",
+        title=(
+            f"Ingest benchmark: {events:,} events of {users:,} users, "
+            f"{settings.events_per_record} events per record, {settings.partitions} partitions, "
+            f"worker role {role}"
+        ),
+    )
+    for storage in storages:
+        console.print(f"ingest benchmark on {storage} broker storage ...")
+        for row in _measure(settings, events, users, role, storage):
+            table.add_row(storage, *row)
+    console.print(table)
+
+
+def _measure(
+    settings: Settings, events: int, users: int, role: str, storage: Storage
+) -> list[tuple[str, ...]]:
     topic = Topics.from_settings(settings).events
     payload = make_events(events, users)
     warmup = make_events(20_000, users)
     with tempfile.TemporaryDirectory(prefix="reach-bench-") as folder:
         # The projections role: validation, dead letters and ClickHouse, without the
         # segment state that the "all" role keeps for every user as well.
-        env = {"REACH_HTTP_PORT": "0", "REACH_TABLE_STORE": "memory", "REACH_ROLE": role}
+        env = {
+            "REACH_HTTP_PORT": "0",
+            "REACH_TABLE_STORE": "memory",
+            "REACH_ROLE": role,
+            "REACH_BROKER_STORAGE": storage,
+        }
         with SystemProcess(Path(folder), env) as system:
             assert system.info is not None
             bootstrap = system.info.broker
@@ -121,40 +158,28 @@ def run(events: int, users: int, role: str = "projections") -> None:
             raw_seconds, raw_records, raw_events = asyncio.run(
                 _raw_consume(bootstrap, topic, events + len(warmup))
             )
-
-    table = Table(
-        "path",
-        "events",
-        "records",
-        "seconds",
-        "events/s",
-        title=(
-            f"Ingest benchmark: {events:,} events of {users:,} users, "
-            f"{settings.events_per_record} events per record, {settings.partitions} partitions, "
-            f"worker role {role}"
-        ),
-    )
-    table.add_row(
-        f"ingest -> intake agent -> ClickHouse (1 worker, role {role})",
-        f"{projected:,}",
-        "",
-        f"{elapsed:.2f}",
-        f"{projected / elapsed:,.0f}",
-    )
-    table.add_row(
-        "  of which: producing (packing + sending)",
-        f"{events:,}",
-        "",
-        f"{produce_seconds:.2f}",
-        f"{events / produce_seconds:,.0f}",
-    )
-    table.add_row(
-        "baseline: raw aiokafka consumer + orjson, same topic",
-        f"{raw_events:,}",
-        f"{raw_records:,}",
-        f"{raw_seconds:.2f}",
-        f"{raw_events / raw_seconds:,.0f}",
-    )
-    console.print(table)
     if projected < events:
         console.print(f"[red]only {projected:,} of {events:,} events were projected[/]")
+    return [
+        (
+            f"ingest -> intake agent -> ClickHouse (1 worker, role {role})",
+            f"{projected:,}",
+            "",
+            f"{elapsed:.2f}",
+            f"{projected / elapsed:,.0f}",
+        ),
+        (
+            "  of which: producing (packing + sending)",
+            f"{events:,}",
+            "",
+            f"{produce_seconds:.2f}",
+            f"{events / produce_seconds:,.0f}",
+        ),
+        (
+            "baseline: raw aiokafka consumer + orjson, same topic",
+            f"{raw_events:,}",
+            f"{raw_records:,}",
+            f"{raw_seconds:.2f}",
+            f"{raw_events / raw_seconds:,.0f}",
+        ),
+    ]

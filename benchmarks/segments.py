@@ -4,7 +4,8 @@ the same run (in role ``all``, also the rate with the same process's projections
 caught up); event -> membership-change latency p50/p99 at half the rate the process
 sustains; and the worker's memory per user with the configured table store.
 
-Not a timed test: it prints figures. ``reach bench segments``.
+Not a timed test: it prints figures. ``reach bench segments [--storage S]``: by default
+on durable and on memory broker storage, one after the other in one run.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from benchmarks.system import (
     start_engines,
     status,
 )
+from streams.broker import Storage
 from streams.ingest import IngestProducer
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
@@ -229,7 +231,7 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def _scale_out(
-    workers: int, users: int, event_count: int, now: datetime
+    workers: int, users: int, event_count: int, now: datetime, storage: Storage
 ) -> tuple[int, float, float]:
     """The throughput phase again, on the same tags and events, with ``workers`` engine
     processes in one consumer group (role ``segments``) beside one projections process:
@@ -241,7 +243,11 @@ def _scale_out(
     payload = events(event_count, users, now, rng)
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reach-bench-")))
-        env = {"REACH_HTTP_PORT": "0", "REACH_PROJECTION_FLUSH_SECONDS": "0.5"}
+        env = {
+            "REACH_HTTP_PORT": "0",
+            "REACH_PROJECTION_FLUSH_SECONDS": "0.5",
+            "REACH_BROKER_STORAGE": storage,
+        }
         engines = start_engines(stack, folder, env, workers)
         pids = [engine.process.pid for engine in engines if engine.process is not None]
         assert engines[0].info is not None
@@ -275,11 +281,37 @@ def run(
     memory_users: int,
     latency_rate: float = 0,
     role: str = "all",
+    storages: Sequence[Storage] = ("durable", "memory"),
     workers: int = 1,
 ) -> None:
+    """One table, a group of rows per broker storage, measured one after the other."""
     if workers > 1 and role != "segments":
         raise ValueError("several engine workers need role segments")
     settings = Settings()
+    rows: list[tuple[str, str, str, str, str]] = []
+    for storage in storages:
+        console.print(f"segments benchmark on {storage} broker storage ...")
+        measured = _measure(
+            settings, users, event_count, memory_users, latency_rate, role, storage, workers
+        )
+        rows.extend((storage, *row) for row in measured)
+    title = (
+        f"Segments benchmark: 20 segments, {users:,} users, {event_count:,} events, "
+        f"{settings.partitions} partitions"
+    )
+    print_figures(console, title, ("storage", "measure", "count", "time / size", "figure"), rows)
+
+
+def _measure(
+    settings: Settings,
+    users: int,
+    event_count: int,
+    memory_users: int,
+    latency_rate: float,
+    role: str,
+    storage: Storage,
+    workers: int = 1,
+) -> list[tuple[str, str, str, str]]:
     topics = Topics.from_settings(settings)
     rng = random.Random(7)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -287,7 +319,11 @@ def run(
     one: list[float] = []  # the one process's events/s, wall-clock and per CPU-second
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="reach-bench-")))
-        env = {"REACH_HTTP_PORT": "0", "REACH_PROJECTION_FLUSH_SECONDS": "0.5"}
+        env = {
+            "REACH_HTTP_PORT": "0",
+            "REACH_PROJECTION_FLUSH_SECONDS": "0.5",
+            "REACH_BROKER_STORAGE": storage,
+        }
         system = start_engine(stack, folder, env, role)
         assert system.info is not None
         assert system.process is not None
@@ -426,7 +462,7 @@ def run(
         asyncio.run(scenario())
 
     if workers > 1:
-        done, elapsed, cpu = _scale_out(workers, users, event_count, now)
+        done, elapsed, cpu = _scale_out(workers, users, event_count, now, storage)
         rate, per_cpu = done / elapsed, done / cpu
         rows += [
             (
@@ -442,9 +478,4 @@ def run(
                 f"{per_cpu:,.0f} events/s ({per_cpu / one[1]:.2f}x)",
             ),
         ]
-
-    title = (
-        f"Segments benchmark: 20 segments, {users:,} users, {event_count:,} events, "
-        f"{settings.partitions} partitions"
-    )
-    print_figures(console, title, ("measure", "count", "time / size", "figure"), rows)
+    return rows

@@ -27,7 +27,9 @@ def start_engine(
 ) -> SystemProcess:
     """The engine process (role ``all`` or ``segments``), stopped with ``stack``."""
     if role == "segments":
-        broker = stack.enter_context(EmbeddedBroker())
+        durable = env.get("REACH_BROKER_STORAGE", "durable") == "durable"
+        storage_dir = folder / "broker" if durable else None
+        broker = stack.enter_context(EmbeddedBroker(storage_dir=storage_dir))
         env = {**env, "REACH_BROKER_URL": f"kafka://{broker.bootstrap}"}
         stack.enter_context(
             SystemProcess(folder / "projections", {**env, "REACH_ROLE": "projections"})

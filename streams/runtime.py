@@ -7,6 +7,9 @@ import asyncio
 import gc
 import logging
 import os
+import signal
+import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,13 @@ import faust
 
 from streams import runfile
 from streams.app import create_app
-from streams.broker import BrokerUnavailable, EmbeddedBroker, check_reachable
+from streams.broker import (
+    BrokerUnavailable,
+    EmbeddedBroker,
+    broker_port,
+    check_reachable,
+    record_port,
+)
 from streams.http_api import check_binding
 from streams.ports import PortUnavailable, check_free
 from streams.settings import Settings, bootstrap_servers
@@ -55,7 +64,7 @@ def run(settings: Settings) -> None:
             except BrokerUnavailable as error:
                 raise StartupError(str(error)) from None
         else:
-            broker = EmbeddedBroker(log_path=settings.data_dir / "broker.log").start()
+            broker = _start_embedded_broker(settings)
             bootstrap = broker.bootstrap
         topics = Topics.from_settings(settings)
         loop.run_until_complete(
@@ -68,6 +77,9 @@ def run(settings: Settings) -> None:
             )
         )
         app, engine = create_app(settings, bootstrap)
+        volatile = (
+            " (memory storage: lost at stop)" if broker and broker.storage == "memory" else ""
+        )
 
         async def announce() -> None:
             info = runfile.RunInfo(
@@ -75,7 +87,7 @@ def run(settings: Settings) -> None:
             )
             runfile.write(settings.data_dir, info)
             print(
-                f"reachstream is up: HTTP API {engine.http_url}, broker {bootstrap}, "
+                f"reachstream is up: HTTP API {engine.http_url}, broker {bootstrap}{volatile}, "
                 f"ClickHouse {settings.clickhouse} (Ctrl-C stops)",
                 flush=True,
             )
@@ -95,6 +107,39 @@ def owner_only(data_dir: Path) -> None:
     run file, logs) is readable by its owner only: it holds users' personal data."""
     os.umask(0o077)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _start_embedded_broker(settings: Settings) -> EmbeddedBroker:
+    """The embedded broker (and its object store when durable), on the port this data
+    directory used last time; the system stops if either of them dies."""
+    data_dir = settings.data_dir
+    durable = settings.broker_storage == "durable"
+    try:
+        broker = EmbeddedBroker(
+            log_path=data_dir / "broker.log",
+            port=broker_port(data_dir, settings.broker_port),
+            storage_dir=(data_dir / "broker").resolve() if durable else None,
+            on_failure=_stop_self,
+        ).start()
+    except BrokerUnavailable as error:
+        raise StartupError(str(error)) from None
+    record_port(data_dir, broker.port)
+    return broker
+
+
+BROKER_LOST_EXIT_SECONDS = 15.0
+
+
+def _stop_self(reason: str) -> None:
+    """Called from the broker's watchdog thread: stop the worker as SIGTERM would. Without
+    its broker the worker cannot commit anything and its consumers wait a minute for
+    answers that never come: if it has not exited after a grace period, it exits hard,
+    losing nothing the broker did not have (what was not committed is read again)."""
+    logging.getLogger(__name__).error("%s: stopping", reason)
+    print(f"reachstream: {reason}; stopping", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(BROKER_LOST_EXIT_SECONDS)
+    os._exit(1)
 
 
 def tune_collector() -> None:

@@ -14,6 +14,7 @@ from streams.outbound import AllowEntry, parse_allow_list
 
 SimulatedChannelName = Literal["push", "web_push", "email", "sms", "whatsapp", "in_app"]
 Probability = Annotated[float, Field(ge=0, le=1)]
+BrokerStorage = Literal["durable", "memory"]
 
 
 class SimulatedChannel(BaseModel):
@@ -38,6 +39,19 @@ class Settings(BaseSettings):
         default=None,
         description="Kafka bootstrap servers, e.g. kafka://k1:9092,k2:9092. "
         "Unset: start the embedded broker.",
+    )
+    broker_storage: BrokerStorage = Field(
+        default="durable",
+        description="Storage of the embedded broker. durable: topics kept under "
+        "<data dir>/broker by a local S3 object store (SeaweedFS), across restarts and "
+        "crashes. memory: topics lost when the system stops (tests).",
+    )
+    broker_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the embedded broker. Unset: the one used last time from this "
+        "data dir (recorded in <data dir>/broker-port), else a free one.",
     )
     clickhouse_dsn: str | None = Field(
         default=None,

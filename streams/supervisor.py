@@ -16,8 +16,8 @@ from pathlib import Path
 from types import TracebackType
 
 from streams import runfile
-from streams.broker import die_with_parent, stop_child
 from streams.client import HttpClient
+from streams.processes import die_with_parent, stop_child
 
 
 class SystemProcess:

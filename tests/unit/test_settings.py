@@ -22,6 +22,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults() -> None:
     settings = Settings()
     assert settings.broker_url is None  # embedded broker
+    assert settings.broker_storage == "durable"
+    assert settings.broker_port is None
     assert settings.topic_prefix == "reach."
     assert settings.partitions == 4
     assert settings.table_store == "rocksdb"
@@ -169,3 +171,17 @@ def test_data_dir_expands_the_home_directory(
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("REACH_DATA_DIR", "~/reach-data")
     assert Settings().data_dir == tmp_path.resolve() / "reach-data"
+
+
+def test_broker_storage_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REACH_BROKER_STORAGE", "memory")
+    monkeypatch.setenv("REACH_BROKER_PORT", "19092")
+    settings = Settings()
+    assert (settings.broker_storage, settings.broker_port) == ("memory", 19092)
+    monkeypatch.setenv("REACH_BROKER_STORAGE", "disk")
+    with pytest.raises(ValidationError, match="broker_storage"):
+        Settings()
+    monkeypatch.setenv("REACH_BROKER_STORAGE", "durable")
+    monkeypatch.setenv("REACH_BROKER_PORT", "70000")
+    with pytest.raises(ValidationError, match="broker_port"):
+        Settings()
