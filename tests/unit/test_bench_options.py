@@ -32,12 +32,12 @@ def bench(*args: str) -> Result:
 
 def test_several_workers_run_in_role_segments(runs: list[tuple[Any, ...]]) -> None:
     assert bench("--users", "10", "--events", "20", "--workers", "2").exit_code == 0
-    assert runs == [(10, 20, 0, 0.0, "segments", 2)]
+    assert runs == [(10, 20, 0, 0.0, "segments", ("durable", "memory"), 2)]
 
 
 def test_one_worker_keeps_the_role_asked(runs: list[tuple[Any, ...]]) -> None:
     assert bench("--users", "10", "--events", "20").exit_code == 0
-    assert runs == [(10, 20, 0, 0.0, "all", 1)]
+    assert runs == [(10, 20, 0, 0.0, "all", ("durable", "memory"), 1)]
 
 
 def test_several_workers_in_role_all_are_refused(runs: list[tuple[Any, ...]]) -> None:
