@@ -457,24 +457,46 @@ def clock() -> None:
     """Drive simulated time (REACH_CLOCK=simulated): ticks on the clock topic."""
 
 
+_wait_option = click.option(
+    "--wait",
+    is_flag=True,
+    help="Return once every partition has applied the tick and its outputs are written.",
+)
+_timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=120.0,
+    show_default=True,
+    help="Seconds --wait waits.",
+)
+
+
 @clock.command(name="tick")
 @click.argument("moment")
-def clock_tick(moment: str) -> None:
+@_wait_option
+@_timeout_option
+def clock_tick(moment: str, wait: bool, timeout: float) -> None:
     """Move simulated time to MOMENT (ISO 8601 or epoch ms); due timers fire."""
     from schemas.values import parse_timestamp
 
-    _tick(parse_timestamp(int(moment) if moment.isdigit() else moment))
+    try:
+        instant = parse_timestamp(int(moment) if moment.isdigit() else moment)
+    except ValueError:
+        raise click.BadParameter(f"{moment!r}: use ISO 8601 or epoch milliseconds") from None
+    _tick(instant, wait, timeout)
 
 
 @clock.command(name="advance")
 @click.argument("duration")
+@_wait_option
+@_timeout_option
 @api_key_option
-def clock_advance(duration: str, api_key: str | None) -> None:
+def clock_advance(duration: str, wait: bool, timeout: float, api_key: str | None) -> None:
     """Move simulated time forward by DURATION (e.g. 30m, 2h, 7d) from the engine's now."""
     from schemas.values import parse_timestamp
 
     status = _call(api_key, "GET", "/v1/status")
-    _tick(parse_timestamp(status["clock"]["now"]) + _duration(duration))
+    _tick(parse_timestamp(status["clock"]["now"]) + _duration(duration), wait, timeout)
 
 
 def _duration(text: str) -> timedelta:
@@ -485,16 +507,20 @@ def _duration(text: str) -> timedelta:
     return timedelta(**{units[unit]: int(number)})
 
 
-def _tick(moment: datetime) -> None:
+def _tick(moment: datetime, wait: bool, timeout: float) -> None:
     from streams.client import NotRunning, send_tick
+    from streams.ticks import TickTimeout
     from streams.topics import Topics
 
     settings = _settings()
     try:
-        count = asyncio.run(send_tick(settings, Topics.from_settings(settings).clock, moment))
-    except NotRunning as error:
+        count = asyncio.run(
+            send_tick(settings, Topics.from_settings(settings).clock, moment, wait, timeout)
+        )
+    except (NotRunning, TickTimeout) as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"ticked {moment.isoformat()} on {count} partitions")
+    done = "applied" if wait else "ticked"
+    click.echo(f"{done} {moment.isoformat()} on {count} partitions")
 
 
 @main.group()

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from projections.sink import BatchingSink
 from streams.checkpoint import Checkpoint
-from streams.clock import Clock
+from streams.clock import Clock, InputProgress
 from streams.definitions import DefinitionsService
 from streams.settings import Settings
 from streams.state import CoalescingTable, create_table
@@ -45,6 +45,8 @@ class Engine:
     delivery: Any = None
     """The delivery worker (``agents.delivery.worker.DeliveryWorker``) once built."""
     http_url: str = ""
+    progress: InputProgress = field(default_factory=InputProgress)
+    """How far each user input topic partition is handled: what clock ticks wait for."""
 
     @classmethod
     def from_settings(cls, settings: Settings, bootstrap: str) -> Engine:

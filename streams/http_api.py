@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import faust
@@ -26,6 +27,7 @@ from schemas import Event, Feedback, TagUpdate
 from streams.auth import Scope, allowed, parse_api_keys
 from streams.codecs import InputCodec
 from streams.engine import Engine
+from streams.http_clock import ClockRoutes
 from streams.http_journeys import JourneyRoutes
 from streams.http_presets import PresetRoutes
 from streams.http_segments import SegmentRoutes
@@ -80,6 +82,7 @@ class HttpApi(Service):
             "feedback": (topics.feedback, InputCodec(Feedback, limit)),
         }
         self._runner: web.AppRunner | None = None
+        self._clock = ClockRoutes(engine, _json)
         super().__init__(**kwargs)
 
     def build(self) -> web.Application:
@@ -109,6 +112,7 @@ class HttpApi(Service):
         )
         self._add_preset_routes(api)
         self._add_journey_routes(api)
+        self._clock.add_to(api.router, partial(self._scoped, Scope.ADMIN))
         # No API key: recipients' mail clients (and mailbox providers' one-click
         # unsubscribe) call these; a signed token is the check.
         TrackingRoutes(self.engine, self._ready_producer).add_to(api.router)
@@ -156,6 +160,7 @@ class HttpApi(Service):
         self.engine.http_url = f"http://{host}:{port}"
 
     async def on_stop(self) -> None:
+        await self._clock.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._producer is not None:
@@ -199,7 +204,7 @@ class HttpApi(Service):
                 "counters": dict(engine.counters),
                 "projected": dict(engine.sink.written),
                 "acked_records": engine.checkpoint.acked,
-                "clock": {"mode": engine.clock.mode, "now": engine.clock.now().isoformat()},
+                "clock": engine.clock.status(),
                 **{name: part() for name, part in engine.status_parts.items()},
             }
         )

@@ -17,6 +17,7 @@ from streams.app import create_app
 from streams.broker import BrokerUnavailable, EmbeddedBroker, check_reachable
 from streams.http_api import check_binding
 from streams.settings import Settings, bootstrap_servers
+from streams.ticks import last_tick
 from streams.topics import Topics, ensure_topics
 
 
@@ -55,6 +56,12 @@ def run(settings: Settings) -> None:
             )
         )
         app, engine = create_app(settings, bootstrap)
+        if engine.clock.simulated:
+            # Before anything is processed: stamps and status tell the time of the last
+            # tick written, not the epoch.
+            tick = loop.run_until_complete(last_tick(bootstrap, topics.clock))
+            if tick is not None:
+                engine.clock.learn(tick)
 
         async def announce() -> None:
             info = runfile.RunInfo(os.getpid(), bootstrap, engine.http_url)

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 
 from agents.journeys import logic as journeys
 from agents.journeys.catalog import Catalog
-from agents.journeys.schedule import Run, due_runs, user_run_instant, user_zone
+from agents.journeys.schedule import Run, latest_due_run, user_run_instant, user_zone
 from agents.segments.evaluate import holds
 from agents.segments.index import SegmentIndex
 from agents.segments.logic import (
@@ -151,9 +151,11 @@ class SegmentRuntime:
         source: str,
         items: Iterable[Input],
         now_of: Callable[[Input], datetime],
+        not_before_seen: bool = False,
     ) -> None:
         """Fold one input record's items (all of ``partition``) into their users, each at
-        the instant ``now_of`` gives it."""
+        the instant ``now_of`` gives it; with ``not_before_seen`` (simulated time), never
+        before the user's newest event, so a user's own time never goes back."""
         replayed: dict[str, bool] = {}  # decided once per user and record
         async with self.lock:
             for item in items:
@@ -165,7 +167,10 @@ class SegmentRuntime:
                 if replayed[user]:
                     continue  # this record is already in the user's state
                 self.inputs += 1
+                state = UserState.from_json(stored[STATE])
                 now = now_of(item)
+                if not_before_seen and state.seen is not None and to_ms(now) < state.seen:
+                    now = from_ms(state.seen)
                 segment_input: Input = item
                 if isinstance(item, Feedback):
                     # A journey's command id names its journey and step, for message
@@ -176,7 +181,7 @@ class SegmentRuntime:
                 result = step(
                     self.index,
                     self.definitions,
-                    UserState.from_json(stored[STATE]),
+                    state,
                     stored[MEMBERS],
                     segment_input,
                     now,
@@ -337,10 +342,9 @@ class SegmentRuntime:
                 runs = self._runs(partition)
                 last = runs.get(marker)
                 after = _run_of(last[1:]) if last and last[0] == status.launch else None
-                due = due_runs(entry.schedule, status.launched_at, after, now)
-                if not due:
+                run = latest_due_run(entry.schedule, status.launched_at, after, now)
+                if run is None:
                     continue
-                run = due[-1]
                 await self._sweep(partition, now, self._audience_pick(journey_id, entry, run))
                 async with self.lock:
                     runs = {**self._runs(partition), marker: [status.launch, *_run_fields(run)]}

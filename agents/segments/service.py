@@ -13,7 +13,7 @@ import faust
 from mode import Service
 from pydantic import TypeAdapter, ValidationError
 
-from agents.clock import follow_clock
+from agents.clock import follow_clock, wait_for_inputs
 from agents.segments.agent import JourneyTopics, SegmentRuntime
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import (
@@ -25,6 +25,7 @@ from schemas.definitions import (
 from streams.checkpoint import unacked_events
 from streams.engine import Engine
 from streams.state import attach_to_faust
+from streams.ticks import ENGINE_ROLE as TICK_ROLE
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,12 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
     sources = {"events": "e", "tag_updates": "t", "feedback": "f"}
 
     async def on_input(partition: int, offset: int, kind: str, items: Sequence[Any]) -> None:
+        # In simulated time each input is evaluated at its own timestamp, never before
+        # its user's newest event; it moves no clock.
         def now_of(item: Any) -> datetime:
-            return engine.clock.at_event(item.timestamp)
+            return engine.clock.at_input(item.timestamp)
 
-        await runtime.apply(partition, offset, sources[kind], items, now_of)
+        await runtime.apply(partition, offset, sources[kind], items, now_of, engine.clock.simulated)
 
     async def preview(condition: Any, sample: int) -> tuple[int, int, list[str]]:
         return await runtime.preview(condition, sample, engine.clock.now())
@@ -74,11 +77,30 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
 
 
 def _register_clock(app: faust.App, engine: Engine, runtime: SegmentRuntime) -> None:
+    """Ticks fire the timers and start the runs due in simulated time (on the wall clock
+    a task does). A tick waits for the user inputs written before it; in a worker that
+    also delivers, the feedback that tick releases (a delivery or an open at or before
+    it) is applied before any timer of the tick fires."""
+
     async def on_tick(partition: int, now: datetime) -> None:
+        if engine.clock.simulated and engine.delivery is not None:
+            await release_feedback(app, engine, partition, now)
         await runtime.run_schedules(partition, now)
         await runtime.fire_timers(partition, now)
+        await runtime.flush_outputs()
 
-    follow_clock(app, engine, "segment-clock", on_tick)
+    barrier = frozenset(engine.topics.user_inputs)
+    follow_clock(app, engine, "segment-clock", on_tick, role=TICK_ROLE, barrier=barrier)
+
+
+async def release_feedback(app: faust.App, engine: Engine, partition: int, now: datetime) -> None:
+    """The delivery worker of this process releases the feedback due by ``now``; once
+    the broker has it, this worker applies it (the tick waits, the inputs flow)."""
+    delivery = engine.delivery
+    await delivery.release(partition, now)
+    offset = await delivery.feedback_offset(partition)
+    if offset is not None:
+        await wait_for_inputs(app, engine, partition, {engine.topics.feedback: offset + 1})
 
 
 _ENTRIES = TypeAdapter(list[JourneyEntryRequest])
@@ -97,6 +119,7 @@ def _register_entries(app: faust.App, engine: Engine, runtime: SegmentRuntime) -
                 log.error("journey entries at %s are invalid: %s", message.offset, error)
             else:
                 await runtime.apply_entries(message.partition, message.offset, items)
+            engine.progress.passed(message.topic, message.partition, message.offset)
             engine.checkpoint.hold(event)
 
     app.agent(topic, name="journey-entries")(entries)
