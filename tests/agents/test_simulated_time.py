@@ -5,6 +5,7 @@ processed in."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -226,3 +227,82 @@ def test_a_tick_without_barrier_is_still_a_tick() -> None:
     assert tick.after == {}
     with_barrier = Tick(now=T0, after={"reach.events": 12})
     assert Tick.model_validate_json(with_barrier.model_dump_json()) == with_barrier
+
+
+# --- ticks as barriers --------------------------------------------------------------
+
+
+def tick_record(now: datetime, after: dict[str, int]) -> bytes:
+    return Tick(now=now, after=after).model_dump_json().encode()
+
+
+def event_record(user: str, name: str, at: datetime) -> bytes:
+    return orjson.dumps([{"user_id": user, "name": name, "timestamp": at}])
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met in 5 s")
+
+
+async def test_a_tick_waits_for_the_inputs_written_before_it(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker(segments=True, clock="simulated")
+    _, outputs = await ready(worker, WAITING, T0)
+    topics = worker.engine.topics
+    clock = worker.engine.clock
+    timeout = T0 + DAY
+    async with (
+        drive(worker, "intake-events") as events,
+        drive(worker, "segment-clock") as ticks,
+    ):
+        # Written after the signup and the reply (offsets 0 and 1), the tick arrives
+        # first: it waits for them, so the reply 1 s before the timeout wins.
+        await ticks.wrapper.put(tick_record(timeout, {topics.events: 2}), key=None, partition=0)
+        await asyncio.sleep(0.1)
+        assert clock.at(0) < T0  # not applied: the inputs before it are not handled
+        await events.put(event_record("b", "Signup", T0), partition=0)
+        await asyncio.sleep(0.1)
+        assert clock.at(0) < T0
+        reply = timeout - timedelta(seconds=1)
+        await events.put(event_record("b", "Reply", reply), partition=0)
+        await eventually(lambda: clock.at(0) == timeout)
+        await eventually(lambda: any(e.message.topic == topics.clock for e in ticks.held))
+    assert [c["step"] for c in sent(outputs, worker)] == ["thanks"]
+    applied = [s for s in worker.producer.sent if s.topic == topics.clock_applied]
+    assert [(s.key, orjson.loads(s.value)["now"]) for s in applied] == [
+        (b"segments:0", "2026-12-11T08:00:00Z")
+    ]
+
+
+async def test_a_tick_does_not_wait_for_inputs_handled_before_this_process(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    from faust.types import TP
+
+    worker = make_worker(segments=True, clock="simulated")
+    await ready(worker, WAITING, T0)
+    topics = worker.engine.topics
+    # The group committed offset 7 of events in partition 1 before this process started.
+    worker.app.consumer._committed_offset[TP(topics.events, 1)] = 7
+    async with drive(worker, "segment-clock") as ticks:
+        await ticks.put(tick_record(T0, {topics.events: 7}), key=None, partition=1)
+    assert worker.engine.clock.at(1) == T0
+
+
+async def test_ticks_never_move_a_partition_clock_back(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker(segments=True, clock="simulated")
+    await ready(worker, WAITING, T0)
+    async with drive(worker, "segment-clock") as ticks:
+        await ticks.put(tick_record(T0 + DAY, {}), key=None, partition=0)
+        await ticks.put(tick_record(T0, {}), key=None, partition=0)
+    clock = worker.engine.clock
+    assert clock.at(0) == T0 + DAY
+    assert clock.at(1) < T0  # the other partition has had no tick
+    assert clock.status()["partitions"] == {"0": "2026-12-11T08:00:00+00:00"}
