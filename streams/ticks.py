@@ -95,12 +95,11 @@ class TickDriver:
             for topic in self.topics.user_inputs
             for partition in partitions
         ]
-        ends = await self._offsets.end_offsets(tps)
-        starts = await self._offsets.beginning_offsets(tps)
+        starts, ends = await end_offsets(self._offsets, tps)
         after: dict[int, dict[str, int]] = {partition: {} for partition in partitions}
         for tp in tps:
             # An empty log (or one emptied by retention) has nothing to wait for.
-            if ends.get(tp, 0) > starts.get(tp, 0):
+            if ends[tp] > starts[tp]:
                 after[tp.partition][tp.topic] = ends[tp]
         return after
 
@@ -185,6 +184,33 @@ class TickDriver:
         return self._applied_reader
 
 
+async def end_offsets(
+    consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """(beginning, end) offsets of ``tps``, the end as a fetch reports it (the high
+    watermark). The embedded broker answers a ListOffsets request with the base offset
+    of the last record batch plus one, short of that batch's other records; a fetch's
+    high watermark is right on every broker. ``consumer`` is assigned ``tps``."""
+    starts = await consumer.beginning_offsets(list(tps))
+    listed = await consumer.end_offsets(list(tps))
+    ends = {tp: listed[tp] for tp in tps}
+    held = [tp for tp in tps if listed[tp] > starts[tp]]
+    consumer.assign(list(tps))
+    if not held:
+        return starts, ends
+    for tp in held:
+        consumer.seek(tp, listed[tp] - 1)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_SECONDS
+    while any(consumer.highwater(tp) is None for tp in held):
+        if loop.time() > deadline:
+            raise TickTimeout("the broker did not answer a fetch for the end offsets")
+        await consumer.getmany(*held, timeout_ms=200, max_records=1)
+    for tp in held:
+        ends[tp] = max(listed[tp], consumer.highwater(tp) or 0)
+    return starts, ends
+
+
 async def last_tick(bootstrap: str, topic: str) -> datetime | None:
     """The newest valid tick on the clock topic (None when there is none): read from the
     last records of each partition."""
@@ -197,9 +223,7 @@ async def last_tick(bootstrap: str, topic: str) -> datetime | None:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not tps:
             return None
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
+        starts, ends = await end_offsets(consumer, tps)
         newest: datetime | None = None
         deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
         for tp in tps:
