@@ -29,6 +29,9 @@ ENGINE_ROLE = "segments"
 """The role whose applied ticks a driver waits for: the one that fires timers and runs
 schedules (role ``all`` includes it)."""
 WAIT_SECONDS = 120.0
+FETCH_MAX_WAIT_MS = 20
+"""The embedded broker holds a fetch for its whole wait when no data comes (aiokafka's
+default is 500 ms): keep it short, as the workers do (``streams/transport.py``)."""
 RECOVER_TAIL = 16
 """Records read back per clock partition to find its last tick."""
 
@@ -61,7 +64,10 @@ class TickDriver:
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
         await self._producer.start()
         self._offsets = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         )
         await self._offsets.start()
 
@@ -173,7 +179,10 @@ class TickDriver:
     async def _reader(self) -> AIOKafkaConsumer:
         if self._applied_reader is None:
             reader = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None
+                bootstrap_servers=self.bootstrap,
+                enable_auto_commit=False,
+                group_id=None,
+                fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             )
             await reader.start()
             topic = self.topics.clock_applied
@@ -214,7 +223,9 @@ async def end_offsets(
 async def last_tick(bootstrap: str, topic: str) -> datetime | None:
     """The newest valid tick on the clock topic (None when there is none): read from the
     last records of each partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
+    )
     await consumer.start()
     try:
         found = await consumer.topics()
