@@ -306,3 +306,24 @@ async def test_ticks_never_move_a_partition_clock_back(
     assert clock.at(0) == T0 + DAY
     assert clock.at(1) < T0  # the other partition has had no tick
     assert clock.status()["partitions"] == {"0": "2026-12-11T08:00:00+00:00"}
+
+
+async def test_a_waiting_tick_is_handed_on_when_the_worker_stops_its_streams(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    # A rebalance (or a shutdown) waits for every record in hand to be acknowledged and
+    # pauses the inputs a tick waits for: the tick is written again, for the partition's
+    # next owner, and acknowledged.
+    worker = make_worker(segments=True, clock="simulated")
+    await ready(worker, WAITING, T0)
+    topics = worker.engine.topics
+    raw = tick_record(T0, {topics.events: 3})
+    async with drive(worker, "segment-clock") as ticks:
+        await ticks.wrapper.put(raw, key=None, partition=1)
+        await asyncio.sleep(0.3)
+        assert not ticks.held
+        worker.app.consumer.flow_active = False
+        await eventually(lambda: bool(ticks.held))
+    assert worker.engine.clock.at(1) < T0  # not applied here
+    again = [s for s in worker.producer.sent if s.topic == topics.clock]
+    assert [(s.value, s.partition) for s in again] == [(raw, 1)]
