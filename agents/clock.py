@@ -28,6 +28,7 @@ OnTick = Callable[[int, datetime], Awaitable[None]]
 """Called with (partition, the partition's new now) for each valid tick; returns once
 what the tick caused is handed to the producer and acknowledged."""
 
+
 class Abandoned(Exception):
     """The worker stopped its streams (a rebalance or a shutdown) while a tick waited."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -45,6 +46,8 @@ class Engine:
     delivery: Any = None
     """The delivery worker (``agents.delivery.worker.DeliveryWorker``) once built."""
     http_url: str = ""
+    read_last_tick: Callable[[], Awaitable[datetime | None]] | None = None
+    """Reads the newest tick on the clock topic (set when running against a broker)."""
     progress: InputProgress = field(default_factory=InputProgress)
     """How far each user input topic partition is handled: what clock ticks wait for."""
 

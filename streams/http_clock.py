@@ -14,7 +14,7 @@ from pydantic_core import from_json
 
 from schemas.values import parse_timestamp
 from streams.engine import Engine
-from streams.ticks import TickDriver, TickTimeout, last_tick
+from streams.ticks import TickDriver, TickTimeout
 
 MAX_WAIT_SECONDS = 600.0
 
@@ -32,9 +32,10 @@ async def stamp_now(engine: Engine) -> datetime:
     ``NotStarted`` before any tick: a launch at the epoch would start every run since."""
     clock = engine.clock
     if clock.simulated:
-        tick = await last_tick(engine.bootstrap, engine.topics.clock)
-        if tick is not None:
-            clock.learn(tick)
+        if engine.read_last_tick is not None:
+            tick = await engine.read_last_tick()
+            if tick is not None:
+                clock.learn(tick)
         if not clock.started:
             raise NotStarted(
                 "simulated time has not started: write a first tick "

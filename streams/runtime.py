@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import faust
@@ -59,7 +60,8 @@ def run(settings: Settings) -> None:
         if engine.clock.simulated:
             # Before anything is processed: stamps and status tell the time of the last
             # tick written, not the epoch.
-            tick = loop.run_until_complete(last_tick(bootstrap, topics.clock))
+            engine.read_last_tick = partial(last_tick, bootstrap, topics.clock)
+            tick = loop.run_until_complete(engine.read_last_tick())
             if tick is not None:
                 engine.clock.learn(tick)
 
