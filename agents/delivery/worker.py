@@ -439,7 +439,11 @@ class DeliveryWorker:
         sent = self._last_sent.get(partition)
         if sent is None:
             return None
-        metadata = await asyncio.shield(sent)
+        try:
+            metadata = await asyncio.shield(sent)
+        except Exception as error:  # the checkpoint's flush reports it too
+            log.warning("feedback to partition %d was not sent: %r", partition, error)
+            return None
         offset = getattr(metadata, "offset", None)
         return offset if isinstance(offset, int) else None
 

@@ -102,6 +102,7 @@ class SegmentRuntime:
         self.timers: Timers = timers if timers is not None else HeapTimers()
         self._producer: AIOKafkaProducer | None = None
         self._pending: list[asyncio.Future[Any]] = []
+        self._last_sent: dict[tuple[str, int], asyncio.Future[Any]] = {}
         # Outputs of the current call, by topic; sent as one record per topic.
         self._out: dict[str, list[Record]] = defaultdict(list)
 
@@ -141,6 +142,15 @@ class SegmentRuntime:
         pending, self._pending = self._pending, []
         if pending:
             await asyncio.gather(*pending)
+
+    async def flush_partition(self, partition: int) -> None:
+        """Wait until every output sent so far to ``partition`` is acknowledged, also
+        those a concurrent ``flush_outputs`` is waiting for: the broker acknowledges the
+        records of a topic partition in order, so the last one sent to each will do."""
+        await self.flush_outputs()
+        last = [sent for (_, p), sent in self._last_sent.items() if p == partition]
+        if last:
+            await asyncio.gather(*(asyncio.shield(sent) for sent in last))
 
     # --- inputs -------------------------------------------------------------------------
 
@@ -513,7 +523,9 @@ class SegmentRuntime:
         for topic, records in outputs.items():
             if records:
                 value = orjson.dumps(records, option=orjson.OPT_UTC_Z)
-                self._pending.append(await self._producer.send(topic, value, partition=partition))
+                sent = await self._producer.send(topic, value, partition=partition)
+                self._pending.append(sent)
+                self._last_sent[topic, partition] = sent
 
 
 def _decode(value: Any) -> dict[str, Any]:

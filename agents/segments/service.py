@@ -87,7 +87,7 @@ def _register_clock(app: faust.App, engine: Engine, runtime: SegmentRuntime) -> 
             await release_feedback(app, engine, partition, now)
         await runtime.run_schedules(partition, now)
         await runtime.fire_timers(partition, now)
-        await runtime.flush_outputs()
+        await runtime.flush_partition(partition)
 
     barrier = frozenset(engine.topics.user_inputs)
     follow_clock(app, engine, "segment-clock", on_tick, role=TICK_ROLE, barrier=barrier)
