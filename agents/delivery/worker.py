@@ -497,6 +497,8 @@ def _register_commands(app: faust.App, engine: Engine, worker: DeliveryWorker) -
                 # Presets come from the registry: render only once it is read whole.
                 await engine.definitions.ready.wait()
                 await worker.deliver(message.partition, message.offset, decoded.valid)
+            # For the clock of this worker: the ledger has these commands.
+            engine.progress.passed(message.topic, message.partition, message.offset)
             # Held (acknowledged at the next checkpoint) once every command is settled.
             engine.checkpoint.hold(event)
 

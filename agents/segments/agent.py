@@ -152,6 +152,15 @@ class SegmentRuntime:
         if last:
             await asyncio.gather(*(asyncio.shield(sent) for sent in last))
 
+    async def sent_offset(self, topic: str, partition: int) -> int | None:
+        """The offset of the last record sent to ``topic`` in ``partition``, once the
+        broker has it (None: none sent by this process)."""
+        sent = self._last_sent.get((topic, partition))
+        if sent is None:
+            return None
+        offset = getattr(await asyncio.shield(sent), "offset", None)
+        return offset if isinstance(offset, int) else None
+
     # --- inputs -------------------------------------------------------------------------
 
     async def apply(

@@ -94,9 +94,14 @@ def _register_clock(app: faust.App, engine: Engine, runtime: SegmentRuntime) -> 
 
 
 async def release_feedback(app: faust.App, engine: Engine, partition: int, now: datetime) -> None:
-    """The delivery worker of this process releases the feedback due by ``now``; once
-    the broker has it, this worker applies it (the tick waits, the inputs flow)."""
-    delivery = engine.delivery
+    """The delivery worker of this process takes the send commands sent so far, then
+    releases the feedback due by ``now``; once the broker has that feedback, this worker
+    applies it (the tick waits, the inputs flow)."""
+    delivery, runtime = engine.delivery, engine.segments
+    commands = engine.topics.send_commands
+    sent = await runtime.sent_offset(commands, partition)
+    if sent is not None:
+        await wait_for_inputs(app, engine, partition, {commands: sent + 1})
     await delivery.release(partition, now)
     offset = await delivery.feedback_offset(partition)
     if offset is not None:
