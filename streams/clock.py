@@ -28,6 +28,10 @@ class Clock:
         self._latest: datetime | None = None
         self.applied: dict[int, datetime] = {}
         """Partition -> the last tick applied to it here (simulated time)."""
+        self.recovered: dict[int, datetime] = {}
+        """Partition -> the last tick applied to it before this process started, as the
+        clock-applied topic says: what ``at`` answers until a tick is applied here. A
+        tick replayed after a restart still waits for its own barrier."""
 
     @property
     def simulated(self) -> bool:
@@ -63,7 +67,14 @@ class Clock:
         """Now in ``partition``: the wall clock, or the last tick applied to it."""
         if not self.simulated:
             return datetime.now(UTC)
-        return self.applied.get(partition, EPOCH)
+        return self.applied.get(partition) or self.recovered.get(partition, EPOCH)
+
+    def recover(self, latest: datetime | None, applied: dict[int, datetime]) -> None:
+        """At start, before anything is processed: the newest tick written and the last
+        tick applied to each partition."""
+        if latest is not None:
+            self.learn(latest)
+        self.recovered = dict(applied)
 
     def at_input(self, timestamp: datetime) -> datetime:
         """The instant to evaluate an input at: in simulation its own timestamp (the
@@ -81,7 +92,7 @@ class Clock:
             status["started"] = self.started
             status["partitions"] = {
                 str(partition): moment.isoformat()
-                for partition, moment in sorted(self.applied.items())
+                for partition, moment in sorted({**self.recovered, **self.applied}.items())
             }
         return status
 

@@ -18,7 +18,7 @@ from streams.app import create_app
 from streams.broker import BrokerUnavailable, EmbeddedBroker, check_reachable
 from streams.http_api import check_binding
 from streams.settings import Settings, bootstrap_servers
-from streams.ticks import last_tick
+from streams.ticks import ENGINE_ROLE, applied_ticks, last_tick
 from streams.topics import Topics, ensure_topics
 
 
@@ -62,8 +62,10 @@ def run(settings: Settings) -> None:
             # tick written, not the epoch.
             engine.read_last_tick = partial(last_tick, bootstrap, topics.clock)
             tick = loop.run_until_complete(engine.read_last_tick())
-            if tick is not None:
-                engine.clock.learn(tick)
+            applied = loop.run_until_complete(
+                applied_ticks(bootstrap, topics.clock_applied, ENGINE_ROLE)
+            )
+            engine.clock.recover(tick, applied)
 
         async def announce() -> None:
             info = runfile.RunInfo(os.getpid(), bootstrap, engine.http_url)

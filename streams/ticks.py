@@ -257,6 +257,41 @@ async def last_tick(bootstrap: str, topic: str) -> datetime | None:
         await consumer.stop()
 
 
+async def applied_ticks(bootstrap: str, topic: str, role: str) -> dict[int, datetime]:
+    """Partition -> the last tick ``role`` reported applied, from the whole (compacted)
+    clock-applied topic."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=FETCH_MAX_WAIT_MS
+    )
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():
+            return {}
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        starts, ends = await end_offsets(consumer, tps)
+        found: dict[int, datetime] = {}
+        deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+        for tp in tps:
+            consumer.seek(tp, starts[tp])
+            while await consumer.position(tp) < ends[tp]:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TickTimeout(f"could not read {topic} back")
+                batches = await consumer.getmany(tp, timeout_ms=1000)
+                for record in batches.get(tp, []):
+                    try:
+                        applied = TICK_APPLIED.validate_json(record.value or b"")
+                    except ValueError:
+                        continue
+                    if applied.role != role:
+                        continue
+                    known = found.get(applied.partition)
+                    if known is None or applied.now > known:
+                        found[applied.partition] = applied.now
+        return found
+    finally:
+        await consumer.stop()
+
+
 def applied_record(role: str, partition: int, now: datetime) -> tuple[bytes, bytes]:
     """Key and value of a clock-applied record."""
     applied = TickApplied(role=role, partition=partition, now=now)

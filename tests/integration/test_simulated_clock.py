@@ -149,5 +149,6 @@ def test_ticks_wait_for_inputs_and_tell_when_applied(
     try:
         clock = asyncio.run(ok(second.http, "GET", "/v1/status"))["clock"]
         assert clock["now"] == last.isoformat()
+        assert clock["partitions"] == {"0": last.isoformat(), "1": last.isoformat()}
     finally:
         second.stop()
