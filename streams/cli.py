@@ -595,25 +595,47 @@ def clock() -> None:
     """Drive simulated time (REACH_CLOCK=simulated): ticks on the clock topic."""
 
 
+_wait_option = click.option(
+    "--wait",
+    is_flag=True,
+    help="Return once every partition has applied the tick and its outputs are written.",
+)
+_timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=120.0,
+    show_default=True,
+    help="Seconds --wait waits.",
+)
+
+
 @clock.command(name="tick")
 @click.argument("moment")
+@_wait_option
+@_timeout_option
 @api_key_option
-def clock_tick(moment: str, api_key: str | None) -> None:
+def clock_tick(moment: str, wait: bool, timeout: float, api_key: str | None) -> None:
     """Move simulated time to MOMENT (ISO 8601 or epoch ms); due timers fire."""
     from schemas.values import parse_timestamp
 
-    _tick(parse_timestamp(int(moment) if moment.isdigit() else moment), api_key)
+    try:
+        instant = parse_timestamp(int(moment) if moment.isdigit() else moment)
+    except ValueError:
+        raise click.BadParameter(f"{moment!r}: use ISO 8601 or epoch milliseconds") from None
+    _tick(instant, wait, timeout, api_key)
 
 
 @clock.command(name="advance")
 @click.argument("duration")
+@_wait_option
+@_timeout_option
 @api_key_option
-def clock_advance(duration: str, api_key: str | None) -> None:
+def clock_advance(duration: str, wait: bool, timeout: float, api_key: str | None) -> None:
     """Move simulated time forward by DURATION (e.g. 30m, 2h, 7d) from the engine's now."""
     from schemas.values import parse_timestamp
 
     status = _call(api_key, "GET", "/v1/status")
-    _tick(parse_timestamp(status["clock"]["now"]) + _duration(duration), api_key)
+    _tick(parse_timestamp(status["clock"]["now"]) + _duration(duration), wait, timeout, api_key)
 
 
 def _duration(text: str) -> timedelta:
@@ -624,8 +646,9 @@ def _duration(text: str) -> timedelta:
     return timedelta(**{units[unit]: int(number)})
 
 
-def _tick(moment: datetime, api_key: str | None) -> None:
+def _tick(moment: datetime, wait: bool, timeout: float, api_key: str | None) -> None:
     from streams import client
+    from streams.ticks import TickTimeout
     from streams.topics import Topics
 
     settings = _settings()
@@ -633,11 +656,12 @@ def _tick(moment: datetime, api_key: str | None) -> None:
         client.find_broker(settings)  # no system at all: say that first
         _require_simulated_clock(settings, api_key)
         count = asyncio.run(
-            client.send_tick(settings, Topics.from_settings(settings).clock, moment)
+            client.send_tick(settings, Topics.from_settings(settings).clock, moment, wait, timeout)
         )
-    except client.NotRunning as error:
+    except (client.NotRunning, TickTimeout) as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"ticked {moment.isoformat()} on {count} partitions")
+    done = "applied" if wait else "ticked"
+    click.echo(f"{done} {moment.isoformat()} on {count} partitions")
 
 
 def _require_simulated_clock(settings: Settings, api_key: str | None) -> None:

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
 from schemas import Event, Feedback, TagUpdate
-from schemas.clock import Tick
 from streams import runfile
 from streams.codecs import InputCodec
 from streams.ingest import IngestProducer
 from streams.partitioning import partition_for
 from streams.settings import Settings, bootstrap_servers
+from streams.ticks import TickDriver
+from streams.topics import Topics
 
 
 class NotRunning(RuntimeError):
@@ -169,15 +169,13 @@ def running_api(data_dir: Path) -> str | None:
     return info.http if info else None
 
 
-async def send_tick(settings: Settings, topic: str, now: datetime) -> int:
-    """Write a clock tick to every partition of the clock topic; returns the count."""
-    producer = AIOKafkaProducer(bootstrap_servers=find_broker(settings))
-    await producer.start()
-    try:
-        partitions = sorted(await producer.partitions_for(topic))
-        value = Tick(now=now).model_dump_json().encode()
-        for partition in partitions:
-            await producer.send_and_wait(topic, value, partition=partition)
-        return len(partitions)
-    finally:
-        await producer.stop()
+async def send_tick(
+    settings: Settings, topic: str, now: datetime, wait: bool = False, timeout: float = 120.0
+) -> int:
+    """Write a clock tick (with its barrier) to every partition of the clock topic
+    ``topic``; with ``wait``, return once every partition has applied it. Returns the
+    count of partitions."""
+    topics = replace(Topics.from_settings(settings), clock=topic)
+    async with TickDriver(find_broker(settings), topics) as driver:
+        ticked = await driver.tick(now, wait=wait, timeout=timeout)
+    return ticked.partitions

@@ -30,13 +30,14 @@ from rich.table import Table
 
 from projections.journey_stats import format_stats
 from projections.report import collect, render_html
-from streams.client import HttpClient, send_tick
+from streams.client import HttpClient
 from streams.demo_population import HOUR, events, hourly, people, tags
 from streams.journey_files import load as load_journeys
 from streams.preset_files import load as load_presets
 from streams.segment_files import load as load_segments
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
+from streams.ticks import TickDriver
 from streams.topics import Topics
 
 SEED_SEGMENTS = Path(__file__).parents[1] / "examples" / "seed-segments.yaml"
@@ -172,24 +173,6 @@ async def _status(api: HttpClient) -> dict[str, Any]:
     return dict(status)
 
 
-async def _caught_up(api: HttpClient, fed: Fed, timeout: float = 120) -> None:
-    """Until the worker has applied every posted input and the feedback its delivery
-    worker released, so the next tick finds them in the state."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = await _status(api)
-        counters = status.get("counters", {})
-        released = status.get("delivery", {}).get("feedback", 0)
-        if (
-            counters.get("events.valid", 0) >= fed.events
-            and counters.get("tag_updates.valid", 0) >= fed.tags
-            and counters.get("feedback.valid", 0) >= released
-        ):
-            return
-        await asyncio.sleep(0.02)
-    raise TimeoutError("the worker did not catch up with the demo's inputs")
-
-
 async def _workspace(api: HttpClient) -> None:
     await _presets(api)
     segments = [d.model_dump(mode="json") for d in load_segments(SEED_SEGMENTS)]
@@ -238,37 +221,41 @@ async def _simulate(
     fed.dead = await _bad_records(system, topics, history)
     neighbours = orjson.loads(invalid_records(history)[-1][1])
     fed.add_events([neighbours[0], neighbours[2]])  # the bad batch's good items
-    await _caught_up(api, fed)
-    await send_tick(settings, topics.clock, START)
-    for journey_id in LAUNCHED:
-        status, body = await api.call("POST", f"/v1/journeys/{journey_id}/launch")
-        if status != 200:
-            raise RuntimeError(f"launching {journey_id} answered {status}: {body}")
-    console.print(
-        f"{users:,} users, {len(past):,} events over the 14 days before {START:%a %d %b}; "
-        f"launched {', '.join(LAUNCHED)}"
-    )
-    end = START + timedelta(days=days)
-    future = [e for person in population for e in events(person, START, end, seed)]
-    hours = hourly(future, START, end)
-    with Progress(
-        TextColumn("simulating"),
-        BarColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("", total=len(hours))
-        for hour, batch in enumerate(hours):
-            if batch:
-                await _post(api, "/v1/events", batch)
-                fed.add_events(batch)
-            await _caught_up(api, fed)
-            await send_tick(settings, topics.clock, START + (hour + 1) * HOUR)
-            progress.update(
-                task, advance=1, description=f"{START + (hour + 1) * HOUR:%a %d %b %H:00}"
-            )
-    await _caught_up(api, fed)
+    assert system.info is not None
+    # Each tick waits, in the worker, for the inputs written before it (and for the
+    # feedback it releases); with ``wait`` it returns once every partition applied it.
+    async with TickDriver(system.info.broker, topics) as clock:
+        await clock.tick(START, wait=True)
+        for journey_id in LAUNCHED:
+            status, body = await api.call("POST", f"/v1/journeys/{journey_id}/launch")
+            if status != 200:
+                raise RuntimeError(f"launching {journey_id} answered {status}: {body}")
+        console.print(
+            f"{users:,} users, {len(past):,} events over the 14 days before {START:%a %d %b}; "
+            f"launched {', '.join(LAUNCHED)}"
+        )
+        end = START + timedelta(days=days)
+        future = [e for person in population for e in events(person, START, end, seed)]
+        hours = hourly(future, START, end)
+        with Progress(
+            TextColumn("simulating"),
+            BarColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("", total=len(hours))
+            for hour, batch in enumerate(hours):
+                if batch:
+                    await _post(api, "/v1/events", batch)
+                    fed.add_events(batch)
+                # A tick needs no wait to be right (it waits for the inputs before it);
+                # waiting once a simulated day keeps the progress bar honest.
+                last = hour + 1 == len(hours)
+                await clock.tick(START + (hour + 1) * HOUR, wait=last or (hour + 1) % 24 == 0)
+                progress.update(
+                    task, advance=1, description=f"{START + (hour + 1) * HOUR:%a %d %b %H:00}"
+                )
     console.print(f"simulated {days} days: {fed.events:,} events in all")
     return fed
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 
 from projections.sink import BatchingSink
 from streams.checkpoint import Checkpoint
-from streams.clock import Clock
+from streams.clock import Clock, InputProgress
 from streams.definitions import DefinitionsService
 from streams.settings import Settings
 from streams.state import CoalescingTable, create_table
@@ -48,6 +49,10 @@ class Engine:
     delivery: Any = None
     """The delivery worker (``agents.delivery.worker.DeliveryWorker``) once built."""
     http_url: str = ""
+    read_last_tick: Callable[[], Awaitable[datetime | None]] | None = None
+    """Reads the newest tick on the clock topic (set when running against a broker)."""
+    progress: InputProgress = field(default_factory=InputProgress)
+    """How far each user input topic partition is handled: what clock ticks wait for."""
 
     @classmethod
     def from_settings(cls, settings: Settings, bootstrap: str) -> Engine:

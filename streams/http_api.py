@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import faust
@@ -28,6 +29,7 @@ from streams.auth import Scope, allowed, parse_api_keys, presented_key
 from streams.codecs import InputCodec
 from streams.engine import Engine
 from streams.forget import BadUser, forget_request, send_forget
+from streams.http_clock import ClockRoutes
 from streams.http_ingest import check_items
 from streams.http_journeys import JourneyRoutes
 from streams.http_presets import PresetRoutes
@@ -95,6 +97,7 @@ class HttpApi(Service):
             settings.query_concurrency,
         )
         self._query_slots = asyncio.Semaphore(settings.query_concurrency)
+        self._clock = ClockRoutes(engine, _json)
         super().__init__(**kwargs)
 
     def build(self) -> web.Application:
@@ -127,6 +130,7 @@ class HttpApi(Service):
         )
         self._add_preset_routes(api)
         self._add_journey_routes(api)
+        self._clock.add_to(api.router, partial(self._scoped, Scope.ADMIN))
         # No API key: recipients' mail clients (and mailbox providers' one-click
         # unsubscribe) call these; a signed token is the check.
         TrackingRoutes(self.engine, self._ready_producer).add_to(api.router)
@@ -184,6 +188,7 @@ class HttpApi(Service):
         self.engine.http_url = f"http://{host}:{port}"
 
     async def on_stop(self) -> None:
+        await self._clock.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._producer is not None:
@@ -262,7 +267,7 @@ class HttpApi(Service):
                 "counters": dict(engine.counters),
                 "projected": dict(engine.sink.written),
                 "acked_records": engine.checkpoint.acked,
-                "clock": {"mode": engine.clock.mode, "now": engine.clock.now().isoformat()},
+                "clock": engine.clock.status(),
                 **{name: part() for name, part in engine.status_parts.items()},
             }
         )

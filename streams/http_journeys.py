@@ -33,6 +33,7 @@ from schemas.definitions import (
     JourneyStatus,
 )
 from schemas.journeys import ApiEntry, AudienceEntry, Entry, JourneyDefinition, TriggerEntry
+from streams.http_clock import NotStarted, stamp_now
 from streams.http_definitions import DefinitionRoutes
 from streams.journey_files import from_document
 from streams.outbound import webhook_refusal
@@ -172,11 +173,13 @@ class JourneyRoutes(DefinitionRoutes):
         journey_id, journey = await self._journey(request)
         if journey is None:
             return self._missing(journey_id)
+        try:
+            stamp = await stamp_now(self._engine)
+        except NotStarted as error:
+            return self._json({"error": str(error)}, 409)
         async with self._writing:
             try:
-                event = self.registry.prepare_action(
-                    journey_id, action, self._engine.clock.now(), name
-                )
+                event = self.registry.prepare_action(journey_id, action, stamp, name)
             except DefinitionRefused as error:
                 return self._json({"error": str(error)}, 409)
             if not await self._produce(event, partial(_has_status, journey, event.model_dump())):

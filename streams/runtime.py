@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from streams.broker import (
 from streams.http_api import check_binding
 from streams.ports import PortUnavailable, check_free
 from streams.settings import Settings, bootstrap_servers
+from streams.ticks import ENGINE_ROLE, applied_ticks, last_tick
 from streams.topics import Topics, ensure_topics
 
 
@@ -80,6 +82,15 @@ def run(settings: Settings) -> None:
         volatile = (
             " (memory storage: lost at stop)" if broker and broker.storage == "memory" else ""
         )
+        if engine.clock.simulated:
+            # Before anything is processed: stamps and status tell the time of the last
+            # tick written, not the epoch.
+            engine.read_last_tick = partial(last_tick, bootstrap, topics.clock)
+            tick = loop.run_until_complete(engine.read_last_tick())
+            applied = loop.run_until_complete(
+                applied_ticks(bootstrap, topics.clock_applied, ENGINE_ROLE)
+            )
+            engine.clock.recover(tick, applied)
 
         async def announce() -> None:
             info = runfile.RunInfo(

@@ -27,6 +27,8 @@ class Topics:
     journey_entries: str
     send_commands: str
     journey_activity: str
+    clock_applied: str = ""
+    """Compacted: per role and partition, the last tick applied (``schemas.clock``)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -42,11 +44,17 @@ class Topics:
             journey_entries=f"{prefix}journey-entries",
             send_commands=f"{prefix}send-commands",
             journey_activity=f"{prefix}journey-activity",
+            clock_applied=f"{prefix}clock-applied",
         )
 
     @property
     def inputs(self) -> tuple[str, str, str]:
         return self.events, self.tags, self.feedback
+
+    @property
+    def user_inputs(self) -> tuple[str, ...]:
+        """What moves users' state, all keyed by user: a clock tick waits for them."""
+        return (*self.inputs, self.journey_entries)
 
     def all(self) -> tuple[str, ...]:
         return (
@@ -58,12 +66,13 @@ class Topics:
             self.journey_entries,
             self.send_commands,
             self.journey_activity,
+            self.clock_applied,
         )
 
     @property
     def compacted(self) -> frozenset[str]:
         """Topics where only the latest record per key matters."""
-        return frozenset({self.definitions})
+        return frozenset({self.definitions, self.clock_applied})
 
 
 async def ensure_topics(

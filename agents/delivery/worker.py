@@ -111,6 +111,7 @@ class DeliveryWorker:
         self.lock = asyncio.Lock()
         self._producer: AIOKafkaProducer | None = None
         self._pending: list[asyncio.Future[Any]] = []
+        self._last_sent: dict[int, asyncio.Future[Any]] = {}
         self._out: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self._adapters_started = False
         self._starting = asyncio.Lock()
@@ -187,8 +188,11 @@ class DeliveryWorker:
     async def deliver(self, partition: int, offset: int, commands: list[SendCommand]) -> None:
         """Deliver the new ones of a record's commands (all of ``partition``), at once
         up to the concurrency; returns when each is settled in the ledger."""
-        for command in commands:
-            self.clock.at_event(command.at)  # simulated time reaches the command's own
+        # In simulated time, the ledger's now is the partition's clock or the newest
+        # command's own instant, whichever is later; no clock moves.
+        at = self.clock.at(partition)
+        if self.clock.simulated and commands:
+            at = max(at, *(command.at for command in commands))
         fresh: dict[str, SendCommand] = {}
         for command in commands:
             if command.command_id in fresh:
@@ -211,7 +215,7 @@ class DeliveryWorker:
                     len(fresh),
                 )
                 return
-            now = to_ms(self.clock.now())
+            now = to_ms(at)
             for command, attempt in zip(fresh.values(), attempts, strict=True):
                 entry = self._decided(command, 1, attempt, now)
                 self._settle(partition, command.command_id, entry, None, offset, now)
@@ -425,9 +429,23 @@ class DeliveryWorker:
         if not records or self._producer is None:
             return
         value = orjson.dumps(records)
-        self._pending.append(
-            await self._producer.send(self.feedback_topic, value, partition=partition)
-        )
+        sent = await self._producer.send(self.feedback_topic, value, partition=partition)
+        self._pending.append(sent)
+        self._last_sent[partition] = sent
+
+    async def feedback_offset(self, partition: int) -> int | None:
+        """The offset of the last feedback record sent to ``partition``, once the broker
+        has it (None: none sent by this process)."""
+        sent = self._last_sent.get(partition)
+        if sent is None:
+            return None
+        try:
+            metadata = await asyncio.shield(sent)
+        except Exception as error:  # the checkpoint's flush reports it too
+            log.warning("feedback to partition %d was not sent: %r", partition, error)
+            return None
+        offset = getattr(metadata, "offset", None)
+        return offset if isinstance(offset, int) else None
 
 
 def _distinct(adapters: Mapping[str, ChannelAdapter]) -> list[ChannelAdapter]:
@@ -479,6 +497,8 @@ def _register_commands(app: faust.App, engine: Engine, worker: DeliveryWorker) -
                 # Presets come from the registry: render only once it is read whole.
                 await engine.definitions.ready.wait()
                 await worker.deliver(message.partition, message.offset, decoded.valid)
+            # For the clock of this worker: the ledger has these commands.
+            engine.progress.passed(message.topic, message.partition, message.offset)
             # Held (acknowledged at the next checkpoint) once every command is settled.
             engine.checkpoint.hold(event)
 
@@ -488,11 +508,16 @@ def _register_commands(app: faust.App, engine: Engine, worker: DeliveryWorker) -
 def _register_clock(app: faust.App, engine: Engine, worker: DeliveryWorker) -> None:
     """Ticks release what is due in simulated time (on the wall clock a task does)."""
 
+    if engine.segments is not None:
+        # The segment clock of this worker releases feedback first, then fires timers.
+        return
+
     async def on_tick(partition: int, now: datetime) -> None:
         if engine.clock.simulated:
             await worker.release(partition, now)
+            await worker.flush_outputs()
 
-    follow_clock(app, engine, "delivery-clock", on_tick)
+    follow_clock(app, engine, "delivery-clock", on_tick, role="delivery")
 
 
 class DeliveryService(Service):
@@ -508,7 +533,7 @@ class DeliveryService(Service):
         while not self.should_stop:
             await self.sleep(0.25)
             for partition in sorted(self.worker.table.partitions):
-                await self.worker.release(partition, self.engine.clock.now())
+                await self.worker.release(partition, self.engine.clock.at(partition))
 
     async def on_stop(self) -> None:
         await self.worker.stop()

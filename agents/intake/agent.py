@@ -118,6 +118,7 @@ def _register_input(
             # Counted once handled: a count in /v1/status means the state has it.
             counters[f"{table.name}.valid"] += len(result.valid)
             counters[f"{table.name}.dead"] += len(result.dead)
+            engine.progress.passed(message.topic, message.partition, message.offset)
             checkpoint.hold(event)
             await checkpoint.keep_up()
 

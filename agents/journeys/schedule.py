@@ -209,8 +209,11 @@ def due_runs(
     limit: int = 100,
 ) -> list[Run]:
     """The runs after ``after`` that have started by ``now`` (``earliest``), in order, at
-    most ``limit`` of them (a schedule far in the past has many)."""
+    most ``limit`` of them (a schedule far in the past has many). None before the launch:
+    a clock behind ``launched_at`` starts nothing yet."""
     runs: list[Run] = []
+    if now < launched_at:
+        return runs
     while len(runs) < limit:
         run = next_run(schedule, launched_at, after)
         if run is None or run.earliest > now:
@@ -218,6 +221,39 @@ def due_runs(
         runs.append(run)
         after = run
     return runs
+
+
+_LATEST_MARGIN = timedelta(days=3)
+"""Beyond a schedule's period, how far back from ``now`` its latest due run is looked
+for: zones put a run's instants up to 26 hours apart."""
+
+
+def latest_due_run(
+    schedule: Schedule, launched_at: datetime, after: Run | None, now: datetime
+) -> Run | None:
+    """The latest run after ``after`` that has started by ``now`` (None: none): the only
+    one that starts, however many were missed (a first tick far after the launch, a
+    worker down for weeks). Found from a period before ``now``, without walking the
+    runs in between."""
+    if now < launched_at:
+        return None
+    start = after
+    if schedule.kind == "recurring" and (after is None or after.local is not None):
+        days = schedule.every * (7 if schedule.unit == "weeks" else 1)
+        floor_day = now.astimezone(UTC).date() - timedelta(days=days) - _LATEST_MARGIN
+        if schedule.until is not None:
+            floor_day = min(floor_day, schedule.until - timedelta(days=days) - _LATEST_MARGIN)
+        floor_local = datetime.combine(floor_day, MIDNIGHT)
+        if after is None or (after.local is not None and after.local < floor_local):
+            # Runs before this day cannot be the latest: a period holds at least one.
+            instant = floor_local.replace(tzinfo=UTC)
+            start = Run("", floor_local, instant, instant)
+    last: Run | None = None
+    while True:
+        due = due_runs(schedule, launched_at, start, now)
+        if not due:
+            return last
+        last = start = due[-1]
 
 
 def user_run_instant(run: Run, zone: ZoneInfo) -> datetime:

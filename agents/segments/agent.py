@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaProducer
 
 from agents.journeys import logic as journeys
 from agents.journeys.catalog import Catalog
-from agents.journeys.schedule import Run, due_runs, user_run_instant, user_zone
+from agents.journeys.schedule import Run, latest_due_run, user_run_instant, user_zone
 from agents.segments.evaluate import compile_condition
 from agents.segments.index import SegmentIndex
 from agents.segments.logic import (
@@ -133,6 +133,7 @@ class SegmentRuntime:
         self._failed: BaseException | None = None
         self._producer: AIOKafkaProducer | None = None
         self._pending: list[asyncio.Future[Any]] = []
+        self._last_sent: dict[tuple[str, int], asyncio.Future[Any]] = {}
         # Outputs of the current call, by topic; sent as one record per topic.
         self._out: dict[str, list[Record]] = defaultdict(list)
 
@@ -209,6 +210,26 @@ class SegmentRuntime:
         while partition not in self._ready and partition in self._held:
             await self._readiness.wait()
 
+    async def flush_partition(self, partition: int) -> None:
+        """Wait until every output sent so far to ``partition`` is acknowledged: the
+        broker acknowledges the records of a topic partition in order, so the last one
+        sent to each will do. The checkpoint's own list of outputs is left to ``flush``
+        (taking it here would let the cut flush state before its outputs are
+        acknowledged)."""
+        async with self.lock:
+            last = [sent for (_, p), sent in self._last_sent.items() if p == partition]
+        if last:
+            await asyncio.gather(*(asyncio.shield(sent) for sent in last))
+
+    async def sent_offset(self, topic: str, partition: int) -> int | None:
+        """The offset of the last record sent to ``topic`` in ``partition``, once the
+        broker has it (None: none sent by this process)."""
+        sent = self._last_sent.get((topic, partition))
+        if sent is None:
+            return None
+        offset = getattr(await asyncio.shield(sent), "offset", None)
+        return offset if isinstance(offset, int) else None
+
     # --- inputs -------------------------------------------------------------------------
 
     async def apply(
@@ -218,9 +239,11 @@ class SegmentRuntime:
         source: str,
         items: Iterable[Input],
         now_of: Callable[[Input], datetime],
+        not_before_seen: bool = False,
     ) -> None:
         """Fold one input record's items (all of ``partition``) into their users, each at
-        the instant ``now_of`` gives it."""
+        the instant ``now_of`` gives it; with ``not_before_seen`` (simulated time), never
+        before the user's newest event, so a user's own time never goes back."""
         replayed: dict[str, bool] = {}  # decided once per user and record
         await self._until_ready(partition)
         async with self.lock:
@@ -233,7 +256,10 @@ class SegmentRuntime:
                 if replayed[user]:
                     continue  # this record is already in the user's state
                 self.inputs += 1
+                state = UserState.from_json(stored[STATE])
                 now = now_of(item)
+                if not_before_seen and state.seen is not None and to_ms(now) < state.seen:
+                    now = from_ms(state.seen)
                 segment_input: Input = item
                 if isinstance(item, Feedback):
                     # A journey's command id names its journey and step, for message
@@ -244,7 +270,7 @@ class SegmentRuntime:
                 result = step(
                     self.index,
                     self.definitions,
-                    UserState.from_json(stored[STATE]),
+                    state,
                     stored[MEMBERS],
                     segment_input,
                     now,
@@ -502,10 +528,9 @@ class SegmentRuntime:
                 runs = self._runs(partition)
                 last = runs.get(marker)
                 after = _run_of(last[1:]) if last and last[0] == status.launch else None
-                due = due_runs(entry.schedule, status.launched_at, after, now)
-                if not due:
+                run = latest_due_run(entry.schedule, status.launched_at, after, now)
+                if run is None:
                     continue
-                run = due[-1]
                 pick = self._audience_pick(journey_id, entry, run)
                 if not await self._sweep(partition, now, pick):
                     return started  # released meanwhile: the new owner sweeps again
@@ -722,7 +747,9 @@ class SegmentRuntime:
         for topic, records in outputs.items():
             if records:
                 value = orjson.dumps(records, option=orjson.OPT_UTC_Z)
-                self._pending.append(await self._producer.send(topic, value, partition=partition))
+                sent = await self._producer.send(topic, value, partition=partition)
+                self._pending.append(sent)
+                self._last_sent[topic, partition] = sent
 
 
 def _cause(item: Event | TagUpdate | Feedback) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import faust
 from mode import Service
 
-from agents.clock import follow_clock
+from agents.clock import follow_clock, wait_for_inputs
 from agents.intake.agent import send_dead_letters
 from agents.intake.logic import FORGET, Source, intake
 from agents.segments.agent import JourneyTopics, SegmentRuntime
@@ -27,6 +27,7 @@ from streams.checkpoint import unacked_events
 from streams.codecs import InputCodec
 from streams.engine import Engine
 from streams.state import attach_to_faust
+from streams.ticks import ENGINE_ROLE as TICK_ROLE
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,12 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
             await runtime.forget(partition, [item.user_id for item in items])
             return
 
+        # In simulated time each input is evaluated at its own timestamp, never before
+        # its user's newest event; it moves no clock.
         def now_of(item: Any) -> datetime:
-            return engine.clock.at_event(item.timestamp)
+            return engine.clock.at_input(item.timestamp)
 
-        await runtime.apply(partition, offset, sources[kind], items, now_of)
+        await runtime.apply(partition, offset, sources[kind], items, now_of, engine.clock.simulated)
 
     async def preview(condition: Any, sample: int) -> tuple[int, int, list[str]]:
         return await runtime.preview(condition, sample, engine.clock.now())
@@ -87,11 +90,35 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
 
 
 def _register_clock(app: faust.App, engine: Engine, runtime: SegmentRuntime) -> None:
+    """Ticks fire the timers and start the runs due in simulated time (on the wall clock
+    a task does). A tick waits for the user inputs written before it; in a worker that
+    also delivers, the feedback that tick releases (a delivery or an open at or before
+    it) is applied before any timer of the tick fires."""
+
     async def on_tick(partition: int, now: datetime) -> None:
+        if engine.clock.simulated and engine.delivery is not None:
+            await release_feedback(app, engine, partition, now)
         await runtime.run_schedules(partition, now)
         await runtime.fire_timers(partition, now)
+        await runtime.flush_partition(partition)
 
-    follow_clock(app, engine, "segment-clock", on_tick)
+    barrier = frozenset(engine.topics.user_inputs)
+    follow_clock(app, engine, "segment-clock", on_tick, role=TICK_ROLE, barrier=barrier)
+
+
+async def release_feedback(app: faust.App, engine: Engine, partition: int, now: datetime) -> None:
+    """The delivery worker of this process takes the send commands sent so far, then
+    releases the feedback due by ``now``; once the broker has that feedback, this worker
+    applies it (the tick waits, the inputs flow)."""
+    delivery, runtime = engine.delivery, engine.segments
+    commands = engine.topics.send_commands
+    sent = await runtime.sent_offset(commands, partition)
+    if sent is not None:
+        await wait_for_inputs(app, engine, partition, {commands: sent + 1})
+    await delivery.release(partition, now)
+    offset = await delivery.feedback_offset(partition)
+    if offset is not None:
+        await wait_for_inputs(app, engine, partition, {engine.topics.feedback: offset + 1})
 
 
 def _register_entries(app: faust.App, engine: Engine, runtime: SegmentRuntime) -> None:
@@ -120,6 +147,7 @@ def _register_entries(app: faust.App, engine: Engine, runtime: SegmentRuntime) -
                 await send_dead_letters(dead_letters, result.dead, message.partition)
             if result.valid:
                 await runtime.apply_entries(message.partition, message.offset, result.valid)
+            engine.progress.passed(message.topic, message.partition, message.offset)
             engine.checkpoint.hold(event)
 
     app.agent(topic, name="journey-entries")(entries)

@@ -152,7 +152,9 @@ def test_send_reads_stdin(produced: list[list[bytes]]) -> None:
 def ticks(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
     sent: list[datetime] = []
 
-    async def fake_tick(settings: Settings, topic: str, now: datetime) -> int:
+    async def fake_tick(
+        settings: Settings, topic: str, now: datetime, wait: bool = False, timeout: float = 0
+    ) -> int:
         sent.append(now)
         return 4
 

@@ -22,6 +22,7 @@ from schemas.definitions import JourneyStatusChanged
 from schemas.journeys import MAX_NODES, JourneyDefinition
 from schemas.values import parse_timestamp
 from streams import preset_files, segment_files
+from streams.clock import Clock
 from streams.engine import Engine
 from streams.http_api import HttpApi
 from streams.ingest import IngestProducer
@@ -592,3 +593,22 @@ async def test_api_entries_refuse_numbers_json_cannot_carry(api: Api) -> None:
     )
     assert response.status == 400
     assert api.producer.records == []
+
+
+async def test_lifecycle_changes_wait_for_the_first_tick_of_simulated_time(api: Api) -> None:
+    assert (await api.call("POST", "/v1/journeys", JOURNEYS))[0] == 200
+    journey_id = JOURNEYS[0]["id"]
+    api.engine.clock = Clock("simulated")  # no tick yet: nothing to stamp a launch with
+    status, body = await api.call("POST", f"/v1/journeys/{journey_id}/launch")
+    assert status == 409
+    assert "simulated time has not started" in body["error"]
+
+    async def written() -> datetime:
+        return parse_timestamp("2026-11-05T10:00:00Z")
+
+    # A tick written but not yet applied here: the launch is stamped with it.
+    api.engine.read_last_tick = written
+    assert (await api.call("POST", f"/v1/journeys/{journey_id}/launch"))[0] == 200
+    status_record = api.engine.definitions.registry.journeys[journey_id].status
+    assert status_record is not None
+    assert status_record.launched_at == parse_timestamp("2026-11-05T10:00:00Z")

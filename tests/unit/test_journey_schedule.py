@@ -15,6 +15,7 @@ from agents.journeys.schedule import (
     Run,
     delay_end,
     due_runs,
+    latest_due_run,
     local_instant,
     next_run,
     silent_until,
@@ -638,3 +639,96 @@ def test_silent_until_ends_outside_every_window(
         assert end > at
         assert end.tzinfo is UTC
         assert not _inside(applying, end.astimezone(tz).time())
+
+
+# --- the latest due run -------------------------------------------------------------
+
+FRIDAYS = Schedule(
+    kind="recurring", unit="weeks", weekdays=[Weekday.FRI], at="17:00", timezone="Europe/Paris"
+)
+
+
+def test_a_launch_at_the_epoch_starts_only_the_latest_run() -> None:
+    # Launched while the simulated clock said 1970: the first tick in 2026 starts one
+    # run, the latest due, and the next tick nothing stale.
+    epoch = utc(1970, 1, 1)
+    now = utc(2026, 12, 11, 16, 0)
+    run = latest_due_run(FRIDAYS, epoch, None, now)
+    assert run is not None
+    assert run.id == "20261211T1700"
+    assert latest_due_run(FRIDAYS, epoch, run, now + timedelta(hours=6)) is None
+    following = latest_due_run(FRIDAYS, epoch, run, utc(2026, 12, 18, 16, 0))
+    assert following is not None
+    assert following.id == "20261218T1700"
+
+
+def test_after_downtime_only_the_latest_missed_run_starts() -> None:
+    launched = utc(2026, 1, 1)
+    first = latest_due_run(FRIDAYS, launched, None, utc(2026, 1, 2, 16, 0))
+    assert first is not None
+    assert first.id == "20260102T1700"
+    later = latest_due_run(FRIDAYS, launched, first, utc(2026, 3, 1))
+    assert later is not None
+    assert later.id == "20260227T1700"
+
+
+def test_nothing_starts_before_the_launch() -> None:
+    launched = utc(2026, 12, 11, 18, 0)
+    assert due_runs(FRIDAYS, launched, None, launched - timedelta(hours=1)) == []
+    assert latest_due_run(FRIDAYS, launched, None, launched - timedelta(days=30)) is None
+    now_schedule = Schedule(kind="now")
+    assert latest_due_run(now_schedule, launched, None, launched - timedelta(seconds=1)) is None
+    assert latest_due_run(now_schedule, launched, None, launched) == Run(
+        "now", None, launched, launched
+    )
+
+
+def test_a_schedule_with_an_end_still_has_its_last_run() -> None:
+    schedule = Schedule(kind="recurring", at="09:00", until=date(2026, 3, 1))
+    last = latest_due_run(schedule, utc(2026, 1, 1), None, utc(2027, 1, 1))
+    assert last is not None
+    assert last.id == "20260301T0900"
+
+
+_WEEKDAYS = list(Weekday)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    unit=st.sampled_from(["days", "weeks"]),
+    every=st.integers(1, 5),
+    weekdays=st.lists(st.sampled_from(_WEEKDAYS), min_size=1, max_size=7, unique=True),
+    at=st.times().map(lambda t: t.replace(second=0, microsecond=0)),
+    zone=st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "user"]),
+    launched=st.datetimes(naive(2025, 1, 1), naive(2026, 12, 31)).map(
+        lambda d: d.replace(tzinfo=UTC)
+    ),
+    later=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=120)),
+    until=st.none() | st.dates(date(2025, 1, 1), date(2027, 6, 1)),
+)
+def test_the_latest_due_run_is_the_last_of_all_due_runs(
+    unit: Literal["days", "weeks"],
+    every: int,
+    weekdays: list[Weekday],
+    at: time,
+    zone: str,
+    launched: datetime,
+    later: timedelta,
+    until: date | None,
+) -> None:
+    schedule = Schedule(
+        kind="recurring",
+        unit=unit,
+        every=every,
+        weekdays=weekdays if unit == "weeks" else [],
+        at=at,
+        timezone=zone,
+        until=until,
+    )
+    now = launched + later
+    every_run = due_runs(schedule, launched, None, now, limit=10_000)
+    expected = every_run[-1] if every_run else None
+    assert latest_due_run(schedule, launched, None, now) == expected
+    if len(every_run) > 2:
+        assert latest_due_run(schedule, launched, every_run[1], now) == expected
+        assert latest_due_run(schedule, launched, every_run[-1], now) is None
