@@ -75,14 +75,31 @@ def compare(clean: Outcome, faulty: Outcome) -> list[Check]:
 
 
 def model(story: Story, outcome: Outcome, label: str) -> list[Check]:
-    """One run against the model of the inputs."""
+    """One run against the model of the inputs, and its structure."""
     return [
         _same(f"[{label}] send commands per step match the model", story.expected_sends(),
               outcome.commands_by_step),
         _user_sends(story, outcome, label),
-        _alternation(outcome.membership_changes, label),
-        *_paths(story, outcome.paths, label),
+        _paths(story, outcome.paths, label)[1],
+        *structure(story, outcome, label),
     ]  # fmt: skip
+
+
+def structure(story: Story, outcome: Outcome, label: str) -> list[Check]:
+    """What any run must satisfy, right or wrong about the inputs: one command id per
+    step visit, memberships that alternate, paths along the graph's edges."""
+    twice = {visit: n for visit, n in outcome.commands_per_visit.items() if n > 1}
+    graph, _ = _paths(story, outcome.paths, label)
+    return [
+        Check(
+            f"[{label}] each step visit has one command id",
+            not twice,
+            f"{len(outcome.commands_per_visit)} visits, {len(twice)} with several ids"
+            + (f", e.g. {sorted(twice.items())[:3]}" if twice else ""),
+        ),
+        _alternation(outcome.membership_changes, label),
+        graph,
+    ]
 
 
 def provider(received: Mapping[str, int], expected: Iterable[str], label: str) -> list[Check]:

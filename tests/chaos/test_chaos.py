@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.checker import Check, assert_all, compare, model
+from tests.chaos.checker import Check, assert_all, compare, model, structure
 from tests.chaos.harness import (
     SESSION_TIMEOUT,
     TOPICS,
@@ -33,11 +33,17 @@ from tests.chaos.harness import (
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 SMALL = 1000
+SMALL_STORY = Story(SMALL, future=True, launch_first=True)
 LARGE = 50_000
 LIVE_LARGE = 10_000
 
 # Known defects this suite detects (issue 12); the small forms are expected to fail
 # until they are fixed.
+XFAIL_MODEL = pytest.mark.xfail(
+    strict=False,
+    reason="issue 12: clock at 1970 after start (stale runs of a recurring journey), "
+    "future-dated events move every user's clock, a launch's last commands held back",
+)
 XFAIL_CRASH = pytest.mark.xfail(
     strict=False,
     reason="issue 12: restart before definitions load, row identities from instants, "
@@ -71,10 +77,11 @@ def run(folder: Path, story: Story, partitions: int = 2, hook: Hook = no_fault) 
 
 
 def verdict(title: str, clean: Played, faulty: Played) -> None:
+    """The faulty run against the clean run, and its own structure. Whether the clean
+    run does what the inputs say is :func:`test_the_clean_run_follows_the_model`'s."""
     checks: list[Check] = [
-        *model(clean.story, clean.outcome, "clean"),
-        *model(faulty.story, faulty.outcome, "faulty"),
         *compare(clean.outcome, faulty.outcome),
+        *structure(faulty.story, faulty.outcome, "faulty"),
     ]
     assert_all(title, checks, faulty.log)
 
@@ -92,7 +99,7 @@ def kill_during_launch(kills: int) -> Hook:
             return
         seen = 0
         for n in range(1, kills + 1):
-            seen = await cluster.when_items(TOPICS.send_commands, seen + 1, timeout=5, poll=0.02)
+            seen = await cluster.when_items(TOPICS.send_commands, seen + 1, timeout=3, poll=0.02)
             engine = cluster.live_engines[0]
             cluster.kill(engine)
             cluster.note(f"kill {n} at {seen} send commands")
@@ -156,10 +163,11 @@ def pause_past_session_timeout() -> Hook:
 
 @pytest.fixture(scope="module")
 def clean_small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Played, Played]:
-    """The clean run of the small story, and (f) a full replay after it: a new
-    consumer group from the earliest offsets with an empty state directory, at a later
-    simulated now."""
-    return replayed(tmp_path_factory.mktemp("clean"), Story(SMALL))
+    """The clean run of the small story that (a), (b) and (f) share, and (f) a full
+    replay after it: a new consumer group from the earliest offsets with an empty state
+    directory, at a later simulated now. The story launches its journeys before the
+    first tick, and a few users send events dated after every wait ends."""
+    return replayed(tmp_path_factory.mktemp("clean"), SMALL_STORY)
 
 
 def replayed(folder: Path, story: Story) -> tuple[Played, Played]:
@@ -188,7 +196,15 @@ async def full_replay(cluster: Cluster) -> Outcome:
 # --- scenarios ------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(900)
+@XFAIL_MODEL
+def test_the_clean_run_follows_the_model(clean_small: tuple[Played, Played]) -> None:
+    clean, _ = clean_small
+    checks = model(clean.story, clean.outcome, "clean")
+    assert_all(f"the clean run of {clean.story.users} users against the model", checks, clean.log)
+
+
+@pytest.mark.timeout(900)
 @XFAIL_CRASH
 def test_a_sigkill_five_times_during_an_audience_launch(
     clean_small: tuple[Played, Played], tmp_path: Path
@@ -198,29 +214,23 @@ def test_a_sigkill_five_times_during_an_audience_launch(
     verdict(f"(a) SIGKILL x5 during a launch to {clean.story.users} users", clean, faulty)
 
 
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(900)
+@XFAIL_LIVE
+def test_b_sigkill_during_live_traffic_across_due_instants(
+    clean_small: tuple[Played, Played], tmp_path: Path
+) -> None:
+    clean, _ = clean_small
+    faulty = run(tmp_path, clean.story, hook=kill_across_due_instants())
+    verdict(f"(b) SIGKILL across due instants, {clean.story.users} users", clean, faulty)
+
+
+@pytest.mark.timeout(900)
 @XFAIL_REPLAY
 def test_f_a_full_replay_from_the_earliest_offsets_at_a_later_now(
     clean_small: tuple[Played, Played],
 ) -> None:
     clean, again = clean_small
     verdict("(f) full replay: new group, empty state, later now", clean, again)
-
-
-@pytest.mark.timeout(1200)
-@XFAIL_REPLAY
-def test_f_a_full_replay_of_journeys_launched_before_the_first_tick(tmp_path: Path) -> None:
-    clean, again = replayed(tmp_path, Story(SMALL // 2, launch_first=True))
-    verdict("(f) full replay, journeys launched before the first tick", clean, again)
-
-
-@pytest.mark.timeout(1200)
-@XFAIL_LIVE
-def test_b_sigkill_during_live_traffic_across_due_instants(tmp_path: Path) -> None:
-    story = Story(SMALL // 2, future=True)
-    clean = run(tmp_path / "clean", story)
-    faulty = run(tmp_path / "faulty", story, hook=kill_across_due_instants())
-    verdict(f"(b) SIGKILL across due instants, {story.users} users", clean, faulty)
 
 
 # --- the full forms (make chaos) ------------------------------------------------------
@@ -242,6 +252,20 @@ def test_b_full_sigkill_during_live_traffic(tmp_path: Path) -> None:
     clean = run(tmp_path / "clean", story)
     faulty = run(tmp_path / "faulty", story, hook=kill_across_due_instants())
     verdict(f"(b) SIGKILL across due instants, {story.users} users", clean, faulty)
+
+
+@pytest.mark.chaos_full
+@pytest.mark.timeout(7200)
+def test_full_clean_runs_agree_with_each_other_and_the_model(tmp_path: Path) -> None:
+    """Determinism: two clean runs of the same inputs and ticks give the same outputs."""
+    story = Story(LIVE_LARGE, future=True, launch_first=True)
+    first = run(tmp_path / "first", story)
+    second = run(tmp_path / "second", story)
+    checks = [
+        *model(story, first.outcome, "first"),
+        *compare(first.outcome, second.outcome),
+    ]
+    assert_all(f"two clean runs of {story.users} users", checks, second.log)
 
 
 @pytest.mark.chaos_full
