@@ -209,7 +209,7 @@ class Story:
 # --- processes ------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class Worker:
     """A ``reach up`` child process of one role, restartable on its data directory."""
 
@@ -285,6 +285,7 @@ class Cluster:
         self.broker = EmbeddedBroker(log_path=folder / "broker.log")
         self.engines: list[Worker] = []
         self.projections: Worker | None = None
+        self.delivery: Worker | None = None
         self.base_env: dict[str, str] = {}
         self.log: list[str] = []  # the faults injected, in order
         self._next_engine = 0
@@ -314,7 +315,8 @@ class Cluster:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for worker in [*self.engines, *([self.projections] if self.projections else [])]:
+        others = [w for w in (self.delivery, self.projections) if w is not None]
+        for worker in [*self.engines, *others]:
             with contextlib.suppress(Exception):
                 await worker.stop()
         self.broker.stop()
@@ -339,6 +341,16 @@ class Cluster:
         await worker.start()
         self.engines.append(worker)
         self.note(f"started {name}")
+        return worker
+
+    async def add_delivery(self) -> Worker:
+        """Starts a delivery worker (role ``delivery``) with a data directory of its own."""
+        worker = Worker(
+            "delivery", self.folder / "delivery", {**self.base_env, "REACH_ROLE": "delivery"}
+        )
+        await worker.start()
+        self.delivery = worker
+        self.note("started delivery")
         return worker
 
     async def restart(self, worker: Worker) -> None:
@@ -417,7 +429,8 @@ class Cluster:
         while time.monotonic() < deadline:
             seen: list[Any] = [await self.end_offsets()]
             assigned: set[str] = set()
-            workers = [*self.live_engines, *([self.projections] if self.projections else [])]
+            others = [w for w in (self.delivery, self.projections) if w is not None and w.alive]
+            workers = [*self.live_engines, *others]
             for worker in workers:
                 if worker.stopped:
                     continue
@@ -434,7 +447,7 @@ class Cluster:
                         status.get("clock"),
                     )
                 )
-                if worker is not self.projections:
+                if worker in self.engines:
                     assigned.update(
                         a for a in status.get("assigned", []) if a.startswith(TOPICS.tags + ":")
                     )
