@@ -17,13 +17,12 @@ import pytest
 from aiohttp import web
 
 from tests.chaos.checker import Check, assert_all, compare, structure
-from tests.chaos.harness import LAUNCH, Cluster, Outcome, Story
+from tests.chaos.harness import HOOK, LAUNCH, Cluster, Outcome, Story
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.chaos_full]
 
 SCALE = float(os.environ.get("REACH_CHAOS_SCALE", "1"))
 USERS = max(100, int(2_000 * SCALE))
-HOOK = "chaos-hook"
 
 
 class Receiver:
@@ -102,8 +101,7 @@ async def launch(folder: Path, story: Story, kills: int) -> tuple[Outcome, Recei
             await cluster.ingest("tags", story.tags())
             await cluster.tick(LAUNCH - timedelta(hours=1))
             await cluster.quiesce()
-            await cluster.post("/v1/journeys", [journey(receiver.url)], engine.http)
-            await cluster.post(f"/v1/journeys/{HOOK}/launch", None, engine.http)
+            await cluster.define(engine, [journey(receiver.url)], (HOOK,))
             await cluster.tick(LAUNCH)
             await cluster.quiesce()
             while restarts:
