@@ -19,6 +19,7 @@ import pytest
 
 from tests.chaos.checker import Check, assert_all, compare, model, structure
 from tests.chaos.harness import (
+    MOMENTS,
     ONCE,
     SESSION_TIMEOUT,
     TOPICS,
@@ -113,12 +114,12 @@ def kill_during_launch(kills: int) -> Hook:
     return hook
 
 
-def kill_across_due_instants() -> Hook:
-    """SIGKILL the engine right after each later input batch and tick (opens in
-    flight, split timeouts, delays, replies, wait timeouts), and start it again."""
+def kill_across_due_instants(moments: tuple[str, ...] = MOMENTS[1:]) -> Hook:
+    """SIGKILL the engine right after each of ``moments``' input batch or tick (opens
+    in flight, split timeouts, delays, replies, wait timeouts), and start it again."""
 
     async def hook(cluster: Cluster, moment: str) -> None:
-        if moment == "launch":
+        if moment not in moments:
             return
         engine = cluster.live_engines[0]
         before = await cluster.count_items(TOPICS.send_commands)
@@ -258,7 +259,9 @@ def test_b_sigkill_during_live_traffic_across_due_instants(
     clean_small: tuple[Played, Played], tmp_path: Path
 ) -> None:
     clean, _ = clean_small
-    faulty = run(tmp_path, clean.story, hook=kill_across_due_instants())
+    # Three kills keep the small form short; the full form kills at every moment.
+    hook = kill_across_due_instants(("opens", "delays", "timeouts"))
+    faulty = run(tmp_path, clean.story, hook=hook)
     verdict(f"(b) SIGKILL across due instants, {clean.story.users} users", clean, faulty)
 
 
