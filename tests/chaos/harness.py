@@ -56,6 +56,7 @@ ONCE = "chaos-once"
 WEEKLY = "chaos-weekly"
 HOOK = "chaos-hook"  # scenario (c): a webhook step, then exit
 
+USED_SEED_SEGMENTS = frozenset({"inactive-7d"})
 SEGMENTS_EXTRA: list[dict[str, Any]] = [
     {"id": "vip", "name": "VIP", "expression": 'T("Tier", eq, "vip")'},
 ]
@@ -389,11 +390,15 @@ class Cluster:
         journeys: list[dict[str, Any]] = JOURNEYS,
         launch: tuple[str, ...] = (ONCE, WEEKLY),
     ) -> None:
-        """The seed presets and segments and a VIP segment, then ``journeys``, applied
-        through an engine worker's API, and ``launch`` launched."""
+        """The seed presets, the seed segment ``inactive-7d`` and a VIP segment, then
+        ``journeys``, applied through an engine worker's API, and ``launch`` launched."""
         presets = [p.model_dump(mode="json") for p in load_presets(EXAMPLES / "seed-presets.yaml")]
+        # Only the seed segments the journeys use: a batch whose later segments refer to
+        # earlier ones of the same batch was refused under load in this suite's runs.
         segments = [
-            s.model_dump(mode="json") for s in load_segments(EXAMPLES / "seed-segments.yaml")
+            s.model_dump(mode="json")
+            for s in load_segments(EXAMPLES / "seed-segments.yaml")
+            if s.id in USED_SEED_SEGMENTS
         ]
         await self.post("/v1/presets", presets, engine.http)
         await self.post("/v1/segments", [*segments, *SEGMENTS_EXTRA], engine.http)
