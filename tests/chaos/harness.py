@@ -56,6 +56,8 @@ ONCE = "chaos-once"
 WEEKLY = "chaos-weekly"
 HOOK = "chaos-hook"  # scenario (c): a webhook step, then exit
 
+# Only the seed segments the journeys use: a batch whose later segments refer to
+# earlier ones of the same batch was refused under load in this suite's runs.
 USED_SEED_SEGMENTS = frozenset({"inactive-7d"})
 SEGMENTS_EXTRA: list[dict[str, Any]] = [
     {"id": "vip", "name": "VIP", "expression": 'T("Tier", eq, "vip")'},
@@ -384,17 +386,10 @@ class Cluster:
         for start in range(0, len(items), chunk):
             await self.post(f"/v1/{kind}", items[start : start + chunk])
 
-    async def define(
-        self,
-        engine: Worker,
-        journeys: list[dict[str, Any]] = JOURNEYS,
-        launch: tuple[str, ...] = (ONCE, WEEKLY),
-    ) -> None:
-        """The seed presets, the seed segment ``inactive-7d`` and a VIP segment, then
-        ``journeys``, applied through an engine worker's API, and ``launch`` launched."""
+    async def define_segments(self, engine: Worker) -> None:
+        """The seed presets, the seed segment ``inactive-7d`` and a VIP segment, applied
+        through an engine worker's API (before the users' tags arrive, as at a start)."""
         presets = [p.model_dump(mode="json") for p in load_presets(EXAMPLES / "seed-presets.yaml")]
-        # Only the seed segments the journeys use: a batch whose later segments refer to
-        # earlier ones of the same batch was refused under load in this suite's runs.
         segments = [
             s.model_dump(mode="json")
             for s in load_segments(EXAMPLES / "seed-segments.yaml")
@@ -402,6 +397,14 @@ class Cluster:
         ]
         await self.post("/v1/presets", presets, engine.http)
         await self.post("/v1/segments", [*segments, *SEGMENTS_EXTRA], engine.http)
+
+    async def define_journeys(
+        self,
+        engine: Worker,
+        journeys: list[dict[str, Any]] = JOURNEYS,
+        launch: tuple[str, ...] = (ONCE, WEEKLY),
+    ) -> None:
+        """``journeys`` applied through an engine worker's API, and ``launch`` launched."""
         await self.post("/v1/journeys", journeys, engine.http)
         for journey in launch:
             await self.post(f"/v1/journeys/{journey}/launch", None, engine.http)
@@ -677,14 +680,16 @@ async def play(cluster: Cluster, hook: Hook = no_fault) -> Outcome:
     ``hook`` at each moment, and waits for quiescence after each phase."""
     story = cluster.story
     engine = await cluster.add_engine()
+    await cluster.define_segments(engine)
+    await cluster.quiesce()
     await cluster.ingest("tags", story.tags())
     if story.launch_first:
         await cluster.quiesce()
-        await cluster.define(engine)
+        await cluster.define_journeys(engine)
     await cluster.tick(LAUNCH - timedelta(hours=1))
     await cluster.quiesce()
     if not story.launch_first:
-        await cluster.define(engine)
+        await cluster.define_journeys(engine)
         await cluster.quiesce()
 
     await cluster.tick(LAUNCH + timedelta(seconds=1))

@@ -98,10 +98,12 @@ async def launch(folder: Path, story: Story, kills: int) -> tuple[Outcome, Recei
                     restarts.append(asyncio.create_task(cluster.restart(delivery)))
 
             receiver.after_answer = after_answer
+            await cluster.define_segments(engine)
+            await cluster.quiesce()
             await cluster.ingest("tags", story.tags())
             await cluster.tick(LAUNCH - timedelta(hours=1))
             await cluster.quiesce()
-            await cluster.define(engine, [journey(receiver.url)], (HOOK,))
+            await cluster.define_journeys(engine, [journey(receiver.url)], (HOOK,))
             await cluster.tick(LAUNCH)
             await cluster.quiesce()
             while restarts:
