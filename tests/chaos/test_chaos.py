@@ -82,10 +82,12 @@ def run(folder: Path, story: Story, partitions: int = 2, hook: Hook = no_fault) 
     return asyncio.run(scenario())
 
 
-def verdict(title: str, clean: Played, faulty: Played) -> None:
-    """The faulty run against the clean run, and its own structure. Whether the clean
-    run does what the inputs say is :func:`test_the_clean_run_follows_the_model`'s."""
+def verdict(title: str, clean: Played, faulty: Played, with_model: bool = False) -> None:
+    """The faulty run against the clean run, and its own structure; ``with_model``:
+    the clean run against the model too (the small forms leave that to
+    :func:`test_the_clean_run_follows_the_model`, which they share)."""
     checks: list[Check] = [
+        *(model(clean.story, clean.outcome, "clean") if with_model else []),
         *compare(clean.outcome, faulty.outcome),
         *structure(faulty.story, faulty.outcome, "faulty"),
     ]
@@ -283,7 +285,8 @@ def test_a_full_sigkill_five_times_during_a_launch_to_50000_users(tmp_path: Path
     story = Story(LARGE)
     clean = run(tmp_path / "clean", story)
     faulty = run(tmp_path / "faulty", story, hook=kill_during_launch(5))
-    verdict(f"(a) SIGKILL x5 during a launch to {story.users} users", clean, faulty)
+    title = f"(a) SIGKILL x5 during a launch to {story.users} users"
+    verdict(title, clean, faulty, with_model=True)
 
 
 @pytest.mark.chaos_full
@@ -292,7 +295,8 @@ def test_b_full_sigkill_during_live_traffic(tmp_path: Path) -> None:
     story = Story(LIVE_LARGE, future=True)
     clean = run(tmp_path / "clean", story)
     faulty = run(tmp_path / "faulty", story, hook=kill_across_due_instants())
-    verdict(f"(b) SIGKILL across due instants, {story.users} users", clean, faulty)
+    title = f"(b) SIGKILL across due instants, {story.users} users"
+    verdict(title, clean, faulty, with_model=True)
 
 
 @pytest.mark.chaos_full
@@ -314,7 +318,7 @@ def test_full_clean_runs_agree_with_each_other_and_the_model(tmp_path: Path) -> 
 def test_f_full_replay_of_a_large_run(tmp_path: Path) -> None:
     story = Story(LIVE_LARGE)
     clean, again = replayed(tmp_path, story)
-    verdict(f"(f) full replay of {story.users} users", clean, again)
+    verdict(f"(f) full replay of {story.users} users", clean, again, with_model=True)
 
 
 @pytest.mark.chaos_full
@@ -323,7 +327,8 @@ def test_d_one_two_one_engine_workers_on_eight_partitions(tmp_path: Path) -> Non
     story = Story(MEDIUM)
     clean = run(tmp_path / "clean", story, partitions=8)
     faulty = run(tmp_path / "faulty", story, partitions=8, hook=scale_out_and_in())
-    verdict(f"(d) 1 -> 2 -> 1 engine workers, 8 partitions, {story.users} users", clean, faulty)
+    title = f"(d) 1 -> 2 -> 1 engine workers, 8 partitions, {story.users} users"
+    verdict(title, clean, faulty, with_model=True)
 
 
 @pytest.mark.chaos_full
@@ -332,7 +337,8 @@ def test_e_sigstop_past_the_session_timeout_then_sigcont(tmp_path: Path) -> None
     story = Story(MEDIUM)
     clean = run(tmp_path / "clean", story, partitions=4)
     faulty = run(tmp_path / "faulty", story, partitions=4, hook=pause_past_session_timeout())
-    verdict(f"(e) SIGSTOP past the session timeout, {story.users} users", clean, faulty)
+    title = f"(e) SIGSTOP past the session timeout, {story.users} users"
+    verdict(title, clean, faulty, with_model=True)
 
 
 @pytest.mark.chaos_full
@@ -342,4 +348,4 @@ def test_g_definition_change_and_pause_resume_during_a_launch(tmp_path: Path) ->
     clean = run(tmp_path / "clean", story, hook=change_definitions(during_launch=False))
     faulty = run(tmp_path / "faulty", story, hook=change_definitions(during_launch=True))
     verdict(f"(g) a definition change and pause/resume during a launch, {story.users} users",
-            clean, faulty)  # fmt: skip
+            clean, faulty, with_model=True)  # fmt: skip
