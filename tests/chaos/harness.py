@@ -614,9 +614,7 @@ class TopicTail:
 
 async def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every item of every record (JSON arrays) on ``topic``, re-sends included, from
-    the start until a second of polls brings nothing more. (Not up to the end offsets
-    of the moment: those missed the last records of a partition on the embedded broker
-    in this suite's runs.)"""
+    the start until a second of polls brings nothing more."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
