@@ -48,7 +48,7 @@ MEDIUM = max(100, int(5_000 * SCALE))
 XFAIL_MODEL = pytest.mark.xfail(
     strict=False,
     reason="issue 12: clock at 1970 after start (stale runs of a recurring journey), "
-    "future-dated events move every user's clock, a launch's last commands held back",
+    "future-dated events move every user's clock",
 )
 XFAIL_CRASH = pytest.mark.xfail(
     strict=False,
