@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo up test test-unit test-agents test-integration lint bench schemas clean
+.PHONY: install demo up test test-unit test-agents test-integration chaos lint bench schemas clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test-agents: $(STAMP)
 
 test-integration: $(STAMP)
 	$(BIN)/pytest tests/integration
+
+# Every fault-injection scenario at full size (tests/chaos; make test runs the small ones).
+chaos: $(STAMP)
+	$(BIN)/pytest -s tests/chaos -m "chaos or chaos_full"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
