@@ -682,11 +682,21 @@ async def play(cluster: Cluster, hook: Hook = no_fault) -> Outcome:
     await cluster.quiesce()
     await cluster.ingest("tags", story.tags())
     if story.launch_first:
+        # At a fresh start a launch must wait for simulated time to begin: refused
+        # before the first tick (it would stamp the launch at the epoch and start every
+        # run of a recurring schedule since), taken after it.
         await cluster.quiesce()
-        await cluster.define_journeys(engine)
+        await cluster.post("/v1/journeys", JOURNEYS, engine.http)
+        status, answer = await engine.http.call("POST", f"/v1/journeys/{ONCE}/launch", None)
+        assert status == 409, (status, answer)
+        cluster.note(f"launch before the first tick: {status} {answer['error']}")
     await cluster.tick(LAUNCH - timedelta(hours=1))
     await cluster.quiesce()
-    if not story.launch_first:
+    if story.launch_first:
+        for journey in (ONCE, WEEKLY):
+            await cluster.post(f"/v1/journeys/{journey}/launch", None, engine.http)
+        await cluster.quiesce()
+    else:
         await cluster.define_journeys(engine)
         await cluster.quiesce()
 

@@ -43,29 +43,6 @@ LARGE = max(100, int(50_000 * SCALE))
 LIVE_LARGE = max(100, int(10_000 * SCALE))
 MEDIUM = max(100, int(5_000 * SCALE))
 
-# Known defects this suite detects (issue 12); the small forms are expected to fail
-# until they are fixed.
-XFAIL_MODEL = pytest.mark.xfail(
-    strict=False,
-    reason="issue 12: clock at 1970 after start (stale runs of a recurring journey), "
-    "future-dated events move every user's clock",
-)
-XFAIL_CRASH = pytest.mark.xfail(
-    strict=False,
-    reason="issue 12: restart before definitions load, row identities from instants, "
-    "outputs not in the atomic cut",
-)
-XFAIL_LIVE = pytest.mark.xfail(
-    strict=False,
-    reason="issue 12: future-dated events move every user's clock, ticks not ordered "
-    "against inputs, empty catalog drops users",
-)
-XFAIL_REPLAY = pytest.mark.xfail(
-    strict=False,
-    reason="issue 12: row identities from instants, clock at 1970 after start",
-)
-
-
 @dataclass
 class Played:
     story: Story
@@ -238,7 +215,6 @@ async def full_replay(cluster: Cluster) -> Outcome:
 
 
 @pytest.mark.timeout(900)
-@XFAIL_MODEL
 def test_the_clean_run_follows_the_model(clean_small: tuple[Played, Played]) -> None:
     clean, _ = clean_small
     checks = model(clean.story, clean.outcome, "clean")
@@ -246,7 +222,6 @@ def test_the_clean_run_follows_the_model(clean_small: tuple[Played, Played]) -> 
 
 
 @pytest.mark.timeout(900)
-@XFAIL_CRASH
 def test_a_sigkill_five_times_during_an_audience_launch(
     clean_small: tuple[Played, Played], tmp_path: Path
 ) -> None:
@@ -256,7 +231,6 @@ def test_a_sigkill_five_times_during_an_audience_launch(
 
 
 @pytest.mark.timeout(900)
-@XFAIL_LIVE
 def test_b_sigkill_during_live_traffic_across_due_instants(
     clean_small: tuple[Played, Played], tmp_path: Path
 ) -> None:
@@ -268,7 +242,6 @@ def test_b_sigkill_during_live_traffic_across_due_instants(
 
 
 @pytest.mark.timeout(900)
-@XFAIL_REPLAY
 def test_f_a_full_replay_from_the_earliest_offsets_at_a_later_now(
     clean_small: tuple[Played, Played],
 ) -> None:
