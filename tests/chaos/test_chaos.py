@@ -43,6 +43,7 @@ LARGE = max(100, int(50_000 * SCALE))
 LIVE_LARGE = max(100, int(10_000 * SCALE))
 MEDIUM = max(100, int(5_000 * SCALE))
 
+
 @dataclass
 class Played:
     story: Story
