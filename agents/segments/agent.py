@@ -81,6 +81,10 @@ TIMERS_PER_ROUND = 500
 PREVIEW_SLICE_SECONDS = 0.02
 """How long a preview evaluates users under the lock before it lets others run."""
 
+OUTPUT_RECORD_BYTES = 256 * 1024
+"""The largest output record: well under the producer's request size and the records
+the consumers of these topics accept (``REACH_MAX_RECORD_BYTES``)."""
+
 OUTPUT_BATCH_BYTES = 512 * 1024
 """aiokafka's batch per output partition: several output records while one is sent."""
 
@@ -134,6 +138,9 @@ class SegmentRuntime:
         self._producer: AIOKafkaProducer | None = None
         self._pending: list[asyncio.Future[Any]] = []
         self._last_sent: dict[tuple[str, int], asyncio.Future[Any]] = {}
+        # The largest output record (0: OUTPUT_RECORD_BYTES); the worker lowers it to
+        # REACH_MAX_RECORD_BYTES when that is smaller, which the topics' readers refuse.
+        self.record_limit = 0
         # Outputs of the current call, by topic; sent as one record per topic.
         self._out: dict[str, list[Record]] = defaultdict(list)
 
@@ -303,6 +310,7 @@ class SegmentRuntime:
         output is sent for them (their rows leave ClickHouse). Returns how many had
         state. A later input for one of them starts them afresh."""
         forgotten = 0
+        await self._until_ready(partition)
         async with self.lock:
             for user in users:
                 if user == RUNS_KEY or self.table.get(partition, user) is None:
@@ -745,11 +753,25 @@ class SegmentRuntime:
             # with these outputs, and whoever holds the partition replays the inputs.
             return
         for topic, records in outputs.items():
-            if records:
-                value = orjson.dumps(records, option=orjson.OPT_UTC_Z)
+            for value in _records(records, self.record_limit or OUTPUT_RECORD_BYTES):
                 sent = await self._producer.send(topic, value, partition=partition)
                 self._pending.append(sent)
                 self._last_sent[topic, partition] = sent
+
+
+def _records(items: list[Record], limit: int) -> Iterator[bytes]:
+    """``items`` as JSON arrays of at most ``limit`` bytes each (an item larger alone
+    goes alone), in order. One array is the common case; a definition change over a
+    partition's users, or a large launch round, is split in halves until each fits."""
+    if not items:
+        return
+    value = orjson.dumps(items, option=orjson.OPT_UTC_Z)
+    if len(value) <= limit or len(items) == 1:
+        yield value
+        return
+    middle = len(items) // 2
+    yield from _records(items[:middle], limit)
+    yield from _records(items[middle:], limit)
 
 
 def _cause(item: Event | TagUpdate | Feedback) -> str:

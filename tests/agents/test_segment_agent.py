@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from agents.segments import agent as agent_module
 from agents.segments.agent import SegmentRuntime
 from schemas.events import Event
 from schemas.segment_language import parse
@@ -147,3 +148,30 @@ async def test_an_event_stamped_in_the_future_does_not_date_changes_in_the_futur
     # The state holds an input stamped a day ahead, so the tick is not evaluated
     # before it... nor after now: the change is dated by the tick, not a day ahead.
     assert [(c["change"], c["at"]) for c in changes] == [("exited", "2026-11-01T12:00:00Z")]
+
+
+async def test_a_definition_over_many_users_sends_records_of_bounded_size(
+    make_worker: Callable[..., Worker], monkeypatch: Any
+) -> None:
+    # A segment applied over a partition's users makes one change per user at once:
+    # sent as one record, 50,000 users made a record over the producer's limit and the
+    # send failed. Outputs go in records of at most OUTPUT_RECORD_BYTES.
+    limit = 16 * 1024
+    monkeypatch.setattr(agent_module, "OUTPUT_RECORD_BYTES", limit, raising=False)
+    worker = make_worker(segments=True, clock="simulated")
+    runtime, outputs = await ready(worker)
+    users = [f"user-{n:05d}" for n in range(1500)]
+    updates = [
+        TagUpdate(user_id=user, op="set", tags={"Plan": "gold"}, timestamp=NOW) for user in users
+    ]
+    await runtime.apply(0, 0, "t", updates, lambda item: NOW)
+    before = len(outputs.sent)
+    gold = definition("gold", 'T("Plan", eq, "gold")')
+    definitions = {**runtime.definitions, "gold": gold}
+    await runtime.redefine(definitions, {"gold"}, NOW)
+    records = [items for _, _, items in outputs.sent[before:]]
+    assert len(records) > 1
+    sizes = [len(orjson.dumps(items, option=orjson.OPT_UTC_Z)) for items in records]
+    assert max(sizes) <= limit
+    entered = sorted(item["user_id"] for items in records for item in items)
+    assert entered == users
