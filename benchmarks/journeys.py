@@ -86,6 +86,11 @@ def presets() -> list[Item]:
     ]
 
 
+def addresses(user: str) -> dict[str, str]:
+    """A user's addresses on the channels the benchmark's journeys send on."""
+    return {"Email": f"{user}@example.com", "Push Token": f"token-{user}"}
+
+
 def journeys() -> list[Item]:
     email = {"type": "message", "channel": "email", "preset": "bench-email"}
     done = {"id": "done", "type": "exit"}
@@ -227,7 +232,8 @@ async def audience_launch(system: SystemProcess, bootstrap: str, users: int) -> 
 
     def tags(start: int, end: int) -> Iterator[Item]:
         for n in range(start, end):
-            yield {"user_id": f"aud-{n}", "op": "set", "timestamp": now, "tags": {"Country": "PT"}}
+            tags = {"Country": "PT", **addresses(f"aud-{n}")}
+            yield {"user_id": f"aud-{n}", "op": "set", "timestamp": now, "tags": tags}
 
     await _produce_chunks(bootstrap, settings, topics.tags, tags, users)
 
@@ -327,10 +333,25 @@ async def step_latency(system: SystemProcess, bootstrap: str, users: int, rate: 
         await _call(system, "POST", f"/v1/journeys/{LATENCY}/launch")
         now = datetime.now(UTC).isoformat()
 
+        def reachable(start: int, end: int) -> Iterator[Item]:
+            for n in range(start, end):
+                user = f"lat-{n}"
+                yield {"user_id": user, "op": "set", "timestamp": now, "tags": addresses(user)}
+
         def starts(start: int, end: int) -> Iterator[Item]:
             for n in range(start, end):
                 yield {"user_id": f"lat-{n}", "name": "BenchStart", "timestamp": now}
 
+        # Addresses first (a message step to a user without one sends nothing): applied
+        # before the events that start the journey.
+        applied = int((await status(system))["segments"]["inputs"])
+
+        async def addressed() -> bool:
+            return int((await status(system))["segments"]["inputs"]) >= applied + users
+
+        await _produce_chunks(bootstrap, settings, topics.tags, reachable, users)
+        if not await _until(addressed, 300):
+            raise RuntimeError("the latency users' addresses were not applied")
         await _produce_chunks(bootstrap, settings, topics.events, starts, users)
         if not await _until(lambda: len(first) >= users, 300):
             raise RuntimeError(f"only {len(first):,} of {users:,} first commands arrived")
