@@ -313,7 +313,7 @@ class SegmentRuntime:
         await self._until_ready(partition)
         async with self.lock:
             for user in users:
-                if user == RUNS_KEY or self.table.get(partition, user) is None:
+                if user in MARKERS or self.table.get(partition, user) is None:
                     continue
                 stored = self._load(partition, user)
                 counts = self.members[partition]
@@ -446,7 +446,7 @@ class SegmentRuntime:
         at = to_ms(now)
         test = compile_condition(condition)
         for partition in sorted(self.table.partitions):
-            keys = [user for user in self.table.keys(partition) if user != RUNS_KEY]
+            keys = [user for user in self.table.keys(partition) if user not in MARKERS]
             position = 0
             while position < len(keys):
                 async with self.lock:

@@ -175,3 +175,17 @@ async def test_a_definition_over_many_users_sends_records_of_bounded_size(
     assert max(sizes) <= limit
     entered = sorted(item["user_id"] for items in records for item in items)
     assert entered == users
+
+
+async def test_a_preview_counts_users_not_the_partitions_markers(
+    make_worker: Callable[..., Worker],
+) -> None:
+    worker = make_worker(segments=True, clock="simulated")
+    runtime, _ = await ready(worker)  # every partition holds its markers now
+    updates = [
+        TagUpdate(user_id=user, op="set", tags={"Country": country}, timestamp=NOW)
+        for user, country in (("u1", "PT"), ("u2", "FR"))
+    ]
+    await runtime.apply(0, 0, "t", updates, lambda item: NOW)
+    members, users, sample = await runtime.preview(parse('T("Country", eq, "PT")'), 10, NOW)
+    assert (members, users, sample) == (1, 2, ["u1"])

@@ -45,9 +45,9 @@ JOURNEY = {
          "branches": [{"name": "replied", "events": [{"event": "Reply"}]}],
          "timeout": {"amount": 1, "unit": "days"},
          "next": {"replied": "thanks", "timeout": "nudge"}},
-        {"id": "thanks", "type": "message", "channel": "email", "preset": "hello",
+        {"id": "thanks", "type": "message", "channel": "in_app", "preset": "hello",
          "next": {"next": "done"}},
-        {"id": "nudge", "type": "message", "channel": "email", "preset": "hello",
+        {"id": "nudge", "type": "message", "channel": "in_app", "preset": "hello",
          "next": {"next": "done"}},
         {"id": "done", "type": "exit"},
     ],
@@ -97,7 +97,9 @@ def test_ticks_wait_for_inputs_and_tell_when_applied(
         api = first.http
 
         async def scenario() -> None:
-            await ok(api, "POST", "/v1/presets", [preset("hello", "email").model_dump(mode="json")])
+            await ok(
+                api, "POST", "/v1/presets", [preset("hello", "in_app").model_dump(mode="json")]
+            )
             await ok(api, "POST", "/v1/journeys", [JOURNEY])
             # No tick yet: a launch would be stamped at the epoch.
             status, answer = await api.call("POST", "/v1/journeys/reply/launch")
