@@ -35,6 +35,7 @@ class Receiver:
         self.after_answer: Callable[[int], None] | None = None
         self.runner: web.AppRunner | None = None
         self.url = ""
+        self.address = ""  # host:port, for the allow-list of webhook destinations
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         await request.read()
@@ -59,6 +60,7 @@ class Receiver:
         await site.start()
         host, port = self.runner.addresses[0][:2]
         self.url = f"http://{host}:{port}/hook"
+        self.address = f"{host}:{port}"
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -83,6 +85,8 @@ async def launch(folder: Path, story: Story, kills: int) -> tuple[Outcome, Recei
     await receiver.start()
     try:
         async with Cluster(folder, 2, story) as cluster:
+            # The receiver listens on loopback, which webhooks reach only when allowed.
+            cluster.base_env["REACH_WEBHOOK_ALLOW"] = receiver.address
             engine = await cluster.add_engine()
             delivery = await cluster.add_delivery()
             restarts: list[asyncio.Task[None]] = []
