@@ -197,7 +197,7 @@ _ACTIONS = "|".join(JOURNEY_ACTIONS)
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", "healthz", None, "Whether the worker answers", None,
           response=HealthAnswer),
-    Route("GET", OPENAPI_PATH, "openapi", None, "This document (OpenAPI 3.1)"),
+    Route("GET", OPENAPI_PATH, "openapi", None, "The OpenAPI 3.1 description of this API"),
     Route("GET", "/v1/status", "status", Scope.READ,
           "The worker: broker, topics, assigned partitions, counters, clock"),
     Route("POST", "/v1/clock/tick", "clock.tick", Scope.ADMIN,
@@ -285,12 +285,13 @@ _REASONS = {
 }
 
 
-def scope_table() -> list[tuple[str, str, str]]:
-    """(method, path, who may call it) for every route, in table order."""
-    return [
-        (route.method, route.path, route.scope.value if route.scope else "anyone")
-        for route in ROUTES
-    ]
+def scope_markdown() -> str:
+    """The table of docs/security.md: who may call each route (a test keeps it current)."""
+    lines = ["| Method | Path | Scope | What it does |", "| --- | --- | --- | --- |"]
+    for route in ROUTES:
+        scope = f"`{route.scope}`" if route.scope else "none (no key)"
+        lines.append(f"| {route.method} | `{route.path}` | {scope} | {route.summary} |")
+    return "\n".join(lines) + "\n"
 
 
 def openapi() -> dict[str, Any]:
