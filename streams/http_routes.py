@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from agents.delivery.tracking import CLICK_PATH, OPEN_PATH, UNSUBSCRIBE_PATH
 from schemas.events import Event
@@ -86,8 +87,8 @@ class PreviewRequest(_Body):
     """A condition, as an expression of the segment language or as JSON, and how many
     matching user ids to list (at most 1000)."""
 
-    expression: str | None = None
-    condition: Condition | None = None
+    expression: str | SkipJsonSchema[None] = None
+    condition: Condition | SkipJsonSchema[None] = None
     sample: int = Field(default=10, ge=0, le=1000)
 
 
@@ -134,7 +135,7 @@ class RenderRequest(_Body):
 class EntryUser(_Body):
     user_id: str = Field(min_length=1, max_length=256)
     properties: dict[str, Any] = Field(default_factory=dict)
-    entry_id: str | None = Field(default=None, min_length=1, max_length=128)
+    entry_id: str | SkipJsonSchema[None] = Field(default=None, min_length=1, max_length=128)
 
 
 class EntriesRequest(_Body):

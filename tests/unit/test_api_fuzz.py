@@ -14,6 +14,7 @@ longer run: ``REACH_FUZZ_EXAMPLES=500 pytest tests/unit/test_api_fuzz.py``).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import threading
@@ -26,6 +27,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import faust
+import orjson
 import pytest
 import requests
 import schemathesis
@@ -135,9 +137,10 @@ def serve(settings_: Settings) -> Iterator[Served]:
     loop.close()
 
 
-def _json(value: Any) -> bytes:
-    import orjson
-
+def _json(value: Any, big_ints: bool = False) -> bytes:
+    """JSON of ``value``; ``big_ints``: integers of any size (orjson stops at 64 bits)."""
+    if big_ints:
+        return json.dumps(value).encode()
     return orjson.dumps(value)
 
 
@@ -272,6 +275,30 @@ def test_without_keys_no_route_asks_for_one(tmp_path: Path) -> None:
             assert answer.status_code < 500 or (route.method, route.path) in NEEDS_CLICKHOUSE
 
 
+# --- what the fuzzer found -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, [1, {"deep": 10**30}]])
+def test_an_entry_with_an_integer_json_cannot_carry_is_refused_per_item(
+    tmp_path: Path, value: Any
+) -> None:
+    """Integers past 64 bits made deriving the entry id raise (500); a Kafka consumer
+    would read them back as floats. They are an invalid item now, like NaN."""
+    keys = ",".join(f"{key}:{scope}" for scope, key in KEYS.items())
+    with serve(_settings(tmp_path, keys)) as api:
+        body = {"users": [{"user_id": "u1"}, {"user_id": "u2", "properties": {"n": value}}]}
+        answer = api.call(
+            "POST",
+            f"/v1/journeys/{KNOWN_ITEMS['journey_id']}/entries",
+            CALLERS["ingest"],
+            _json(body, big_ints=True),
+        )
+        assert answer.status_code == 400, answer.text
+        [error] = answer.json()["errors"]
+        assert error["index"] == 1
+        assert "integer outside 64 bits" in error["detail"], error
+
+
 # --- generated requests -------------------------------------------------------------------
 
 SCHEMA = schemathesis.openapi.from_dict(openapi())
@@ -281,13 +308,25 @@ OPERATIONS = {
 }
 
 
+KNOWN_ITEMS = {
+    "journey_id": "follow-up-email-sms-whatsapp",  # launched, with an API entry
+    "segment_id": "inactive-7d",
+    "preset_id": "we-miss-you",
+}
+
+
 @pytest.mark.parametrize("label", sorted(OPERATIONS))
 def test_no_input_gets_a_server_error(served: Served, label: str) -> None:
     operation = OPERATIONS[label]
     media = "application/json" if operation.body else None
+    # Also on items that exist, so that requests get past the 404 into the handler.
+    known = {name: value for name, value in KNOWN_ITEMS.items() if name in operation.path}
     cases = st.one_of(
-        operation.as_strategy(GenerationMode.POSITIVE, media_type=media),
-        operation.as_strategy(GenerationMode.NEGATIVE, media_type=media),
+        *(
+            operation.as_strategy(mode, media_type=media, path_parameters=fixed)
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+            for fixed in ([None, known] if known else [None])
+        )
     )
     allowed_503 = (operation.method.upper(), operation.path) in NEEDS_CLICKHOUSE
 
