@@ -186,12 +186,17 @@ class Route:
     @property
     def statuses(self) -> tuple[int, ...]:
         """Every status the route can answer."""
-        common: tuple[int, ...] = ()
+        common: tuple[int, ...] = (404,) if "{" in self.path else ()
         if self.scope is not None:
             common = (401,)
             if self.method == "POST":
                 common += (400, 408, 413)
         return tuple(sorted({self.success, *common, *self.errors}))
+
+    @property
+    def batch(self) -> bool:
+        """Whether a refusal lists the invalid items (``{"accepted": 0, "errors": [...]}``)."""
+        return self.response in (IngestAnswer, EntriesAnswer)
 
 
 _ACTIONS = "|".join(JOURNEY_ACTIONS)
@@ -275,7 +280,7 @@ _REASONS = {
     302: "Found: the link's target",
     400: "The request is invalid: the error says why",
     401: "No API key, an unknown key, or a key without the scope this route needs",
-    404: "No such item (or a token this system did not sign)",
+    404: "No such item, a token this system did not sign, or a path no route matches",
     408: "The request body did not arrive in time",
     409: "The item's state does not allow this",
     413: "The request body or a definition is over its size limit",
@@ -364,6 +369,7 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
 
 def _response(route: Route, status: int, components: dict[str, Any]) -> dict[str, Any]:
     answer: dict[str, Any] = {"description": _REASONS[status]}
+    text = {"text/plain": {"schema": {"type": "string"}}}
     if status == route.success:
         if route.response is not None:
             answer["content"] = {"application/json": {"schema": _ref(route.response, components)}}
@@ -371,8 +377,16 @@ def _response(route: Route, status: int, components: dict[str, Any]) -> dict[str
             answer["content"] = {"application/json": {"schema": {"type": "object"}}}
         elif route.response_type:
             answer["content"] = {route.response_type: {"schema": {"type": "string"}}}
-    elif route.path.startswith("/v1/") or status != 404:
-        answer["content"] = {"application/json": {"schema": _ref(ErrorAnswer, components)}}
+        return answer
+    if not route.path.startswith("/v1/"):
+        answer["content"] = text  # the tracking links answer people, in plain text
+        return answer
+    error = _ref(ErrorAnswer, components)
+    if status == 400 and route.batch:
+        error = {"anyOf": [error, _ref(IngestAnswer, components)]}
+    answer["content"] = {"application/json": {"schema": error}}
+    if status == 404 and "{" in route.path:
+        answer["content"].update(text)  # a path that matches no route: the server's own
     return answer
 
 

@@ -35,6 +35,11 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from agents.segments.agent import SegmentRuntime
 from streams import http_api, preset_files, segment_files
@@ -308,6 +313,7 @@ OPERATIONS = {
 }
 
 
+DOCUMENT_CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 KNOWN_ITEMS = {
     "journey_id": "follow-up-email-sms-whatsapp",  # launched, with an API entry
     "segment_id": "inactive-7d",
@@ -349,6 +355,9 @@ def test_no_input_gets_a_server_error(served: Served, label: str) -> None:
             f"{status} for {case.method} {case.formatted_path} "
             f"query={case.query!r} body={case.body!r}: {response.text[:500]}"
         )
+        # The document tells the truth: the status, its content type and body are those
+        # it lists for the operation.
+        case.validate_response(response, checks=DOCUMENT_CHECKS)
 
     check()
 
