@@ -188,9 +188,9 @@ class Route:
         """Every status the route can answer."""
         common: tuple[int, ...] = (404,) if "{" in self.path else ()
         if self.scope is not None:
-            common = (401,)
+            common += (401,)
             if self.method == "POST":
-                common += (400, 408, 413)
+                common += (400, 408, 413, 415)
         return tuple(sorted({self.success, *common, *self.errors}))
 
     @property
@@ -216,12 +216,12 @@ ROUTES: tuple[Route, ...] = (
           "Forget a user: their tags, state and ClickHouse rows",
           response=ForgetAnswer, success=202, errors=(400,), patterns={"user_id": ".+"}),
     Route("POST", "/v1/events", "ingest", Scope.INGEST, "Send events (JSON, a list or NDJSON)",
-          Event, request_list=True, response=IngestAnswer, errors=(415,), ndjson=True),
+          Event, request_list=True, response=IngestAnswer, ndjson=True),
     Route("POST", "/v1/tags", "ingest", Scope.INGEST, "Send tag updates (JSON, a list or NDJSON)",
-          TagUpdate, request_list=True, response=IngestAnswer, errors=(415,), ndjson=True),
+          TagUpdate, request_list=True, response=IngestAnswer, ndjson=True),
     Route("POST", "/v1/feedback", "ingest", Scope.INGEST,
           "Send delivery feedback (JSON, a list or NDJSON)",
-          Feedback, request_list=True, response=IngestAnswer, errors=(415,), ndjson=True),
+          Feedback, request_list=True, response=IngestAnswer, ndjson=True),
     Route("POST", "/v1/segments/preview", "segments.preview", Scope.READ,
           "Count and sample the users matching a condition now; nothing is saved",
           PreviewRequest, response=PreviewAnswer, errors=(503,)),
