@@ -382,3 +382,47 @@ def test_no_input_gets_a_server_error(served: Served, label: str) -> None:
 
 def test_the_matrix_covers_every_scope() -> None:
     assert {scope.value for scope in Scope} == set(KEYS)
+
+
+def _line(case: Any) -> bytes:
+    """One NDJSON line from a generated JSON body (its first item when a list)."""
+    body = case.body
+    if isinstance(body, list) and body:
+        body = body[0]
+    try:
+        return json.dumps(body).encode()
+    except (TypeError, ValueError):  # no body, or none JSON can carry
+        return b"{}"
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/tags", "/v1/feedback"])
+def test_no_ndjson_body_gets_a_server_error(served: Served, path: str) -> None:
+    """NDJSON bodies of generated items, raw bytes and blank lines, whole or partial."""
+    operation = OPERATIONS[f"POST {path}"]
+    items = st.one_of(
+        [
+            operation.as_strategy(mode, media_type="application/json").map(_line)
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+        ]
+    )
+    lines = st.one_of(items, st.binary(max_size=64), st.just(b""), st.just(b"  "))
+
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(body=st.lists(lines, max_size=6).map(b"\n".join), partial=st.booleans())
+    def check(body: bytes, partial: bool) -> None:
+        headers = {**CALLERS["ingest"], "Content-Type": "application/x-ndjson"}
+        answer = served.session.post(
+            served.url + path + ("?partial=true" if partial else ""),
+            data=body,
+            headers=headers,
+            timeout=30,
+        )
+        assert answer.status_code in (200, 400), (body, answer.text[:500])
+        assert "accepted" in answer.json() or "error" in answer.json()
+
+    check()
