@@ -71,8 +71,12 @@ class QueryRequest(_Body):
 
 
 class QueryAnswer(_Body):
+    """Streamed: a query that fails after its first rows went out ends with ``error``,
+    and the rows are then not the whole answer."""
+
     columns: list[str]
     rows: list[list[Any]]
+    error: str | SkipJsonSchema[None] = None
 
 
 class IngestAnswer(_Body):
@@ -187,6 +191,8 @@ class Route:
     def statuses(self) -> tuple[int, ...]:
         """Every status the route can answer."""
         common: tuple[int, ...] = (404,) if "{" in self.path else ()
+        if not self.path.startswith("/t/"):
+            common += (403,)  # without API keys: a Host or Origin not the API's own
         if self.scope is not None:
             common += (401,)
             if self.method == "POST":
@@ -280,11 +286,12 @@ _REASONS = {
     302: "Found: the link's target",
     400: "The request is invalid: the error says why",
     401: "No API key, an unknown key, or a key without the scope this route needs",
+    403: "Without API keys: a Host or Origin header that is not the API's own address",
     404: "No such item, a token this system did not sign, or a path no route matches",
     408: "The request body did not arrive in time",
     409: "The item's state does not allow this",
     413: "The request body or a definition is over its size limit",
-    415: "A content type this route does not read",
+    415: "Without API keys: a body that is not JSON or NDJSON",
     422: "The item cannot be rendered: the error says what is missing",
     503: "A part this worker does not run or has not opened yet; try again or elsewhere",
     504: "Written, but not read back in time by this worker",

@@ -77,7 +77,7 @@ class Served:
     def call(
         self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
     ) -> requests.Response:
-        if body is not None:
+        if method == "POST":  # without keys, also a POST without a body must say JSON
             headers = {"Content-Type": "application/json", **headers}
         return self.session.request(method, self.url + path, data=body, headers=headers, timeout=30)
 
@@ -286,7 +286,8 @@ def test_without_keys_no_route_asks_for_one(tmp_path: Path) -> None:
         for route in ROUTES:
             body = b"{}" if route.method == "POST" else None
             answer = keyless.call(route.method, _concrete(route), {}, body)
-            assert answer.status_code != 401, (route, answer.text)
+            # Nor do the keyless checks refuse a local client that sends JSON.
+            assert answer.status_code not in (401, 403, 415), (route, answer.text)
             assert answer.status_code < 500 or (route.method, route.path) in NEEDS_CLICKHOUSE
 
 
