@@ -45,7 +45,7 @@ from schemathesis.core.result import Ok
 
 from agents.segments.agent import SegmentRuntime
 from schemas.forget import ForgetUser
-from streams import http_api, preset_files, segment_files
+from streams import http_api, http_clock, preset_files, segment_files
 from streams.auth import Scope
 from streams.engine import Engine
 from streams.http_api import HttpApi
@@ -53,6 +53,7 @@ from streams.http_routes import ROUTES, Route, openapi, scope_markdown
 from streams.ingest import IngestProducer
 from streams.settings import Settings
 from streams.state import CoalescingTable, MemoryChangelog, MemoryStore
+from streams.ticks import Ticked
 from tests.unit.test_journey_routes import EXAMPLES, JOURNEYS, FoldingProducer
 
 ROOT = Path(__file__).parents[2]
@@ -176,13 +177,31 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 @pytest.fixture(autouse=True)
-def _no_broker_for_forget(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Forgetting a user produces straight to the broker; here, to nowhere."""
+def _no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forgetting a user and ticking the clock produce straight to the broker; here,
+    to nowhere."""
 
     async def send_forget(bootstrap: str, topic: str, request: ForgetUser) -> int:
         return 0
 
     monkeypatch.setattr(http_api, "send_forget", send_forget)
+    monkeypatch.setattr(http_clock, "TickDriver", _Ticks)
+
+
+class _Ticks:
+    """The tick driver, minus the broker: a tick is applied at once everywhere."""
+
+    def __init__(self, bootstrap: str, topics: Any) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def tick(self, now: datetime, wait: bool, timeout: float) -> Ticked:
+        return Ticked(now, PARTITIONS, wait)
 
 
 # --- the document and the route table ---------------------------------------------------
