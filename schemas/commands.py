@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from schemas.identity import content_id
 from schemas.values import CONTRACT, Timestamp, UserId
@@ -141,6 +141,18 @@ class JourneyActivity(BaseModel):
         )
 
 
+def _int64_only(value: Any, where: str = "") -> Any:
+    """``value`` unchanged when every integer in it fits in 64 bits (as ClickHouse and
+    JSON readers downstream hold them); otherwise ValueError naming where."""
+    if isinstance(value, dict | list):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            _int64_only(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise ValueError(f"{where or 'value'}: integer outside 64 bits; send it as a string")
+    return value
+
+
 def _derive_entry_id(data: dict[str, Any]) -> str:
     return content_id(
         "entry", data["journey_id"], data["user_id"], data["at"], data.get("properties", {})
@@ -157,5 +169,5 @@ class JourneyEntryRequest(BaseModel):
     journey_id: str = Field(min_length=1, max_length=64)
     user_id: UserId
     at: Timestamp
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: Annotated[dict[str, Any], AfterValidator(_int64_only)] = Field(default_factory=dict)
     entry_id: str = Field(default_factory=_derive_entry_id, min_length=1, max_length=128)

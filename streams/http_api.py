@@ -13,7 +13,6 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
-from functools import partial
 from typing import Any
 
 import faust
@@ -33,6 +32,7 @@ from streams.http_clock import ClockRoutes
 from streams.http_ingest import check_items
 from streams.http_journeys import JourneyRoutes
 from streams.http_presets import PresetRoutes
+from streams.http_routes import ROUTES, openapi
 from streams.http_segments import SegmentRoutes
 from streams.http_tracking import TrackingRoutes
 from streams.ingest import IngestProducer
@@ -98,6 +98,7 @@ class HttpApi(Service):
         )
         self._query_slots = asyncio.Semaphore(settings.query_concurrency)
         self._clock = ClockRoutes(engine, _json)
+        self._openapi: bytes | None = None
         super().__init__(**kwargs)
 
     def build(self) -> web.Application:
@@ -106,12 +107,19 @@ class HttpApi(Service):
             middlewares=[self._limits_middleware]
             + ([] if self._keys else [self._keyless_middleware]),
         )
-        api.router.add_get("/healthz", self.healthz)
-        api.router.add_get("/v1/status", self._scoped(Scope.READ, self.status))
-        api.router.add_post("/v1/query", self._scoped(Scope.READ, self.query))
-        api.router.add_delete("/v1/users/{user_id:.+}", self._scoped(Scope.ADMIN, self.forget_user))
-        for kind in self._inputs:
-            api.router.add_post(f"/v1/{kind}", self._scoped(Scope.INGEST, self.ingest))
+        handlers = self._handlers()
+        for route in ROUTES:
+            handler = handlers[route.handler]
+            if route.scope is not None:
+                handler = self._scoped(route.scope, handler)
+            # A GET also answers HEAD (link checkers look at tracking links that way).
+            api.router.add_route(route.method, route.aiohttp_path, handler)
+            if route.method == "GET":
+                api.router.add_route("HEAD", route.aiohttp_path, handler)
+        return api
+
+    def _handlers(self) -> dict[str, Handler]:
+        """The handler of each name the route table (streams/http_routes.py) uses."""
         segments = SegmentRoutes(
             self.engine.definitions,
             self._ready_producer,
@@ -121,43 +129,31 @@ class HttpApi(Service):
             timedelta(days=self.engine.settings.segment_horizon_days),
             self.engine.settings.max_record_bytes,
         )
-        api.router.add_post("/v1/segments/preview", self._scoped(Scope.READ, segments.preview))
-        api.router.add_post("/v1/segments", self._scoped(Scope.ADMIN, segments.apply))
-        api.router.add_get("/v1/segments", self._scoped(Scope.READ, segments.list))
-        api.router.add_get("/v1/segments/{segment_id}", self._scoped(Scope.READ, segments.show))
-        api.router.add_delete(
-            "/v1/segments/{segment_id}", self._scoped(Scope.ADMIN, segments.delete)
-        )
-        self._add_preset_routes(api)
-        self._add_journey_routes(api)
-        self._clock.add_to(api.router, partial(self._scoped, Scope.ADMIN))
+        presets = PresetRoutes(self.engine, self._ready_producer, _json)
+        journeys = JourneyRoutes(self.engine, self._ready_producer, _json)
         # No API key: recipients' mail clients (and mailbox providers' one-click
         # unsubscribe) call these; a signed token is the check.
-        TrackingRoutes(self.engine, self._ready_producer).add_to(api.router)
-        return api
-
-    def _add_preset_routes(self, api: web.Application) -> None:
-        presets = PresetRoutes(self.engine, self._ready_producer, _json)
-        route = "/v1/presets/{preset_id}"
-        api.router.add_post("/v1/presets", self._scoped(Scope.ADMIN, presets.apply))
-        api.router.add_get("/v1/presets", self._scoped(Scope.READ, presets.list))
-        api.router.add_get(route, self._scoped(Scope.READ, presets.show))
-        api.router.add_delete(route, self._scoped(Scope.ADMIN, presets.delete))
-        # A preview: reads the registry, sends nothing.
-        api.router.add_post(f"{route}/render", self._scoped(Scope.READ, presets.render))
-
-    def _add_journey_routes(self, api: web.Application) -> None:
-        journeys = JourneyRoutes(self.engine, self._ready_producer, _json)
-        route = "/v1/journeys/{journey_id}"
-        api.router.add_post("/v1/journeys", self._scoped(Scope.ADMIN, journeys.apply))
-        api.router.add_get("/v1/journeys", self._scoped(Scope.READ, journeys.list))
-        api.router.add_get(route, self._scoped(Scope.READ, journeys.show))
-        api.router.add_get(f"{route}/stats", self._scoped(Scope.READ, journeys.stats))
-        api.router.add_post(
-            route + "/{action:launch|pause|resume|stop|rename}",
-            self._scoped(Scope.ADMIN, journeys.change),
-        )
-        api.router.add_post(f"{route}/entries", self._scoped(Scope.INGEST, journeys.enter))
+        tracking = TrackingRoutes(self.engine, self._ready_producer)
+        handlers: dict[str, Handler] = {
+            "healthz": self.healthz,
+            "openapi": self.openapi,
+            "status": self.status,
+            "query": self.query,
+            "forget_user": self.forget_user,
+            "ingest": self.ingest,
+            "clock.tick": self._clock.tick,
+        }
+        for prefix, routes in (
+            ("segments", segments),
+            ("presets", presets),
+            ("journeys", journeys),
+            ("tracking", tracking),
+        ):
+            for route in ROUTES:
+                name = route.handler
+                if name.startswith(prefix + "."):
+                    handlers[name] = getattr(routes, name.removeprefix(prefix + "."))
+        return handlers
 
     def runner(self) -> web.AppRunner:
         """The server of the API, not yet set up. A connection that has not sent a whole
@@ -253,6 +249,13 @@ class HttpApi(Service):
 
     async def healthz(self, request: web.Request) -> web.Response:
         return _json({"status": "ok"})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        """The OpenAPI 3.1 description of this API. No key: it is the same for every
+        deployment and holds no data (docs/security.md)."""
+        if self._openapi is None:
+            self._openapi = orjson.dumps(openapi())
+        return web.Response(body=self._openapi, content_type="application/json")
 
     async def status(self, request: web.Request) -> web.Response:
         engine = self.engine

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 from pydantic_core import from_json
@@ -50,9 +49,6 @@ class ClockRoutes:
         self._json = json
         self._driver: TickDriver | None = None
         self._lock = asyncio.Lock()
-
-    def add_to(self, router: web.UrlDispatcher, guard: Callable[[Any], Any]) -> None:
-        router.add_post("/v1/clock/tick", guard(self.tick))
 
     async def close(self) -> None:
         if self._driver is not None:

@@ -5,7 +5,8 @@ producing ``opened`` / ``clicked`` feedback onto the feedback topic, as ingest w
 feedback, which the journey engine turns into an opt-out of the channel);
 ``GET /t/u/{token}`` only shows a button that makes that POST, as link scanners GET.
 
-No API key: recipients' mail clients open these. The signed token is the check (see
+No API key: recipients' mail clients open these (the routes are in
+streams/http_routes.py). The signed token is the check (see
 agents/delivery/tracking.py): one this system did not make answers 404.
 """
 
@@ -20,9 +21,6 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from agents.delivery.tracking import (
-    CLICK_PATH,
-    OPEN_PATH,
-    UNSUBSCRIBE_PATH,
     Kind,
     Tracked,
     Tracking,
@@ -56,12 +54,6 @@ class TrackingRoutes:
         self._engine = engine
         self._producer = producer
         self._tracking: Tracking | None = None
-
-    def add_to(self, router: web.UrlDispatcher) -> None:
-        router.add_get(OPEN_PATH + "{token}", self.opened)
-        router.add_get(CLICK_PATH + "{token}", self.clicked)
-        router.add_get(UNSUBSCRIBE_PATH + "{token}", self.unsubscribe_page)
-        router.add_post(UNSUBSCRIBE_PATH + "{token}", self.unsubscribed)
 
     def _read(self, request: web.Request, kind: Kind) -> Tracked:
         if self._tracking is None:  # at the first request: other routes need no key
