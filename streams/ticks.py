@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -240,18 +240,14 @@ async def last_tick(bootstrap: str, topic: str) -> datetime | None:
         for tp in tps:
             if ends[tp] <= starts[tp]:
                 continue
-            consumer.seek(tp, max(starts[tp], ends[tp] - RECOVER_TAIL))
-            while await consumer.position(tp) < ends[tp]:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise TickTimeout(f"could not read the clock topic {topic} back")
-                batches = await consumer.getmany(tp, timeout_ms=1000)
-                for record in batches.get(tp, []):
-                    try:
-                        tick = TICK.validate_json(record.value or b"")
-                    except ValueError:
-                        continue
-                    if newest is None or tick.now > newest:
-                        newest = tick.now
+            start = max(starts[tp], ends[tp] - RECOVER_TAIL)
+            async for value in _values(consumer, tp, start, ends[tp], deadline):
+                try:
+                    tick = TICK.validate_json(value)
+                except ValueError:
+                    continue
+                if newest is None or tick.now > newest:
+                    newest = tick.now
         return newest
     finally:
         await consumer.stop()
@@ -272,24 +268,33 @@ async def applied_ticks(bootstrap: str, topic: str, role: str) -> dict[int, date
         found: dict[int, datetime] = {}
         deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
         for tp in tps:
-            consumer.seek(tp, starts[tp])
-            while await consumer.position(tp) < ends[tp]:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise TickTimeout(f"could not read {topic} back")
-                batches = await consumer.getmany(tp, timeout_ms=1000)
-                for record in batches.get(tp, []):
-                    try:
-                        applied = TICK_APPLIED.validate_json(record.value or b"")
-                    except ValueError:
-                        continue
-                    if applied.role != role:
-                        continue
-                    known = found.get(applied.partition)
-                    if known is None or applied.now > known:
-                        found[applied.partition] = applied.now
+            async for value in _values(consumer, tp, starts[tp], ends[tp], deadline):
+                try:
+                    applied = TICK_APPLIED.validate_json(value)
+                except ValueError:
+                    continue
+                if applied.role != role:
+                    continue
+                known = found.get(applied.partition)
+                if known is None or applied.now > known:
+                    found[applied.partition] = applied.now
         return found
     finally:
         await consumer.stop()
+
+
+async def _values(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int, deadline: float
+) -> AsyncIterator[bytes]:
+    """The values of ``tp``'s records from ``start`` up to ``end``, read by then (the
+    loop's time), else TickTimeout."""
+    consumer.seek(tp, start)
+    while await consumer.position(tp) < end:
+        if asyncio.get_running_loop().time() > deadline:
+            raise TickTimeout(f"could not read {tp.topic} back")
+        batches = await consumer.getmany(tp, timeout_ms=1000)
+        for record in batches.get(tp, []):
+            yield record.value or b""
 
 
 def applied_record(role: str, partition: int, now: datetime) -> tuple[bytes, bytes]:

@@ -24,6 +24,7 @@ from streams.partitioning import partition_for
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
 from streams.topics import Topics
+from tests.agents.test_simulated_time import WAITING
 from tests.integration.topic_reading import every_item
 from tests.unit.journey_sim import preset
 
@@ -35,23 +36,7 @@ DAY = timedelta(days=1)
 USERS = [f"u{n:02d}" for n in range(40)]
 NOISE = 4000
 
-JOURNEY = {
-    "id": "reply",
-    "name": "Reply within a day",
-    "entries": [{"kind": "trigger", "match": {"event": "Signup"}}],
-    "start": "wait",
-    "nodes": [
-        {"id": "wait", "type": "wait_for_event",
-         "branches": [{"name": "replied", "events": [{"event": "Reply"}]}],
-         "timeout": {"amount": 1, "unit": "days"},
-         "next": {"replied": "thanks", "timeout": "nudge"}},
-        {"id": "thanks", "type": "message", "channel": "in_app", "preset": "hello",
-         "next": {"next": "done"}},
-        {"id": "nudge", "type": "message", "channel": "in_app", "preset": "hello",
-         "next": {"next": "done"}},
-        {"id": "done", "type": "exit"},
-    ],
-}  # fmt: skip
+JOURNEY = WAITING  # a reply within a day, or the timeout's message
 
 
 async def one_per_record(bootstrap: str, topic: str, items: list[dict[str, Any]]) -> None:
