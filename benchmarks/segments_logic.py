@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from agents.segments import (
+from engine.segments import (
     Input,
     JourneyFeedback,
     SegmentIndex,

@@ -81,7 +81,7 @@ class ReportError(RuntimeError):
 
 
 class Api(Protocol):
-    """What the report needs of ``streams.client.HttpClient``."""
+    """What the report needs of ``cli.client.HttpClient``."""
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]: ...
 

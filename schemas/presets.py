@@ -5,7 +5,7 @@ Placeholders, in any text field: ``{{tag.Name}}``, ``{{tag.Name|default text}}``
 ``{{property.name|default}}`` (an entry property; dots reach into nested objects) and
 ``{{user_id}}``. Their syntax is checked when a preset is read, so a typo is refused
 at submission with the field named, not discovered at send time. Rendering is
-``agents.delivery.render``.
+``delivery.render``.
 """
 
 from __future__ import annotations

@@ -6,15 +6,16 @@ from datetime import datetime
 
 import faust
 
-from agents import dead_letters, journey_projections, memberships
 from agents.clock import follow_clock
 from agents.delivery import worker as delivery_worker
 from agents.intake import agent as intake_agent
 from agents.segments import service as segment_service
+from api.server import HttpApi
+from projections.agents import dead_letters, memberships
+from projections.agents import journeys as journey_projections
 from projections.service import ProjectionService
 from streams.checkpoint import CheckpointService
 from streams.engine import Engine
-from streams.http_api import HttpApi
 from streams.settings import Settings
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 
+from api.server import check_binding
 from streams import runfile
 from streams.app import create_app
 from streams.broker import (
@@ -26,7 +27,6 @@ from streams.broker import (
     check_reachable,
     record_port,
 )
-from streams.http_api import check_binding
 from streams.ports import PortUnavailable, check_free
 from streams.settings import Settings, bootstrap_servers
 from streams.ticks import ENGINE_ROLE, applied_ticks, last_tick

@@ -18,7 +18,7 @@ BrokerStorage = Literal["durable", "memory"]
 
 
 class SimulatedChannel(BaseModel):
-    """Overrides of how the simulator treats one channel (agents/delivery/simulator.py
+    """Overrides of how the simulator treats one channel (delivery/simulator.py
     holds the defaults); what is left out keeps its default."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -225,7 +225,7 @@ class Settings(BaseSettings):
         except ValueError:
             return False
 
-    # Email (agents/delivery/email.py).
+    # Email (delivery/email.py).
     smtp_host: str = Field(
         default="", description="SMTP server of the email channel; empty: the simulator."
     )

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from cli.client import HttpClient
 from streams import runfile
-from streams.client import HttpClient
 from streams.processes import die_with_parent, stop_child
 
 
@@ -46,7 +46,7 @@ class SystemProcess:
         descriptor = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(descriptor, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "up"],
+                [sys.executable, "-m", "cli.main", "up"],
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

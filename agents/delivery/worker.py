@@ -2,7 +2,7 @@
 feedback back on the feedback topic.
 
 A send-commands record (a JSON array, one partition's users) is decoded like an input
-record (``agents.intake.logic``): a record that is not JSON, and each item that is not a
+record (``engine.intake``): a record that is not JSON, and each item that is not a
 valid command, goes to the dead-letter topic with the reason; the other commands are
 delivered. For each command, the ledger (a table keyed by command id, co-partitioned
 with the commands) says whether it is new; a new one has its preset rendered, waits for
@@ -16,7 +16,7 @@ The commands of a record are delivered concurrently, at most
 the record is held for acknowledgement only once every one of them is settled in the
 ledger.
 
-Decisions are in ``agents.delivery.ledger``; this module loads, calls, stores, sends.
+Decisions are in ``delivery.ledger``; this module loads, calls, stores, sends.
 Outputs (feedback records) are acknowledged before the ledger is flushed, and the
 ledger before the input is committed (``streams.checkpoint``), so a replayed command
 finds its ledger line and is not sent again; only a crash between a provider's call
@@ -40,9 +40,10 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from agents.clock import follow_clock
-from agents.delivery import adapters as channel_adapters
-from agents.delivery.channels import ChannelAdapter, Message, Outcome, Result
-from agents.delivery.ledger import (
+from agents.intake.agent import send_dead_letters
+from delivery import adapters as channel_adapters
+from delivery.channels import ChannelAdapter, Message, Outcome, Result
+from delivery.ledger import (
     LedgerEntry,
     RateLimits,
     RetryPolicy,
@@ -53,10 +54,9 @@ from agents.delivery.ledger import (
     retry_due,
     should_deliver,
 )
-from agents.delivery.render import RenderFailure, render
-from agents.intake.agent import send_dead_letters
-from agents.intake.logic import Intake, Source, intake
-from agents.segments.state import from_ms, to_ms
+from delivery.render import RenderFailure, render
+from engine.intake import Intake, Source, intake
+from engine.segments.state import from_ms, to_ms
 from schemas.commands import WEBHOOK, SendCommand
 from schemas.feedback import Feedback
 from schemas.presets import PresetDefinition

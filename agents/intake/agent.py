@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import faust
 from pydantic import BaseModel
 
-from agents.intake.logic import FORGET, Source, intake, is_forget
+from engine.intake import FORGET, Source, intake, is_forget
 from projections import rows
 from projections.addresses import CLEAR, AddressMask, address_mask
 from projections.forget import delete_user_rows

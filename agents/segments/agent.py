@@ -2,8 +2,8 @@
 coalescing table, the index of current definitions, durable timers, and the output
 topics (memberships; send commands, journey activity and tag updates from journeys).
 
-Everything that decides is in ``agents.segments.logic.step`` and
-``agents.journeys.logic.step``; this module loads, calls, stores and sends. A user's
+Everything that decides is in ``engine.segments.logic.step`` and
+``engine.journeys.logic.step``; this module loads, calls, stores and sends. A user's
 segment and journey state live in one value, so one input moves both at once and a
 replay skips both. One lock serialises the writers of user state (input records,
 timers, definition changes, journey runs) in the worker's single event loop.
@@ -33,12 +33,12 @@ from zoneinfo import ZoneInfo
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from agents.journeys import logic as journeys
-from agents.journeys.catalog import Catalog
-from agents.journeys.schedule import Run, latest_due_run, user_run_instant, user_zone
-from agents.segments.evaluate import compile_condition
-from agents.segments.index import SegmentIndex
-from agents.segments.logic import (
+from engine.journeys import logic as journeys
+from engine.journeys.catalog import Catalog
+from engine.journeys.schedule import Run, latest_due_run, user_run_instant, user_zone
+from engine.segments.evaluate import compile_condition
+from engine.segments.index import SegmentIndex
+from engine.segments.logic import (
     Input,
     JourneyFeedback,
     StepResult,
@@ -46,7 +46,7 @@ from agents.segments.logic import (
     on_definitions_changed,
     step,
 )
-from agents.segments.state import UserState, from_ms, to_ms
+from engine.segments.state import UserState, from_ms, to_ms
 from schemas.commands import JourneyEntryRequest, parse_command_id
 from schemas.definitions import Journey, JourneyStatus
 from schemas.events import Event

@@ -14,9 +14,9 @@ from mode import Service
 
 from agents.clock import follow_clock, wait_for_inputs
 from agents.intake.agent import send_dead_letters
-from agents.intake.logic import FORGET, Source, intake
 from agents.segments import agent as agent_module
 from agents.segments.agent import JourneyTopics, SegmentRuntime
+from engine.intake import FORGET, Source, intake
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import (
     JourneyApplied,

@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.delivery.channels import Message, Outcome, Result
-from agents.delivery.simulator import SimulatedChannels
 from agents.delivery.worker import DeliveryWorker
+from delivery.channels import Message, Outcome, Result
+from delivery.simulator import SimulatedChannels
 from schemas import DeadLetter, DeadLetterReason
 from schemas.commands import SendCommand
 from schemas.definitions import PresetApplied

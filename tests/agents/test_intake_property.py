@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.intake.logic import Source, intake
+from engine.intake import Source, intake
 from schemas import DeadLetter, Event, Feedback, TagUpdate
 from streams.codecs import InputCodec
 from tests.agents.conftest import build_worker, driving

@@ -26,9 +26,9 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from cli.client import HttpClient, send_tick
 from schemas.values import parse_timestamp
 from streams.broker import EmbeddedBroker
-from streams.client import HttpClient, send_tick
 from streams.preset_files import load as load_presets
 from streams.segment_files import load as load_segments
 from streams.settings import Settings

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from streams.client import HttpClient
+from cli.client import HttpClient
 from streams.journey_files import load as load_journeys
 from streams.preset_files import load as load_presets
 from streams.segment_files import load as load_segments

@@ -16,10 +16,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from agents.delivery.simulator import decide, profiles
+from cli.client import HttpClient, send_tick
+from delivery.simulator import decide, profiles
 from schemas.commands import SendCommand
 from schemas.values import parse_timestamp
-from streams.client import HttpClient, send_tick
 from streams.settings import Settings, SimulatedChannel
 from streams.supervisor import SystemProcess
 from streams.topics import Topics

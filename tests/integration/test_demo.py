@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.demo import run_demo
+from cli.demo import run_demo
 from streams.settings import Settings
 from tests.integration.test_report_browser import CHROMIUM, FLAGS
 from tests.unit.test_report import read_page

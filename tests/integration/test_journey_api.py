@@ -17,8 +17,8 @@ import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from click.testing import CliRunner
 
-from streams.cli import main
-from streams.client import HttpClient
+from cli.client import HttpClient
+from cli.main import main
 from streams.journey_files import read
 from streams.partitioning import partition_for
 from streams.segment_files import load as load_segments

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from cli.client import send_tick
 from schemas.values import parse_timestamp
-from streams.client import send_tick
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
 from streams.topics import Topics

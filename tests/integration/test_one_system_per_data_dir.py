@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 def reach_up(data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "up"],
+        [sys.executable, "-m", "cli.main", "up"],
         env={**os.environ, "REACH_DATA_DIR": str(data_dir), "REACH_HTTP_PORT": "0", **env},
         capture_output=True,
         text=True,
@@ -36,7 +36,7 @@ def reach_up(data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 def reach(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         env={**os.environ, "REACH_DATA_DIR": str(data_dir)},
         cwd="/",
         capture_output=True,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from streams.client import HttpClient
+from cli.client import HttpClient
 from streams.supervisor import SystemProcess
 
 pytestmark = pytest.mark.integration
@@ -88,7 +88,7 @@ def test_addresses_are_hashed_in_clickhouse(loaded: SystemProcess) -> None:
 def test_reach_users_forget_deletes_state_and_rows(loaded: SystemProcess) -> None:
     api = loaded.http
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "users", "forget", "pd-gone"],
+        [sys.executable, "-m", "cli.main", "users", "forget", "pd-gone"],
         env=loaded.env,
         capture_output=True,
         text=True,

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from streams.client import HttpClient
+from cli.client import HttpClient
 from streams.supervisor import SystemProcess
 
 pytestmark = pytest.mark.integration
@@ -183,7 +183,7 @@ def test_reach_query_offline_goes_through_the_same_door(tmp_path: Path) -> None:
 
     def reach_query(sql: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "streams.cli", "query", "--json", sql],
+            [sys.executable, "-m", "cli.main", "query", "--json", sql],
             env=env,
             capture_output=True,
             text=True,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from cli.client import HttpClient, send_tick
 from schemas.values import parse_timestamp
 from streams.broker import EmbeddedBroker
-from streams.client import HttpClient, send_tick
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from cli.client import HttpClient, send_tick
 from schemas.values import parse_timestamp
 from streams.broker import EmbeddedBroker
-from streams.client import HttpClient, send_tick
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
 from streams.topics import Topics

@@ -14,8 +14,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from cli.client import HttpClient, send_tick
 from schemas.values import parse_timestamp
-from streams.client import HttpClient, send_tick
 from streams.segment_files import load
 from streams.settings import Settings
 from streams.supervisor import SystemProcess

@@ -18,8 +18,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from cli.client import HttpClient, send_tick
 from streams.broker import EmbeddedBroker
-from streams.client import HttpClient, send_tick
 from streams.partitioning import partition_for
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
@@ -120,7 +120,7 @@ def test_ticks_wait_for_inputs_and_tell_when_applied(
         asyncio.run(scenario())
         # The CLI, as an operator runs it.
         cli = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "clock", "tick", "--wait", last.isoformat()],
+            [sys.executable, "-m", "cli.main", "clock", "tick", "--wait", last.isoformat()],
             env={**os.environ, **env, "REACH_DATA_DIR": str(tmp_path)},
             capture_output=True,
             text=True,

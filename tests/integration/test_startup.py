@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 def reach_up(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "up"],
+        [sys.executable, "-m", "cli.main", "up"],
         env={**os.environ, "REACH_DATA_DIR": str(tmp_path), **env},
         capture_output=True,
         text=True,

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.client import HttpClient
+from cli.client import HttpClient
 from streams.settings import Settings
 from streams.supervisor import SystemProcess
 from streams.topics import Topics

@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from agents.journeys.catalog import Catalog
-from agents.journeys.logic import (
+from engine.journeys.catalog import Catalog
+from engine.journeys.logic import (
     AudienceRun,
     Facts,
     Input,
@@ -23,8 +23,8 @@ from agents.journeys.logic import (
     next_due,
     step,
 )
-from agents.segments.logic import MembershipChange
-from agents.segments.state import from_ms, to_ms
+from engine.segments.logic import MembershipChange
+from engine.segments.state import from_ms, to_ms
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import Definitions, JourneyAction
 from schemas.events import Event

@@ -44,12 +44,14 @@ from schemathesis.checks import (
 from schemathesis.core.result import Ok
 
 from agents.segments.agent import SegmentRuntime
+from api import clock as http_clock
+from api import server as http_api
+from api.auth import Scope
+from api.routes import ROUTES, Route, openapi, scope_markdown
+from api.server import HttpApi
 from schemas.forget import ForgetUser
-from streams import http_api, http_clock, preset_files, segment_files
-from streams.auth import Scope
+from streams import preset_files, segment_files
 from streams.engine import Engine
-from streams.http_api import HttpApi
-from streams.http_routes import ROUTES, Route, openapi, scope_markdown
 from streams.ingest import IngestProducer
 from streams.settings import Settings
 from streams.state import CoalescingTable, MemoryChangelog, MemoryStore

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.auth import ApiKeyError, Scope, allowed, parse_api_keys, presented_key
+from api.auth import ApiKeyError, Scope, allowed, parse_api_keys, presented_key
 
 INGEST_KEY = "ingest-key-0123456789"
 READ_KEY = "read-key-0123456789ab"

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import benchmarks.segments
-from streams import cli
+from cli import main as cli
 
 
 @pytest.fixture

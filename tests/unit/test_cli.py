@@ -15,7 +15,9 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
-from streams import cli, client, runfile
+from cli import client
+from cli import main as cli
+from streams import runfile
 from streams.settings import Settings
 
 LONG_ID = "segment-with-a-rather-long-identifier-that-tables-used-to-cut-0123456789abcdef"
@@ -408,7 +410,7 @@ def test_a_narrow_terminal_folds_long_values(
 ) -> None:
     from rich.console import Console
 
-    from streams import cli_output
+    from cli import output as cli_output
 
     monkeypatch.setattr(
         cli_output, "Console", lambda **kw: Console(force_terminal=True, width=50, **kw)

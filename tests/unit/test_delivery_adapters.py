@@ -9,9 +9,9 @@ from typing import Any, cast
 
 import pytest
 
-from agents.delivery.adapters import AdapterConflict, build, choose
-from agents.delivery.simulator import SimulatedChannels
-from agents.delivery.webhook import WebhookAdapter
+from delivery.adapters import AdapterConflict, build, choose
+from delivery.simulator import SimulatedChannels
+from delivery.webhook import WebhookAdapter
 from streams.settings import Settings
 
 
@@ -40,13 +40,13 @@ class ProviderSms:
 
 
 SHIPPED = [
-    Point("webhook", "agents.delivery.webhook:WebhookAdapter", "reachstream", WebhookAdapter),
+    Point("webhook", "delivery.webhook:WebhookAdapter", "reachstream", WebhookAdapter),
     *(
-        Point(name, "agents.delivery.simulator:SimulatedChannels", "reachstream", SimulatedChannels)
+        Point(name, "delivery.simulator:SimulatedChannels", "reachstream", SimulatedChannels)
         for name in ("push", "web_push", "sms", "whatsapp", "in_app")
     ),
 ]
-SMTP = Point("email", "agents.delivery.email:EmailAdapter", "reachstream", object)
+SMTP = Point("email", "delivery.email:EmailAdapter", "reachstream", object)
 
 
 def names(points: list[Point], smtp: bool) -> dict[str, str]:
@@ -56,8 +56,8 @@ def names(points: list[Point], smtp: bool) -> dict[str, str]:
 
 def test_the_shipped_adapters_serve_their_channels() -> None:
     chosen = names(SHIPPED, smtp=False)
-    assert chosen["webhook"] == "agents.delivery.webhook:WebhookAdapter"
-    assert chosen["sms"] == "agents.delivery.simulator:SimulatedChannels"
+    assert chosen["webhook"] == "delivery.webhook:WebhookAdapter"
+    assert chosen["sms"] == "delivery.simulator:SimulatedChannels"
     assert "email" not in chosen
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.delivery.ledger import (
+from delivery.ledger import (
     LedgerEntry,
     Pending,
     RateLimits,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agents.delivery.channels import Message
-from agents.delivery.simulator import DEFAULTS, SimulatedChannels, decide, profiles
+from delivery.channels import Message
+from delivery.simulator import DEFAULTS, SimulatedChannels, decide, profiles
 from schemas.commands import SendCommand
 from streams.settings import Settings, SimulatedChannel
 

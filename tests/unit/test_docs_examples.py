@@ -236,7 +236,7 @@ def test_python_example_compiles(example: Example) -> None:
 _RUN_QUERIES = """
 import json, sys
 from datetime import UTC, datetime
-from agents.intake.logic import Source, intake
+from engine.intake import Source, intake
 from projections import rows
 from projections.clickhouse import connect, query_read_only
 from schemas import Event, Feedback, TagUpdate

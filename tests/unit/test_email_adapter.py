@@ -11,10 +11,10 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from agents.delivery.channels import Message, Outcome
-from agents.delivery.email import COMMAND_HEADER, EmailAdapter, message_id
-from agents.delivery.render import RenderedContent
-from agents.delivery.tracking import Tracking
+from delivery.channels import Message, Outcome
+from delivery.email import COMMAND_HEADER, EmailAdapter, message_id
+from delivery.render import RenderedContent
+from delivery.tracking import Tracking
 from schemas.commands import SendCommand, command_id
 from schemas.journeys import Channel
 from schemas.presets import EmailContent

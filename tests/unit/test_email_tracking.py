@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.delivery.tracking import Tracking
-from agents.delivery.tracking_config import KEY_FILE, tracking_base, tracking_key
+from delivery.tracking import Tracking
+from delivery.tracking_config import KEY_FILE, tracking_base, tracking_key
 from schemas.commands import SendCommand, command_id
 from streams import runfile
 from streams.settings import Settings

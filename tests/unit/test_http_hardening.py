@@ -16,8 +16,8 @@ import orjson
 import pytest
 from aiohttp import ClientSession, web
 
+from api.server import HttpApi
 from streams.engine import Engine
-from streams.http_api import HttpApi
 from streams.ingest import IngestProducer
 from streams.settings import Settings
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from agents.intake.logic import Source, intake
+from engine.intake import Source, intake
 from schemas import DeadLetterReason, Event, TagUpdate
 from streams.codecs import InputCodec
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from pydantic_core import from_json
 
-from agents.intake.logic import Source, intake
+from engine.intake import Source, intake
 from schemas import DeadLetter, Event, Feedback, TagUpdate
 from schemas.commands import SendCommand
 from streams.codecs import InputCodec

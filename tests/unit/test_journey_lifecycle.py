@@ -1,4 +1,4 @@
-"""The derived ``finished`` status (agents/journeys/lifecycle.py): a launched journey
+"""The derived ``finished`` status (engine/journeys/lifecycle.py): a launched journey
 whose entries can admit nobody any more and that nobody is inside."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from agents.journeys.catalog import Catalog
-from agents.journeys.lifecycle import (
+from engine.journeys.catalog import Catalog
+from engine.journeys.lifecycle import (
     derived_status,
     entries_over,
     last_due_run,
     schedule_over,
 )
-from agents.journeys.logic import Facts, step
+from engine.journeys.logic import Facts, step
 from schemas.definitions import JourneyAction, JourneyStatus, JourneyStatusChanged
 from schemas.events import Event
 from schemas.journeys import JourneyDefinition, Schedule

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.journey_projections import activity_row, command_row, item_rows
 from projections import rows
+from projections.agents.journeys import activity_row, command_row, item_rows
 from schemas.commands import JourneyActivity, SendCommand
 from tests.unit.journey_sim import Sim, load_journeys
 

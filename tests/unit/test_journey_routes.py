@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
+from api.server import HttpApi
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import JourneyStatusChanged
 from schemas.journeys import MAX_NODES, JourneyDefinition
@@ -24,7 +25,6 @@ from schemas.values import parse_timestamp
 from streams import preset_files, segment_files
 from streams.clock import Clock
 from streams.engine import Engine
-from streams.http_api import HttpApi
 from streams.ingest import IngestProducer
 from streams.journey_files import read
 from streams.partitioning import pack, partition_for

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agents.journeys.logic import AudienceRun, Facts, Tick, step
+from engine.journeys.logic import AudienceRun, Facts, Tick, step
 from schemas.commands import parse_command_id
 from schemas.definitions import JourneyAction
 from tests.unit.journey_sim import T0, Sim, load_journeys
@@ -587,7 +587,7 @@ def test_replaying_inputs_from_the_same_state_gives_the_same_commands() -> None:
 
 
 def _ms(moment: datetime) -> int:
-    from agents.segments.state import to_ms
+    from engine.segments.state import to_ms
 
     return to_ms(moment)
 

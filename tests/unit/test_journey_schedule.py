@@ -1,4 +1,4 @@
-"""Journey time (agents/journeys/schedule.py): users' zones, wall-clock instants across
+"""Journey time (engine/journeys/schedule.py): users' zones, wall-clock instants across
 DST, schedule runs, delays and silent hours."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from agents.journeys.schedule import (
+from engine.journeys.schedule import (
     Run,
     delay_end,
     due_runs,

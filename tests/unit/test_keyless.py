@@ -12,8 +12,8 @@ import faust
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from api.server import HttpApi
 from streams.engine import Engine
-from streams.http_api import HttpApi
 from streams.ingest import IngestProducer
 from streams.settings import Settings
 from tests.unit.test_journey_routes import FoldingProducer

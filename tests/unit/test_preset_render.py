@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agents.delivery.render import RenderedContent, RenderFailure, choose, readable, render
+from delivery.render import RenderedContent, RenderFailure, choose, readable, render
 from schemas.presets import EmailContent, PresetDefinition, SmsContent
 from tests.unit.journey_sim import load_presets
 

@@ -14,11 +14,11 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from api.server import HttpApi
 from schemas.definitions import PresetApplied, PresetDeleted
 from schemas.values import parse_timestamp
 from streams import segment_files
 from streams.engine import Engine
-from streams.http_api import HttpApi
 from streams.ingest import IngestProducer
 from streams.journey_files import read
 from streams.settings import Settings

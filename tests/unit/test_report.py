@@ -548,8 +548,8 @@ def test_collected_report_shows_the_engine_counts(collected: dict[str, Any]) -> 
 
 
 def test_reach_report_writes_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli import main as cli
     from projections import report
-    from streams import cli
 
     asked: list[Any] = []
 

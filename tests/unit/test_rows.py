@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.journey_projections import item_rows
 from projections import rows
+from projections.agents.journeys import item_rows
 from projections.rows import Origin, Table
 from schemas import DeadLetter, DeadLetterReason, Event, Feedback, TagUpdate
 from schemas.commands import JourneyActivity, SendCommand

@@ -1,4 +1,4 @@
-"""The segment engine's step (agents/segments/logic.py) against every segment evaluated
+"""The segment engine's step (engine/segments/logic.py) against every segment evaluated
 from scratch, over random histories: a differential test.
 
 Random histories of events (on time, late, future-dated, re-sent), tag updates and
@@ -21,7 +21,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.segments import (
+from engine.segments import (
     Input,
     JourneyFeedback,
     MembershipChange,
@@ -31,8 +31,8 @@ from agents.segments import (
     UserState,
     step,
 )
-from agents.segments.evaluate import holds
-from agents.segments.state import to_ms
+from engine.segments.evaluate import holds
+from engine.segments.state import to_ms
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.segment_language import parse

@@ -1,5 +1,5 @@
-"""Evaluating conditions (agents/segments/evaluate.py) and when they next change
-(agents/segments/timing.py): every tag type and operator, count operators, every
+"""Evaluating conditions (engine/segments/evaluate.py) and when they next change
+(engine/segments/timing.py): every tag type and operator, count operators, every
 window at its edges, last performed, messages, combinators; next_change is never late."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from agents.segments.evaluate import evaluate
-from agents.segments.state import (
+from engine.segments.evaluate import evaluate
+from engine.segments.state import (
     UserState,
     apply_event,
     apply_feedback,
     apply_tag_update,
     to_ms,
 )
-from agents.segments.timing import compile_verdict, next_change
+from engine.segments.timing import compile_verdict, next_change
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.segments import Condition

@@ -18,10 +18,10 @@ import pytest
 from aiohttp import ClientSession, web
 
 from agents.segments.agent import SegmentRuntime
+from api.server import HttpApi
 from schemas.segment_language import MAX_DEPTH, MAX_TERMS
 from schemas.tags import TagUpdate
 from streams.engine import Engine
-from streams.http_api import HttpApi
 from streams.ingest import IngestProducer
 from streams.settings import Settings
 from streams.state import CoalescingTable, MemoryChangelog, MemoryStore

@@ -1,4 +1,4 @@
-"""Segment membership over simulated time (agents/segments/logic.py).
+"""Segment membership over simulated time (engine/segments/logic.py).
 
 Each scenario is a table of steps: ``At`` moves the clock (firing the user's timer on
 the way, as the agent does, with a ``Tick``), ``Send`` delivers an input at the current
@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.segments import (
+from engine.segments import (
     Input,
     JourneyFeedback,
     MembershipChange,

@@ -1,4 +1,4 @@
-"""Per-user segment state (agents/segments/state.py): counters and their buckets, tags,
+"""Per-user segment state (engine/segments/state.py): counters and their buckets, tags,
 default tags, message facts, JSON round trip, size, pruning and the horizon."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.segments.index import SegmentIndex
-from agents.segments.state import (
+from engine.segments.index import SegmentIndex
+from engine.segments.state import (
     DAY,
     MINUTE,
     QUARTER_MS,

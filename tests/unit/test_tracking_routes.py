@@ -14,13 +14,13 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from agents.delivery.tracking import Tracking
-from agents.delivery.tracking_config import tracking_key
+from api.server import HttpApi
+from api.tracking import PIXEL
+from delivery.tracking import Tracking
+from delivery.tracking_config import tracking_key
 from schemas.feedback import Feedback, FeedbackStatus
 from schemas.values import parse_timestamp
 from streams.engine import Engine
-from streams.http_api import HttpApi
-from streams.http_tracking import PIXEL
 from streams.ingest import IngestProducer
 from streams.settings import Settings
 from tests.unit.test_email_tracking import COMMAND

@@ -11,9 +11,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from agents.delivery.channels import Message
-from agents.delivery.render import RenderedContent
-from agents.delivery.webhook import WebhookAdapter, WebhookUnavailable
+from delivery.channels import Message
+from delivery.render import RenderedContent
+from delivery.webhook import WebhookAdapter, WebhookUnavailable
 from schemas.commands import SendCommand
 from schemas.presets import PushContent
 from streams.settings import Settings

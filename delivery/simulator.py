@@ -18,8 +18,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from agents.delivery.channels import Later, Message, Outcome, Result
-from agents.segments.state import from_ms, to_ms
+from delivery.channels import Later, Message, Outcome, Result
+from engine.segments.state import from_ms, to_ms
 from schemas.commands import SendCommand
 from streams.settings import Settings, SimulatedChannel, SimulatedChannelName
 

@@ -30,10 +30,10 @@ from typing import Any, NamedTuple
 
 from pydantic_core import to_jsonable_python
 
-from agents.journeys.catalog import Catalog, matches
-from agents.journeys.schedule import delay_end, silent_until, user_zone
-from agents.segments.logic import MembershipChange
-from agents.segments.state import from_ms, to_ms
+from engine.journeys.catalog import Catalog, matches
+from engine.journeys.schedule import delay_end, silent_until, user_zone
+from engine.segments.logic import MembershipChange
+from engine.segments.state import from_ms, to_ms
 from schemas.commands import WEBHOOK, Activity, JourneyEntryRequest, command_id, parse_command_id
 from schemas.definitions import JourneyStatus
 from schemas.events import Event

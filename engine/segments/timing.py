@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, tzinfo
 from typing import Any
 
-from agents.segments.evaluate import (
+from engine.segments.evaluate import (
     CounterOf,
     MemberOf,
     StateTest,
@@ -29,7 +29,7 @@ from agents.segments.evaluate import (
     local_day,
     local_today_bounds,
 )
-from agents.segments.state import (
+from engine.segments.state import (
     DAY,
     MINUTE,
     QUARTER,

@@ -6,8 +6,8 @@ feedback, which the journey engine turns into an opt-out of the channel);
 ``GET /t/u/{token}`` only shows a button that makes that POST, as link scanners GET.
 
 No API key: recipients' mail clients open these (the routes are in
-streams/http_routes.py). The signed token is the check (see
-agents/delivery/tracking.py): one this system did not make answers 404.
+api/routes.py). The signed token is the check (see
+delivery/tracking.py): one this system did not make answers 404.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from collections.abc import Callable
 from aiohttp import web
 from pydantic import ValidationError
 
-from agents.delivery.tracking import (
+from delivery.tracking import (
     Kind,
     Tracked,
     Tracking,
 )
-from agents.delivery.tracking_config import tracking_key
+from delivery.tracking_config import tracking_key
 from schemas.feedback import Feedback, FeedbackStatus
 from streams.engine import Engine
 from streams.ingest import IngestProducer

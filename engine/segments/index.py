@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from zoneinfo import ZoneInfo
 
-from agents.segments.evaluate import (
+from engine.segments.evaluate import (
     StateTest,
     ValueTest,
     compile_condition,
     compile_predicate,
 )
-from agents.segments.state import (
+from engine.segments.state import (
     DEFAULT_HORIZON,
     Counted,
     MessageKey,
@@ -23,7 +23,7 @@ from agents.segments.state import (
     stored,
     to_ms,
 )
-from agents.segments.timing import Change, Verdict, compile_change, compile_verdict
+from engine.segments.timing import Change, Verdict, compile_change, compile_verdict
 from schemas.events import Event
 from schemas.segments import (
     All,

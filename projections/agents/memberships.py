@@ -5,8 +5,8 @@ from __future__ import annotations
 import faust
 import orjson
 
-from agents.projection import register_projection
 from projections import rows
+from projections.agents.projection import register_projection
 from streams.engine import Engine
 
 

@@ -28,10 +28,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from cli.client import HttpClient
+from cli.demo_population import HOUR, events, hourly, people, tags
 from projections.journey_stats import format_stats
 from projections.report import collect, render_html
-from streams.client import HttpClient
-from streams.demo_population import HOUR, events, hourly, people, tags
 from streams.journey_files import load as load_journeys
 from streams.preset_files import load as load_presets
 from streams.segment_files import load as load_segments

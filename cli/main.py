@@ -15,8 +15,8 @@ import orjson
 from click.core import ParameterSource
 from pydantic import ValidationError
 
-from streams.cli_output import cell, emit, format_options, output_format
-from streams.client import HttpClient
+from cli.client import HttpClient
+from cli.output import cell, emit, format_options, output_format
 from streams.settings import BrokerStorage, Settings
 
 
@@ -107,7 +107,7 @@ SHOWN_INVALID_LINES = 20
 
 
 def _send(kind: str, source: BinaryIO, validate: bool, partial: bool) -> None:
-    from streams import client
+    from cli import client
     from streams.topics import Topics
 
     settings = _settings()
@@ -171,7 +171,7 @@ for _kind, _help in (
 @click.option("--api-key", envvar="REACH_API_KEY", default=None, help="Key with the read scope.")
 def query(sql: str, as_json: bool, as_csv: bool, api_key: str | None) -> None:
     """Run a read-only SQL query on the projections (writes are refused)."""
-    from streams.client import HttpClient, running_api
+    from cli.client import HttpClient, running_api
 
     settings = _settings()
     url = running_api(settings.data_dir)
@@ -250,14 +250,14 @@ def local_data(settings: Settings) -> Iterator[None]:
 )
 def demo(users: int, days: int, report_path: Path) -> None:
     """The seed campaign end to end on embedded defaults, in simulated time."""
-    from streams.demo import run_demo
+    from cli.demo import run_demo
 
     if not run_demo(_settings(), users=users, days=days, report_path=report_path):
         raise click.ClickException("the demo's numbers do not all agree (see above)")
 
 
 def _api(api_key: str | None) -> HttpClient:
-    from streams.client import HttpClient, running_api
+    from cli.client import HttpClient, running_api
 
     url = running_api(_settings().data_dir)
     if url is None:
@@ -647,7 +647,7 @@ def _duration(text: str) -> timedelta:
 
 
 def _tick(moment: datetime, wait: bool, timeout: float, api_key: str | None) -> None:
-    from streams import client
+    from cli import client
     from streams.ticks import TickTimeout
     from streams.topics import Topics
 
@@ -698,7 +698,7 @@ def users_forget(user_id: str) -> None:
     """Delete USER_ID's tags, state and ClickHouse rows (see docs/security.md)."""
     from datetime import UTC
 
-    from streams.client import NotRunning, find_broker
+    from cli.client import NotRunning, find_broker
     from streams.forget import BadUser, forget_request, send_forget
     from streams.topics import Topics
 

@@ -21,20 +21,20 @@ from aiohttp import web
 from mode import Service
 from pydantic import BaseModel
 
+from api.auth import Scope, allowed, parse_api_keys, presented_key
+from api.clock import ClockRoutes
+from api.ingest import check_items
+from api.journeys import JourneyRoutes
+from api.presets import PresetRoutes
+from api.routes import ROUTES, openapi
+from api.segments import SegmentRoutes
+from api.tracking import TrackingRoutes
 from projections.clickhouse import AnalystClients, AnalystQuery, QueryLimits
 from projections.query_guard import QueryRefused
 from schemas import Event, Feedback, TagUpdate
-from streams.auth import Scope, allowed, parse_api_keys, presented_key
 from streams.codecs import InputCodec
 from streams.engine import Engine
 from streams.forget import BadUser, forget_request, send_forget
-from streams.http_clock import ClockRoutes
-from streams.http_ingest import check_items
-from streams.http_journeys import JourneyRoutes
-from streams.http_presets import PresetRoutes
-from streams.http_routes import ROUTES, openapi
-from streams.http_segments import SegmentRoutes
-from streams.http_tracking import TrackingRoutes
 from streams.ingest import IngestProducer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -119,7 +119,7 @@ class HttpApi(Service):
         return api
 
     def _handlers(self) -> dict[str, Handler]:
-        """The handler of each name the route table (streams/http_routes.py) uses."""
+        """The handler of each name the route table (api/routes.py) uses."""
         segments = SegmentRoutes(
             self.engine.definitions,
             self._ready_producer,

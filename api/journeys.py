@@ -7,7 +7,7 @@ worker's registry has folded its own record, so a following read sees it.
 
 The status reported is the stored lifecycle, or ``finished`` for a launched journey
 whose entries can admit nobody any more and that nobody is inside
-(agents/journeys/lifecycle.py); who is inside comes from ClickHouse, so a worker
+(engine/journeys/lifecycle.py); who is inside comes from ClickHouse, so a worker
 without projections reports such a journey as ``launched``.
 """
 
@@ -24,7 +24,9 @@ from aiohttp import web
 from pydantic import ValidationError
 from pydantic_core import from_json
 
-from agents.journeys.lifecycle import Status, derived_status, entries_over
+from api.clock import NotStarted, stamp_now
+from api.definitions import DefinitionRoutes
+from engine.journeys.lifecycle import Status, derived_status, entries_over
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import (
     DefinitionRefused,
@@ -33,8 +35,6 @@ from schemas.definitions import (
     JourneyStatus,
 )
 from schemas.journeys import ApiEntry, AudienceEntry, Entry, JourneyDefinition, TriggerEntry
-from streams.http_clock import NotStarted, stamp_now
-from streams.http_definitions import DefinitionRoutes
 from streams.journey_files import from_document
 from streams.outbound import webhook_refusal
 

@@ -15,12 +15,12 @@ from typing import Any
 from aiohttp import web
 from pydantic_core import from_json
 
-from agents.delivery.render import RenderedContent, render
+from api.definitions import DefinitionRoutes
+from delivery.render import RenderedContent, render
 from schemas.definitions import (
     DefinitionRefused,
 )
 from schemas.presets import PresetDefinition
-from streams.http_definitions import DefinitionRoutes
 from streams.preset_files import from_document
 
 RENDER_FIELDS = frozenset({"tags", "properties", "user_id"})

@@ -1,6 +1,6 @@
 """The email channel over SMTP: one multipart/alternative message per send command,
 its HTML links sent through the click redirect and an open pixel added, so opens and
-clicks come back as feedback through the HTTP API (streams/http_tracking.py), and a
+clicks come back as feedback through the HTTP API (api/tracking.py), and a
 one-click unsubscribe (RFC 8058) in the ``List-Unsubscribe`` headers.
 
 Outcomes: ``delivered`` once the server accepts the message (2xx), ``bounced`` when it
@@ -21,9 +21,9 @@ from typing import Literal
 import aiosmtplib
 from pydantic import TypeAdapter, ValidationError
 
-from agents.delivery.channels import Message, Outcome, Result
-from agents.delivery.tracking import Tracking
-from agents.delivery.tracking_config import tracking_base, tracking_key
+from delivery.channels import Message, Outcome, Result
+from delivery.tracking import Tracking
+from delivery.tracking_config import tracking_base, tracking_key
 from schemas.commands import SendCommand
 from schemas.identity import content_id
 from schemas.presets import EmailAddress, EmailContent

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
-from agents.journeys.schedule import user_zone
-from agents.segments.state import from_ms
+from engine.journeys.schedule import user_zone
+from engine.segments.state import from_ms
 from schemas.journeys import Channel
 from schemas.presets import (
     LINK_KINDS,

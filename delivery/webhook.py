@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from agents.delivery.channels import Message, Outcome, Result
+from delivery.channels import Message, Outcome, Result
 from schemas.commands import WEBHOOK
 from streams.outbound import DestinationRefused, FencedResolver, check
 from streams.settings import Settings

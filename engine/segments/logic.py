@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
 
-from agents.segments.index import SegmentIndex
-from agents.segments.state import (
+from engine.segments.index import SegmentIndex
+from engine.segments.state import (
     DEFAULT_TAGS,
     JSON,
     UserState,

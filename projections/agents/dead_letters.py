@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import faust
 
-from agents.projection import register_projection
 from projections import rows
+from projections.agents.projection import register_projection
 from schemas import DeadLetter
 from streams.engine import Engine
 

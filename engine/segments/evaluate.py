@@ -20,7 +20,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from agents.segments.state import (
+from engine.segments.state import (
     DAY,
     JSON,
     MINUTE,

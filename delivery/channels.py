@@ -19,7 +19,7 @@ from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol
 
-from agents.delivery.render import RenderedContent
+from delivery.render import RenderedContent
 from schemas.commands import SendCommand
 
 ENTRY_POINT_GROUP = "reachstream.channels"

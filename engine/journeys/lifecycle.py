@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from agents.journeys.schedule import Run, due_runs, next_run
+from engine.journeys.schedule import Run, due_runs, next_run
 from schemas.definitions import JourneyStatus, JourneyStatusChanged
 from schemas.journeys import AudienceEntry, Entry, JourneyDefinition, Schedule
 

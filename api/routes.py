@@ -1,5 +1,5 @@
 """The route table of the HTTP API: one entry per route (method, path, scope, request
-and response bodies, summary). ``streams.http_api`` registers its routes from this
+and response bodies, summary). ``api.server`` registers its routes from this
 table, and ``openapi()`` turns the same table into the OpenAPI 3.1 document served at
 ``GET /v1/openapi.json``, so the two cannot drift.
 
@@ -17,7 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from agents.delivery.tracking import CLICK_PATH, OPEN_PATH, UNSUBSCRIBE_PATH
+from api.auth import Scope
+from delivery.tracking import CLICK_PATH, OPEN_PATH, UNSUBSCRIBE_PATH
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.journeys import JourneyDefinition
@@ -25,7 +26,6 @@ from schemas.json_schema import _InputSchemas, json_schema
 from schemas.presets import PresetDefinition
 from schemas.segments import Condition, SegmentDefinition
 from schemas.tags import TagUpdate
-from streams.auth import Scope
 
 Method = Literal["GET", "POST", "DELETE"]
 OPENAPI_PATH = "/v1/openapi.json"

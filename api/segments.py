@@ -10,13 +10,13 @@ from typing import Any
 from aiohttp import web
 from pydantic_core import from_json
 
-from agents.segments.state import horizon_problems
+from api.definitions import DefinitionTooLarge, check_sizes
+from engine.segments.state import horizon_problems
 from schemas.definitions import DefinitionRefused, Definitions
 from schemas.segment_language import SegmentSyntaxError, parse, size_problem
 from schemas.segments import Condition, SegmentDefinition
 from streams.definitions import DefinitionsService
 from streams.engine import Previewer
-from streams.http_definitions import DefinitionTooLarge, check_sizes
 from streams.ingest import IngestProducer
 from streams.segment_files import DefinitionError, from_document, from_item
 

@@ -16,8 +16,8 @@ import faust
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from agents.projection import ToRows, register_projection
 from projections import rows
+from projections.agents.projection import ToRows, register_projection
 from schemas.commands import Activity, JourneyActivity, SendCommand
 from streams.engine import Engine
 

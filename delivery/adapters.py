@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from agents.delivery.channels import ENTRY_POINT_GROUP, ChannelAdapter
-from agents.delivery.simulator import SimulatedChannels
+from delivery.channels import ENTRY_POINT_GROUP, ChannelAdapter
+from delivery.simulator import SimulatedChannels
 from schemas.journeys import Channel
 from streams.settings import Settings
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from typing import Any
 
-from agents.segments.evaluate import compile_predicate
-from agents.segments.state import stored, to_ms
+from engine.segments.evaluate import compile_predicate
+from engine.segments.state import stored, to_ms
 from schemas.definitions import Journey, JourneyStatus
 from schemas.events import Event
 from schemas.journeys import (
