@@ -12,7 +12,7 @@ import pytest
 
 from cli.demo import run_demo
 from streams.settings import Settings
-from tests.integration.test_report_browser import CHROMIUM, FLAGS
+from tests.browser import FLAGS, require_chromium
 from tests.unit.test_report import read_page
 
 pytestmark = pytest.mark.integration
@@ -30,10 +30,9 @@ def test_the_demo_runs_the_seed_campaign_and_its_numbers_agree(tmp_path: Path) -
     first_sent = steps[("first-email", "sent")]
     assert first_sent > 0
     assert steps[("first-email", "not_opened")] == steps[("second-email", "entered")]
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
+    browser = require_chromium()
     completed = subprocess.run(
-        [str(CHROMIUM), *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+        [str(browser), *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
          report.as_uri()],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip

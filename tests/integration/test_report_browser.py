@@ -1,32 +1,19 @@
 """The HTML report in a real browser: written to a file, opened by headless Chromium
-(Debian's, which .ci/run installs), and the numbers read from the DOM Chromium built
-equal the data the report was made from."""
+(Debian's, which .ci/run installs; in CI a missing browser fails, see tests/browser.py),
+and the numbers read from the DOM Chromium built equal the data the report was made
+from."""
 
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from projections.report import ReportData, render_html, write_report
+from tests.browser import FLAGS, require_chromium
 from tests.unit.test_report import SEED, Page, read_page, synthetic
 
 pytestmark = pytest.mark.integration
-
-CHROMIUM = Path("/usr/bin/chromium")
-# No network at all: without the background-networking flags Chromium tries to reach
-# Google's hosts at every start.
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +23,12 @@ def data() -> ReportData:
 
 @pytest.fixture(scope="module")
 def dom(data: ReportData, tmp_path_factory: pytest.TempPathFactory) -> Page:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
+    browser = require_chromium()
     folder = tmp_path_factory.mktemp("report-browser")
     path = write_report(folder / "report.html", data)
     completed = subprocess.run(
         [
-            str(CHROMIUM),
+            str(browser),
             *FLAGS,
             f"--user-data-dir={folder / 'profile'}",
             "--dump-dom",
