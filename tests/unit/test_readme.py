@@ -54,7 +54,7 @@ def test_the_two_commands_are_demo_and_test() -> None:
     assert commands == ["make demo", "make test"]
     # make demo runs the main job on embedded defaults; make test lints, types, tests.
     assert _recipe("demo") == ["$(BIN)/reach demo"]
-    assert _recipe("test") == ["$(BIN)/ruff check .", "$(BIN)/mypy", "$(BIN)/pytest"]
+    assert {"$(BIN)/ruff check .", "$(BIN)/mypy", "$(BIN)/pytest"} <= set(_recipe("test"))
 
 
 def test_the_test_command_is_what_ci_runs() -> None:
