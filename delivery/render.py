@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ValidationError
 
 from engine.journeys.schedule import user_zone
-from engine.segments.state import from_ms
+from engine.time import from_ms
 from schemas.journeys import Channel
 from schemas.presets import (
     LINK_KINDS,

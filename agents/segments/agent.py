@@ -46,7 +46,8 @@ from engine.segments.logic import (
     on_definitions_changed,
     step,
 )
-from engine.segments.state import UserState, from_ms, to_ms
+from engine.segments.state import UserState
+from engine.time import from_ms, to_ms
 from schemas.commands import JourneyEntryRequest, parse_command_id
 from schemas.definitions import Journey, JourneyStatus
 from schemas.events import Event

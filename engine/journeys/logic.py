@@ -33,7 +33,7 @@ from pydantic_core import to_jsonable_python
 from engine.journeys.catalog import Catalog, matches
 from engine.journeys.schedule import delay_end, silent_until, user_zone
 from engine.segments.logic import MembershipChange
-from engine.segments.state import from_ms, to_ms
+from engine.time import from_ms, to_ms
 from schemas.commands import WEBHOOK, Activity, JourneyEntryRequest, command_id, parse_command_id
 from schemas.definitions import JourneyStatus
 from schemas.events import Event

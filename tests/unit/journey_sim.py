@@ -24,7 +24,7 @@ from engine.journeys.logic import (
     step,
 )
 from engine.segments.logic import MembershipChange
-from engine.segments.state import from_ms, to_ms
+from engine.time import from_ms, to_ms
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import Definitions, JourneyAction
 from schemas.events import Event
