@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from engine.journeys.schedule import user_zone
 from engine.time import from_ms
-from schemas.journeys import Channel
+from schemas.journey_nodes import Channel
 from schemas.presets import (
     LINK_KINDS,
     SMS_LIMIT,

@@ -53,7 +53,8 @@ from schemas.definitions import Journey, JourneyStatus
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.identity import content_id
-from schemas.journeys import USER_ZONE, AudienceEntry
+from schemas.journey_nodes import USER_ZONE
+from schemas.journeys import AudienceEntry
 from schemas.segments import Condition, SegmentDefinition
 from schemas.tags import TagUpdate
 from streams.state import CoalescingTable

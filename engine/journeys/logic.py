@@ -39,23 +39,20 @@ from schemas.definitions import JourneyStatus
 from schemas.events import Event
 from schemas.feedback import Feedback, FeedbackStatus
 from schemas.identity import content_id
-from schemas.journeys import (
+from schemas.journey_nodes import (
     ADDRESS_TAGS,
     OPT_OUT_TAG,
     ABSplitNode,
-    ApiEntry,
-    AudienceEntry,
     DelayNode,
     ExitNode,
-    JourneyDefinition,
     MessageNode,
     ReachabilityNode,
     SegmentSplitNode,
-    TriggerEntry,
     UpdateProfileNode,
     WaitForEventNode,
     WebhookNode,
 )
+from schemas.journeys import ApiEntry, AudienceEntry, JourneyDefinition, TriggerEntry
 
 JSON = Any
 State = dict[str, Any]

@@ -172,7 +172,7 @@ def count_timed(
     bound: Threshold | None = None,
 ) -> Timed | None:
     """The window's count tested, and when that may flip (the count itself is the one
-    evaluate.py counts); None for windows nothing enters or leaves as time passes.
+    ``window_counter`` counts); None for windows nothing enters or leaves as time passes.
     ``bound``: ``test`` as a threshold, where it is one."""
     if window.kind in ("ever", "between_dates"):
         return None

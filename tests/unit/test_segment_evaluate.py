@@ -1,5 +1,5 @@
-"""Evaluating conditions (engine/segments/evaluate.py) and when they next change
-(engine/segments/timing.py): every tag type and operator, count operators, every
+"""Evaluating conditions (engine/segments/evaluate.py, windows.py) and when they next
+change (engine/segments/timing.py): every tag type and operator, count operators, every
 window at its edges, last performed, messages, combinators; next_change is never late."""
 
 from __future__ import annotations

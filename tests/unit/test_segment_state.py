@@ -1,5 +1,6 @@
-"""Per-user segment state (engine/segments/state.py): counters and their buckets, tags,
-default tags, message facts, JSON round trip, size, pruning and the horizon."""
+"""Per-user segment state (engine/segments/state.py, counters.py, defaults.py): counters
+and their buckets, tags, default tags, message facts, JSON round trip, size, pruning and
+the horizon (windows.py)."""
 
 from __future__ import annotations
 
