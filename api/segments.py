@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic_core import from_json
 
 from api.definitions import DefinitionTooLarge, check_sizes
-from engine.segments.state import horizon_problems
+from engine.segments.windows import horizon_problems
 from schemas.definitions import DefinitionRefused, Definitions
 from schemas.segment_language import SegmentSyntaxError, parse, size_problem
 from schemas.segments import Condition, SegmentDefinition

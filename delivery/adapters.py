@@ -18,7 +18,7 @@ from typing import Any
 
 from delivery.channels import ENTRY_POINT_GROUP, ChannelAdapter
 from delivery.simulator import SimulatedChannels
-from schemas.journeys import Channel
+from schemas.journey_nodes import Channel
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import entry_points
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from delivery.render import RenderedContent
 from schemas.commands import SendCommand
@@ -67,8 +66,3 @@ class ChannelAdapter(Protocol):
     async def stop(self) -> None: ...
 
     async def deliver(self, message: Message) -> Result: ...
-
-
-def installed_adapters() -> dict[str, Any]:
-    """Entry point name -> the factory it names (loaded), for every installed adapter."""
-    return {point.name: point.load() for point in entry_points(group=ENTRY_POINT_GROUP)}

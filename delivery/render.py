@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ValidationError
 
 from engine.journeys.schedule import user_zone
-from engine.segments.state import from_ms
-from schemas.journeys import Channel
+from engine.time import from_ms
+from schemas.journey_nodes import Channel
 from schemas.presets import (
     LINK_KINDS,
     SMS_LIMIT,

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from delivery.channels import Later, Message, Outcome, Result
-from engine.segments.state import from_ms, to_ms
+from engine.time import from_ms, to_ms
 from schemas.commands import SendCommand
 from streams.settings import Settings, SimulatedChannel, SimulatedChannelName
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from schemas.journeys import ADDRESS_TAGS
+from schemas.journey_nodes import ADDRESS_TAGS
 
 KEY_FILE = "pii.key"
 PREFIX = "hmac-sha256:"
@@ -30,7 +30,7 @@ PREFIX = "hmac-sha256:"
 _SEEN_NAMES = 10_000
 
 DEFAULT_TAGS = frozenset(tag for tag in ADDRESS_TAGS.values() if tag)
-"""The tags that hold addresses (see ``schemas.journeys.ADDRESS_TAGS``)."""
+"""The tags that hold addresses (see ``schemas.journey_nodes.ADDRESS_TAGS``)."""
 
 
 class AddressMask:

@@ -11,10 +11,9 @@ from datetime import UTC, datetime
 
 from projections.journey_stats import STEP_COUNTS
 from projections.report_layout import Edge, Layout, Point, Route, layout
-from schemas.journeys import (
+from schemas.journey_nodes import (
     ABSplitNode,
     DelayNode,
-    JourneyDefinition,
     MessageNode,
     Node,
     ReachabilityNode,
@@ -22,6 +21,7 @@ from schemas.journeys import (
     WaitForEventNode,
     WebhookNode,
 )
+from schemas.journeys import JourneyDefinition
 
 
 def esc(value: object) -> str:

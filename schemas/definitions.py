@@ -17,7 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from schemas.journeys import JourneyDefinition, JourneyId, MessageNode, PresetId
+from schemas.journey_nodes import MessageNode, PresetId
+from schemas.journeys import JourneyDefinition, JourneyId
 from schemas.presets import PresetDefinition
 from schemas.segments import SegmentDefinition, SegmentId, reference_problems, references
 from schemas.values import CONTRACT, Timestamp

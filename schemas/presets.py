@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from schemas.journeys import Channel, PresetId
+from schemas.journey_nodes import Channel, PresetId
 from schemas.values import CONTRACT
 
 # --- placeholders -------------------------------------------------------------------

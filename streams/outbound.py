@@ -25,7 +25,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from schemas.journeys import JourneyDefinition, WebhookNode
+from schemas.journey_nodes import WebhookNode
+from schemas.journeys import JourneyDefinition
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.journeys import Channel
+from schemas.journey_nodes import Channel
 from schemas.presets import PresetDefinition
 from streams.definition_files import DefinitionError, distinct_items, one_item, read
 

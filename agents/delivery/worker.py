@@ -56,7 +56,7 @@ from delivery.ledger import (
 )
 from delivery.render import RenderFailure, render
 from engine.intake import Intake, Source, intake
-from engine.segments.state import from_ms, to_ms
+from engine.time import from_ms, to_ms
 from schemas.commands import WEBHOOK, SendCommand
 from schemas.feedback import Feedback
 from schemas.presets import PresetDefinition

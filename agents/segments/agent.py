@@ -46,13 +46,15 @@ from engine.segments.logic import (
     on_definitions_changed,
     step,
 )
-from engine.segments.state import UserState, from_ms, to_ms
+from engine.segments.state import UserState
+from engine.time import from_ms, to_ms
 from schemas.commands import JourneyEntryRequest, parse_command_id
 from schemas.definitions import Journey, JourneyStatus
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.identity import content_id
-from schemas.journeys import USER_ZONE, AudienceEntry
+from schemas.journey_nodes import USER_ZONE
+from schemas.journeys import AudienceEntry
 from schemas.segments import Condition, SegmentDefinition
 from schemas.tags import TagUpdate
 from streams.state import CoalescingTable

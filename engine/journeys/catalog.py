@@ -9,18 +9,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from typing import Any
 
+from engine.segments.defaults import stored
 from engine.segments.evaluate import compile_predicate
-from engine.segments.state import stored, to_ms
+from engine.time import to_ms
 from schemas.definitions import Journey, JourneyStatus
 from schemas.events import Event
-from schemas.journeys import (
-    ApiEntry,
-    AudienceEntry,
-    EventMatch,
-    JourneyDefinition,
-    TriggerEntry,
-    WaitForEventNode,
-)
+from schemas.journey_nodes import EventMatch, WaitForEventNode
+from schemas.journeys import ApiEntry, AudienceEntry, JourneyDefinition, TriggerEntry
 
 
 def matches(match: EventMatch, event: Event) -> bool:

@@ -33,29 +33,26 @@ from pydantic_core import to_jsonable_python
 from engine.journeys.catalog import Catalog, matches
 from engine.journeys.schedule import delay_end, silent_until, user_zone
 from engine.segments.logic import MembershipChange
-from engine.segments.state import from_ms, to_ms
+from engine.time import from_ms, to_ms
 from schemas.commands import WEBHOOK, Activity, JourneyEntryRequest, command_id, parse_command_id
 from schemas.definitions import JourneyStatus
 from schemas.events import Event
 from schemas.feedback import Feedback, FeedbackStatus
 from schemas.identity import content_id
-from schemas.journeys import (
+from schemas.journey_nodes import (
     ADDRESS_TAGS,
     OPT_OUT_TAG,
     ABSplitNode,
-    ApiEntry,
-    AudienceEntry,
     DelayNode,
     ExitNode,
-    JourneyDefinition,
     MessageNode,
     ReachabilityNode,
     SegmentSplitNode,
-    TriggerEntry,
     UpdateProfileNode,
     WaitForEventNode,
     WebhookNode,
 )
+from schemas.journeys import ApiEntry, AudienceEntry, JourneyDefinition, TriggerEntry
 
 JSON = Any
 State = dict[str, Any]

@@ -16,7 +16,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from schemas.journeys import USER_ZONE, DelayNode, DurationUnit, Schedule, SilentHours, Weekday
+from schemas.journey_nodes import USER_ZONE, DelayNode, DurationUnit, Weekday
+from schemas.journeys import Schedule, SilentHours
 
 TIME_ZONE_TAG = "Time zone"
 """The tag holding a user's zone, an IANA name."""

@@ -2,6 +2,7 @@
 the index of what affects what, and ``step``, the one call the segment agent makes.
 See docs/segments.md, "How membership is kept"."""
 
+from engine.segments.counters import DEFAULT_HORIZON
 from engine.segments.evaluate import evaluate
 from engine.segments.index import SegmentIndex
 from engine.segments.logic import (
@@ -13,16 +14,9 @@ from engine.segments.logic import (
     on_definitions_changed,
     step,
 )
-from engine.segments.state import (
-    DEFAULT_HORIZON,
-    UserState,
-    apply_event,
-    apply_feedback,
-    apply_tag_update,
-    horizon_problems,
-    window_problem,
-)
+from engine.segments.state import UserState, apply_event, apply_feedback, apply_tag_update
 from engine.segments.timing import next_change
+from engine.segments.windows import horizon_problems, window_problem
 
 __all__ = [
     "DEFAULT_HORIZON",

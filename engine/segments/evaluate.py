@@ -2,10 +2,8 @@
 in docs/segments.md ("How membership is kept").
 
 Time is in epoch milliseconds throughout. Calendar days are those of the segment's
-time zone. Windows count occurrences by the start of their bucket (their minute in
-windows of up to ``RECENT`` minutes, their quarter hour in every other window), except
-each counter's newest occurrence, which counts at its exact instant: so "at least once"
-and "never" within the last N are exact.
+time zone. What a window of an event or message condition holds is
+engine/segments/windows.py's business.
 
 A condition is compiled once into nested closures (operands normalised, counter keys
 and window lengths worked out), so evaluating it is a few calls per node; compiled
@@ -15,32 +13,20 @@ forms are cached per condition object.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, time, tzinfo
+from datetime import datetime, tzinfo
 from decimal import Decimal
-from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any
 
-from engine.segments.state import (
-    DAY,
-    JSON,
-    MINUTE,
-    QUARTER_MS,
-    RECENT,
-    UNIT_MS,
-    Counter,
-    UserState,
-    count_in,
-    filter_key,
-    from_ms,
-    message_key,
-    to_ms,
-)
+from engine.segments.cache import cached
+from engine.segments.defaults import JSON
+from engine.segments.keys import CounterOf, counter_of
+from engine.segments.state import UserState
+from engine.segments.windows import UNIT_MS, count_test, window_counter
+from engine.time import DAY, local_day, local_today, to_ms
 from schemas.segments import (
     All,
     AndNot,
     Condition,
-    Count,
-    CountOp,
     DaysAgo,
     EventCondition,
     LastPerformedCondition,
@@ -60,8 +46,6 @@ StateTest = Callable[[UserState, int, tzinfo, MemberOf], bool]
 """A compiled condition: (state, now in ms, zone, member_of) -> bool."""
 ValueTest = Callable[[JSON | None, int, tzinfo], bool]
 """A compiled predicate: (stored value or None, now in ms, zone) -> bool."""
-CounterOf = Callable[[UserState], Counter | None]
-WindowCount = Callable[[Counter, int, tzinfo], int]
 
 # Negative operators are the complements of positive ones, so they hold for a tag the
 # user does not have. A value of another type cannot be compared: it is neither equal
@@ -69,22 +53,6 @@ WindowCount = Callable[[Counter, int, tzinfo], int]
 HOLD_WHEN_MISSING = frozenset({Op.NOT_EXISTS, Op.NOTEQ, Op.NOTIN, Op.CONTAINS_NONE})
 
 _INCOMPARABLE: Any = object()
-
-T = TypeVar("T")
-_COMPILED: dict[tuple[str, int], tuple[object, Any]] = {}
-
-
-def cached(kind: str, item: object, build: Callable[[], T]) -> T:
-    """``build()``, once per (kind, object); the object is kept so its id stays its own."""
-    found = _COMPILED.get((kind, id(item)))
-    if found is not None and found[0] is item:
-        result: T = found[1]
-        return result
-    if len(_COMPILED) > 50_000:  # definitions come and go; the cache must not grow with them
-        _COMPILED.clear()
-    built = build()
-    _COMPILED[(kind, id(item))] = (item, built)
-    return built
 
 
 def evaluate(
@@ -158,146 +126,6 @@ def _tag_test(condition: TagCondition) -> StateTest:
     return lambda state, now, tz, member_of: test(state.tags.get(tag), now, tz)
 
 
-# --- calendar days ------------------------------------------------------------------
-
-
-def local_day(ms: int, tz: tzinfo) -> int:
-    """The proleptic ordinal of the local calendar day containing instant ``ms``."""
-    # Bucket starts recur from step to step; other instants (``now``) within one step.
-    if ms % QUARTER_MS:
-        return _day_of_instant(ms, tz)
-    return _day_of_quarter(ms, tz)
-
-
-def local_today(now: int, tz: tzinfo) -> int:
-    """``local_day`` of the current instant: remembered per zone while it lasts."""
-    known = _TODAY.get(tz)
-    if known is not None and known[0] <= now < known[1]:
-        return known[2]
-    return local_today_bounds(now, tz)[0]
-
-
-def local_today_bounds(now: int, tz: tzinfo) -> tuple[int, int, int]:
-    """``local_today``, with the first instants of that day and of the next."""
-    known = _TODAY.get(tz)
-    if known is not None and known[0] <= now < known[1]:
-        return known[2], known[0], known[1]
-    # Ticks evaluate at their timers' instants, inputs at theirs: a zone's days alternate.
-    for known in _DAYS.get((tz, now // DAY), ()):
-        if known[0] <= now < known[1]:
-            _TODAY[tz] = known
-            return known[2], known[0], known[1]
-    day = local_day(now, tz)
-    low, high = day_start(day, tz), day_start(day + 1, tz)
-    # Only a day of exactly 24 hours has one UTC offset throughout (no DST change in it,
-    # so every instant in it is on that day); other days are looked up every time.
-    if high - low == DAY:
-        if len(_TODAY) > 256:  # zones are few; never let the cache grow with them
-            _TODAY.clear()
-        if len(_DAYS) > 8192:
-            _DAYS.clear()
-        known = _TODAY[tz] = (low, high, day)
-        for utc_day in {low // DAY, (high - 1) // DAY}:
-            _DAYS.setdefault((tz, utc_day), []).append(known)
-    return day, low, high
-
-
-_TODAY: dict[tzinfo, tuple[int, int, int]] = {}
-"""Per zone, the day of the instant last looked up: (first instant, end, ordinal)."""
-_DAYS: dict[tuple[tzinfo, int], list[tuple[int, int, int]]] = {}
-"""Local days of 24 hours looked up, as ``_TODAY`` has them, by zone and by the UTC
-days they overlap."""
-
-
-@lru_cache(maxsize=256)
-def _day_of_instant(ms: int, tz: tzinfo) -> int:
-    return from_ms(ms).astimezone(tz).toordinal()
-
-
-@lru_cache(maxsize=65536)
-def _day_of_quarter(ms: int, tz: tzinfo) -> int:
-    return from_ms(ms).astimezone(tz).toordinal()
-
-
-@lru_cache(maxsize=8192)
-def day_start(ordinal: int, tz: tzinfo) -> int:
-    """The first instant (ms) of a local day. Where midnight is skipped by a DST change,
-    fold=0 reads it with the offset before the change: the instant of the change."""
-    return to_ms(datetime.combine(date.fromordinal(ordinal), time(0), tzinfo=tz))
-
-
-# --- counters and windows -------------------------------------------------------------
-
-
-def is_fine(window: Window) -> bool:
-    """Whether a window counts by the minute (``last`` up to ``RECENT`` minutes)."""
-    return window.kind == "last" and (window.n or 0) * UNIT_MS[window.unit] <= RECENT * MINUTE
-
-
-def counter_of(condition: EventCondition | MessageCondition | LastPerformedCondition) -> CounterOf:
-    """Where a condition's counter is: by event name, filter signature or message key."""
-    if isinstance(condition, MessageCondition):
-        key = message_key(condition.action, condition.channel, condition.journey, condition.step)
-        return lambda state: state.messages.get(key)
-    if isinstance(condition, EventCondition) and condition.filters:
-        key = filter_key(condition.event, condition.filters)
-        return lambda state: state.filtered.get(key)
-    event = condition.event
-    return lambda state: state.events.get(event)
-
-
-def window_counter(window: Window) -> WindowCount:
-    """(counter, now, zone) -> occurrences within ``window`` at ``now``."""
-    return cached("window", window, lambda: _window_counter(window))
-
-
-def _window_counter(window: Window) -> WindowCount:
-    kind = window.kind
-    n = window.n or 0
-    if kind == "ever":
-        return lambda counter, now, tz: int(counter[0])
-    if kind == "last":
-        length = n * UNIT_MS[window.unit]
-        fine = is_fine(window)
-        # An occurrence leaves the window exactly ``length`` after its bucket's start.
-        return lambda counter, now, tz: count_in(counter, now - length + 1, None, fine=fine)
-    if kind == "between_dates":
-        assert window.start is not None
-        assert window.end is not None
-        start, end = to_ms(window.start), to_ms(window.end)
-        return lambda counter, now, tz: count_in(counter, start, end, fine=False)
-    if kind == "ago_or_more":
-        # Everything but what happened after day (today - n); what is older than the
-        # buckets still counts in the total, so this is exact within the horizon.
-        def older(counter: Counter, now: int, tz: tzinfo) -> int:
-            after = day_start(local_today(now, tz) - n + 1, tz)
-            return int(counter[0]) - count_in(counter, after, None, fine=False)
-
-        return older
-    far = window.m if kind == "between_ago" else n
-    assert far is not None
-
-    def days(counter: Counter, now: int, tz: tzinfo) -> int:
-        today = local_today(now, tz)
-        return count_in(
-            counter, day_start(today - far, tz), day_start(today - n + 1, tz), fine=False
-        )
-
-    return days
-
-
-def count_test(count: Count) -> Callable[[int], bool]:
-    bound = count.value
-    if isinstance(bound, tuple):
-        low, high = bound
-        return lambda value: low <= value <= high
-    if count.op is CountOp.EQ:
-        return lambda value: value == bound
-    if count.op is CountOp.GTE:
-        return lambda value: value >= bound
-    return lambda value: value <= bound
-
-
 def _count_test_of(get: CounterOf, window: Window, test: Callable[[int], bool]) -> StateTest:
     counted = window_counter(window)
 
@@ -306,11 +134,6 @@ def _count_test_of(get: CounterOf, window: Window, test: Callable[[int], bool]) 
         return test(0 if counter is None else counted(counter, now, tz))
 
     return holds
-
-
-def window_count(counter: Counter | None, window: Window, now: int, tz: tzinfo) -> int:
-    """Occurrences of ``counter`` within ``window`` at instant ``now``."""
-    return 0 if counter is None else window_counter(window)(counter, now, tz)
 
 
 def bound_of(operand: datetime | DaysAgo) -> Callable[[int], int]:
@@ -348,11 +171,6 @@ def _last_performed_test(condition: LastPerformedCondition) -> StateTest:
 
 
 # --- typed predicates -------------------------------------------------------------------
-
-
-def predicate_holds(predicate: Predicate, value: JSON | None, now: int, tz: tzinfo) -> bool:
-    """``predicate`` on a stored value (None: the user has no such tag or attribute)."""
-    return compile_predicate(predicate)(value, now, tz)
 
 
 def compile_predicate(predicate: Predicate) -> ValueTest:

@@ -8,22 +8,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from zoneinfo import ZoneInfo
 
+from engine.segments.counters import DEFAULT_HORIZON
+from engine.segments.defaults import stored
 from engine.segments.evaluate import (
     StateTest,
     ValueTest,
     compile_condition,
     compile_predicate,
 )
-from engine.segments.state import (
-    DEFAULT_HORIZON,
-    Counted,
-    MessageKey,
-    condition_counts,
-    filter_key,
-    stored,
-    to_ms,
-)
+from engine.segments.keys import Counted, MessageKey, condition_counts, filter_key
 from engine.segments.timing import Change, Verdict, compile_change, compile_verdict
+from engine.time import to_ms
 from schemas.events import Event
 from schemas.segments import (
     All,

@@ -14,19 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
 
+from engine.segments.defaults import DEFAULT_TAGS, JSON
 from engine.segments.index import SegmentIndex
 from engine.segments.state import (
-    DEFAULT_TAGS,
-    JSON,
     UserState,
     apply_event,
     apply_feedback,
     apply_tag_update,
-    from_ms,
     input_hash,
     remembered,
-    to_ms,
 )
+from engine.time import from_ms, to_ms
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.segments import SegmentDefinition

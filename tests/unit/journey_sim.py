@@ -24,12 +24,13 @@ from engine.journeys.logic import (
     step,
 )
 from engine.segments.logic import MembershipChange
-from engine.segments.state import from_ms, to_ms
+from engine.time import from_ms, to_ms
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import Definitions, JourneyAction
 from schemas.events import Event
 from schemas.feedback import Feedback, FeedbackStatus
-from schemas.journeys import Channel, JourneyDefinition, MessageNode
+from schemas.journey_nodes import Channel, MessageNode
+from schemas.journeys import JourneyDefinition
 from schemas.presets import PresetDefinition
 from schemas.segments import SegmentDefinition
 

@@ -16,7 +16,7 @@ from delivery.email import COMMAND_HEADER, EmailAdapter, message_id
 from delivery.render import RenderedContent
 from delivery.tracking import Tracking
 from schemas.commands import SendCommand, command_id
-from schemas.journeys import Channel
+from schemas.journey_nodes import Channel
 from schemas.presets import EmailContent
 from streams.settings import Settings
 from tests.smtp_server import LATER, REFUSED, SmtpServer, free_port, smtp_server

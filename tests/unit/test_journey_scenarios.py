@@ -587,7 +587,7 @@ def test_replaying_inputs_from_the_same_state_gives_the_same_commands() -> None:
 
 
 def _ms(moment: datetime) -> int:
-    from engine.segments.state import to_ms
+    from engine.time import to_ms
 
     return to_ms(moment)
 

@@ -22,7 +22,8 @@ from engine.journeys.schedule import (
     user_run_instant,
     user_zone,
 )
-from schemas.journeys import Channel, DelayNode, Duration, Schedule, SilentHours, Weekday
+from schemas.journey_nodes import Channel, DelayNode, Duration, Weekday
+from schemas.journeys import Schedule, SilentHours
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")

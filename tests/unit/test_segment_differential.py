@@ -32,7 +32,7 @@ from engine.segments import (
     step,
 )
 from engine.segments.evaluate import holds
-from engine.segments.state import to_ms
+from engine.time import to_ms
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.segment_language import parse

@@ -1,5 +1,5 @@
-"""Evaluating conditions (engine/segments/evaluate.py) and when they next change
-(engine/segments/timing.py): every tag type and operator, count operators, every
+"""Evaluating conditions (engine/segments/evaluate.py, windows.py) and when they next
+change (engine/segments/timing.py): every tag type and operator, count operators, every
 window at its edges, last performed, messages, combinators; next_change is never late."""
 
 from __future__ import annotations
@@ -14,14 +14,9 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from engine.segments.evaluate import evaluate
-from engine.segments.state import (
-    UserState,
-    apply_event,
-    apply_feedback,
-    apply_tag_update,
-    to_ms,
-)
+from engine.segments.state import UserState, apply_event, apply_feedback, apply_tag_update
 from engine.segments.timing import compile_verdict, next_change
+from engine.time import to_ms
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.segments import Condition

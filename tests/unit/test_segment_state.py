@@ -1,5 +1,6 @@
-"""Per-user segment state (engine/segments/state.py): counters and their buckets, tags,
-default tags, message facts, JSON round trip, size, pruning and the horizon."""
+"""Per-user segment state (engine/segments/state.py, counters.py, defaults.py): counters
+and their buckets, tags, default tags, message facts, JSON round trip, size, pruning and
+the horizon (windows.py)."""
 
 from __future__ import annotations
 
@@ -11,26 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.segments.counters import QUARTER_MS, buckets, count_into, encode, occurrences
+from engine.segments.defaults import stored
 from engine.segments.index import SegmentIndex
-from engine.segments.state import (
-    DAY,
-    MINUTE,
-    QUARTER_MS,
-    UserState,
-    apply_event,
-    apply_feedback,
-    apply_tag_update,
-    buckets,
-    count_into,
-    encode,
-    filter_key,
-    horizon_problems,
-    message_key,
-    occurrences,
-    stored,
-    to_ms,
-    window_problem,
-)
+from engine.segments.keys import filter_key, message_key
+from engine.segments.state import UserState, apply_event, apply_feedback, apply_tag_update
+from engine.segments.windows import horizon_problems, window_problem
+from engine.time import DAY, MINUTE, to_ms
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.segments import EventCondition, MessageAction, SegmentDefinition, Window
