@@ -1,4 +1,5 @@
-"""The HTTP API: ingest, read-only queries and status, served by aiohttp in the worker.
+"""The HTTP API: ingest, read-only queries and status, served by aiohttp in the worker
+(a plain object with ``start`` and ``stop``: the worker factory runs it with the app).
 
 Ingest validates each item; a batch with any invalid item is refused whole with a
 400 listing every error, so a client can fix and resend it without duplicates
@@ -10,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-import faust
 import orjson
 from aiohttp import web
-from mode import Service
 from pydantic import BaseModel
 
 from api.auth import Scope, allowed, parse_api_keys, presented_key
@@ -27,12 +26,13 @@ from api.ingest import check_items
 from api.journeys import JourneyRoutes
 from api.presets import PresetRoutes
 from api.routes import ROUTES, openapi
-from api.segments import SegmentRoutes
+from api.segments import Previewer, SegmentRoutes
 from api.tracking import TrackingRoutes
+from engine.codecs import InputCodec
 from projections.clickhouse import AnalystClients, AnalystQuery, QueryLimits
 from projections.query_guard import QueryRefused
+from projections.store import Projections
 from schemas import Event, Feedback, TagUpdate
-from streams.codecs import InputCodec
 from streams.engine import Engine
 from streams.forget import BadUser, forget_request, send_forget
 from streams.ingest import IngestProducer
@@ -69,10 +69,29 @@ def check_binding(host_is_loopback: bool, api_keys: str) -> None:
         )
 
 
-class HttpApi(Service):
-    def __init__(self, engine: Engine, app: faust.App, **kwargs: Any) -> None:
+def _nothing_assigned() -> Iterable[str]:
+    return ()
+
+
+class HttpApi:
+    """``projections``: the ClickHouse side this worker writes (its client answers
+    journey stats and queries); ``previewer``: who matches a condition, over this
+    worker's segment state; ``assigned``: the ``topic:partition`` names this worker
+    consumes now."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        projections: Projections | None = None,
+        previewer: Previewer | None = None,
+        assigned: Callable[[], Iterable[str]] = _nothing_assigned,
+    ) -> None:
         self.engine = engine
-        self.faust_app = app
+        self.projections = projections or Projections(engine.settings)
+        self.previewer = previewer
+        self._assigned = assigned
+        self.url = ""
+        """Where the API listens, once started."""
         settings = engine.settings
         check_binding(settings.http_is_loopback, settings.api_keys)
         self._keys = parse_api_keys(settings.api_keys)
@@ -99,7 +118,6 @@ class HttpApi(Service):
         self._query_slots = asyncio.Semaphore(settings.query_concurrency)
         self._clock = ClockRoutes(engine, _json)
         self._openapi: bytes | None = None
-        super().__init__(**kwargs)
 
     def build(self) -> web.Application:
         api = web.Application(
@@ -125,12 +143,12 @@ class HttpApi(Service):
             self._ready_producer,
             self.engine.topics.definitions,
             _json,
-            self.engine.previewer,
+            self.previewer,
             timedelta(days=self.engine.settings.segment_horizon_days),
             self.engine.settings.max_record_bytes,
         )
         presets = PresetRoutes(self.engine, self._ready_producer, _json)
-        journeys = JourneyRoutes(self.engine, self._ready_producer, _json)
+        journeys = JourneyRoutes(self.engine, self.projections, self._ready_producer, _json)
         # No API key: recipients' mail clients (and mailbox providers' one-click
         # unsubscribe) call these; a signed token is the check.
         tracking = TrackingRoutes(self.engine, self._ready_producer)
@@ -169,7 +187,7 @@ class HttpApi(Service):
         assert self._producer is not None, "the API has not started"
         return self._producer
 
-    async def on_start(self) -> None:
+    async def start(self) -> None:
         settings = self.engine.settings
         # aiokafka clients must be created inside the running loop.
         self._producer = IngestProducer(
@@ -181,9 +199,9 @@ class HttpApi(Service):
         site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
         await site.start()
         host, port = self._runner.addresses[0][:2]
-        self.engine.http_url = f"http://{host}:{port}"
+        self.url = f"http://{host}:{port}"
 
-    async def on_stop(self) -> None:
+    async def stop(self) -> None:
         await self._clock.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -264,11 +282,9 @@ class HttpApi(Service):
                 "broker": engine.bootstrap,
                 "topics": list(engine.topics.all()),
                 "partitions": engine.settings.partitions,
-                "assigned": sorted(
-                    f"{tp.topic}:{tp.partition}" for tp in self.faust_app.consumer.assignment()
-                ),
+                "assigned": sorted(self._assigned()),
                 "counters": dict(engine.counters),
-                "projected": dict(engine.sink.written),
+                "projected": dict(self.projections.sink.written),
                 "acked_records": engine.checkpoint.acked,
                 "clock": engine.clock.status(),
                 **{name: part() for name, part in engine.status_parts.items()},
@@ -314,7 +330,7 @@ class HttpApi(Service):
             return _json({"error": 'body must be {"sql": "...", "parameters": {...}}'}, 400)
         if not self.engine.settings.projects:
             return _json({"error": "this worker's role does not run projections"}, 503)
-        if self.engine.clickhouse is None:
+        if self.projections.client is None:
             return _json({"error": "ClickHouse is not open yet"}, 503)
         wait = self.engine.settings.query_timeout_seconds
         try:

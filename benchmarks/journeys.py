@@ -50,9 +50,8 @@ from benchmarks.system import cpu_seconds, print_figures, settle, start_engine, 
 from streams.ingest import IngestProducer
 from streams.partitioning import partition_for
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
-from streams.topics import Topics, ensure_topics
-from streams.transport import FETCH_MAX_WAIT_MS
+from streams.topics import FETCH_MAX_WAIT_MS, Topics, ensure_topics
+from worker.supervisor import SystemProcess
 
 console = Console(width=160)
 AUDIENCE = "bench-audience"

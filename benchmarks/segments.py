@@ -36,9 +36,8 @@ from benchmarks.system import (
 from streams.broker import Storage
 from streams.ingest import IngestProducer
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
-from streams.topics import Topics
-from streams.transport import FETCH_MAX_WAIT_MS
+from streams.topics import FETCH_MAX_WAIT_MS, Topics
+from worker.supervisor import SystemProcess
 
 console = Console(width=120)
 COUNTRIES = ("PT", "FR", "IN", "DE", "BR", "US", "ES", "IT")

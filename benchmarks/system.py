@@ -18,8 +18,8 @@ from rich.table import Table
 
 from streams.broker import EmbeddedBroker
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
 from streams.topics import Topics
+from worker.supervisor import SystemProcess
 
 
 def start_engine(

@@ -28,17 +28,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from cli.client import HttpClient
 from cli.demo_population import HOUR, events, hourly, people, tags
+from client.system import HttpClient
+from files.journeys import load as load_journeys
+from files.presets import load as load_presets
+from files.segments import load as load_segments
 from projections.journey_stats import format_stats
 from projections.report import collect, render_html
-from streams.journey_files import load as load_journeys
-from streams.preset_files import load as load_presets
-from streams.segment_files import load as load_segments
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
 from streams.ticks import TickDriver
 from streams.topics import Topics
+from worker.supervisor import SystemProcess
 
 SEED_SEGMENTS = Path(__file__).parents[1] / "examples" / "seed-segments.yaml"
 SEED_JOURNEYS = Path(__file__).parents[1] / "examples" / "seed-journeys.yaml"

@@ -15,8 +15,8 @@ import orjson
 from click.core import ParameterSource
 from pydantic import ValidationError
 
-from cli.client import HttpClient
 from cli.output import cell, emit, format_options, output_format
+from client.system import HttpClient
 from streams.settings import BrokerStorage, Settings
 
 
@@ -44,7 +44,7 @@ def main() -> None:
 @main.command()
 def up() -> None:
     """Run the system until Ctrl-C (broker if none configured, worker, projections, HTTP API)."""
-    from streams.runtime import StartupError, run
+    from worker.runtime import StartupError, run
 
     try:
         run(_settings())
@@ -107,7 +107,7 @@ SHOWN_INVALID_LINES = 20
 
 
 def _send(kind: str, source: BinaryIO, validate: bool, partial: bool) -> None:
-    from cli import client
+    from client import system as client
     from streams.topics import Topics
 
     settings = _settings()
@@ -171,7 +171,7 @@ for _kind, _help in (
 @click.option("--api-key", envvar="REACH_API_KEY", default=None, help="Key with the read scope.")
 def query(sql: str, as_json: bool, as_csv: bool, api_key: str | None) -> None:
     """Run a read-only SQL query on the projections (writes are refused)."""
-    from cli.client import HttpClient, running_api
+    from client.system import HttpClient, running_api
 
     settings = _settings()
     url = running_api(settings.data_dir)
@@ -257,7 +257,7 @@ def demo(users: int, days: int, report_path: Path) -> None:
 
 
 def _api(api_key: str | None) -> HttpClient:
-    from cli.client import HttpClient, running_api
+    from client.system import HttpClient, running_api
 
     url = running_api(_settings().data_dir)
     if url is None:
@@ -289,7 +289,7 @@ def segments() -> None:
 @api_key_option
 def segments_apply(path: Path, api_key: str | None) -> None:
     """Create or change the segments in a JSON or YAML file (one or a list)."""
-    from streams.segment_files import DefinitionError, load
+    from files.segments import DefinitionError, load
 
     try:
         definitions = load(path)
@@ -358,7 +358,7 @@ def presets() -> None:
 @api_key_option
 def presets_apply(path: Path, api_key: str | None) -> None:
     """Create or change the presets in a JSON or YAML file (one or a list)."""
-    from streams.preset_files import from_document
+    from files.presets import from_document
 
     _apply_file(path, api_key, "/v1/presets", from_document)
 
@@ -438,7 +438,7 @@ def journeys() -> None:
 @api_key_option
 def journeys_apply(path: Path, api_key: str | None) -> None:
     """Create journeys or new versions of them from a JSON or YAML file (one or a list)."""
-    from streams.journey_files import from_document
+    from files.journeys import from_document
 
     _apply_file(path, api_key, "/v1/journeys", from_document)
 
@@ -448,7 +448,7 @@ def _apply_file(
 ) -> None:
     """Check a definition file locally, then send it as written: the server reads it
     the same way, and a re-dump could change it."""
-    from streams.definition_files import DefinitionError, read
+    from files.reading import DefinitionError, read
 
     try:
         document = read(path)
@@ -647,7 +647,7 @@ def _duration(text: str) -> timedelta:
 
 
 def _tick(moment: datetime, wait: bool, timeout: float, api_key: str | None) -> None:
-    from cli import client
+    from client import system as client
     from streams.ticks import TickTimeout
     from streams.topics import Topics
 
@@ -698,7 +698,7 @@ def users_forget(user_id: str) -> None:
     """Delete USER_ID's tags, state and ClickHouse rows (see docs/security.md)."""
     from datetime import UTC
 
-    from cli.client import NotRunning, find_broker
+    from client.system import NotRunning, find_broker
     from streams.forget import BadUser, forget_request, send_forget
     from streams.topics import Topics
 

@@ -55,15 +55,15 @@ from delivery.ledger import (
     should_deliver,
 )
 from delivery.render import RenderFailure, render
+from engine.codecs import InputCodec
 from engine.intake import Intake, Source, intake
 from engine.segments.state import from_ms, to_ms
 from schemas.commands import WEBHOOK, SendCommand
 from schemas.feedback import Feedback
 from schemas.presets import PresetDefinition
-from streams.checkpoint import unacked_events
 from streams.clock import Clock
-from streams.codecs import InputCodec
 from streams.engine import Engine
+from streams.events import unacked_events
 from streams.settings import Settings
 from streams.state import CoalescingTable, PartitionNotReady, attach_to_faust
 from streams.state.timers import HeapTimers, Timers
@@ -508,7 +508,7 @@ def _register_commands(app: faust.App, engine: Engine, worker: DeliveryWorker) -
 def _register_clock(app: faust.App, engine: Engine, worker: DeliveryWorker) -> None:
     """Ticks release what is due in simulated time (on the wall clock a task does)."""
 
-    if engine.segments is not None:
+    if engine.settings.segments:
         # The segment clock of this worker releases feedback first, then fires timers.
         return
 

@@ -15,8 +15,8 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
-from cli import client
 from cli import main as cli
+from client import system as client
 from streams import runfile
 from streams.settings import Settings
 

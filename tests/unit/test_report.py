@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from files.journeys import load as load_journeys
 from projections.journey_stats import STEP_COUNTS
 from projections.report import (
     EdgeCount,
@@ -28,7 +29,6 @@ from projections.report import (
 )
 from projections.report_layout import Box, Layout, layout
 from schemas.journeys import JourneyDefinition
-from streams.journey_files import load as load_journeys
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = load_journeys(ROOT / "examples" / "seed-journeys.yaml")

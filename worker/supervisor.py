@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from cli.client import HttpClient
+from client.system import HttpClient
 from streams import runfile
 from streams.processes import die_with_parent, stop_child
 
