@@ -548,6 +548,7 @@ def test_collected_report_shows_the_engine_counts(collected: dict[str, Any]) -> 
 
 
 def test_reach_report_writes_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli import common as cli_common
     from cli import main as cli
     from projections import report
 
@@ -557,7 +558,7 @@ def test_reach_report_writes_the_page(tmp_path: Path, monkeypatch: pytest.Monkey
         asked.append((journeys, segments, bucket))
         return synthetic()
 
-    monkeypatch.setattr(cli, "_api", lambda api_key: object())
+    monkeypatch.setattr(cli_common, "api", lambda api_key: object())
     monkeypatch.setattr(report, "collect", fake_collect)
     out = tmp_path / "out.html"
     runner = CliRunner()
