@@ -17,7 +17,7 @@ from typing import Any
 
 import faust
 
-from api.server import check_binding
+from api.auth import check_binding
 from streams import runfile
 from streams.broker import (
     BrokerUnavailable,

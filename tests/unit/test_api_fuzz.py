@@ -45,7 +45,8 @@ from agents.segments.agent import SegmentRuntime
 from api import clock as http_clock
 from api import server as http_api
 from api.auth import Scope
-from api.routes import ROUTES, Route, openapi, scope_markdown
+from api.openapi import openapi, scope_markdown
+from api.routes import ROUTES, Route
 from api.server import HttpApi
 from files import presets as preset_files
 from files import segments as segment_files
