@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from streams.background import Background
 from streams.state.lease import Fenced
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class Checkpoint:
             self.acked += len(held)
 
 
-class CheckpointService:
+class CheckpointService(Background):
     """Commits the checkpoint on a timer, so records are acknowledged (and rows and
     state written) under light load too, and at once when an agent asks
     (``Checkpoint.keep_up``)."""
@@ -97,17 +98,6 @@ class CheckpointService:
     def __init__(self, checkpoint: Checkpoint, interval: float) -> None:
         self.checkpoint = checkpoint
         self.interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self.run())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def run(self) -> None:
         """Commit when asked or when the interval passes (until cancelled)."""

@@ -5,7 +5,6 @@ definition in the same order."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -20,6 +19,7 @@ from schemas.definitions import (
     SegmentApplied,
     SegmentDeleted,
 )
+from streams.background import Background
 from streams.topics import FETCH_MAX_WAIT_MS
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ Listener = Callable[[SegmentApplied | SegmentDeleted], Awaitable[None]]
 JourneyListener = Callable[[JourneyApplied | JourneyStatusChanged], Awaitable[None]]
 
 
-class DefinitionsService:
+class DefinitionsService(Background):
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -37,17 +37,6 @@ class DefinitionsService:
         self.listeners: list[Listener] = []
         self.journey_listeners: list[JourneyListener] = []
         self._folded: asyncio.Condition | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self.run())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def wait_for_version(self, segment_id: str, version: int, timeout: float) -> bool:
         """Wait until this worker has folded ``version`` of a segment (read your writes)."""
