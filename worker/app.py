@@ -10,7 +10,7 @@ from datetime import datetime
 import faust
 
 from agents.clock import follow_clock
-from agents.delivery import worker as delivery_worker
+from agents.delivery import agent as delivery_agent
 from agents.delivery.worker import DeliveryWorker
 from agents.intake import agent as intake_agent
 from agents.segments import service as segment_service
@@ -82,7 +82,7 @@ def create_app(settings: Settings, bootstrap: str) -> System:
         app.service(Running(projections))  # type: ignore[arg-type]
     segments = segment_service.build(app, engine) if settings.segments else None
     intake.segments = segments
-    delivery = delivery_worker.build(app, engine) if settings.delivers else None
+    delivery = delivery_agent.build(app, engine) if settings.delivers else None
     if engine.clock.simulated and not (settings.segments or settings.delivers):
         # Nothing here keeps timers, but the HTTP API still tells time (a journey's
         # derived status): simulated time moves by the same ticks as elsewhere.
