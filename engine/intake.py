@@ -27,10 +27,6 @@ class Source:
     key: bytes | None
 
 
-FORGET = "forget"
-"""The kind the input handlers are given forget requests with."""
-
-
 def is_forget(headers: Any) -> bool:
     """Whether a record's headers (pairs, or a mapping) mark it as a forget request."""
     if not headers:

@@ -35,7 +35,7 @@ class System:
     app: faust.App
     engine: Engine
     projections: Projections
-    intake: intake_agent.Intake
+    intake: intake_agent.IntakeTargets
     api: HttpApi
     segments: SegmentRuntime | None = None
     delivery: DeliveryWorker | None = None
@@ -65,7 +65,7 @@ def create_app(settings: Settings, bootstrap: str) -> System:
         consumer_max_fetch_size=max(4 * settings.max_record_bytes, 4 * 1024 * 1024),
         autodiscover=False,
     )
-    intake = intake_agent.Intake(
+    intake = intake_agent.IntakeTargets(
         rows=InputProjection.from_settings(projections.sink, settings)
         if settings.projects
         else None

@@ -40,7 +40,7 @@ class InputRows(Protocol):
 
 
 @dataclass
-class Intake:
+class IntakeTargets:
     """Where the intake agents hand the valid items of each record: the inputs'
     projection when this role projects, the segment runtime when it keeps segments."""
 
@@ -75,7 +75,7 @@ async def send_dead_letters(
         )
 
 
-def register(app: faust.App, engine: Engine, into: Intake) -> None:
+def register(app: faust.App, engine: Engine, into: IntakeTargets) -> None:
     dead_letters = app.topic(
         engine.topics.dead_letters, key_serializer="raw", value_serializer="raw"
     )
@@ -93,7 +93,7 @@ def register(app: faust.App, engine: Engine, into: Intake) -> None:
 def _register_input(
     app: faust.App,
     engine: Engine,
-    into: Intake,
+    into: IntakeTargets,
     dead_letters: faust.TopicT,
     topic_name: str,
     codec: InputCodec[M],
@@ -137,7 +137,7 @@ def _register_input(
 
 async def _forget(
     engine: Engine,
-    into: Intake,
+    into: IntakeTargets,
     dead_letters: faust.TopicT,
     codec: InputCodec[ForgetUser],
     raw: bytes | None,
