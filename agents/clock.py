@@ -18,8 +18,8 @@ import faust
 from faust.types import TP
 
 from schemas.clock import TICK
-from streams.checkpoint import unacked_events
 from streams.engine import Engine
+from streams.events import unacked_events
 from streams.ticks import applied_record
 
 log = logging.getLogger(__name__)

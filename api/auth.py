@@ -56,3 +56,16 @@ def allowed(keys: dict[str, frozenset[Scope]], presented: str | None, needed: Sc
         if hmac.compare_digest(key.encode(), offered):
             return needed in scopes or Scope.ADMIN in scopes
     return False
+
+
+class InsecureBinding(ValueError):
+    """The API would listen beyond loopback without API keys."""
+
+
+def check_binding(host_is_loopback: bool, api_keys: str) -> None:
+    parse_api_keys(api_keys)
+    if not host_is_loopback and not api_keys:
+        raise InsecureBinding(
+            "refusing to serve the HTTP API beyond loopback without API keys: "
+            "set REACH_API_KEYS (KEY:SCOPE[+SCOPE],...)"
+        )

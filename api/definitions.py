@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic_core import from_json, to_json
 
+from files.segments import DefinitionError
 from schemas.definitions import (
     DefinitionEventType,
     Definitions,
@@ -20,7 +21,6 @@ from schemas.definitions import (
 )
 from streams.engine import Engine
 from streams.ingest import IngestProducer
-from streams.segment_files import DefinitionError
 
 Respond = Callable[..., web.Response]
 T = TypeVar("T")

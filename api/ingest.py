@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 from pydantic_core import from_json
 
+from engine.codecs import InputCodec
 from schemas import DeadLetterReason
-from streams.codecs import InputCodec
 
 
 @dataclass(frozen=True, slots=True)

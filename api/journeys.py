@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -25,8 +25,10 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 
 from api.clock import NotStarted, stamp_now
-from api.definitions import DefinitionRoutes
+from api.definitions import DefinitionRoutes, Respond
 from engine.journeys.lifecycle import Status, derived_status, entries_over
+from files.journeys import from_document
+from projections.store import Projections
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import (
     DefinitionRefused,
@@ -35,7 +37,8 @@ from schemas.definitions import (
     JourneyStatus,
 )
 from schemas.journeys import ApiEntry, AudienceEntry, Entry, JourneyDefinition, TriggerEntry
-from streams.journey_files import from_document
+from streams.engine import Engine
+from streams.ingest import IngestProducer
 from streams.outbound import webhook_refusal
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,16 @@ def summary(journey_id: str, journey: Journey, derived: Status | None = None) ->
 
 
 class JourneyRoutes(DefinitionRoutes):
+    def __init__(
+        self,
+        engine: Engine,
+        projections: Projections,
+        producer: Callable[[], IngestProducer],
+        respond: Respond,
+    ) -> None:
+        super().__init__(engine, producer, respond)
+        self._projections = projections
+
     async def _journey(self, request: web.Request) -> tuple[str, Journey | None]:
         await self._engine.definitions.ready.wait()
         journey_id = request.match_info["journey_id"]
@@ -113,7 +126,7 @@ class JourneyRoutes(DefinitionRoutes):
         tell (no projections here, ClickHouse not open or failing)."""
         from projections.journey_stats import inside_now
 
-        client = self._engine.clickhouse
+        client = self._projections.client
         if not self._engine.settings.projects or client is None:
             return {}
         try:
@@ -244,7 +257,7 @@ class JourneyRoutes(DefinitionRoutes):
             return self._missing(journey_id)
         if not self._engine.settings.projects:
             return self._json({"error": "this worker's role does not run projections"}, 503)
-        client = self._engine.clickhouse
+        client = self._projections.client
         if client is None:
             return self._json({"error": "ClickHouse is not open yet"}, 503)
         stats = await asyncio.to_thread(journey_stats, client, journey_id)

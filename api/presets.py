@@ -17,11 +17,11 @@ from pydantic_core import from_json
 
 from api.definitions import DefinitionRoutes
 from delivery.render import RenderedContent, render
+from files.presets import from_document
 from schemas.definitions import (
     DefinitionRefused,
 )
 from schemas.presets import PresetDefinition
-from streams.preset_files import from_document
 
 RENDER_FIELDS = frozenset({"tags", "properties", "user_id"})
 RENDER_BODY = 'body must be {"tags": {...}, "properties": {...}, "user_id": "..."}'

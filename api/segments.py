@@ -12,13 +12,16 @@ from pydantic_core import from_json
 
 from api.definitions import DefinitionTooLarge, check_sizes
 from engine.segments.windows import horizon_problems
+from files.segments import DefinitionError, from_document, from_item
 from schemas.definitions import DefinitionRefused, Definitions
 from schemas.segment_language import SegmentSyntaxError, parse, size_problem
 from schemas.segments import Condition, SegmentDefinition
 from streams.definitions import DefinitionsService
-from streams.engine import Previewer
 from streams.ingest import IngestProducer
-from streams.segment_files import DefinitionError, from_document, from_item
+
+Previewer = Callable[[Condition, int], Awaitable[tuple[int, int, list[str]]]]
+"""(condition, sample size) -> (members, users, sample): who matches, over the segment
+state of this worker (the worker factory passes its segment runtime's)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Respond = Callable[..., web.Response]

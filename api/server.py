@@ -1,4 +1,5 @@
-"""The HTTP API: ingest, read-only queries and status, served by aiohttp in the worker.
+"""The HTTP API: ingest, read-only queries and status, served by aiohttp in the worker
+(a plain object with ``start`` and ``stop``: the worker factory runs it with the app).
 
 Ingest validates each item; a batch with any invalid item is refused whole with a
 400 listing every error, so a client can fix and resend it without duplicates
@@ -10,38 +11,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-import faust
 import orjson
 from aiohttp import web
-from mode import Service
 from pydantic import BaseModel
 
-from api.auth import Scope, allowed, parse_api_keys, presented_key
+from api.auth import Scope, allowed, check_binding, parse_api_keys, presented_key
 from api.clock import ClockRoutes
 from api.ingest import check_items
 from api.journeys import JourneyRoutes
+from api.keyless import keyless_refusal
+from api.openapi import openapi
 from api.presets import PresetRoutes
-from api.routes import ROUTES, openapi
-from api.segments import SegmentRoutes
+from api.routes import ROUTES
+from api.segments import Previewer, SegmentRoutes
 from api.tracking import TrackingRoutes
+from engine.codecs import InputCodec
 from projections.clickhouse import AnalystClients, AnalystQuery, QueryLimits
 from projections.query_guard import QueryRefused
+from projections.store import Projections
 from schemas import Event, Feedback, TagUpdate
-from streams.codecs import InputCodec
 from streams.engine import Engine
 from streams.forget import BadUser, forget_request, send_forget
 from streams.ingest import IngestProducer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class InsecureBinding(ValueError):
-    """The API would listen beyond loopback without API keys."""
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -60,19 +58,29 @@ def _default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-def check_binding(host_is_loopback: bool, api_keys: str) -> None:
-    parse_api_keys(api_keys)
-    if not host_is_loopback and not api_keys:
-        raise InsecureBinding(
-            "refusing to serve the HTTP API beyond loopback without API keys: "
-            "set REACH_API_KEYS (KEY:SCOPE[+SCOPE],...)"
-        )
+def _nothing_assigned() -> Iterable[str]:
+    return ()
 
 
-class HttpApi(Service):
-    def __init__(self, engine: Engine, app: faust.App, **kwargs: Any) -> None:
+class HttpApi:
+    """``projections``: the ClickHouse side this worker writes (its client answers
+    journey stats and queries); ``previewer``: who matches a condition, over this
+    worker's segment state; ``assigned``: the ``topic:partition`` names this worker
+    consumes now."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        projections: Projections | None = None,
+        previewer: Previewer | None = None,
+        assigned: Callable[[], Iterable[str]] = _nothing_assigned,
+    ) -> None:
         self.engine = engine
-        self.faust_app = app
+        self.projections = projections or Projections(engine.settings)
+        self.previewer = previewer
+        self._assigned = assigned
+        self.url = ""
+        """Where the API listens, once started."""
         settings = engine.settings
         check_binding(settings.http_is_loopback, settings.api_keys)
         self._keys = parse_api_keys(settings.api_keys)
@@ -99,7 +107,6 @@ class HttpApi(Service):
         self._query_slots = asyncio.Semaphore(settings.query_concurrency)
         self._clock = ClockRoutes(engine, _json)
         self._openapi: bytes | None = None
-        super().__init__(**kwargs)
 
     def build(self) -> web.Application:
         api = web.Application(
@@ -125,12 +132,12 @@ class HttpApi(Service):
             self._ready_producer,
             self.engine.topics.definitions,
             _json,
-            self.engine.previewer,
+            self.previewer,
             timedelta(days=self.engine.settings.segment_horizon_days),
             self.engine.settings.max_record_bytes,
         )
         presets = PresetRoutes(self.engine, self._ready_producer, _json)
-        journeys = JourneyRoutes(self.engine, self._ready_producer, _json)
+        journeys = JourneyRoutes(self.engine, self.projections, self._ready_producer, _json)
         # No API key: recipients' mail clients (and mailbox providers' one-click
         # unsubscribe) call these; a signed token is the check.
         tracking = TrackingRoutes(self.engine, self._ready_producer)
@@ -169,7 +176,7 @@ class HttpApi(Service):
         assert self._producer is not None, "the API has not started"
         return self._producer
 
-    async def on_start(self) -> None:
+    async def start(self) -> None:
         settings = self.engine.settings
         # aiokafka clients must be created inside the running loop.
         self._producer = IngestProducer(
@@ -181,9 +188,9 @@ class HttpApi(Service):
         site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
         await site.start()
         host, port = self._runner.addresses[0][:2]
-        self.engine.http_url = f"http://{host}:{port}"
+        self.url = f"http://{host}:{port}"
 
-    async def on_stop(self) -> None:
+    async def stop(self) -> None:
         await self._clock.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -264,11 +271,9 @@ class HttpApi(Service):
                 "broker": engine.bootstrap,
                 "topics": list(engine.topics.all()),
                 "partitions": engine.settings.partitions,
-                "assigned": sorted(
-                    f"{tp.topic}:{tp.partition}" for tp in self.faust_app.consumer.assignment()
-                ),
+                "assigned": sorted(self._assigned()),
                 "counters": dict(engine.counters),
-                "projected": dict(engine.sink.written),
+                "projected": dict(self.projections.sink.written),
                 "acked_records": engine.checkpoint.acked,
                 "clock": engine.clock.status(),
                 **{name: part() for name, part in engine.status_parts.items()},
@@ -314,7 +319,7 @@ class HttpApi(Service):
             return _json({"error": 'body must be {"sql": "...", "parameters": {...}}'}, 400)
         if not self.engine.settings.projects:
             return _json({"error": "this worker's role does not run projections"}, 503)
-        if self.engine.clickhouse is None:
+        if self.projections.client is None:
             return _json({"error": "ClickHouse is not open yet"}, 503)
         wait = self.engine.settings.query_timeout_seconds
         try:
@@ -377,61 +382,6 @@ class HttpApi(Service):
             # Shielded: a client that went away cancels this handler, and its query must
             # still be stopped and its client handed back.
             await asyncio.shield(asyncio.to_thread(_finish, analysts, client, running))
-
-
-# Content types a browser cannot send cross-site without asking first (CORS preflight).
-KEYLESS_CONTENT_TYPES = frozenset({"application/json", "application/x-ndjson"})
-_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
-# Open and click links and the unsubscribe page are followed from mail clients anywhere
-# (one-click unsubscribe posts a form); a signed token is their check.
-_UNFENCED_PREFIX = "/t/"
-
-
-def keyless_refusal(request: web.Request, bound_host: str) -> tuple[int, str] | None:
-    """Why a request to the keyless API is refused (status, reason), or None.
-
-    - ``Host`` must name the address the API listens on (127.0.0.1, localhost or
-      [::1], or the configured host, with the port the request came in on): a page
-      that rebinds its own DNS name to 127.0.0.1 still sends its own name.
-    - ``Origin``, when present, must be one of those as an http origin.
-    - POST, PUT and PATCH need ``application/json`` or NDJSON: a page can send
-      text/plain or a form across sites unasked, never JSON.
-    """
-    if request.path.startswith(_UNFENCED_PREFIX):
-        return None
-    sockname = request.transport.get_extra_info("sockname") if request.transport else None
-    port = sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
-    names = {*_LOOPBACK_NAMES, _bracketed(bound_host)}
-    if isinstance(sockname, tuple) and sockname:
-        names.add(_bracketed(str(sockname[0])))
-    hosts = {f"{name}:{port}" for name in names}
-    if port == 80:
-        hosts |= names
-    host = request.headers.get("Host", "").lower()
-    if host not in hosts:
-        return 403, (
-            f"Host {host[:100]!r} is not this API's address: without API keys only "
-            f"{', '.join(sorted(hosts))} are served"
-        )
-    origin = request.headers.get("Origin")
-    if origin is not None and origin.lower() not in {f"http://{name}" for name in hosts}:
-        return 403, (
-            f"Origin {origin[:100]!r} is not this API's: without API keys, "
-            "cross-site requests are refused"
-        )
-    if request.method in ("POST", "PUT", "PATCH") and request.content_type not in (
-        KEYLESS_CONTENT_TYPES
-    ):
-        return 415, (
-            f"Content-Type {request.content_type!r} is refused without API keys: "
-            "send application/json or application/x-ndjson"
-        )
-    return None
-
-
-def _bracketed(host: str) -> str:
-    host = host.lower()
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _finish(analysts: AnalystClients, client: Any, running: AnalystQuery) -> None:

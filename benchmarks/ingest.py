@@ -22,8 +22,8 @@ from rich.table import Table
 from streams.broker import Storage
 from streams.ingest import IngestProducer
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
 from streams.topics import Topics
+from worker.supervisor import SystemProcess
 
 console = Console(width=120)
 

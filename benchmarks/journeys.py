@@ -32,171 +32,49 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import inspect
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from rich.console import Console
 
 from benchmarks.ingest import _raw_consume
-from benchmarks.segments import _percentile, _rss_kib
-from benchmarks.system import cpu_seconds, print_figures, settle, start_engine, status
+from benchmarks.journey_workload import (
+    AUDIENCE,
+    LATENCY,
+    LAUNCH,
+    TIMERS,
+    Item,
+    addresses,
+    journeys,
+    presets,
+)
+from benchmarks.reader import Reader, until
+from benchmarks.system import (
+    cpu_seconds,
+    percentile,
+    print_figures,
+    rss_kib,
+    settle,
+    start_engine,
+    status,
+)
 from streams.ingest import IngestProducer
 from streams.partitioning import partition_for
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
 from streams.topics import Topics, ensure_topics
-from streams.transport import FETCH_MAX_WAIT_MS
+from worker.supervisor import SystemProcess
 
 console = Console(width=160)
-AUDIENCE = "bench-audience"
-LAUNCH, LATENCY, TIMERS = "bench-launch", "bench-latency", "bench-timers"
 CHUNK = 100_000  # items generated and produced at a time: bounded client memory
 
-Item = dict[str, Any]
 Row = tuple[str, str, str]
 """measure, count, figure; a baseline is its own row, indented, under its figure."""
-
-
-def presets() -> list[Item]:
-    """The content the bench journeys send: journeys refuse unknown presets."""
-    return [
-        {
-            "id": "bench-email",
-            "name": "Bench email",
-            "channel": "email",
-            "content": {
-                "subject": "Bench",
-                "text": "Hi {{user_id}}",
-                "sender": "bench@example.com",
-            },
-        },
-        {
-            "id": "bench-push",
-            "name": "Bench push",
-            "channel": "push",
-            "content": {"title": "Bench", "body": "Hi {{user_id}}"},
-        },
-    ]
-
-
-def addresses(user: str) -> dict[str, str]:
-    """A user's addresses on the channels the benchmark's journeys send on."""
-    return {"Email": f"{user}@example.com", "Push Token": f"token-{user}"}
-
-
-def journeys() -> list[Item]:
-    email = {"type": "message", "channel": "email", "preset": "bench-email"}
-    done = {"id": "done", "type": "exit"}
-    return [
-        {
-            "id": LAUNCH,
-            "name": "Bench: audience launch",
-            "entries": [{"kind": "audience", "segment": AUDIENCE}],  # schedule: now
-            "start": "email",
-            "nodes": [{"id": "email", **email, "next": {"next": "done"}}, done],
-        },
-        {
-            "id": LATENCY,
-            "name": "Bench: step latency",
-            "entries": [{"kind": "trigger", "match": {"event": "BenchStart"}}],
-            "start": "push",
-            "nodes": [
-                {
-                    "id": "push",
-                    "type": "message",
-                    "channel": "push",
-                    "preset": "bench-push",
-                    "split_after": {"amount": 1, "unit": "days"},
-                    "next": {"opened": "email", "not_opened": "done"},
-                },
-                {"id": "email", **email, "next": {"next": "done"}},
-                done,
-            ],
-        },
-        {
-            "id": TIMERS,
-            "name": "Bench: pending timers",
-            "entries": [{"kind": "api"}],
-            "start": "wait",
-            "nodes": [
-                {
-                    "id": "wait",
-                    "type": "delay",
-                    "duration": {"amount": 30, "unit": "days"},
-                    "next": {"next": "email"},
-                },
-                {"id": "email", **email, "next": {"next": "done"}},
-                done,
-            ],
-        },
-    ]
-
-
-class Reader:
-    """Follows a topic of JSON-array records from its current end, handing each item
-    and the moment its fetch returned to ``on_item``."""
-
-    def __init__(self, bootstrap: str, topic: str, on_item: Callable[[Item, float], None]):
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # as the worker's consumer
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-        )
-        self._topic = topic
-        self._on_item = on_item
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> Reader:
-        consumer = self._consumer
-        await consumer.start()
-        parts = [
-            TopicPartition(self._topic, p) for p in consumer.partitions_for_topic(self._topic) or []
-        ]
-        consumer.assign(parts)
-        await consumer.seek_to_end(*parts)
-        for part in parts:
-            await consumer.position(part)  # resolve the end now, not at the first fetch
-        self._task = asyncio.create_task(self._follow())
-        return self
-
-    async def _follow(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=100, max_records=10_000)
-            arrived = time.perf_counter()
-            for messages in batches.values():
-                for message in messages:
-                    for item in orjson.loads(message.value):
-                        self._on_item(item, arrived)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._consumer.stop()
-
-
-async def _until(
-    check: Callable[[], bool | Awaitable[bool]], timeout: float, poll: float = 0.05
-) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(poll)
 
 
 async def _call(system: SystemProcess, method: str, path: str, body: Any = None) -> Any:
@@ -240,7 +118,7 @@ async def audience_launch(system: SystemProcess, bootstrap: str, users: int) -> 
     async def members() -> bool:
         return int((await status(system))["segments"]["members"].get(AUDIENCE, 0)) >= users
 
-    if not await _until(members, max(600, users / 200), poll=0.2):
+    if not await until(members, max(600, users / 200), poll=0.2):
         raise RuntimeError(f"segment {AUDIENCE} did not reach {users:,} members")
     await settle(system)  # the tags' and memberships' projection done: a launch alone
     console.print(f"  launching to {users:,} members ...")
@@ -256,7 +134,7 @@ async def audience_launch(system: SystemProcess, bootstrap: str, users: int) -> 
     try:
         started, cpu_started = time.perf_counter(), cpu_seconds(pid)
         await _call(system, "POST", f"/v1/journeys/{LAUNCH}/launch")
-        done = await _until(lambda: len(arrivals) >= users, max(600, users / 200), poll=0.02)
+        done = await until(lambda: len(arrivals) >= users, max(600, users / 200), poll=0.02)
         cpu = cpu_seconds(pid) - cpu_started
     finally:
         await reader.stop()
@@ -350,10 +228,10 @@ async def step_latency(system: SystemProcess, bootstrap: str, users: int, rate: 
             return int((await status(system))["segments"]["inputs"]) >= applied + users
 
         await _produce_chunks(bootstrap, settings, topics.tags, reachable, users)
-        if not await _until(addressed, 300):
+        if not await until(addressed, 300):
             raise RuntimeError("the latency users' addresses were not applied")
         await _produce_chunks(bootstrap, settings, topics.events, starts, users)
-        if not await _until(lambda: len(first) >= users, 300):
+        if not await until(lambda: len(first) >= users, 300):
             raise RuntimeError(f"only {len(first):,} of {users:,} first commands arrived")
         records = []
         for user, command in sorted(first.items()):
@@ -367,7 +245,7 @@ async def step_latency(system: SystemProcess, bootstrap: str, users: int, rate: 
             value = b"[" + orjson.dumps(feedback) + b"]"
             records.append((user, partition_for(user, settings.partitions), value))
         await _paced(producer, topics.feedback, records, rate, sent)
-        await _until(lambda: len(latencies) >= users, 60)
+        await until(lambda: len(latencies) >= users, 60)
         engine = sorted(latencies)
 
         # Baseline: the same records, rate and client settings, through a scratch topic.
@@ -383,7 +261,7 @@ async def step_latency(system: SystemProcess, bootstrap: str, users: int, rate: 
         raw_reader = await Reader(bootstrap, scratch, on_raw).start()
         try:
             await _paced(producer, scratch, records, rate, raw_sent)
-            await _until(lambda: len(raw) >= users, 60)
+            await until(lambda: len(raw) >= users, 60)
         finally:
             await raw_reader.stop()
         baseline = sorted(raw)
@@ -405,7 +283,7 @@ async def step_latency(system: SystemProcess, bootstrap: str, users: int, rate: 
 
 
 def _p50_p99(latencies: list[float]) -> str:
-    p50, p99 = _percentile(latencies, 0.5), _percentile(latencies, 0.99)
+    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
     return f"p50 {p50 * 1000:,.1f} ms, p99 {p99 * 1000:,.1f} ms"
 
 
@@ -440,7 +318,7 @@ async def pending_timers(system: SystemProcess, users: int) -> list[Row]:
 
     async def mark() -> tuple[int, int, int, int]:
         timers = int((await status(system))["segments"]["timers"]) - base
-        return timers, _rss_kib(pid) * 1024, _size(state), _size(state, timers_marker)
+        return timers, rss_kib(pid) * 1024, _size(state), _size(state, timers_marker)
 
     marks = [await mark()]
     busy, done = 0.0, True
@@ -455,7 +333,7 @@ async def pending_timers(system: SystemProcess, users: int) -> list[Row]:
         async def all_set(expected: int = last) -> bool:
             return int((await status(system))["segments"]["timers"]) - base >= expected
 
-        done = await _until(all_set, max(900, users / 200), poll=0.5) and done
+        done = await until(all_set, max(900, users / 200), poll=0.5) and done
         busy += time.perf_counter() - started
         await settle(system)  # the last flushes of state and projections
         marks.append(await mark())

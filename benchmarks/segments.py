@@ -16,18 +16,20 @@ import random
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 
 from benchmarks.ingest import _raw_consume
+from benchmarks.segment_workload import COUNTRIES, events, segments, tag_updates
 from benchmarks.system import (
     cpu_seconds,
+    percentile,
     print_figures,
+    rss_kib,
     settle,
     start_engine,
     start_engines,
@@ -36,82 +38,10 @@ from benchmarks.system import (
 from streams.broker import Storage
 from streams.ingest import IngestProducer
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
-from streams.topics import Topics
-from streams.transport import FETCH_MAX_WAIT_MS
+from streams.topics import FETCH_MAX_WAIT_MS, Topics
+from worker.supervisor import SystemProcess
 
 console = Console(width=120)
-COUNTRIES = ("PT", "FR", "IN", "DE", "BR", "US", "ES", "IT")
-LANGUAGES = ("pt", "fr", "hi", "de", "en", "es", "it")
-EVENTS = ("ApplicationOpen", "ScreenOpen", "InAppPurchase", "AddToCart", "Search")
-
-
-def segments() -> list[dict[str, Any]]:
-    """20 segments: tag conditions, windowed event counts, and mixes of both."""
-    expressions = [
-        'T("Country", eq, "PT")',
-        'T("Language", eq, "hi")',
-        'T("Country", in, ["FR", "DE", "ES"])',
-        'T("Sessions", gte, 10)',
-        'T("Plan", eq, "premium")',
-        'E("ApplicationOpen", count = 0, last 7 days)',
-        'E("InAppPurchase", count >= 2, last 30 days)',
-        'E("AddToCart", count >= 1, last 1 days) * E("InAppPurchase", count = 0, last 1 days)',
-        'E("Search", count >= 3, last 6 hours)',
-        'E("ScreenOpen", count between 5 and 50, last 14 days)',
-        'T("Country", eq, "PT") * E("ApplicationOpen", count >= 1, last 3 days)',
-        'T("Language", in, ["pt", "es"]) * E("InAppPurchase", count >= 1, last 7 days)',
-        'T("Plan", eq, "free") * E("AddToCart", count >= 2, last 2 days)',
-        'E("ApplicationOpen", count >= 5, last 1 days) + T("Plan", eq, "premium")',
-        'T("Country", eq, "IN") - E("InAppPurchase", count >= 1, ever)',
-        'E("Search", count >= 1, last 30 minutes)',
-        'E("ScreenOpen", count >= 1, exactly 1 days ago)',
-        'E("ApplicationOpen", count >= 1, between 1 and 7 days ago)',
-        'T("Sessions", between, [1, 5]) * E("ApplicationOpen", count >= 1, last 2 days)',
-        'E("Probe", count >= 1, last 1 days)',
-    ]
-    return [
-        {"id": f"s{number:02d}", "name": f"segment {number}", "expression": expression}
-        for number, expression in enumerate(expressions)
-    ]
-
-
-def tag_updates(users: int, now: datetime, rng: random.Random) -> list[tuple[str, bytes]]:
-    encoded = []
-    for number in range(users):
-        user = f"user-{number}"
-        update = {
-            "user_id": user,
-            "op": "set",
-            "timestamp": (now - timedelta(days=30)).isoformat(),
-            "tags": {
-                "Country": rng.choice(COUNTRIES),
-                "Language": rng.choice(LANGUAGES),
-                "Plan": rng.choice(("free", "premium")),
-                "Sessions": rng.randint(0, 20),
-            },
-        }
-        encoded.append((user, orjson.dumps(update)))
-    return encoded
-
-
-def events(
-    count: int, users: int, now: datetime, rng: random.Random, days: int = 14
-) -> list[tuple[str, bytes]]:
-    """``count`` events of random users, their timestamps spread evenly over the
-    ``days`` before ``now`` (0: all at ``now``, as live traffic)."""
-    encoded = []
-    for number in range(count):
-        user = f"user-{rng.randrange(users)}"
-        at = now - timedelta(seconds=(count - number) * 60 * 24 * days // count)
-        event = {
-            "user_id": user,
-            "name": rng.choice(EVENTS),
-            "timestamp": at.isoformat(),
-            "attributes": {"n": number},
-        }
-        encoded.append((user, orjson.dumps(event)))
-    return encoded
 
 
 async def _wait_inputs(systems: Sequence[SystemProcess], expected: int, timeout: float) -> int:
@@ -150,13 +80,6 @@ async def _defined(systems: Sequence[SystemProcess], wanted: set[str], timeout: 
             if time.monotonic() > deadline:
                 raise TimeoutError(f"an engine has not read the segments after {timeout}s")
             await asyncio.sleep(0.1)
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 async def _latency(
@@ -224,10 +147,6 @@ async def _latency(
         await producer.stop()
         await consumer.stop()
     return sorted(latencies)
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    return values[min(len(values) - 1, int(fraction * len(values)))] if values else float("nan")
 
 
 def _scale_out(
@@ -332,7 +251,7 @@ def _measure(
         async def scenario() -> None:
             code, body = await system.http.call("POST", "/v1/segments", segments())
             assert code == 200, body
-            rss_empty = _rss_kib(pid)
+            rss_empty = rss_kib(pid)
             producer = IngestProducer(
                 bootstrap, settings.max_record_bytes, settings.events_per_record
             )
@@ -347,7 +266,7 @@ def _measure(
             elapsed = time.perf_counter() - started
             cpu = cpu_seconds(pid) - cpu_started
             await producer.stop()
-            rss_loaded = _rss_kib(pid)
+            rss_loaded = rss_kib(pid)
             rate = done / elapsed
             one.extend((done / elapsed, done / cpu))
             rows.append(
@@ -401,8 +320,8 @@ def _measure(
                 (
                     f"event -> membership latency at {load:,.0f} events/s",
                     f"{len(latencies):,} probes",
-                    f"p50 {_percentile(latencies, 0.5) * 1000:.0f} ms",
-                    f"p99 {_percentile(latencies, 0.99) * 1000:.0f} ms",
+                    f"p50 {percentile(latencies, 0.5) * 1000:.0f} ms",
+                    f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms",
                 )
             )
             per_user = (rss_loaded - rss_empty) * 1024 / users
@@ -448,7 +367,7 @@ def _measure(
                     await producer.send_encoded(topics.tags, more[offset : offset + 100_000])
                 await _wait_inputs([system], before + extra, 1200)
                 await producer.stop()
-                rss_more = _rss_kib(pid)
+                rss_more = rss_kib(pid)
                 per_user_more = (rss_more - rss_empty) * 1024 / memory_users
                 rows.append(
                     (

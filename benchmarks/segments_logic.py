@@ -34,7 +34,7 @@ from schemas.feedback import Feedback
 from schemas.segment_language import parse
 from schemas.segments import SegmentDefinition
 from schemas.tags import TagUpdate
-from streams.runtime import tune_collector
+from worker.runtime import tune_collector
 
 START = datetime(2024, 5, 1, tzinfo=UTC)
 

@@ -18,8 +18,8 @@ from rich.table import Table
 
 from streams.broker import EmbeddedBroker
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
 from streams.topics import Topics
+from worker.supervisor import SystemProcess
 
 
 def start_engine(
@@ -117,3 +117,14 @@ def print_figures(
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    return values[min(len(values) - 1, int(fraction * len(values)))] if values else float("nan")

@@ -1,0 +1,1 @@
+"""The ``reach`` command (``cli/main.py``), its command groups, and the demo."""

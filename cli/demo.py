@@ -14,37 +14,32 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import tempfile
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from cli.client import HttpClient
+from cli.demo_check import LAUNCHED, Fed, check, console
 from cli.demo_population import HOUR, events, hourly, people, tags
-from projections.journey_stats import format_stats
-from projections.report import collect, render_html
-from streams.journey_files import load as load_journeys
-from streams.preset_files import load as load_presets
-from streams.segment_files import load as load_segments
+from client.system import HttpClient
+from files.journeys import load as load_journeys
+from files.presets import load as load_presets
+from files.segments import load as load_segments
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
 from streams.ticks import TickDriver
 from streams.topics import Topics
+from worker.supervisor import SystemProcess
 
 SEED_SEGMENTS = Path(__file__).parents[1] / "examples" / "seed-segments.yaml"
 SEED_JOURNEYS = Path(__file__).parents[1] / "examples" / "seed-journeys.yaml"
 SEED_PRESETS = Path(__file__).parents[1] / "examples" / "seed-presets.yaml"
 MAX_RECORD_BYTES = 100_000  # small, so the demo can show a record over the limit
-console = Console(width=120)
 
 
 def invalid_records(now: datetime) -> list[tuple[str, bytes]]:
@@ -82,43 +77,6 @@ def invalid_records(now: datetime) -> list[tuple[str, bytes]]:
     ]
 
 
-async def _wait_for(api: HttpClient, sql: str, expected: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        _, rows = await api.query(sql)
-        found = int(rows[0][0])
-        if found >= expected or time.monotonic() > deadline:
-            return found
-        await asyncio.sleep(0.2)
-
-
-async def _report_segments(api: HttpClient) -> None:
-    """Members now (the worker's count) next to the ClickHouse membership log."""
-    deadline = time.monotonic() + 30
-    while True:
-        _, status = await api.call("GET", "/v1/status")
-        live = status["segments"]["members"]
-        _, rows = await api.query(
-            "SELECT segment_id, countIf(change = 'entered') - countIf(change = 'exited') "
-            "FROM segment_memberships FINAL GROUP BY segment_id"
-        )
-        logged = dict(rows)
-        if all(logged.get(s, 0) == n for s, n in live.items()) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.3)
-    _, segments = await api.call("GET", "/v1/segments")
-    table = Table("segment", "expression", "members now", "in ClickHouse", title="Segments")
-    for segment in segments["segments"]:
-        segment_id = segment["id"]
-        table.add_row(
-            segment_id,
-            segment["expression"],
-            str(live.get(segment_id, 0)),
-            str(logged.get(segment_id, 0)),
-        )
-    console.print(table)
-
-
 async def _presets(api: HttpClient) -> None:
     """The seed's presets, which its journeys need first, and the campaign's first
     email as a user of each language would get it."""
@@ -143,22 +101,6 @@ async def _presets(api: HttpClient) -> None:
 START = datetime(2026, 12, 7, tzinfo=UTC)
 """A Monday: the seed's once-run is on Thursday 10 December at 09:00 in Paris, and the
 weekly journey runs on Fridays at 17:00 in each user's zone."""
-LAUNCHED = ("reengage-once", "reengage-weekly")
-
-
-@dataclass
-class Fed:
-    """What the demo posted, to wait for and to check against."""
-
-    events: int = 0
-    tags: int = 0
-    dead: int = 0
-    distinct: set[bytes] = field(default_factory=set)
-    """The events' contents: identical events share a derived id, one row in ClickHouse."""
-
-    def add_events(self, items: list[Any]) -> None:
-        self.events += len(items)
-        self.distinct.update(orjson.dumps(item, option=orjson.OPT_SORT_KEYS) for item in items)
 
 
 async def _post(api: HttpClient, path: str, items: list[Any]) -> None:
@@ -166,11 +108,6 @@ async def _post(api: HttpClient, path: str, items: list[Any]) -> None:
         status, body = await api.call("POST", path, items[start : start + 5000])
         if status != 200:
             raise RuntimeError(f"{path} answered {status}: {body}")
-
-
-async def _status(api: HttpClient) -> dict[str, Any]:
-    _, status = await api.call("GET", "/v1/status")
-    return dict(status)
 
 
 async def _workspace(api: HttpClient) -> None:
@@ -263,115 +200,6 @@ async def _simulate(
 # --- what happened ------------------------------------------------------------------
 
 
-async def _settled(api: HttpClient, timeout: float = 120) -> None:
-    """Until ClickHouse holds every send command and the counts stop moving."""
-    deadline = time.monotonic() + timeout
-    last: list[Any] = []
-    while time.monotonic() < deadline:
-        commands = int((await _status(api)).get("segments", {}).get("commands", 0))
-        _, rows = await api.query(
-            "SELECT (SELECT count() FROM send_commands FINAL), "
-            "(SELECT count() FROM journey_activity FINAL), (SELECT count() FROM feedback FINAL)"
-        )
-        if rows and int(rows[0][0]) >= commands and rows == last:
-            return
-        last = rows
-        await asyncio.sleep(0.5)
-
-
-async def _who(api: HttpClient, journey_id: str) -> dict[str, list[str]]:
-    """Users of the seed campaign by what happened to them, from ClickHouse."""
-    _, rows = await api.query(
-        "SELECT multiIf(step = 'first-email' AND activity = 'sent', 'got the first email', "
-        "step = 'done' AND activity = 'entered' AND detail = 'first-email.opened', "
-        "'opened it within 5 days', "
-        "step = 'first-email' AND activity = 'not_opened', 'did not', "
-        "step = 'second-email' AND activity = 'sent', 'got the follow-up', '') AS what, "
-        "groupUniqArray(user_id) FROM journey_activity FINAL "
-        "WHERE journey_id = {journey:String} GROUP BY what HAVING what != ''",
-        {"journey": journey_id},
-    )
-    return {what: sorted(users) for what, users in rows}
-
-
-async def _report(api: HttpClient, fed: Fed) -> tuple[bool, str]:
-    """Prints what happened; returns whether every number agrees, and the HTML report."""
-    ok = True
-    distinct = len(fed.distinct)
-    got_events = await _wait_for(api, "SELECT count() FROM events FINAL", distinct, 60)
-    got_dead = await _wait_for(api, "SELECT count() FROM dead_letters FINAL", fed.dead, 30)
-    _, rows = await api.query(
-        "SELECT reason, count() FROM dead_letters FINAL GROUP BY reason ORDER BY reason"
-    )
-    console.print(
-        f"events in ClickHouse {got_events:,}/{distinct:,} distinct; "
-        f"dead letters {got_dead}/{fed.dead} ("
-        + ", ".join(f"{reason} {count}" for reason, count in rows)
-        + ")"
-    )
-    ok &= got_events == distinct and got_dead == fed.dead
-    await _settled(api)
-    await _report_segments(api)
-    shown: dict[str, dict[str, Any]] = {}
-    for journey_id in LAUNCHED:
-        status, stats = await api.call("GET", f"/v1/journeys/{journey_id}/stats")
-        if status != 200:
-            raise RuntimeError(f"stats of {journey_id} answered {status}: {stats}")
-        shown[journey_id] = stats
-        console.print(f"[bold]{journey_id}[/]")
-        console.print(format_stats(stats))
-    who = await _who(api, "reengage-once")
-    table = Table("the seed campaign (reengage-once)", "users", "for example", title="Who")
-    groups = ("got the first email", "opened it within 5 days", "did not", "got the follow-up")
-    for what in groups:
-        found = who.get(what, [])
-        example = ", ".join(found[:4]) + (" …" if len(found) > 4 else "")
-        table.add_row(what, str(len(found)), example)
-    console.print(table)
-    steps = {step["step"]: step for step in shown["reengage-once"]["steps"]}
-    first, second = steps.get("first-email", {}), steps.get("second-email", {})
-    sent, opened, ignored, followed = (set(who.get(what, [])) for what in groups)
-    problems = [
-        problem
-        for problem, wrong in [
-            ("first emails in ClickHouse and in the statistics", len(sent) != first.get("sent")),
-            ("opened + not opened = first emails", opened | ignored != sent or opened & ignored),
-            ("follow-ups in ClickHouse and in the statistics", len(followed) != second.get("sent")),
-            ("follow-ups only to those who did not open", not followed <= ignored),
-        ]
-        if wrong
-    ]
-    page = render_html(await collect(api, list(LAUNCHED), None, bucket="hour"))
-    in_report = _report_numbers(page)
-    for journey_id, stats in shown.items():
-        for step in stats["steps"]:
-            for metric in ("entered", "sent", "opened", "not_opened", "exited"):
-                value = in_report.get((journey_id, step["step"], metric))
-                if step[metric] and value != step[metric]:
-                    problems.append(f"{journey_id} {step['step']} {metric} in the HTML report")
-    agree = not problems
-    for problem in problems:
-        console.print(f"[red]disagree:[/] {problem}")
-    console.print(
-        "terminal, ClickHouse and the HTML report "
-        + ("[green]agree[/]" if agree else "[red]disagree[/]")
-    )
-    return ok and agree and first.get("sent", 0) > 0, page
-
-
-_NUMBER = re.compile(
-    r'data-journey="([^"]+)" data-step="([^"]+)" data-metric="([^"]+)" data-value="(\d+)"'
-)
-
-
-def _report_numbers(page: str) -> dict[tuple[str, str, str], int]:
-    """(journey, step, metric) -> the number the report shows for it."""
-    return {
-        (journey, step, metric): int(value)
-        for journey, step, metric, value in _NUMBER.findall(page)
-    }
-
-
 def run_demo(
     settings: Settings,
     users: int = 2000,
@@ -397,7 +225,7 @@ def run_demo(
             )
             demo_settings = Settings(data_dir=Path(folder))
             fed = asyncio.run(_simulate(system, demo_settings, users, days, seed))
-            ok, page = asyncio.run(_report(system.http, fed))
+            ok, page = asyncio.run(check(system.http, fed))
             report_path.write_text(page, encoding="utf-8")
             console.print(f"HTML report: {report_path.resolve()}")
             console.print("stopping…")

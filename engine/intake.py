@@ -9,10 +9,10 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from engine.codecs import InputCodec
 from schemas import DeadLetter
 from schemas.dead_letters import MAX_KEY_BYTES
 from schemas.forget import FORGET_HEADER
-from streams.codecs import InputCodec
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -25,10 +25,6 @@ class Source:
     partition: int
     offset: int
     key: bytes | None
-
-
-FORGET = "forget"
-"""The kind the input handlers are given forget requests with."""
 
 
 def is_forget(headers: Any) -> bool:

@@ -1,1 +1,2 @@
-"""ClickHouse projections: tables in ``sql/``, row builders, and a batching writer."""
+"""ClickHouse projections: tables in ``sql/``, row builders, and a batching writer;
+their Faust consumers in ``projections/agents/``."""

@@ -81,7 +81,7 @@ class ReportError(RuntimeError):
 
 
 class Api(Protocol):
-    """What the report needs of ``cli.client.HttpClient``."""
+    """What the report needs of ``client.system.HttpClient``."""
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]: ...
 

@@ -21,13 +21,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streams.object_store import BUCKET, ObjectStore, ObjectStoreUnavailable
-from streams.processes import die_with_parent, free_port, port_is_free, stop_child
+from streams.processes import Started, die_with_parent, free_port, port_is_free, stop_child
 from streams.settings import BrokerStorage
 
 __all__ = [
@@ -98,7 +98,7 @@ def record_port(data_dir: Path, port: int) -> None:
     temporary.replace(path)
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(Started):
     """Starts tansu on a loopback port (a free one unless given). Durable when
     ``storage_dir`` is given: its object store is started first and stopped after the
     broker; or on ``object_store``, one already running that the caller stops. In memory
@@ -142,7 +142,7 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+    def start(self, timeout: float = 20.0) -> Self:
         try:
             self._start(timeout)
         except BaseException:
@@ -227,17 +227,6 @@ class EmbeddedBroker:
             stop_child(process, signal.SIGTERM, timeout=5)
         if self._owns_store and self._store is not None:
             self._store.stop()
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 async def check_reachable(bootstrap: str, timeout: float = 10.0) -> None:

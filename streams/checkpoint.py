@@ -15,13 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable
-from typing import Any, Protocol, cast
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-import faust
-from mode import Service
-
-from projections.sink import BatchingSink
+from streams.background import Background
 from streams.state.lease import Fenced
 
 log = logging.getLogger(__name__)
@@ -31,11 +28,13 @@ class Ackable(Protocol):
     def ack(self) -> bool: ...
 
 
-def unacked_events(stream: faust.StreamT[bytes]) -> AsyncIterable[faust.EventT[bytes]]:
-    """The stream's events with automatic acks off (Faust's StreamT type lacks
-    ``noack``, which every concrete Stream has)."""
-    manual: faust.StreamT[bytes] = cast(faust.Stream[bytes], stream).noack()
-    return cast(AsyncIterable[faust.EventT[bytes]], manual.events())
+class Sink(Protocol):
+    """Where projected rows wait to be written (``projections.sink.BatchingSink``)."""
+
+    @property
+    def pending(self) -> int: ...
+
+    async def flush(self) -> None: ...
 
 
 OVERDUE = 4
@@ -43,7 +42,7 @@ OVERDUE = 4
 
 
 class Checkpoint:
-    def __init__(self, sink: BatchingSink, max_rows: int) -> None:
+    def __init__(self, sink: Sink, max_rows: int) -> None:
         self._sink = sink
         self._max_rows = max_rows
         self._held: list[Ackable] = []
@@ -91,19 +90,18 @@ class Checkpoint:
             self.acked += len(held)
 
 
-class CheckpointService(Service):
+class CheckpointService(Background):
     """Commits the checkpoint on a timer, so records are acknowledged (and rows and
     state written) under light load too, and at once when an agent asks
     (``Checkpoint.keep_up``)."""
 
-    def __init__(self, checkpoint: Checkpoint, interval: float, **kwargs: Any) -> None:
+    def __init__(self, checkpoint: Checkpoint, interval: float) -> None:
         self.checkpoint = checkpoint
         self.interval = interval
-        super().__init__(**kwargs)
 
-    @Service.task
-    async def _commit_periodically(self) -> None:
-        while not self.should_stop:
+    async def run(self) -> None:
+        """Commit when asked or when the interval passes (until cancelled)."""
+        while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.checkpoint.wanted.wait(), self.interval)
             await self.checkpoint.commit()

@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from mode import Service
 from pydantic import ValidationError
 
 from schemas.definitions import (
@@ -21,7 +19,8 @@ from schemas.definitions import (
     SegmentApplied,
     SegmentDeleted,
 )
-from streams.transport import FETCH_MAX_WAIT_MS
+from streams.background import Background
+from streams.topics import FETCH_MAX_WAIT_MS
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +28,8 @@ Listener = Callable[[SegmentApplied | SegmentDeleted], Awaitable[None]]
 JourneyListener = Callable[[JourneyApplied | JourneyStatusChanged], Awaitable[None]]
 
 
-class DefinitionsService(Service):
-    def __init__(self, bootstrap: str, topic: str, **kwargs: Any) -> None:
+class DefinitionsService(Background):
+    def __init__(self, bootstrap: str, topic: str) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.registry = Definitions()
@@ -38,7 +37,6 @@ class DefinitionsService(Service):
         self.listeners: list[Listener] = []
         self.journey_listeners: list[JourneyListener] = []
         self._folded: asyncio.Condition | None = None
-        super().__init__(**kwargs)
 
     async def wait_for_version(self, segment_id: str, version: int, timeout: float) -> bool:
         """Wait until this worker has folded ``version`` of a segment (read your writes)."""
@@ -64,12 +62,12 @@ class DefinitionsService(Service):
             self._folded = asyncio.Condition()
         return self._folded
 
-    @Service.task
-    async def _follow(self) -> None:
+    async def run(self) -> None:
+        """Fold the topic from its start, then follow it (until cancelled)."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # see streams/transport.py
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,  # see streams/topics.py
         )
         await consumer.start()
         try:
@@ -80,7 +78,7 @@ class DefinitionsService(Service):
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             ends = await consumer.end_offsets(partitions)
-            while not self.should_stop:
+            while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=1000)
                 for messages in batches.values():
                     for message in messages:

@@ -22,9 +22,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
-from streams.processes import die_with_parent, free_port, port_is_free, stop_child
+from streams.processes import Started, die_with_parent, free_port, port_is_free, stop_child
 
 BUCKET = "reach"
 STOP_GRACE_SECONDS = 3.0
@@ -64,7 +64,7 @@ def weed_binary() -> str:
     return found
 
 
-class ObjectStore:
+class ObjectStore(Started):
     """``weed server`` with a filer and an S3 gateway over ``directory``; stops on exit."""
 
     def __init__(self, directory: Path, log_path: Path | None = None) -> None:
@@ -94,7 +94,7 @@ class ObjectStore:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
 
-    def start(self, timeout: float = 60.0) -> ObjectStore:
+    def start(self, timeout: float = 60.0) -> Self:
         self.directory.mkdir(parents=True, exist_ok=True)
         ports = self._ports()
         # Each gRPC listener also makes /tmp/seaweedfs-<name>-grpc-<port>.sock; removed on stop.
@@ -208,14 +208,3 @@ class ObjectStore:
         for path in self._grpc_sockets:
             path.unlink(missing_ok=True)
         self._grpc_sockets = []
-
-    def __enter__(self) -> ObjectStore:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -9,6 +9,8 @@ import os
 import signal
 import socket
 import subprocess
+from types import TracebackType
+from typing import Self
 
 
 def free_port() -> int:
@@ -50,3 +52,24 @@ def stop_child(process: subprocess.Popen[bytes], sig: int, timeout: float) -> in
             process.kill()
             process.wait()
     return process.returncode
+
+
+class Started:
+    """A child process (or a group of them) that ``with`` starts and stops."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -21,7 +21,7 @@ from types import TracebackType
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.clock import TICK, TICK_APPLIED, Tick, TickApplied
-from streams.topics import Topics
+from streams.topics import FETCH_MAX_WAIT_MS, Topics
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,6 @@ ENGINE_ROLE = "segments"
 """The role whose applied ticks a driver waits for: the one that fires timers and runs
 schedules (role ``all`` includes it)."""
 WAIT_SECONDS = 120.0
-FETCH_MAX_WAIT_MS = 20
-"""The embedded broker holds a fetch for its whole wait when no data comes (aiokafka's
-default is 500 ms): keep it short, as the workers do (``streams/transport.py``)."""
 RECOVER_TAIL = 16
 """Records read back per clock partition to find its last tick."""
 

@@ -1,28 +1,67 @@
-"""Faust agents for the input topics: decode, validate, then (by role) project and
-dead-letter, and hand the valid items to the input handlers (segments)."""
+"""Faust agents for the input topics: decode, validate, then (by role) dead-letter and
+hand the valid items to the inputs' projection (``projections.inputs``, passed in by
+the worker factory) and to the segment runtime."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import faust
 from pydantic import BaseModel
 
-from engine.intake import FORGET, Source, intake, is_forget
-from projections import rows
-from projections.addresses import CLEAR, AddressMask, address_mask
-from projections.forget import delete_user_rows
+from agents.segments.agent import SegmentRuntime
+from engine.codecs import InputCodec
+from engine.intake import Source, intake, is_forget
 from schemas import DeadLetter, Event, Feedback, TagUpdate
 from schemas.forget import ForgetUser
-from streams.checkpoint import unacked_events
-from streams.codecs import InputCodec
+from streams.clock import Clock
 from streams.engine import Engine
+from streams.events import unacked_events
 
 M = TypeVar("M", bound=BaseModel)
-RowOf = Callable[[Any, rows.Origin, datetime], rows.Row]
+
+EVENTS, TAG_UPDATES, FEEDBACK = "events", "tag_updates", "feedback"
+"""The inputs by name: their counters' and their tables' names."""
+SEGMENT_SOURCES = {EVENTS: "e", TAG_UPDATES: "t", FEEDBACK: "f"}
+"""How the segment runtime names each input."""
+
+
+class InputRows(Protocol):
+    """The inputs' projection (``projections.inputs.InputProjection``)."""
+
+    def add(
+        self, kind: str, partition: int, offset: int, items: Sequence[Any], now: datetime
+    ) -> None: ...
+
+    async def forget(self, user_id: str) -> None: ...
+
+
+@dataclass
+class IntakeTargets:
+    """Where the intake agents hand the valid items of each record: the inputs'
+    projection when this role projects, the segment runtime when it keeps segments."""
+
+    rows: InputRows | None = None
+    segments: SegmentRuntime | None = None
+
+    async def to_segments(
+        self, clock: Clock, partition: int, offset: int, kind: str, items: Sequence[Any]
+    ) -> None:
+        """One record's valid items into the segment runtime, each evaluated at its own
+        timestamp in simulated time (never before its user's newest event; no clock
+        moves)."""
+        runtime = self.segments
+        if runtime is None:
+            return
+
+        def now_of(item: Any) -> datetime:
+            return clock.at_input(item.timestamp)
+
+        source = SEGMENT_SOURCES[kind]
+        await runtime.apply(partition, offset, source, items, now_of, clock.simulated)
 
 
 async def send_dead_letters(
@@ -36,64 +75,36 @@ async def send_dead_letters(
         )
 
 
-def register(app: faust.App, engine: Engine) -> None:
+def register(app: faust.App, engine: Engine, into: IntakeTargets) -> None:
     dead_letters = app.topic(
         engine.topics.dead_letters, key_serializer="raw", value_serializer="raw"
     )
     limit = engine.settings.max_record_bytes
-    _register_input(
-        app,
-        engine,
-        dead_letters,
-        engine.topics.events,
-        InputCodec(Event, limit),
-        rows.EVENTS,
-        rows.event_row,
-    )
-    _register_input(
-        app,
-        engine,
-        dead_letters,
-        engine.topics.tags,
-        InputCodec(TagUpdate, limit),
-        rows.TAG_UPDATES,
-        functools.partial(rows.tag_update_row, addresses=_address_mask(engine)),
-    )
-    _register_input(
-        app,
-        engine,
-        dead_letters,
-        engine.topics.feedback,
-        InputCodec(Feedback, limit),
-        rows.FEEDBACK,
-        rows.feedback_row,
-    )
-
-
-def _address_mask(engine: Engine) -> AddressMask:
-    settings = engine.settings
-    if not settings.projects:
-        return CLEAR  # nothing projected here
-    return address_mask(
-        settings.data_dir, settings.pii_key, settings.pii_clear_text, settings.pii_tags
-    )
+    topics = engine.topics
+    inputs: list[tuple[str, InputCodec[Any], str]] = [
+        (topics.events, InputCodec(Event, limit), EVENTS),
+        (topics.tags, InputCodec(TagUpdate, limit), TAG_UPDATES),
+        (topics.feedback, InputCodec(Feedback, limit), FEEDBACK),
+    ]
+    for topic, codec, kind in inputs:
+        _register_input(app, engine, into, dead_letters, topic, codec, kind)
 
 
 def _register_input(
     app: faust.App,
     engine: Engine,
+    into: IntakeTargets,
     dead_letters: faust.TopicT,
     topic_name: str,
     codec: InputCodec[M],
-    table: rows.Table,
-    row_of: RowOf,
+    kind: str,
 ) -> None:
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
-    counters, sink, checkpoint = engine.counters, engine.sink, engine.checkpoint
+    counters, checkpoint = engine.counters, engine.checkpoint
     # Another role's workers project and dead-letter when this one only keeps segments.
     projects = engine.settings.projects
     # Forget requests travel on the tags topic, in the user's partition.
-    forgets = InputCodec(ForgetUser, codec.max_record_bytes) if table is rows.TAG_UPDATES else None
+    forgets = InputCodec(ForgetUser, codec.max_record_bytes) if kind == TAG_UPDATES else None
 
     async def process(stream: faust.StreamT[bytes]) -> None:
         # Acks are manual: a record is acknowledged once its rows are written.
@@ -102,31 +113,31 @@ def _register_input(
             now = datetime.now(UTC)
             source = Source(message.topic, message.partition, message.offset, message.key)
             if forgets is not None and is_forget(message.headers):
-                await _forget(engine, dead_letters, forgets, event.value, source, now)
+                await _forget(engine, into, dead_letters, forgets, event.value, source, now)
                 checkpoint.hold(event)
                 await checkpoint.keep_up()
                 continue
             result = intake(codec, event.value, source, now)
             if projects:
-                if result.valid:
-                    origin = rows.Origin(message.partition, message.offset)
-                    sink.add(table, [row_of(item, origin, now) for item in result.valid])
+                if result.valid and into.rows is not None:
+                    into.rows.add(kind, message.partition, message.offset, result.valid, now)
                 await send_dead_letters(dead_letters, result.dead, message.partition)
             if result.valid:
-                for handle in engine.input_handlers:
-                    await handle(message.partition, message.offset, table.name, result.valid)
+                partition, offset = message.partition, message.offset
+                await into.to_segments(engine.clock, partition, offset, kind, result.valid)
             # Counted once handled: a count in /v1/status means the state has it.
-            counters[f"{table.name}.valid"] += len(result.valid)
-            counters[f"{table.name}.dead"] += len(result.dead)
+            counters[f"{kind}.valid"] += len(result.valid)
+            counters[f"{kind}.dead"] += len(result.dead)
             engine.progress.passed(message.topic, message.partition, message.offset)
             checkpoint.hold(event)
             await checkpoint.keep_up()
 
-    app.agent(topic, name=f"intake-{table.name}")(process)
+    app.agent(topic, name=f"intake-{kind}")(process)
 
 
 async def _forget(
     engine: Engine,
+    into: IntakeTargets,
     dead_letters: faust.TopicT,
     codec: InputCodec[ForgetUser],
     raw: bytes | None,
@@ -134,14 +145,14 @@ async def _forget(
     now: datetime,
 ) -> None:
     """Apply a forget record: the user's rows leave ClickHouse (after the rows read
-    before it are written), and the input handlers (segments) drop their state."""
+    before it are written), and the segment runtime drops the user's state."""
     result = intake(codec, raw, source, now)
     if engine.settings.projects:
         await send_dead_letters(dead_letters, result.dead, source.partition)
-        for request in result.valid:
-            await engine.sink.execute(functools.partial(delete_user_rows, user_id=request.user_id))
-    if result.valid:
-        for handle in engine.input_handlers:
-            await handle(source.partition, source.offset, FORGET, result.valid)
-    engine.counters[f"{rows.TAG_UPDATES.name}.forgotten"] += len(result.valid)
-    engine.counters[f"{rows.TAG_UPDATES.name}.dead"] += len(result.dead)
+        if into.rows is not None:
+            for request in result.valid:
+                await into.rows.forget(request.user_id)
+    if result.valid and into.segments is not None:
+        await into.segments.forget(source.partition, [item.user_id for item in result.valid])
+    engine.counters[f"{TAG_UPDATES}.forgotten"] += len(result.valid)
+    engine.counters[f"{TAG_UPDATES}.dead"] += len(result.dead)

@@ -5,7 +5,6 @@ that turns clock ticks into timer firings in simulated time."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,8 @@ from agents.clock import follow_clock, wait_for_inputs
 from agents.intake.agent import send_dead_letters
 from agents.segments import agent as agent_module
 from agents.segments.agent import JourneyTopics, SegmentRuntime
-from engine.intake import FORGET, Source, intake
+from engine.codecs import InputCodec
+from engine.intake import Source, intake
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import (
     JourneyApplied,
@@ -24,9 +24,8 @@ from schemas.definitions import (
     SegmentApplied,
     SegmentDeleted,
 )
-from streams.checkpoint import unacked_events
-from streams.codecs import InputCodec
-from streams.engine import Engine
+from streams.engine import Engine, FeedbackRelease
+from streams.events import unacked_events
 from streams.state import attach_to_faust
 from streams.ticks import ENGINE_ROLE as TICK_ROLE
 
@@ -61,27 +60,7 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
     attach_to_faust(
         app, table, engine.topics.events, recovered, runtime.on_released, lease=engine.lease
     )
-    sources = {"events": "e", "tag_updates": "t", "feedback": "f"}
-
-    async def on_input(partition: int, offset: int, kind: str, items: Sequence[Any]) -> None:
-        if kind == FORGET:
-            await runtime.forget(partition, [item.user_id for item in items])
-            return
-
-        # In simulated time each input is evaluated at its own timestamp, never before
-        # its user's newest event; it moves no clock.
-        def now_of(item: Any) -> datetime:
-            return engine.clock.at_input(item.timestamp)
-
-        await runtime.apply(partition, offset, sources[kind], items, now_of, engine.clock.simulated)
-
-    async def preview(condition: Any, sample: int) -> tuple[int, int, list[str]]:
-        return await runtime.preview(condition, sample, engine.clock.now())
-
-    engine.input_handlers.append(on_input)
-    engine.previewer = preview
     engine.status_parts["segments"] = runtime.status
-    engine.segments = runtime
     # The cut: outputs acknowledged, then the state that counts them, then (in the
     # checkpoint) rows and acks.
     engine.checkpoint.before_ack.append(runtime.flush)
@@ -99,7 +78,7 @@ def _register_clock(app: faust.App, engine: Engine, runtime: SegmentRuntime) -> 
 
     async def on_tick(partition: int, now: datetime) -> None:
         if engine.clock.simulated and engine.delivery is not None:
-            await release_feedback(app, engine, partition, now)
+            await release_feedback(app, engine, engine.delivery, runtime, partition, now)
         await runtime.run_schedules(partition, now)
         await runtime.fire_timers(partition, now)
         await runtime.flush_partition(partition)
@@ -108,11 +87,17 @@ def _register_clock(app: faust.App, engine: Engine, runtime: SegmentRuntime) -> 
     follow_clock(app, engine, "segment-clock", on_tick, role=TICK_ROLE, barrier=barrier)
 
 
-async def release_feedback(app: faust.App, engine: Engine, partition: int, now: datetime) -> None:
+async def release_feedback(
+    app: faust.App,
+    engine: Engine,
+    delivery: FeedbackRelease,
+    runtime: SegmentRuntime,
+    partition: int,
+    now: datetime,
+) -> None:
     """The delivery worker of this process takes the send commands sent so far, then
     releases the feedback due by ``now``; once the broker has that feedback, this worker
     applies it (the tick waits, the inputs flow)."""
-    delivery, runtime = engine.delivery, engine.segments
     commands = engine.topics.send_commands
     sent = await runtime.sent_offset(commands, partition)
     if sent is not None:

@@ -8,6 +8,7 @@ import faust
 
 from projections import rows
 from projections.agents.projection import register_projection
+from projections.sink import BatchingSink
 from schemas import DeadLetter
 from streams.engine import Engine
 
@@ -21,5 +22,5 @@ def _rows(event: faust.EventT[bytes], origin: rows.Origin) -> list[rows.Row]:
     return [rows.dead_letter_row(letter, origin)]
 
 
-def register(app: faust.App, engine: Engine) -> None:
-    register_projection(app, engine, engine.topics.dead_letters, rows.DEAD_LETTERS, _rows)
+def register(app: faust.App, engine: Engine, sink: BatchingSink) -> None:
+    register_projection(app, engine, sink, engine.topics.dead_letters, rows.DEAD_LETTERS, _rows)

@@ -9,21 +9,28 @@ from collections.abc import Callable
 import faust
 
 from projections import rows
-from streams.checkpoint import unacked_events
+from projections.sink import BatchingSink
 from streams.engine import Engine
+from streams.events import unacked_events
 
 log = logging.getLogger(__name__)
 
 ToRows = Callable[[faust.EventT[bytes], rows.Origin], list[rows.Row]]
-"""Rows of one record; raises KeyError, TypeError or ValueError for a record it cannot
-read, which is logged and skipped (these topics are written by the engine itself)."""
+"""Rows of one record (``projections.journeys.RecordRows``); raises KeyError, TypeError
+or ValueError for a record it cannot read, which is logged and skipped (these topics
+are written by the engine itself)."""
 
 
 def register_projection(
-    app: faust.App, engine: Engine, topic_name: str, table: rows.Table, to_rows: ToRows
+    app: faust.App,
+    engine: Engine,
+    sink: BatchingSink,
+    topic_name: str,
+    table: rows.Table,
+    to_rows: ToRows,
 ) -> None:
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
-    sink, checkpoint = engine.sink, engine.checkpoint
+    checkpoint = engine.checkpoint
 
     async def project(stream: faust.StreamT[bytes]) -> None:
         async for event in unacked_events(stream):

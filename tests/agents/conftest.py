@@ -19,10 +19,10 @@ import faust
 import pytest
 from faust.types.tuples import TP, RecordMetadata
 
-from streams.app import create_app
 from streams.engine import Engine
 from streams.settings import Settings
 from streams.state import CoalescingTable, MemoryChangelog, MemoryStore
+from worker.app import System, create_app
 
 
 @dataclass
@@ -112,10 +112,17 @@ class FakeClickHouse:
 
 @dataclass
 class Worker:
-    app: faust.App
-    engine: Engine
+    system: System
     producer: RecordingProducer
     clickhouse: FakeClickHouse
+
+    @property
+    def app(self) -> faust.App:
+        return self.system.app
+
+    @property
+    def engine(self) -> Engine:
+        return self.system.engine
 
     def dead_letters(self) -> list[Sent]:
         return [s for s in self.producer.sent if s.topic == self.engine.topics.dead_letters]
@@ -123,26 +130,28 @@ class Worker:
     async def flush(self) -> None:
         """Write the sink's pending rows to the fake ClickHouse (the sink retries a
         failing insert forever, hence the timeout)."""
-        await asyncio.wait_for(self.engine.sink.flush(), 5)
+        await asyncio.wait_for(self.system.projections.sink.flush(), 5)
 
 
 def build_worker(data_dir: Path, segments: bool = False, **overrides: Any) -> Worker:
     """A worker of ``create_app`` with a recording producer and a fake ClickHouse."""
     settings = Settings(data_dir=data_dir, table_store="memory", **overrides)
-    app, engine = create_app(settings, "localhost:9")
+    system = create_app(settings, "localhost:9")
+    engine = system.engine
     if segments:
         # The state table recovers on a broker rebalance, which the test context
         # never has: serve it from an in-process changelog the test recovers.
-        runtime = engine.segments
+        runtime = system.segments
+        assert runtime is not None
         runtime.table = CoalescingTable(MemoryChangelog(settings.partitions), MemoryStore())
         engine.checkpoint.before_ack[:] = [runtime.flush]
     else:
-        engine.input_handlers.clear()  # intake alone
+        system.intake.segments = None  # intake alone
     producer = RecordingProducer()
-    app.producer = producer  # type: ignore[assignment]
+    system.app.producer = producer  # type: ignore[assignment]
     clickhouse = FakeClickHouse()
-    engine.sink.attach(clickhouse)  # type: ignore[arg-type]
-    return Worker(app, engine, producer, clickhouse)
+    system.projections.sink.attach(clickhouse)  # type: ignore[arg-type]
+    return Worker(system, producer, clickhouse)
 
 
 @pytest.fixture

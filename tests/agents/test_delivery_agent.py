@@ -21,11 +21,11 @@ from schemas import DeadLetter, DeadLetterReason
 from schemas.commands import SendCommand
 from schemas.definitions import PresetApplied
 from schemas.presets import PresetDefinition
-from streams.app import create_app
 from streams.settings import Settings, SimulatedChannel
 from streams.state import CoalescingTable, MemoryChangelog, MemoryStore
 from tests.agents.conftest import Worker
 from tests.agents.test_segment_agent import Outputs
+from worker.app import create_app
 
 NOW = datetime(2026, 12, 10, 8, tzinfo=UTC)
 
@@ -116,7 +116,7 @@ async def ready(
 ) -> tuple[DeliveryWorker, Outputs]:
     """The worker's delivery side, with its ledger in an in-process changelog (the test
     context has no rebalance to recover it), the presets folded and read."""
-    delivery: DeliveryWorker = worker.engine.delivery
+    delivery: DeliveryWorker = worker.system.delivery
     partitions = worker.engine.settings.partitions
     delivery.table = CoalescingTable(changelog or MemoryChangelog(partitions), MemoryStore())
     outputs = Outputs()
@@ -456,8 +456,7 @@ async def test_faults_among_concurrent_commands_are_retried_alone(
 def test_roles_that_deliver(tmp_path: Any) -> None:
     def agents(**overrides: Any) -> set[str]:
         settings = Settings(data_dir=tmp_path, table_store="memory", **overrides)
-        app, _ = create_app(settings, "localhost:9")
-        return set(app.agents)
+        return set(create_app(settings, "localhost:9").app.agents)
 
     delivering = {"delivery-commands", "delivery-clock"}
     # In role all the segment clock releases the feedback, before firing timers.

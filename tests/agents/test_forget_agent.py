@@ -22,7 +22,7 @@ async def test_a_forget_record_deletes_the_users_state_and_rows(
 ) -> None:
     worker = make_worker(segments=True, clock="simulated", pii_key="k" * 32)
     runtime, _ = await ready(worker)
-    worker.engine.clickhouse = worker.clickhouse  # type: ignore[assignment]
+    worker.system.projections.client = worker.clickhouse  # type: ignore[assignment]
     tags = [
         {"user_id": user, "tags": {"Country": "PT", "Email": f"{user}@x.io"}, "timestamp": 0}
         for user in ("gone", "kept")
@@ -51,7 +51,7 @@ async def test_a_forget_record_deletes_the_users_state_and_rows(
 async def test_an_invalid_forget_record_is_dead_lettered(
     worker: Worker, drive: Callable[..., Any]
 ) -> None:
-    worker.engine.clickhouse = worker.clickhouse  # type: ignore[assignment]
+    worker.system.projections.client = worker.clickhouse  # type: ignore[assignment]
     async with drive(worker, "intake-tag_updates") as driver:
         await driver.put(b'{"user_id": ""}', headers=[(FORGET_HEADER, b"1")])
     [letter] = worker.dead_letters()

@@ -43,7 +43,7 @@ async def test_valid_batch_becomes_event_rows_and_no_dead_letters(
 
     assert worker.engine.counters["events.valid"] == 3
     assert worker.engine.counters["events.dead"] == 0
-    assert worker.engine.sink.pending == 3
+    assert worker.system.projections.sink.pending == 3
     assert worker.dead_letters() == []
 
     await worker.flush()
@@ -65,7 +65,7 @@ async def test_not_json_record_goes_to_dead_letters_untouched(
 
     assert worker.engine.counters["events.valid"] == 0
     assert worker.engine.counters["events.dead"] == 1
-    assert worker.engine.sink.pending == 0
+    assert worker.system.projections.sink.pending == 0
     [sent] = worker.dead_letters()
     assert sent.value == raw
     assert sent.key == b"user-1"
@@ -87,7 +87,7 @@ async def test_mixed_batch_keeps_valid_items_and_dead_letters_the_rest(
 
     assert worker.engine.counters["events.valid"] == 3
     assert worker.engine.counters["events.dead"] == 3
-    assert worker.engine.sink.pending == 3
+    assert worker.system.projections.sink.pending == 3
 
     in_batch = [letter for letter in letters(worker) if letter.source_offset == 1]
     assert [(x.source_index, x.reason) for x in in_batch] == [

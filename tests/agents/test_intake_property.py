@@ -12,9 +12,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.codecs import InputCodec
 from engine.intake import Source, intake
 from schemas import DeadLetter, Event, Feedback, TagUpdate
-from streams.codecs import InputCodec
 from tests.agents.conftest import build_worker, driving
 from tests.unit.test_intake_property import LIMIT, PRODUCER_LIMIT, keys, records
 
@@ -60,7 +60,7 @@ async def _run(agent: str, batch: list[tuple[bytes | None, bytes | None, Any]]) 
         ) == sorted((offset, -1 if index is None else index) for offset, index in expected_dead)
         assert worker.engine.counters[f"{table}.valid"] == expected_valid
         assert worker.engine.counters[f"{table}.dead"] == len(expected_dead)
-        assert worker.engine.sink.pending == expected_valid
+        assert worker.system.projections.sink.pending == expected_valid
         for record in sent:
             size = len(record.value) + len(record.key or b"")
             assert size + sum(len(n) + len(v) for n, v in record.headers) <= PRODUCER_LIMIT

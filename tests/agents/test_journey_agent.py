@@ -39,7 +39,7 @@ JOURNEY = {
 
 
 async def ready(worker: Worker) -> tuple[SegmentRuntime, Outputs, Definitions]:
-    runtime: SegmentRuntime = worker.engine.segments
+    runtime: SegmentRuntime = worker.system.segments
     outputs = Outputs()
     runtime._producer = outputs
     await runtime.table.start()

@@ -42,7 +42,7 @@ def definition(segment_id: str, expression: str) -> SegmentDefinition:
 
 
 async def ready(worker: Worker) -> tuple[SegmentRuntime, Outputs]:
-    runtime: SegmentRuntime = worker.engine.segments
+    runtime: SegmentRuntime = worker.system.segments
     outputs = Outputs()
     runtime._producer = outputs  # type: ignore[assignment]
     await runtime.table.start()

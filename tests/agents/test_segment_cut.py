@@ -66,7 +66,7 @@ def at(_: Any) -> datetime:
 
 
 async def started(worker: Worker, outputs: Any) -> SegmentRuntime:
-    runtime: SegmentRuntime = worker.engine.segments
+    runtime: SegmentRuntime = worker.system.segments
     runtime._producer = outputs
     await runtime.table.start()
     partitions = set(range(worker.engine.settings.partitions))
@@ -79,7 +79,7 @@ async def started(worker: Worker, outputs: Any) -> SegmentRuntime:
 
 def on_changelog(worker: Worker, changelog: MemoryChangelog) -> None:
     """The worker's state table on ``changelog`` (what a crashed worker left there)."""
-    runtime: SegmentRuntime = worker.engine.segments
+    runtime: SegmentRuntime = worker.system.segments
     runtime.table = CoalescingTable(changelog, MemoryStore())
     worker.engine.checkpoint.before_ack[:] = [runtime.flush]
 

@@ -47,9 +47,9 @@ async def crash_and_restart(
     """Commit the checkpoint, then start a new worker on the same changelog: its
     partitions recover before its definitions are read."""
     await asyncio.wait_for(worker.engine.checkpoint.commit(), 5)
-    changelog = worker.engine.segments.table.changelog
+    changelog = worker.system.segments.table.changelog
     again = make_worker(segments=True, clock="simulated")
-    runtime: SegmentRuntime = again.engine.segments
+    runtime: SegmentRuntime = again.system.segments
     runtime.table = CoalescingTable(changelog, MemoryStore())
     again.engine.checkpoint.before_ack[:] = [runtime.flush]
     outputs = Outputs()
@@ -242,11 +242,11 @@ async def test_a_launch_cut_short_mid_sweep_resumes_and_nobody_enters_twice(
 async def crash_and_restart_without_commit(
     make_worker: Callable[..., Worker], worker: Worker
 ) -> tuple[Worker, SegmentRuntime, Outputs]:
-    changelog = worker.engine.segments.table.changelog
+    changelog = worker.system.segments.table.changelog
     durable = MemoryChangelog(changelog.partitions, changelog.topic)
     durable.logs = [list(log) for log in changelog.logs]
     again = make_worker(segments=True, clock="simulated")
-    runtime: SegmentRuntime = again.engine.segments
+    runtime: SegmentRuntime = again.system.segments
     runtime.table = CoalescingTable(durable, MemoryStore())
     again.engine.checkpoint.before_ack[:] = [runtime.flush]
     outputs = Outputs()

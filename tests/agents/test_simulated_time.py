@@ -65,7 +65,7 @@ WEEKLY = {
 async def ready(
     worker: Worker, journey: dict[str, Any], launched_at: datetime
 ) -> tuple[SegmentRuntime, Outputs]:
-    runtime: SegmentRuntime = worker.engine.segments
+    runtime: SegmentRuntime = worker.system.segments
     outputs = Outputs()
     runtime._producer = outputs  # type: ignore[assignment]
     await runtime.table.start()
@@ -92,9 +92,10 @@ def sent(outputs: Outputs, worker: Worker, topic: str | None = None) -> list[dic
 async def feed(
     worker: Worker, partition: int, offset: int, kind: str, items: Sequence[Any]
 ) -> None:
-    """An input record, as the intake agent hands it to the worker's handlers."""
-    for handle in worker.engine.input_handlers:
-        await handle(partition, offset, kind, list(items))
+    """An input record, as the intake agent hands it to the segment runtime."""
+    await worker.system.intake.to_segments(
+        worker.engine.clock, partition, offset, kind, list(items)
+    )
 
 
 async def test_a_future_event_of_one_user_does_not_move_another_users_time(

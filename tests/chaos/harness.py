@@ -26,14 +26,14 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from cli.client import HttpClient, send_tick
+from client.system import HttpClient, send_tick
+from files.presets import load as load_presets
+from files.segments import load as load_segments
 from schemas.values import parse_timestamp
 from streams.broker import EmbeddedBroker
-from streams.preset_files import load as load_presets
-from streams.segment_files import load as load_segments
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
 from streams.topics import Topics
+from worker.supervisor import SystemProcess
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 PREFIX = "chaos."

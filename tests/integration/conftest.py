@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.supervisor import SystemProcess
+from worker.supervisor import SystemProcess
 
 API_KEY = "integration-key-0123456789"
 

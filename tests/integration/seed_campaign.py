@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cli.client import HttpClient
-from streams.journey_files import load as load_journeys
-from streams.preset_files import load as load_presets
-from streams.segment_files import load as load_segments
+from client.system import HttpClient
+from files.journeys import load as load_journeys
+from files.presets import load as load_presets
+from files.segments import load as load_segments
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

@@ -16,14 +16,14 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from cli.client import HttpClient, send_tick
+from client.system import HttpClient, send_tick
 from delivery.simulator import decide, profiles
 from schemas.commands import SendCommand
 from schemas.values import parse_timestamp
 from streams.settings import Settings, SimulatedChannel
-from streams.supervisor import SystemProcess
 from streams.topics import Topics
 from tests.integration.seed_campaign import define_workspace, installed_users, seed_journeys
+from worker.supervisor import SystemProcess
 
 pytestmark = pytest.mark.integration
 

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from cli.client import HttpClient, send_tick
+from client.system import HttpClient, send_tick
 from schemas.values import parse_timestamp
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
 from streams.topics import Topics
 from tests.integration.seed_campaign import define_workspace, installed_users, seed_journeys
 from tests.integration.topic_reading import every_item
+from worker.supervisor import SystemProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

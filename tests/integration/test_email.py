@@ -13,13 +13,13 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from cli.client import send_tick
+from client.system import send_tick
 from schemas.values import parse_timestamp
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
 from streams.topics import Topics
 from tests.integration.seed_campaign import rows
 from tests.smtp_server import SmtpServer, running_smtp_server
+from worker.supervisor import SystemProcess
 
 pytestmark = pytest.mark.integration
 

@@ -17,15 +17,15 @@ import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from click.testing import CliRunner
 
-from cli.client import HttpClient
 from cli.main import main
-from streams.journey_files import read
+from client.system import HttpClient
+from files.journeys import read
+from files.segments import load as load_segments
 from streams.partitioning import partition_for
-from streams.segment_files import load as load_segments
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
 from streams.topics import Topics
 from tests.integration.conftest import API_KEY
+from worker.supervisor import SystemProcess
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from cli.client import send_tick
+from client.system import send_tick
 from schemas.values import parse_timestamp
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
 from streams.topics import Topics
 from tests.integration.seed_campaign import define_workspace, installed_users, rows, seed_journeys
+from worker.supervisor import SystemProcess
 
 pytestmark = pytest.mark.integration
 

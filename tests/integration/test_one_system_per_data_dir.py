@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from streams import runfile
-from streams.supervisor import SystemProcess
+from worker.supervisor import SystemProcess
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from cli.client import HttpClient
-from streams.supervisor import SystemProcess
+from client.system import HttpClient
+from worker.supervisor import SystemProcess
 
 pytestmark = pytest.mark.integration
 

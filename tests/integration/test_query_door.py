@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cli.client import HttpClient
-from streams.supervisor import SystemProcess
+from client.system import HttpClient
+from worker.supervisor import SystemProcess
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from cli.client import HttpClient, send_tick
+from client.system import HttpClient, send_tick
 from schemas.values import parse_timestamp
 from streams.broker import EmbeddedBroker
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
+from worker.supervisor import SystemProcess
 
 pytestmark = pytest.mark.integration
 

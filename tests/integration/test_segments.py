@@ -14,12 +14,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from cli.client import HttpClient, send_tick
+from client.system import HttpClient, send_tick
+from files.segments import load
 from schemas.values import parse_timestamp
-from streams.segment_files import load
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
 from streams.topics import Topics
+from worker.supervisor import SystemProcess
 
 pytestmark = pytest.mark.integration
 

@@ -18,15 +18,15 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from cli.client import HttpClient, send_tick
+from client.system import HttpClient, send_tick
 from streams.broker import EmbeddedBroker
 from streams.partitioning import partition_for
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
 from streams.topics import Topics
 from tests.agents.test_simulated_time import WAITING
 from tests.integration.topic_reading import every_item
 from tests.unit.journey_sim import preset
+from worker.supervisor import SystemProcess
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from cli.client import HttpClient
+from client.system import HttpClient
 from streams.settings import Settings
-from streams.supervisor import SystemProcess
 from streams.topics import Topics
+from worker.supervisor import SystemProcess
 
 pytestmark = pytest.mark.integration
 

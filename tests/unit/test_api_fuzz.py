@@ -24,10 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, cast
 
-import faust
 import orjson
 import pytest
 import requests
@@ -47,10 +45,12 @@ from agents.segments.agent import SegmentRuntime
 from api import clock as http_clock
 from api import server as http_api
 from api.auth import Scope
-from api.routes import ROUTES, Route, openapi, scope_markdown
+from api.openapi import openapi, scope_markdown
+from api.routes import ROUTES, Route
 from api.server import HttpApi
+from files import presets as preset_files
+from files import segments as segment_files
 from schemas.forget import ForgetUser
-from streams import preset_files, segment_files
 from streams.engine import Engine
 from streams.ingest import IngestProducer
 from streams.settings import Settings
@@ -102,10 +102,7 @@ async def _start(settings_: Settings) -> tuple[web.AppRunner, CoalescingTable]:
     async def preview(condition: Any, sample: int) -> tuple[int, int, list[str]]:
         return await runtime.preview(condition, sample, engine.clock.now())
 
-    engine.previewer = preview
-    # The status route reads the Faust consumer's assignment: none here.
-    app = SimpleNamespace(consumer=SimpleNamespace(assignment=frozenset))
-    http = HttpApi(engine, cast(faust.App, app))
+    http = HttpApi(engine, previewer=preview)
     producer = FoldingProducer(engine)
     http._producer = cast(IngestProducer, producer)
     runner = http.runner()
@@ -242,7 +239,7 @@ def test_the_registered_routes_are_the_route_table(tmp_path: Path) -> None:
     """The aiohttp router holds exactly the table's routes (GET with HEAD): a route
     added by hand, outside the table, fails here."""
     engine = Engine.from_settings(_settings(tmp_path, ""), "127.0.0.1:1")
-    app = HttpApi(engine, cast(faust.App, None)).build()
+    app = HttpApi(engine).build()
     registered = set()
     for resource in app.router.resources():
         for route in resource:

@@ -15,8 +15,9 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
-from cli import client
+from cli import common as cli_common
 from cli import main as cli
+from client import system as client
 from streams import runfile
 from streams.settings import Settings
 
@@ -191,7 +192,7 @@ def test_clock_tick_asks_the_system_when_its_run_file_does_not_say(
     (tmp_path / "data" / runfile.NAME).write_bytes(
         orjson.dumps({"pid": os.getpid(), "broker": "b:1", "http": "http://h:1"})
     )
-    monkeypatch.setattr(cli, "_call", lambda *args, **kwargs: {"clock": {"mode": "wall"}})
+    monkeypatch.setattr(cli_common, "call", lambda *args, **kwargs: {"clock": {"mode": "wall"}})
     result = invoke("clock", "tick", "2026-11-08T10:00:00Z")
     assert result.exit_code != 0
     assert ticks == []
@@ -213,7 +214,7 @@ def test_clock_advance_refuses_on_a_wall_clock_system(
 ) -> None:
     running(tmp_path, clock="wall")
     status = {"clock": {"mode": "wall", "now": "2026-11-08T10:00:00+00:00"}}
-    monkeypatch.setattr(cli, "_call", lambda *args, **kwargs: status)
+    monkeypatch.setattr(cli_common, "call", lambda *args, **kwargs: status)
     result = invoke("clock", "advance", "1d")
     assert result.exit_code != 0
     assert ticks == []
@@ -226,7 +227,7 @@ def fake_api(monkeypatch: pytest.MonkeyPatch, answers: dict[str, Any]) -> None:
     def call(api_key: str | None, method: str, path: str, body: Any = None) -> Any:
         return answers[path]
 
-    monkeypatch.setattr(cli, "_call", call)
+    monkeypatch.setattr(cli_common, "call", call)
 
 
 SEGMENTS = {

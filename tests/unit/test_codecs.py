@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.codecs import TOO_LARGE_PREFIX_BYTES, Decoded, InputCodec
 from schemas import DeadLetterReason, Event, Feedback, TagUpdate
-from streams.codecs import TOO_LARGE_PREFIX_BYTES, Decoded, InputCodec
 
 R = DeadLetterReason
 LIMIT = 4096

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from engine.codecs import InputCodec
 from schemas import DeadLetter, DeadLetterReason, Event, Feedback, TagUpdate
-from streams.codecs import InputCodec
 from streams.partitioning import partition_for
 from streams.settings import Settings
 
@@ -240,7 +240,7 @@ from engine.intake import Source, intake
 from projections import rows
 from projections.clickhouse import connect, query_read_only
 from schemas import Event, Feedback, TagUpdate
-from streams.codecs import InputCodec
+from engine.codecs import InputCodec
 
 folder, payload = sys.argv[1], json.loads(sys.stdin.read())
 client = connect("chdb://" + folder, "reach")

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import faust
 import orjson
 import pytest
 from aiohttp import ClientSession, web
@@ -72,7 +71,7 @@ async def served() -> AsyncIterator[Served]:
     )
     engine = Engine.from_settings(settings, "127.0.0.1:1")
     producer = KeptProducer()
-    http = HttpApi(engine, cast(faust.App, None))
+    http = HttpApi(engine)
     http._producer = cast(IngestProducer, producer)
     runner = http.runner()
     await runner.setup()

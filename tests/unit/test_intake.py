@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import orjson
 
+from engine.codecs import InputCodec
 from engine.intake import Source, intake
 from schemas import DeadLetterReason, Event, TagUpdate
-from streams.codecs import InputCodec
 
 NOW = datetime(2024, 5, 1, 10, 0, 3, 512000, tzinfo=UTC)
 SOURCE = Source(topic="reach.events", partition=2, offset=41, key=b"user-0001")

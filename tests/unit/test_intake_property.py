@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from pydantic_core import from_json
 
+from engine.codecs import InputCodec
 from engine.intake import Source, intake
 from schemas import DeadLetter, Event, Feedback, TagUpdate
 from schemas.commands import SendCommand
-from streams.codecs import InputCodec
 
 NOW = datetime(2024, 5, 1, 10, tzinfo=UTC)
 LIMIT = 2048
-PRODUCER_LIMIT = LIMIT + 65536  # what the app gives its producer (streams/app.py)
+PRODUCER_LIMIT = LIMIT + 65536  # what the app gives its producer (worker/app.py)
 
 GOOD: dict[type[BaseModel], dict[str, Any]] = {
     Event: {"user_id": "u1", "name": "page_view", "timestamp": 0},

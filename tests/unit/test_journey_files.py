@@ -10,8 +10,8 @@ import orjson
 import pytest
 import yaml
 
-from streams.journey_files import from_document, load
-from streams.segment_files import DefinitionError
+from files.journeys import from_document, load
+from files.segments import DefinitionError
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 SEED: list[dict[str, Any]] = yaml.safe_load((EXAMPLES / "seed-journeys.yaml").read_text())

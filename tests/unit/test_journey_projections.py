@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from projections import rows
-from projections.agents.journeys import activity_row, command_row, item_rows
+from projections.journeys import activity_row, command_row, item_rows
 from schemas.commands import JourneyActivity, SendCommand
 from tests.unit.journey_sim import Sim, load_journeys
 

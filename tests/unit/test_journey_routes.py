@@ -11,22 +11,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-import faust
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
 from api.server import HttpApi
+from files import presets as preset_files
+from files import segments as segment_files
+from files.journeys import read
+from projections.store import Projections
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import JourneyStatusChanged
 from schemas.journeys import MAX_NODES, JourneyDefinition
 from schemas.values import parse_timestamp
-from streams import preset_files, segment_files
 from streams.clock import Clock
 from streams.engine import Engine
 from streams.ingest import IngestProducer
-from streams.journey_files import read
 from streams.partitioning import pack, partition_for
 from streams.settings import Settings
 
@@ -64,6 +65,7 @@ class Api:
     client: TestClient[Any, Any]
     engine: Engine
     producer: FoldingProducer
+    projections: Projections
 
     async def call(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] = ADMIN
@@ -92,10 +94,10 @@ async def api() -> AsyncIterator[Api]:
         registry.fold(registry.prepare_preset(preset, datetime(2026, 10, 1, tzinfo=UTC)))
     engine.definitions.ready.set()
     producer = FoldingProducer(engine)
-    http = HttpApi(engine, cast(faust.App, None))
+    http = HttpApi(engine)
     http._producer = cast(IngestProducer, producer)
     async with TestClient(TestServer(http.build())) as client:
-        yield Api(client, engine, producer)
+        yield Api(client, engine, producer, http.projections)
 
 
 async def test_apply_versions_list_and_show(api: Api) -> None:
@@ -396,7 +398,7 @@ async def test_stats(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
         return {"journey_id": journey_id, "journey": {"entered": 0}, "steps": []}
 
     monkeypatch.setattr(stats_module, "journey_stats", journey_stats)
-    api.engine.clickhouse = cast(Any, "the-client")
+    api.projections.client = cast(Any, "the-client")
     status, body = await api.call("GET", path, headers=READ)
     assert (status, body["journey_id"]) == (200, "reengage-once")
     assert asked == [("the-client", "reengage-once")]
@@ -413,7 +415,7 @@ async def test_stats_report_the_derived_status(api: Api, monkeypatch: pytest.Mon
         return {"journey_id": journey_id, "journey": totals, "steps": []}
 
     monkeypatch.setattr(stats_module, "journey_stats", journey_stats)
-    api.engine.clickhouse = cast(Any, "the-client")
+    api.projections.client = cast(Any, "the-client")
     path = "/v1/journeys/reengage-once/stats"
     api.engine.clock.advance(parse_timestamp("2026-12-16T00:00:00Z"))  # the run came due
     status, body = await api.call("GET", path, headers=READ)
@@ -452,16 +454,16 @@ async def test_a_launched_journey_finishes_when_its_entries_are_over_and_nobody_
 
     # Before the once run (2026-12-10 09:00 in Paris) nothing can be finished, and
     # ClickHouse is not asked.
-    api.engine.clickhouse = cast(Any, "the-client")
+    api.projections.client = cast(Any, "the-client")
     listed = await statuses()
     assert listed["reengage-once"] == "launched"
     assert asked == []
 
     api.engine.clock.advance(parse_timestamp("2026-12-10T08:00:00Z"))
     # No ClickHouse here (yet): who is inside is unknown, so still launched.
-    api.engine.clickhouse = None
+    api.projections.client = None
     assert (await statuses())["reengage-once"] == "launched"
-    api.engine.clickhouse = cast(Any, "the-client")
+    api.projections.client = cast(Any, "the-client")
     inside["reengage-once"] = 3
     assert (await statuses())["reengage-once"] == "launched"
     assert asked == [["reengage-once"]]  # only the journey whose entries are over
@@ -497,7 +499,7 @@ async def test_a_failing_clickhouse_leaves_the_stored_status(
         raise RuntimeError("ClickHouse is down")
 
     monkeypatch.setattr(stats_module, "inside_now", inside_now)
-    api.engine.clickhouse = cast(Any, "the-client")
+    api.projections.client = cast(Any, "the-client")
     api.engine.clock.advance(parse_timestamp("2026-12-16T00:00:00Z"))
     status, body = await api.call("GET", "/v1/journeys", headers=READ)
     assert (status, body["journeys"][0]["status"]) == (200, "launched")

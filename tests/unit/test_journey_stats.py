@@ -23,7 +23,7 @@ T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 _RUN = """
 import json, sys
 from types import SimpleNamespace
-from projections.agents.journeys import item_rows
+from projections.journeys import item_rows
 from projections import rows
 from projections.clickhouse import connect, query_read_only
 from projections.journey_stats import inside_now, journey_stats

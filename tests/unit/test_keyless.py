@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import cast
 
-import faust
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -24,7 +23,7 @@ EVENT = b'[{"user_id": "u", "name": "E", "timestamp": 1700000000000}]'
 async def _client(api_keys: str) -> TestClient:
     engine = Engine.from_settings(Settings(api_keys=api_keys), "127.0.0.1:1")
     engine.definitions.ready.set()
-    http = HttpApi(engine, cast(faust.App, None))
+    http = HttpApi(engine)
     http._producer = cast(IngestProducer, FoldingProducer(engine))
     return TestClient(TestServer(http.build(), host="127.0.0.1"))
 

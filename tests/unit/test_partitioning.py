@@ -10,8 +10,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.codecs import InputCodec
 from schemas import Event
-from streams.codecs import InputCodec
 from streams.partitioning import pack, partition_for
 
 KAFKA = DefaultPartitioner()

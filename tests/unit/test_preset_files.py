@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from streams.preset_files import from_document, load
-from streams.segment_files import DefinitionError
+from files.presets import from_document, load
+from files.segments import DefinitionError
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 SMS: dict[str, Any] = {"id": "hello", "name": "Hello", "channel": "sms", "content": {"text": "Hi"}}

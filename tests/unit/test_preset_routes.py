@@ -9,18 +9,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-import faust
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.server import HttpApi
+from files import segments as segment_files
+from files.journeys import read
 from schemas.definitions import PresetApplied, PresetDeleted
 from schemas.values import parse_timestamp
-from streams import segment_files
 from streams.engine import Engine
 from streams.ingest import IngestProducer
-from streams.journey_files import read
 from streams.settings import Settings
 from tests.unit.test_journey_routes import ADMIN, INGEST, READ, Api, FoldingProducer
 
@@ -47,10 +46,10 @@ async def api() -> AsyncIterator[Api]:
         registry.fold(registry.prepare(segment, datetime(2026, 10, 1, tzinfo=UTC)))
     engine.definitions.ready.set()
     producer = FoldingProducer(engine)
-    http = HttpApi(engine, cast(faust.App, None))
+    http = HttpApi(engine)
     http._producer = cast(IngestProducer, producer)
     async with TestClient(TestServer(http.build())) as client:
-        yield Api(client, engine, producer)
+        yield Api(client, engine, producer, http.projections)
 
 
 async def test_presets_first_then_journeys(api: Api) -> None:

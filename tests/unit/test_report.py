@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from files.journeys import load as load_journeys
 from projections.journey_stats import STEP_COUNTS
 from projections.report import (
     EdgeCount,
@@ -28,7 +29,6 @@ from projections.report import (
 )
 from projections.report_layout import Box, Layout, layout
 from schemas.journeys import JourneyDefinition
-from streams.journey_files import load as load_journeys
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = load_journeys(ROOT / "examples" / "seed-journeys.yaml")
@@ -548,6 +548,7 @@ def test_collected_report_shows_the_engine_counts(collected: dict[str, Any]) -> 
 
 
 def test_reach_report_writes_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli import common as cli_common
     from cli import main as cli
     from projections import report
 
@@ -557,7 +558,7 @@ def test_reach_report_writes_the_page(tmp_path: Path, monkeypatch: pytest.Monkey
         asked.append((journeys, segments, bucket))
         return synthetic()
 
-    monkeypatch.setattr(cli, "_api", lambda api_key: object())
+    monkeypatch.setattr(cli_common, "api", lambda api_key: object())
     monkeypatch.setattr(report, "collect", fake_collect)
     out = tmp_path / "out.html"
     runner = CliRunner()

@@ -102,7 +102,7 @@ def test_a_membership_change_has_the_identity_of_its_cause() -> None:
 
 
 def test_the_trusted_activity_row_keeps_visit_and_cause() -> None:
-    from projections.agents.journeys import activity_row
+    from projections.journeys import activity_row
 
     sim = _flight_changed(timedelta(0))
     sim.feedback(sim.commands[0], "opened")

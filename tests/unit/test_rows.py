@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from projections import rows
-from projections.agents.journeys import item_rows
+from projections.journeys import item_rows
 from projections.rows import Origin, Table
 from schemas import DeadLetter, DeadLetterReason, Event, Feedback, TagUpdate
 from schemas.commands import JourneyActivity, SendCommand

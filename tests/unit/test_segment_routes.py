@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-import faust
 import orjson
 import pytest
 from aiohttp import ClientSession, web
@@ -83,9 +82,8 @@ async def api() -> AsyncIterator[Api]:
         previews.append(task)
         return await runtime.preview(condition, sample, engine.clock.now())
 
-    engine.previewer = preview
     producer = FoldingProducer(engine)
-    http = HttpApi(engine, cast(faust.App, None))
+    http = HttpApi(engine, previewer=preview)
     http._producer = cast(IngestProducer, producer)
     # The server as the worker runs it (aiohttp's test server cancels handlers when
     # their client leaves, which the worker's does not).

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import faust
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -57,7 +56,7 @@ async def serve(settings: Settings) -> AsyncIterator[Api]:
     engine = Engine.from_settings(settings, "127.0.0.1:1")
     engine.clock.advance(NOW)
     producer = StubProducer()
-    http = HttpApi(engine, cast(faust.App, None))
+    http = HttpApi(engine)
     http._producer = cast(IngestProducer, producer)
     tracking = Tracking(settings.tracking_secret.encode() or b"unused")
     async with TestClient(TestServer(http.build())) as client:

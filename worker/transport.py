@@ -1,9 +1,8 @@
 """Faust's Kafka transport with one change: how long a fetch may wait for data.
 
-Faust fixes ``fetch_max_wait_ms`` at 1500 ms. A Kafka broker answers a fetch as soon as
-data arrives, but the embedded broker holds it for the full wait (measured: 154 ms p50
-from produce to consume with 500 ms, 3 ms with 10 ms), which would put up to 1.5 s
-between an event and its membership change. Registered as the ``reach://`` transport
+Faust fixes ``fetch_max_wait_ms`` at 1500 ms, which on the embedded broker would put up
+to 1.5 s between an event and its membership change (``streams.topics.FETCH_MAX_WAIT_MS``
+says why). Registered as the ``reach://`` transport
 through the ``faust.transports`` entry point.
 """
 
@@ -13,7 +12,7 @@ from typing import Any, ClassVar
 
 from faust.transport.drivers import aiokafka as driver
 
-FETCH_MAX_WAIT_MS = 20
+from streams.topics import FETCH_MAX_WAIT_MS
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from files.reading import DefinitionError, read
 from schemas.segments import SegmentDefinition
-from streams.definition_files import DefinitionError, read
 
 __all__ = ["DefinitionError", "from_document", "from_item", "load"]
 

@@ -13,14 +13,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
-from cli.client import HttpClient
+from client.system import HttpClient
 from streams import runfile
-from streams.processes import die_with_parent, stop_child
+from streams.processes import Started, die_with_parent, stop_child
 
 
-class SystemProcess:
+class SystemProcess(Started):
     def __init__(
         self, data_dir: Path, env: dict[str, str] | None = None, log_path: Path | None = None
     ) -> None:
@@ -35,7 +35,7 @@ class SystemProcess:
         assert self.info is not None, "system not started"
         return HttpClient(self.info.http, self.env.get("REACH_API_KEY"))
 
-    def start(self, timeout: float = 120.0) -> SystemProcess:
+    def start(self, timeout: float = 120.0) -> Self:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # A system already there is refused before anything of it (its run file, its
         # log) is touched; the child takes the lock for itself.
@@ -79,14 +79,3 @@ class SystemProcess:
             return None
         # SIGINT, as Ctrl-C: the worker stops its services and its broker in order.
         return stop_child(process, signal.SIGINT, timeout)
-
-    def __enter__(self) -> SystemProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -13,9 +13,9 @@ import aiohttp
 import orjson
 from pydantic import BaseModel
 
+from engine.codecs import InputCodec
 from schemas import Event, Feedback, TagUpdate
 from streams import runfile
-from streams.codecs import InputCodec
 from streams.ingest import IngestProducer
 from streams.partitioning import partition_for
 from streams.settings import Settings, bootstrap_servers

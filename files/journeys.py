@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from files.reading import DefinitionError, distinct_items, one_item, read
 from schemas.journeys import JourneyDefinition
-from streams.definition_files import DefinitionError, distinct_items, one_item, read
 
 __all__ = ["DefinitionError", "from_document", "from_item", "load", "read"]
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from files.reading import DefinitionError, distinct_items, one_item, read
 from schemas.journey_nodes import Channel
 from schemas.presets import PresetDefinition
-from streams.definition_files import DefinitionError, distinct_items, one_item, read
 
 __all__ = ["DefinitionError", "from_document", "from_item", "load", "read"]
 _CHANNELS = frozenset(Channel)

@@ -17,9 +17,8 @@ from typing import Any
 
 import faust
 
-from api.server import check_binding
+from api.auth import check_binding
 from streams import runfile
-from streams.app import create_app
 from streams.broker import (
     BrokerUnavailable,
     EmbeddedBroker,
@@ -31,6 +30,7 @@ from streams.ports import PortUnavailable, check_free
 from streams.settings import Settings, bootstrap_servers
 from streams.ticks import ENGINE_ROLE, applied_ticks, last_tick
 from streams.topics import Topics, ensure_topics
+from worker.app import create_app
 
 
 class StartupError(RuntimeError):
@@ -78,7 +78,8 @@ def run(settings: Settings) -> None:
                 topics.compacted,
             )
         )
-        app, engine = create_app(settings, bootstrap)
+        system = create_app(settings, bootstrap)
+        app, engine = system.app, system.engine
         volatile = (
             " (memory storage: lost at stop)" if broker and broker.storage == "memory" else ""
         )
@@ -94,11 +95,11 @@ def run(settings: Settings) -> None:
 
         async def announce() -> None:
             info = runfile.RunInfo(
-                os.getpid(), bootstrap, engine.http_url, settings.role, settings.clock
+                os.getpid(), bootstrap, system.api.url, settings.role, settings.clock
             )
             runfile.write(settings.data_dir, info)
             print(
-                f"reachstream is up: HTTP API {engine.http_url}, broker {bootstrap}{volatile}, "
+                f"reachstream is up: HTTP API {system.api.url}, broker {bootstrap}{volatile}, "
                 f"ClickHouse {settings.clickhouse} (Ctrl-C stops)",
                 flush=True,
             )

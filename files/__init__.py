@@ -1,0 +1,2 @@
+"""Definition files (segments, journeys, presets) read from disk, as the CLI and the
+API both need them."""
