@@ -211,11 +211,19 @@ def local_data(settings: Settings) -> Iterator[None]:
     show_default=True,
     type=click.Path(dir_okay=False, path_type=Path),
 )
-def demo(users: int, days: int, report_path: Path) -> None:
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run in DIR (empty or new) and keep the data there, to query it afterwards.",
+)
+def demo(users: int, days: int, report_path: Path, keep: Path | None) -> None:
     """The seed campaign end to end on embedded defaults, in simulated time."""
     from cli.demo import run_demo
 
-    if not run_demo(_settings(), users=users, days=days, report_path=report_path):
+    if keep is not None and keep.exists() and any(keep.iterdir()):
+        raise click.UsageError(f"--keep {keep}: the folder is not empty")
+    if not run_demo(_settings(), users=users, days=days, report_path=report_path, keep=keep):
         raise click.ClickException("the demo's numbers do not all agree (see above)")
 
 
