@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+import re
 import threading
 import uuid
 from collections.abc import Sequence
@@ -56,25 +57,63 @@ def apply_schema(client: Client, database: str) -> None:
     client.database = database
     files = dict(rest)
     migrate(client, database, files)
+    existing = _tables(client, database)
     for text in files.values():
+        view = ROLLUP_VIEW.search(text)
+        if view is not None and view["view"] not in existing:
+            backfill(client, database, view["target"], view["select"])
         client.command(text, parameters={"database": database})
+
+
+ROLLUP_VIEW = re.compile(
+    r"CREATE MATERIALIZED VIEW IF NOT EXISTS \{database:Identifier\}\.(?P<view>\w+)\s+"
+    r"TO \{database:Identifier\}\.(?P<target>\w+)\s+AS\n(?P<select>.*)",
+    re.DOTALL,
+)
+"""A rollup's materialized view in its file: its name, its target table, its query."""
+
+
+def backfill(client: Client, database: str, target: str, select: str) -> None:
+    """Add the rows the source tables hold already to a rollup whose materialized view
+    is about to be created (``sql/migrations/003_rollup_backfill.sql``)."""
+    (insert,) = _statements(_migration("003_rollup_backfill.sql"))
+    client.command(
+        insert.replace("{select}", select),
+        parameters={"database": database, "target": target},
+        # A backfill spans many months (partitions): allowed, not an error.
+        settings={"throw_on_max_partitions_per_insert_block": 0},
+    )
+
+
+def _tables(client: Client, database: str) -> set[str]:
+    result = client.query(
+        "SELECT name FROM system.tables WHERE database = {db:String}",
+        parameters={"db": database},
+    )
+    return {str(row[0]) for row in result.result_rows}
 
 
 SORTED_BY_IDENTITY = {
     "segment_memberships": ("050_segment_memberships.sql", "segment_id, user_id, change_id"),
     "journey_activity": ("080_journey_activity.sql", "journey_id, step, activity, activity_id"),
+    "send_commands": ("070_send_commands.sql", "user_id, command_id"),
 }
-"""Tables whose rows earlier versions sorted by instant: their file and today's key."""
+"""Tables whose rows earlier versions sorted otherwise (by instant, or by identity
+alone): their file and today's key."""
 
 ASIDE = "{}__before_upgrade"
 
 
 def migrate(client: Client, database: str, files: dict[str, str]) -> list[str]:
-    """Move the rows of tables with an earlier sorting key into today's layout
+    """Add the columns feedback rows gained (``sql/migrations/002_feedback_dimensions.sql``);
+    move the rows of tables with an earlier sorting key into today's layout
     (``sql/migrations/001_fact_identities.sql``); returns the tables upgraded. Safe to
     run again after a crash at any statement."""
     text = _migration("001_fact_identities.sql")
     upgraded = []
+    if "feedback" in _tables(client, database):
+        for statement in _statements(_migration("002_feedback_dimensions.sql")):
+            client.command(statement, parameters={"database": database})
     for table, (file_name, key) in SORTED_BY_IDENTITY.items():
         aside = ASIDE.format(table)
         result = client.query(
