@@ -57,12 +57,11 @@ def apply_schema(client: Client, database: str) -> None:
     client.database = database
     files = dict(rest)
     migrate(client, database, files)
-    existing = _tables(client, database)
     for text in files.values():
-        view = ROLLUP_VIEW.search(text)
-        if view is not None and view["view"] not in existing:
-            backfill(client, database, view["target"], view["select"])
         client.command(text, parameters={"database": database})
+        view = ROLLUP_VIEW.search(text)
+        if view is not None:
+            backfill(client, database, view["view"], view["target"], view["select"])
 
 
 ROLLUP_VIEW = re.compile(
@@ -73,24 +72,37 @@ ROLLUP_VIEW = re.compile(
 """A rollup's materialized view in its file: its name, its target table, its query."""
 
 
-def backfill(client: Client, database: str, target: str, select: str) -> None:
-    """Add the rows the source tables hold already to a rollup whose materialized view
-    is about to be created (``sql/migrations/003_rollup_backfill.sql``)."""
+BACKFILLED = "backfilled by: "
+"""The start of a rollup table's comment, followed by the views whose backfill ran."""
+
+
+def backfill(client: Client, database: str, view: str, target: str, select: str) -> bool:
+    """Once per materialized view, just after it is created: add the rows its source
+    table held already to its rollup (``sql/migrations/003_rollup_backfill.sql``),
+    then note the view in the rollup table's comment. A row inserted meanwhile is seen
+    by both the view and the backfill, and counts once (rollups count identities);
+    after a crash before the note, the backfill runs again, harmlessly. Returns
+    whether it ran."""
+    found = client.query(
+        "SELECT comment FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        parameters={"db": database, "t": target},
+    ).result_rows
+    comment = str(found[0][0]) if found else ""
+    done = comment.removeprefix(BACKFILLED).split(", ") if comment.startswith(BACKFILLED) else []
+    if view in done:
+        return False
     (insert,) = _statements(_migration("003_rollup_backfill.sql"))
+    names = {"database": database, "target": target}
+    # A backfill spans many months (partitions): allowed, not an error.
+    settings = {"throw_on_max_partitions_per_insert_block": 0}
+    client.command(insert.replace("{select}", select), parameters=names, settings=settings)
+    # COMMENT takes a literal, not a parameter: view names are \w+ (ROLLUP_VIEW).
+    note = BACKFILLED + ", ".join([*done, view])
     client.command(
-        insert.replace("{select}", select),
-        parameters={"database": database, "target": target},
-        # A backfill spans many months (partitions): allowed, not an error.
-        settings={"throw_on_max_partitions_per_insert_block": 0},
+        f"ALTER TABLE {{database:Identifier}}.{{target:Identifier}} MODIFY COMMENT '{note}'",
+        parameters=names,
     )
-
-
-def _tables(client: Client, database: str) -> set[str]:
-    result = client.query(
-        "SELECT name FROM system.tables WHERE database = {db:String}",
-        parameters={"db": database},
-    )
-    return {str(row[0]) for row in result.result_rows}
+    return True
 
 
 SORTED_BY_IDENTITY = {
@@ -139,6 +151,14 @@ def migrate(client: Client, database: str, files: dict[str, str]) -> list[str]:
         client.command(drop, parameters=names)
         upgraded.append(table)
     return upgraded
+
+
+def _tables(client: Client, database: str) -> set[str]:
+    result = client.query(
+        "SELECT name FROM system.tables WHERE database = {db:String}",
+        parameters={"db": database},
+    )
+    return {str(row[0]) for row in result.result_rows}
 
 
 def _migration(name: str) -> str:

@@ -1,5 +1,5 @@
 -- Feeds journey_daily from journey_activity (identity: activity_id). Existing rows
--- are added once, before the view is created (migrations/003_rollup_backfill.sql).
+-- are added once, just after the view is created (migrations/003_rollup_backfill.sql).
 -- The query after the line "AS" is what the backfill runs too.
 CREATE MATERIALIZED VIEW IF NOT EXISTS {database:Identifier}.journey_daily_from_activity
 TO {database:Identifier}.journey_daily

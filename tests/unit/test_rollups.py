@@ -101,6 +101,13 @@ if payload.get("old"):
     client.close()
 client = connect("chdb://" + folder, "reach")
 write(client, 0 if payload.get("old") else 2)
+if payload.get("reopen"):
+    # Started again; then as after a crash between a view's creation and its note.
+    client.close()
+    client = connect("chdb://" + folder, "reach")
+    client.command("ALTER TABLE journey_daily MODIFY COMMENT ''")
+    client.close()
+    client = connect("chdb://" + folder, "reach")
 def one(sql):
     return [list(row) for row in client.query(sql).result_rows]
 print(json.dumps({
@@ -115,6 +122,8 @@ print(json.dumps({
     "keys": one("SELECT name, sorting_key FROM system.tables WHERE database = 'reach'"
                 " AND name IN ('send_commands', 'feedback') ORDER BY name"),
     "tables": one("SELECT name FROM system.tables WHERE database = 'reach' ORDER BY name"),
+    "comments": one("SELECT name, comment FROM system.tables WHERE database = 'reach'"
+                    " AND name IN ('journey_daily', 'segment_daily') ORDER BY name"),
 }, default=str))
 """
 
@@ -203,3 +212,16 @@ def test_an_earlier_data_directory_is_upgraded_and_backfilled(tmp_path: Path) ->
     assert answer["daily"] == EXPECTED_DAILY
     assert answer["sizes"] == EXPECTED_SIZES
     assert not [name for (name,) in answer["tables"] if name.endswith("__before_upgrade")]
+
+
+def test_the_backfill_runs_once_per_view_and_again_harmlessly(tmp_path: Path) -> None:
+    answer = _run(tmp_path / "clickhouse", old=OLD_TABLES, reopen=True)
+    assert answer["comments"] == [
+        [
+            "journey_daily",
+            "backfilled by: journey_daily_from_activity, journey_daily_from_feedback",
+        ],
+        ["segment_daily", "backfilled by: segment_daily_from_memberships"],
+    ]
+    assert answer["daily"] == EXPECTED_DAILY
+    assert answer["sizes"] == EXPECTED_SIZES
