@@ -66,9 +66,14 @@ def query(
 ) -> None:
     """Run a read-only SQL query on the projections (writes are refused).
 
-    SQL is the query, or '-' to read it from standard input. A query that starts
-    with a '--' comment is read as the query: reach query "-- funnel
-    SELECT ...", or put '--' before it.
+    SQL is the query, or '-' to read it from standard input. A query may start
+    with a '--' comment line: it is read as the query, not as an option.
+    Examples (docs/analytics.md has more):
+
+    \b
+      reach query "SELECT * FROM journey_daily_stats" --format csv
+      reach query -f funnel.sql --param day=2026-11-02
+      echo "SELECT count() FROM events" | reach query -
     """
     from cli.client import HttpClient, running_api
     from cli.main import _settings
