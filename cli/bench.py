@@ -129,3 +129,13 @@ def bench_journeys(
     from benchmarks.journeys import run
 
     run(users, latency_users, latency_rate, timers, role)
+
+
+@bench.command(name="rollups")
+@click.option("--rows", type=click.IntRange(min=1), default=20_000_000, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+def bench_rollups(rows: int, repeats: int) -> None:
+    """Daily journey stats from the rollup, next to the raw facts with FINAL."""
+    from benchmarks.rollups import run
+
+    run(rows, repeats)

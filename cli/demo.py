@@ -13,6 +13,7 @@ A few invalid records show the dead letters on the way."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import tempfile
 import time
@@ -206,8 +207,17 @@ def run_demo(
     days: int = 14,
     report_path: Path = Path("reach-demo-report.html"),
     seed: int = 7,
+    keep: Path | None = None,
 ) -> bool:
-    with tempfile.TemporaryDirectory(prefix="reach-demo-") as folder:
+    """``keep``: the data directory to run in and leave behind (a temporary one,
+    deleted at the end, otherwise)."""
+    place: contextlib.AbstractContextManager[str]
+    if keep is None:
+        place = tempfile.TemporaryDirectory(prefix="reach-demo-")
+    else:
+        keep.mkdir(parents=True, exist_ok=True)
+        place = contextlib.nullcontext(str(keep.resolve()))
+    with place as folder:
         env = {
             "REACH_HTTP_PORT": "0",
             "REACH_MAX_RECORD_BYTES": str(MAX_RECORD_BYTES),
@@ -230,4 +240,17 @@ def run_demo(
             console.print(f"HTML report: {report_path.resolve()}")
             console.print("stopping…")
         console.print(f"done in {time.monotonic() - started:.0f}s")
+        if keep is not None:
+            console.print(kept_message(Path(folder)), soft_wrap=True)
         return ok
+
+
+def kept_message(folder: Path) -> str:
+    """How to explore a kept demo's data (the system is stopped: ``reach query`` opens
+    the store itself)."""
+    return (
+        f"the demo's data is kept in {folder}; query it with\n"
+        f"  REACH_DATA_DIR={folder} reach query "
+        '"SELECT * FROM journey_daily_stats ORDER BY day, journey_id, step"\n'
+        f"(docs/analytics.md has the tables and example queries)"
+    )

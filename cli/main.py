@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -20,8 +19,7 @@ from cli.common import api_key_option
 from cli.common import settings as _settings
 from cli.definitions import journeys, presets, segments
 from cli.output import cell, emit, format_options, output_format
-from client.system import HttpClient
-from streams.settings import Settings
+from cli.query import query as query_command
 
 
 @click.group()
@@ -154,79 +152,6 @@ for _kind, _help in (
 
 
 @main.command()
-@click.argument("sql")
-@format_options
-@click.option("--api-key", envvar="REACH_API_KEY", default=None, help="Key with the read scope.")
-def query(sql: str, as_json: bool, as_csv: bool, api_key: str | None) -> None:
-    """Run a read-only SQL query on the projections (writes are refused)."""
-    from client.system import running_api
-
-    settings = _settings()
-    url = running_api(settings.data_dir)
-    try:
-        if url:
-            columns, rows = asyncio.run(HttpClient(url, api_key).query(sql))
-        else:
-            columns, rows = _query_directly(settings, sql)
-    except Exception as error:
-        raise click.ClickException(str(error).strip().splitlines()[0]) from None
-    emit(columns, rows, output_format(as_json, as_csv))
-
-
-def _query_directly(settings: Settings, sql: str) -> tuple[list[str], list[Any]]:
-    # No system runs: open the store ourselves (chDB allows one process per path), then
-    # query through the same door and limits as the HTTP API, on a client of its own.
-    from projections.clickhouse import QueryLimits, connect, connect_analyst, query_read_only
-
-    limits = QueryLimits(
-        seconds=settings.query_timeout_seconds,
-        memory_bytes=settings.query_max_memory_bytes,
-        result_rows=settings.query_max_result_rows,
-        result_bytes=settings.query_max_result_bytes,
-    )
-    with local_data(settings):
-        connect(settings.clickhouse, settings.clickhouse_database)
-        analyst = connect_analyst(settings.query_clickhouse, settings.clickhouse_database, limits)
-        columns, rows = query_read_only(analyst, sql, settings=None)
-    return columns, [list(row) for row in rows]
-
-
-def require_local_data(settings: Settings) -> None:
-    """Refuse to open an embedded ClickHouse store that does not exist (opening it
-    would create an empty one and answer from it): a wrong REACH_DATA_DIR, most
-    likely. A ClickHouse server (REACH_CLICKHOUSE_DSN=http...) is not checked."""
-    dsn = settings.clickhouse
-    if not dsn.startswith("chdb://"):
-        return
-    store = Path(dsn.removeprefix("chdb://"))
-    if not (store / "metadata" / f"{settings.clickhouse_database}.sql").is_file():
-        raise click.ClickException(
-            f"no data here: is REACH_DATA_DIR right? (no ClickHouse database "
-            f"'{settings.clickhouse_database}' in {store})"
-        )
-
-
-@contextlib.contextmanager
-def local_data(settings: Settings) -> Iterator[None]:
-    """While opening the data directory's embedded store ourselves: the store must
-    exist, and the directory's lock is held, so no system starts on it meanwhile."""
-    from streams import runfile
-
-    require_local_data(settings)
-    if not settings.clickhouse.startswith("chdb://"):
-        yield
-        return
-    try:
-        held = runfile.hold(settings.data_dir)
-    except runfile.AlreadyRunning as error:
-        raise click.ClickException(f"{error}; try again once it is up") from None
-    try:
-        yield
-    finally:
-        held.release()
-
-
-@main.command()
 @click.option("--users", default=2000, show_default=True, type=click.IntRange(min=10))
 @click.option("--days", default=14, show_default=True, type=click.IntRange(min=1, max=60))
 @click.option(
@@ -236,11 +161,19 @@ def local_data(settings: Settings) -> Iterator[None]:
     show_default=True,
     type=click.Path(dir_okay=False, path_type=Path),
 )
-def demo(users: int, days: int, report_path: Path) -> None:
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run in DIR (empty or new) and keep the data there, to query it afterwards.",
+)
+def demo(users: int, days: int, report_path: Path, keep: Path | None) -> None:
     """The seed campaign end to end on embedded defaults, in simulated time."""
     from cli.demo import run_demo
 
-    if not run_demo(_settings(), users=users, days=days, report_path=report_path):
+    if keep is not None and keep.exists() and any(keep.iterdir()):
+        raise click.UsageError(f"--keep {keep}: the folder is not empty")
+    if not run_demo(_settings(), users=users, days=days, report_path=report_path, keep=keep):
         raise click.ClickException("the demo's numbers do not all agree (see above)")
 
 
@@ -315,8 +248,8 @@ def schemas(folder: Path) -> None:
         click.echo(str(path))
 
 
-for group in (segments, presets, journeys, clock, bench):
-    main.add_command(group)
+for command in (segments, presets, journeys, clock, bench, query_command):
+    main.add_command(command)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+import re
 import threading
 import uuid
 from collections.abc import Sequence
@@ -58,23 +59,73 @@ def apply_schema(client: Client, database: str) -> None:
     migrate(client, database, files)
     for text in files.values():
         client.command(text, parameters={"database": database})
+        view = ROLLUP_VIEW.search(text)
+        if view is not None:
+            backfill(client, database, view["view"], view["target"], view["select"])
+
+
+ROLLUP_VIEW = re.compile(
+    r"CREATE MATERIALIZED VIEW IF NOT EXISTS \{database:Identifier\}\.(?P<view>\w+)\s+"
+    r"TO \{database:Identifier\}\.(?P<target>\w+)\s+AS\n(?P<select>.*)",
+    re.DOTALL,
+)
+"""A rollup's materialized view in its file: its name, its target table, its query."""
+
+
+BACKFILLED = "backfilled by: "
+"""The start of a rollup table's comment, followed by the views whose backfill ran."""
+
+
+def backfill(client: Client, database: str, view: str, target: str, select: str) -> bool:
+    """Once per materialized view, just after it is created: add the rows its source
+    table held already to its rollup (``sql/migrations/003_rollup_backfill.sql``),
+    then note the view in the rollup table's comment. A row inserted meanwhile is seen
+    by both the view and the backfill, and counts once (rollups count identities);
+    after a crash before the note, the backfill runs again, harmlessly. Returns
+    whether it ran."""
+    found = client.query(
+        "SELECT comment FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        parameters={"db": database, "t": target},
+    ).result_rows
+    comment = str(found[0][0]) if found else ""
+    done = comment.removeprefix(BACKFILLED).split(", ") if comment.startswith(BACKFILLED) else []
+    if view in done:
+        return False
+    (insert,) = _statements(_migration("003_rollup_backfill.sql"))
+    names = {"database": database, "target": target}
+    # A backfill spans many months (partitions): allowed, not an error.
+    settings = {"throw_on_max_partitions_per_insert_block": 0}
+    client.command(insert.replace("{select}", select), parameters=names, settings=settings)
+    # COMMENT takes a literal, not a parameter: view names are \w+ (ROLLUP_VIEW).
+    note = BACKFILLED + ", ".join([*done, view])
+    client.command(
+        f"ALTER TABLE {{database:Identifier}}.{{target:Identifier}} MODIFY COMMENT '{note}'",
+        parameters=names,
+    )
+    return True
 
 
 SORTED_BY_IDENTITY = {
     "segment_memberships": ("050_segment_memberships.sql", "segment_id, user_id, change_id"),
     "journey_activity": ("080_journey_activity.sql", "journey_id, step, activity, activity_id"),
+    "send_commands": ("070_send_commands.sql", "user_id, command_id"),
 }
-"""Tables whose rows earlier versions sorted by instant: their file and today's key."""
+"""Tables whose rows earlier versions sorted otherwise (by instant, or by identity
+alone): their file and today's key."""
 
 ASIDE = "{}__before_upgrade"
 
 
 def migrate(client: Client, database: str, files: dict[str, str]) -> list[str]:
-    """Move the rows of tables with an earlier sorting key into today's layout
+    """Add the columns feedback rows gained (``sql/migrations/002_feedback_dimensions.sql``);
+    move the rows of tables with an earlier sorting key into today's layout
     (``sql/migrations/001_fact_identities.sql``); returns the tables upgraded. Safe to
     run again after a crash at any statement."""
     text = _migration("001_fact_identities.sql")
     upgraded = []
+    if "feedback" in _tables(client, database):
+        for statement in _statements(_migration("002_feedback_dimensions.sql")):
+            client.command(statement, parameters={"database": database})
     for table, (file_name, key) in SORTED_BY_IDENTITY.items():
         aside = ASIDE.format(table)
         result = client.query(
@@ -100,6 +151,14 @@ def migrate(client: Client, database: str, files: dict[str, str]) -> list[str]:
         client.command(drop, parameters=names)
         upgraded.append(table)
     return upgraded
+
+
+def _tables(client: Client, database: str) -> set[str]:
+    result = client.query(
+        "SELECT name FROM system.tables WHERE database = {db:String}",
+        parameters={"db": database},
+    )
+    return {str(row[0]) for row in result.result_rows}
 
 
 def _migration(name: str) -> str:

@@ -68,7 +68,8 @@ def inside_now(client: Client, journey_ids: Iterable[str]) -> dict[str, int]:
 def journey_stats(client: Client, journey_id: str) -> dict[str, Any]:
     """``{"journey_id", "journey": {entries, ..., ctr}, "steps": [{"step", counts}]}``;
     zeros (ctr None) and no steps for a journey nobody entered. ``ctr`` is clicked /
-    sent, None before the first send."""
+    delivered (clicked / sent when no delivery was reported), None before the first
+    send."""
     parameters = {"journey": journey_id}
     _, found = query_read_only(client, _JOURNEY_SQL, parameters)
     journey: dict[str, Any]

@@ -11,7 +11,9 @@ have thousands separators):
 - step counts: ``data-journey data-step data-metric`` (a ``STEP_COUNTS`` name);
 - edge counts: ``data-journey data-edge="<step>.<output>" data-to data-metric="users"``;
 - a segment's latest size: ``data-segment data-metric="members"`` (with ``data-at``);
-  its chart's points: ``data-segment data-at data-value``.
+  its chart's points: ``data-segment data-at data-value``;
+- the daily figures (from the rollup ``journey_daily_stats``):
+  ``data-journey data-day data-metric`` (a ``DAILY_COUNTS`` name or ``open_rate``).
 """
 
 from __future__ import annotations
@@ -65,12 +67,40 @@ class SegmentSeries(NamedTuple):
     """(start of a bucket, members at its end), for the buckets with a change, in order."""
 
 
+DAILY_COUNTS = (
+    "entered",
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "converted",
+    "unsubscribed",
+    "bounced",
+)
+
+
+class DailyFigures(NamedTuple):
+    """One journey's figures on one day (UTC), summed over its versions and steps."""
+
+    day: str
+    """ISO date."""
+    journey_id: str
+    counts: Mapping[str, int]
+    """``DAILY_COUNTS``."""
+
+    @property
+    def open_rate(self) -> float | None:
+        delivered = self.counts.get("delivered", 0)
+        return self.counts.get("opened", 0) / delivered if delivered else None
+
+
 @dataclass(frozen=True)
 class ReportData:
     journeys: Sequence[JourneyReport] = ()
     segments: Sequence[SegmentSeries] = ()
     generated_at: datetime | None = None
     bucket: Bucket = "hour"
+    daily: Sequence[DailyFigures] = ()
 
 
 class ReportError(RuntimeError):
@@ -119,6 +149,27 @@ FROM
 )
 ORDER BY segment_id, bucket
 """
+
+
+# The daily rollup (103_journey_daily_stats.sql): no FINAL over the facts.
+DAILY_SQL = f"""
+SELECT toString(day), journey_id, {", ".join(f"sum({name})" for name in DAILY_COUNTS)}
+FROM journey_daily_stats
+WHERE has({{journeys:Array(String)}}, journey_id)
+GROUP BY day, journey_id
+ORDER BY day, journey_id
+"""
+
+
+async def daily_figures(api: Api, journey_ids: Sequence[str]) -> list[DailyFigures]:
+    """Each journey's figures per day, from the daily rollup; days with none left out."""
+    rows = await _query(api, DAILY_SQL, {"journeys": list(journey_ids)})
+    return [
+        DailyFigures(
+            str(day), str(journey_id), dict(zip(DAILY_COUNTS, map(int, counts), strict=True))
+        )
+        for day, journey_id, *counts in rows
+    ]
 
 
 async def _get(api: Api, path: str) -> Any:
@@ -193,7 +244,8 @@ async def collect(
         SegmentSeries(segment_id, names.get(segment_id, segment_id), sizes.get(segment_id, []))
         for segment_id in wanted
     ]
-    return ReportData(list(journeys), segments, datetime.now(UTC), bucket)
+    daily = await daily_figures(api, journey_ids)
+    return ReportData(list(journeys), segments, datetime.now(UTC), bucket, daily)
 
 
 def write_report(path: Path | str, data: ReportData) -> Path:
@@ -245,6 +297,7 @@ def render_html(data: ReportData) -> str:
         f'<a href="#journey-{esc(j.definition.id)}">{esc(j.definition.name)}</a>'
         for j in data.journeys
     ]
+    links.append('<a href="#daily">Daily</a>')
     links.append('<a href="#segments">Segments</a>')
     journeys = [_journey_section(journey, index) for index, journey in enumerate(data.journeys)]
     parts = [
@@ -257,6 +310,7 @@ def render_html(data: ReportData) -> str:
         '<section id="journeys"><h2>Journeys</h2>',
         *(journeys or ['<p class="empty">No journeys.</p>']),
         "</section>",
+        _daily_section(data.daily),
         _segments_section(data.segments, data.bucket),
         "</body></html>",
     ]
@@ -354,6 +408,49 @@ def _earlier(report: JourneyReport) -> str:
         "<details><summary>Steps and edges of earlier versions</summary>"
         f"<table>{''.join(rows)}</table></details>"
     )
+
+
+# --- daily figures --------------------------------------------------------------------
+
+
+def _daily_section(daily: Sequence[DailyFigures]) -> str:
+    parts = [
+        '<section id="daily"><h2>Daily figures</h2>'
+        '<p class="meta">per journey and day (UTC), each figure on the day it happened; '
+        "open rate over delivered</p>"
+    ]
+    if not daily:
+        parts.append('<p class="empty">No journey activity yet.</p></section>')
+        return "\n".join(parts)
+    head = "".join(f"<th>{esc(name)}</th>" for name in DAILY_COUNTS)
+    rows = []
+    for figures in daily:
+        cells = []
+        for name in DAILY_COUNTS:
+            value = figures.counts.get(name, 0)
+            attrs = data_attrs(
+                data_journey=figures.journey_id,
+                data_day=figures.day,
+                data_metric=name,
+                data_value=value,
+            )
+            cells.append(f"<td class='n'{attrs}>{count_text(value)}</td>")
+        rate = figures.open_rate
+        attrs = data_attrs(
+            data_journey=figures.journey_id,
+            data_day=figures.day,
+            data_metric="open_rate",
+            data_value="" if rate is None else rate,
+        )
+        cells.append(f"<td class='n'{attrs}>{'-' if rate is None else f'{rate:.1%}'}</td>")
+        rows.append(
+            f"<tr><td>{esc(figures.day)}</td><td>{esc(figures.journey_id)}</td>{''.join(cells)}</tr>"
+        )
+    parts.append(
+        f"<table><thead><tr><th>day</th><th>journey</th>{head}<th>open rate</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )
+    return "\n".join(parts)
 
 
 # --- segments -------------------------------------------------------------------------

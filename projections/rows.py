@@ -9,7 +9,7 @@ import orjson
 
 from projections.addresses import CLEAR, AddressMask
 from schemas import DeadLetter, Event, Feedback, TagUpdate
-from schemas.commands import JourneyActivity, SendCommand
+from schemas.commands import CommandRef, JourneyActivity, SendCommand, parse_command_id
 from schemas.identity import _jsonable
 from schemas.memberships import membership_change_id
 
@@ -65,6 +65,10 @@ FEEDBACK = Table(
         "source_partition",
         "source_offset",
         "ingested_at",
+        "journey_id",
+        "journey_version",
+        "run",
+        "step",
     ),
 )
 DEAD_LETTERS = Table(
@@ -139,6 +143,8 @@ JOURNEY_ACTIVITY = Table(
 
 Row = tuple[Any, ...]
 
+NO_STEP = CommandRef("", 0, "", "", 0)
+
 
 def _json(value: Any) -> str:
     return orjson.dumps(value, default=_jsonable).decode()
@@ -174,6 +180,8 @@ def tag_update_row(
 
 
 def feedback_row(feedback: Feedback, origin: Origin, now: datetime) -> Row:
+    """With the journey step its command id names (empty for a command no journey made)."""
+    ref = parse_command_id(feedback.command_id) or NO_STEP
     return (
         feedback.feedback_id,
         feedback.command_id,
@@ -185,6 +193,10 @@ def feedback_row(feedback: Feedback, origin: Origin, now: datetime) -> Row:
         origin.partition,
         origin.offset,
         now,
+        ref.journey,
+        ref.version,
+        ref.run,
+        ref.node,
     )
 
 

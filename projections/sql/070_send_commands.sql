@@ -1,6 +1,9 @@
--- Send commands the journeys gave the delivery workers. Row identity is command_id
--- alone (the sorting key): a command re-sent by a replay, whatever its other
--- columns, collapses into one row, so with FINAL every command appears once.
+-- Send commands the journeys gave the delivery workers. Row identity is command_id:
+-- the sorting key is the user (which the command id determines: its digest covers
+-- the user) then command_id, so a command re-sent by a replay, whatever its other
+-- columns, collapses into one row, and with FINAL every command appears once. Sorted
+-- by user first, a user's commands are read without the rest; a min/max index on
+-- `at` skips the granules outside a time filter.
 -- No PARTITION BY: rows only collapse within a partition, and a re-send's `at`
 -- could fall in another month.
 CREATE TABLE IF NOT EXISTS {database:Identifier}.send_commands
@@ -18,7 +21,8 @@ CREATE TABLE IF NOT EXISTS {database:Identifier}.send_commands
     properties       String COMMENT 'JSON object: the entry properties',
     at               DateTime64(3, 'UTC'),
     source_partition UInt32,
-    source_offset    UInt64
+    source_offset    UInt64,
+    INDEX at_range at TYPE minmax GRANULARITY 1
 )
 ENGINE = ReplacingMergeTree
-ORDER BY command_id
+ORDER BY (user_id, command_id)

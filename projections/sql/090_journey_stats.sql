@@ -7,10 +7,12 @@
 --   inside_now    entries minus the journey's 'exited' and 'dropped' rows (each entry
 --                 leaves once, by an exit step, a goal that ends it, or a drop)
 --   goals, sent, opened, clicked: rows of that activity
---   ctr           clicked / sent; NULL before the first send
+--   ctr           clicked / delivered; clicked / sent for a journey whose channels
+--                 report no deliveries; NULL before the first send
+--   delivered     rows of activity 'delivered'
 -- (The table inside is unqualified: it resolves in the view's own database, as in
 -- 060_segment_sizes.sql.)
-CREATE VIEW IF NOT EXISTS {database:Identifier}.journey_stats AS
+CREATE OR REPLACE VIEW {database:Identifier}.journey_stats AS
 SELECT
     journey_id,
     entries,
@@ -20,7 +22,8 @@ SELECT
     sent,
     opened,
     clicked,
-    clicked / nullIf(sent, 0) AS ctr
+    clicked / nullIf(if(delivered > 0, delivered, sent), 0) AS ctr,
+    delivered
 FROM
 (
     SELECT
@@ -31,7 +34,8 @@ FROM
         countIf(activity = 'goal') AS goals,
         countIf(activity = 'sent') AS sent,
         countIf(activity = 'opened') AS opened,
-        countIf(activity = 'clicked') AS clicked
+        countIf(activity = 'clicked') AS clicked,
+        countIf(activity = 'delivered') AS delivered
     FROM journey_activity FINAL
     GROUP BY journey_id
 )

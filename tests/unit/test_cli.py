@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from cli import common as cli_common
 from cli import main as cli
+from cli import query
 from client import system as client
 from streams import runfile
 from streams.settings import Settings
@@ -403,7 +404,7 @@ def test_query_without_data_creates_nothing(tmp_path: Path) -> None:
 
 def test_no_data_check_leaves_a_clickhouse_server_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REACH_CLICKHOUSE_DSN", "http://user:password@clickhouse:8123")
-    cli.require_local_data(Settings())  # a server has its data elsewhere: no error
+    query.require_local_data(Settings())  # a server has its data elsewhere: no error
 
 
 def test_a_narrow_terminal_folds_long_values(

@@ -170,7 +170,7 @@ def test_journey_totals_count_each_activity_once(answer: dict[str, Any]) -> None
         "sent": 3,
         "opened": 1,
         "clicked": 1,
-        "ctr": pytest.approx(1 / 3),
+        "ctr": pytest.approx(1 / 2),  # clicked / delivered (c1, c2), not / sent
     }
 
 
@@ -230,7 +230,7 @@ def test_format_stats_on_the_engine_answer(answer: dict[str, Any]) -> None:
         "journey", "entries", "unique_users", "inside_now", "goals", "sent", "opened",
         "clicked", "ctr",
     ]  # fmt: skip
-    assert lines[1].split() == ["welcome", "4", "3", "1", "1", "3", "1", "1", "33.3%"]
+    assert lines[1].split() == ["welcome", "4", "3", "1", "1", "3", "1", "1", "50.0%"]
     assert lines[2] == ""
     assert lines[3].split() == ["step", *STEP_COUNTS]
     assert [line.split()[0] for line in lines[4:]] == ["greet", "done", "reminder"]

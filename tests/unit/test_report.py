@@ -401,6 +401,7 @@ def summary(data):
         ],
         "segments": {s.segment_id: [s.name, [[at.isoformat(), n] for at, n in s.sizes]]
                      for s in data.segments},
+        "figures": [[d.day, d.journey_id, dict(d.counts)] for d in data.daily],
     }
 
 
@@ -510,6 +511,25 @@ def test_collect_reads_steps_edges_and_totals(collected: dict[str, Any]) -> None
     ]
     assert journey["totals"]["entries"] == 4
     assert journey["totals"]["inside_now"] == 2
+
+
+def test_collect_reads_the_daily_rollup_once_per_row(collected: dict[str, Any]) -> None:
+    # Every row was written twice: the rollup counts identities, so once.
+    [(day, journey_id, counts)] = collected["all"]["figures"]
+    assert (day, journey_id) == (T0.date().isoformat(), "reengage-once")
+    assert {name: value for name, value in counts.items() if value} == {
+        "entered": 9,  # 4 entries into the journey, 5 into later steps
+        "sent": 4,
+        "opened": 1,
+    }
+    page = read_page(collected["html"])
+    shown = {
+        n.attrs["data-metric"]: n.attrs["data-value"]
+        for n in page.numbers
+        if n.attrs.get("data-day") == day
+    }
+    assert shown["sent"] == "4"
+    assert shown["open_rate"] == ""  # nothing delivered: no rate
 
 
 def test_collect_sizes_segments_per_hour_and_per_day(collected: dict[str, Any]) -> None:

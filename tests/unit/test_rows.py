@@ -15,7 +15,7 @@ from projections import rows
 from projections.journeys import item_rows
 from projections.rows import Origin, Table
 from schemas import DeadLetter, DeadLetterReason, Event, Feedback, TagUpdate
-from schemas.commands import JourneyActivity, SendCommand
+from schemas.commands import JourneyActivity, SendCommand, command_id
 
 NOW = datetime(2024, 5, 1, 10, 0, 5, tzinfo=UTC)
 TS = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -119,7 +119,25 @@ def test_feedback_row(optional: dict[str, str], channel: str, reason: str) -> No
         "source_partition": 3,
         "source_offset": 1234,
         "ingested_at": NOW,
+        # A command id no journey made names no journey step.
+        "journey_id": "",
+        "journey_version": 0,
+        "run": "",
+        "step": "",
     }
+
+
+def test_feedback_row_names_the_journey_step_of_its_command() -> None:
+    command = command_id("welcome", 3, "r7", "u", "greet", 2)
+    feedback = Feedback(command_id=command, user_id="u", status="bounced", timestamp=TS)
+    row = as_dict(rows.FEEDBACK, rows.feedback_row(feedback, ORIGIN, NOW))
+    assert (row["journey_id"], row["journey_version"], row["run"], row["step"]) == (
+        "welcome",
+        3,
+        "r7",
+        "greet",
+    )
+    assert row["status"] == "bounced"
 
 
 @pytest.mark.parametrize(
@@ -181,7 +199,7 @@ def test_row_columns_match_the_table_definition(table: Table, sql_file: str) -> 
     text = (SQL / sql_file).read_text()
     start = text.index(f".{table.name}\n(") + len(table.name) + 3
     body = text[start : text.index("\n)", start)]
-    columns = tuple(re.findall(r"^\s+(\w+)\s+\w", body, flags=re.MULTILINE))
+    columns = tuple(re.findall(r"^\s+(?!INDEX )(\w+)\s+\w", body, flags=re.MULTILINE))
     assert columns == table.columns
 
 

@@ -1,0 +1,7 @@
+-- Feedback rows name their journey step (030_feedback.sql): a table of an earlier
+-- version gets the columns, whose defaults compute them from command_id for the rows
+-- it holds. Each statement does nothing once the column is there.
+ALTER TABLE {database:Identifier}.feedback ADD COLUMN IF NOT EXISTS journey_id LowCardinality(String) DEFAULT if(length(splitByChar(':', command_id)) = 6 AND match(splitByChar(':', command_id)[2], '^[0-9]+$') AND match(splitByChar(':', command_id)[5], '^[0-9]+$'), splitByChar(':', command_id)[1], '');
+ALTER TABLE {database:Identifier}.feedback ADD COLUMN IF NOT EXISTS journey_version UInt32 DEFAULT if(length(splitByChar(':', command_id)) = 6 AND match(splitByChar(':', command_id)[2], '^[0-9]+$') AND match(splitByChar(':', command_id)[5], '^[0-9]+$'), toUInt32OrZero(splitByChar(':', command_id)[2]), 0);
+ALTER TABLE {database:Identifier}.feedback ADD COLUMN IF NOT EXISTS run String DEFAULT if(length(splitByChar(':', command_id)) = 6 AND match(splitByChar(':', command_id)[2], '^[0-9]+$') AND match(splitByChar(':', command_id)[5], '^[0-9]+$'), splitByChar(':', command_id)[3], '');
+ALTER TABLE {database:Identifier}.feedback ADD COLUMN IF NOT EXISTS step LowCardinality(String) DEFAULT if(length(splitByChar(':', command_id)) = 6 AND match(splitByChar(':', command_id)[2], '^[0-9]+$') AND match(splitByChar(':', command_id)[5], '^[0-9]+$'), splitByChar(':', command_id)[4], '')
