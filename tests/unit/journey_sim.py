@@ -18,6 +18,7 @@ from engine.journeys.logic import (
     Facts,
     Input,
     JourneyResult,
+    JourneyState,
     Stopped,
     Tick,
     next_due,
@@ -88,7 +89,7 @@ ADDRESSES = {
 class User:
     tags: dict[str, Any] = field(default_factory=dict)
     members: dict[str, int] = field(default_factory=dict)
-    state: dict[str, Any] | None = None
+    state: JourneyState | None = None
 
 
 @dataclass

@@ -74,7 +74,7 @@ def test_seed_campaign_once_opened_exits_not_opened_gets_the_second_email() -> N
     assert counts[("second-email", "sent")] == 1
     assert counts[("done", "exited")] == 2
     assert sim.users["opens"].state is not None
-    assert "in" not in sim.users["opens"].state  # nobody inside any more
+    assert sim.users["opens"].state.visits == {}  # nobody inside any more
 
 
 def test_command_ids_name_their_step_and_are_deterministic() -> None:

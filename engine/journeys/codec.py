@@ -1,0 +1,90 @@
+"""A user's journey state as it is stored: plain JSON with compact keys, in the same
+value as their segment state. Only this module knows the keys.
+
+- ``in``: journey id -> the visit in progress: version ``v``, run ``r``, node ``n``,
+  steps taken ``s``, entry properties ``p`` (left out when empty), entry kind ``k``,
+  what is awaited ``w``, the command awaiting an open ``c``, due instant ``d`` (ms), an
+  open seen while paused ``o`` (ms), the branch an event took while paused ``e``
+  (``[branch, ms]``); fields with no value are left out;
+- ``h``: journey id -> ``[last run, last entry (ms), entries]``;
+- ``pe``: journey id -> ``[run, due (ms)]``;
+- ``x``: instants of recent sends (ms);
+- ``u``: channels the user opted out of.
+
+Empty parts are left out, and a state with nothing in it is stored as nothing (None).
+A value reads back as it was written, whatever the order of its keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.journeys.state import Entered, JourneyState, PendingEntry, SeenEvent, Visit
+
+JSON = dict[str, Any]
+
+
+def decode(value: JSON | None) -> JourneyState | None:
+    """The state stored as ``value`` (None: the user has no journey state)."""
+    if not value:
+        return None
+    return JourneyState(
+        {journey_id: _visit(visit) for journey_id, visit in value.get("in", {}).items()},
+        {journey_id: Entered(*entered) for journey_id, entered in value.get("h", {}).items()},
+        {journey_id: PendingEntry(*pending) for journey_id, pending in value.get("pe", {}).items()},
+        list(value.get("x", ())),
+        list(value.get("u", ())),
+    )
+
+
+def encode(state: JourneyState | None) -> JSON | None:
+    """``state`` as stored (None when there is nothing to store)."""
+    if state is None:
+        return None
+    value: JSON = {}
+    if state.history:
+        value["h"] = {journey_id: list(entered) for journey_id, entered in state.history.items()}
+    if state.visits:
+        value["in"] = {journey_id: _json(visit) for journey_id, visit in state.visits.items()}
+    if state.pending:
+        value["pe"] = {journey_id: list(pending) for journey_id, pending in state.pending.items()}
+    if state.sends:
+        value["x"] = list(state.sends)
+    if state.opted_out:
+        value["u"] = list(state.opted_out)
+    return value or None
+
+
+def _visit(value: JSON) -> Visit:
+    seen = value.get("e")
+    return Visit(
+        value["v"],
+        value["r"],
+        value["n"],
+        value["s"],
+        value["k"],
+        value.get("p", {}),
+        value.get("w"),
+        value.get("d"),
+        value.get("c"),
+        value.get("o"),
+        SeenEvent(*seen) if seen is not None else None,
+    )
+
+
+def _json(visit: Visit) -> JSON:
+    value: JSON = {"v": visit.version, "r": visit.run, "n": visit.node, "s": visit.steps}
+    if visit.properties:
+        value["p"] = visit.properties
+    value["k"] = visit.kind
+    if visit.awaiting is not None:
+        value["w"] = visit.awaiting
+    if visit.command is not None:
+        value["c"] = visit.command
+    if visit.due is not None:
+        value["d"] = visit.due
+    if visit.opened_at is not None:
+        value["o"] = visit.opened_at
+    if visit.seen is not None:
+        value["e"] = list(visit.seen)
+    return value
