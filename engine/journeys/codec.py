@@ -17,6 +17,7 @@ A value reads back as it was written, whatever the order of its keys.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from engine.journeys.state import Entered, JourneyState, PendingEntry, SeenEvent, Visit
@@ -28,13 +29,22 @@ def decode(value: JSON | None) -> JourneyState | None:
     """The state stored as ``value`` (None: the user has no journey state)."""
     if not value:
         return None
-    return JourneyState(
-        {journey_id: _visit(visit) for journey_id, visit in value.get("in", {}).items()},
-        {journey_id: Entered(*entered) for journey_id, entered in value.get("h", {}).items()},
-        {journey_id: PendingEntry(*pending) for journey_id, pending in value.get("pe", {}).items()},
-        list(value.get("x", ())),
-        list(value.get("u", ())),
-    )
+    state = JourneyState()
+    # Most users hold a few parts: the absent ones are not even looked at.
+    for key, part in value.items():
+        if key == "h":
+            state.history = _History(part)
+        elif key == "in":
+            state.visits = {journey_id: _visit(visit) for journey_id, visit in part.items()}
+        elif key == "x":
+            state.sends = part  # shared: replaced whole when it changes
+        elif key == "pe":
+            state.pending = {
+                journey_id: PendingEntry(*pending) for journey_id, pending in part.items()
+            }
+        elif key == "u":
+            state.opted_out = part
+    return state
 
 
 def encode(state: JourneyState | None) -> JSON | None:
@@ -42,16 +52,21 @@ def encode(state: JourneyState | None) -> JSON | None:
     if state is None:
         return None
     value: JSON = {}
-    if state.history:
-        value["h"] = {journey_id: list(entered) for journey_id, entered in state.history.items()}
+    history = state.history
+    if history:
+        value["h"] = (
+            history.stored  # as read: no step changed it
+            if isinstance(history, _History)
+            else {journey_id: list(entered) for journey_id, entered in history.items()}
+        )
     if state.visits:
         value["in"] = {journey_id: _json(visit) for journey_id, visit in state.visits.items()}
     if state.pending:
         value["pe"] = {journey_id: list(pending) for journey_id, pending in state.pending.items()}
     if state.sends:
-        value["x"] = list(state.sends)
+        value["x"] = state.sends
     if state.opted_out:
-        value["u"] = list(state.opted_out)
+        value["u"] = state.opted_out
     return value or None
 
 
@@ -88,3 +103,33 @@ def _json(visit: Visit) -> JSON:
     if visit.seen is not None:
         value["e"] = list(visit.seen)
     return value
+
+
+class _History(Mapping[str, Entered]):
+    """The entries as stored (journey id -> ``[run, at, entries]``), read on demand:
+    it only grows, and most steps do not look at it. A step that enters replaces it
+    with a dict."""
+
+    __slots__ = ("stored",)
+
+    def __init__(self, stored: dict[str, list[Any]]) -> None:
+        self.stored = stored
+
+    def __getitem__(self, journey_id: str) -> Entered:
+        return Entered(*self.stored[journey_id])
+
+    def get(self, journey_id: str, default: Any = None) -> Any:
+        entered = self.stored.get(journey_id)
+        return default if entered is None else Entered(*entered)
+
+    def __contains__(self, journey_id: object) -> bool:
+        return journey_id in self.stored
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.stored)
+
+    def __len__(self) -> int:
+        return len(self.stored)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))

@@ -67,7 +67,7 @@ def enter(
                 )
             )
         return
-    state.history[journey_id] = Entered(run, now, entries + 1)
+    state.entered(journey_id, Entered(run, now, entries + 1))
     visit = state.visits[journey_id] = Visit(
         definition.version, run, definition.start, 0, kind, properties
     )

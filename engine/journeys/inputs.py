@@ -35,7 +35,7 @@ def drop_stale(mover: Mover, now: int) -> None:
             mover.leave(journey_id, visit, Activity.DROPPED, "journey stopped", now)
     for journey_id in list(state.pending):
         if catalog.status(journey_id) is not JourneyStatus.LAUNCHED:
-            del state.pending[journey_id]
+            state.unpend(journey_id)
 
 
 def _current(mover: Mover, journey_id: str, run: str) -> bool:
@@ -65,8 +65,9 @@ def due(mover: Mover, now: int) -> None:
             return
         at, kind, journey_id = min(pending)
         if kind == 0:
-            run = state.pending.pop(journey_id).run
-            enter_audience(mover, journey_id, run, at)
+            entry = state.unpend(journey_id)
+            assert entry is not None
+            enter_audience(mover, journey_id, entry.run, at)
         else:
             mover.wait_over(journey_id, at)
 
@@ -190,14 +191,14 @@ def _entry_request(mover: Mover, request: JourneyEntryRequest, now: int) -> None
 def _audience_run(mover: Mover, run: AudienceRun, now: int) -> None:
     if run.due is not None and run.due > now:
         # Enter at the run's local time; membership is checked then.
-        mover.state.pending[run.journey_id] = PendingEntry(run.run, run.due)
+        mover.state.pend(run.journey_id, PendingEntry(run.run, run.due))
         return
     enter_audience(mover, run.journey_id, run.run, now)
 
 
 def _stopped(mover: Mover, stopped: Stopped, now: int) -> None:
     journey_id = stopped.journey_id
-    mover.state.pending.pop(journey_id, None)
+    mover.state.unpend(journey_id)
     visit = mover.state.visits.get(journey_id)
     if visit is not None:
         mover.leave(journey_id, visit, Activity.DROPPED, "journey stopped", now)

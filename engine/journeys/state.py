@@ -7,6 +7,7 @@ how the state is stored is ``engine.journeys.codec``'s business.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -102,13 +103,17 @@ class PendingEntry(NamedTuple):
 
 @dataclass(slots=True)
 class JourneyState:
-    """Everything the journeys remember of one user."""
+    """Everything the journeys remember of one user.
+
+    Only the visits change in place: the other parts are replaced whole when they
+    change (``entered``, ``pend``, ``unpend``; new lists of sends and opt-outs), so a
+    copy and the stored form may share them."""
 
     visits: dict[str, Visit] = field(default_factory=dict)
     """Journey id -> the visit in progress (at most one per journey)."""
-    history: dict[str, Entered] = field(default_factory=dict)
+    history: Mapping[str, Entered] = field(default_factory=dict)
     """Journey id -> the user's entries."""
-    pending: dict[str, PendingEntry] = field(default_factory=dict)
+    pending: Mapping[str, PendingEntry] = field(default_factory=dict)
     """Journey id -> an audience entry waiting for the user's local time."""
     sends: list[int] = field(default_factory=list)
     """Instants of recent sends of every journey (ms), for frequency caps."""
@@ -116,15 +121,27 @@ class JourneyState:
     """Channels the user unsubscribed from."""
 
     def copy(self) -> JourneyState:
-        """A copy the step may change: the visits are copied, the rest replaced
-        whole when it changes."""
+        """A copy the step may change."""
         return JourneyState(
             {journey_id: visit.copy() for journey_id, visit in self.visits.items()},
-            dict(self.history),
-            dict(self.pending),
+            self.history,
+            self.pending,
             self.sends,
             self.opted_out,
         )
+
+    def entered(self, journey_id: str, entered: Entered) -> None:
+        self.history = {**self.history, journey_id: entered}
+
+    def pend(self, journey_id: str, entry: PendingEntry) -> None:
+        self.pending = {**self.pending, journey_id: entry}
+
+    def unpend(self, journey_id: str) -> PendingEntry | None:
+        """Forget the waiting entry of ``journey_id``; returns it."""
+        entry = self.pending.get(journey_id)
+        if entry is not None:
+            self.pending = {key: value for key, value in self.pending.items() if key != journey_id}
+        return entry
 
     def __bool__(self) -> bool:
         return bool(self.visits or self.history or self.pending or self.sends or self.opted_out)
