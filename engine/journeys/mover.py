@@ -112,19 +112,7 @@ class Mover:
         self, journey_id: str, visit: Visit, activity: Activity, detail: str, now: int
     ) -> None:
         self.state.visits.pop(journey_id, None)
-        self.result.activity.append(
-            self.row(
-                journey_id,
-                visit.version,
-                visit.run,
-                visit.node,
-                activity,
-                now,
-                detail,
-                "",
-                visit.steps,
-            )
-        )
+        self.activity(journey_id, visit, visit.node, activity, now, detail)
 
     # --- outputs ----------------------------------------------------------------------
 
