@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import yaml
 
 from engine.journeys.catalog import Catalog
+from engine.journeys.codec import decode, encode
 from engine.journeys.logic import (
     AudienceRun,
     Facts,
@@ -155,7 +157,8 @@ class Sim:
         user = self.users.setdefault(user_id, User(dict(ADDRESSES)))
         facts = Facts(user_id, user.tags, user.members)
         result = step(self.catalog, user.state, facts, input, to_ms(self.now), tuple(changes))
-        user.state = result.state
+        # Through the stored form, as the worker keeps it.
+        user.state = decode(orjson.loads(orjson.dumps(encode(result.state))))
         self.commands.extend(result.commands)
         self.activity.extend(result.activity)
         self.tag_updates.extend(result.tag_updates)
