@@ -686,15 +686,17 @@ class SegmentRuntime:
         if self.journey_topics is not None and (
             journey_state is not None or journeys.may_start(self.catalog, journey_input)
         ):
+            decoded = journey_codec.decode(journey_state)
             moved = journeys.step(
                 self.catalog,
-                journey_codec.decode(journey_state),
+                decoded,
                 journeys.Facts(user, tags, members),
                 journey_input,
                 to_ms(now),
                 result.changes if result is not None else (),
             )
-            journey_state = journey_codec.encode(moved.state)
+            if moved.state is not decoded:  # else stored as it was
+                journey_state = journey_codec.encode(moved.state)
             if moved.next_due is not None:
                 timer = moved.next_due if timer is None else min(timer, moved.next_due)
             self._queue_journey_outputs(moved)

@@ -34,14 +34,14 @@ def step(
     changes: Sequence[MembershipChange] = (),
 ) -> JourneyResult:
     """Apply due timers up to ``now``, the membership ``changes`` the same input made,
-    then ``input`` itself. ``state`` is not changed: the result holds the new one."""
-    if state is None:
-        # The hot path: most inputs concern no journey of a user who is in none.
-        if not may_start(catalog, input):
-            return JourneyResult(None)
-        state = JourneyState()
-    else:
-        state = state.copy()
+    then ``input`` itself. ``state`` is not changed: the result holds the new one (the
+    same object when nothing changed)."""
+    idle = state is None or not (state.visits or state.pending)
+    if idle and not may_start(catalog, input):
+        # The hot path: most inputs concern no journey of a user who is in none; the
+        # state is left as it is (the same object).
+        return JourneyResult(state)
+    state = state.copy() if state is not None else JourneyState()
     on = INPUTS[type(input)]
     mover = Mover(catalog, state, facts, on.cause(input))
     drop_stale(mover, now)

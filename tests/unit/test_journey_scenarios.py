@@ -573,6 +573,19 @@ def test_an_unrelated_event_costs_nothing_for_a_user_outside_every_journey() -> 
     assert result.next_due is None
 
 
+def test_an_unrelated_event_leaves_the_state_of_a_user_out_of_every_journey_as_it_is() -> None:
+    sim = launched(SEED["reengage-once"])
+    sim.user("u1", "inactive-7d")
+    sim.run("reengage-once", "r")
+    sim.advance(10 * DAY)  # through the journey and out: only its history is left
+    state = sim.users["u1"].state
+    assert state is not None
+    assert state.visits == {}
+    result = step(sim.catalog, state, Facts("u1", {}, {}), Tick(), _ms(sim.now))
+    assert result.state is state  # nothing to store again
+    assert (result.commands, result.activity, result.next_due) == ([], [], None)
+
+
 def test_replaying_inputs_from_the_same_state_gives_the_same_commands() -> None:
     sim = launched(SEED["reengage-once"])
     sim.user("u1", "inactive-7d")
