@@ -17,7 +17,7 @@ A value reads back as it was written, whatever the order of its keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, KeysView, Mapping
 from typing import Any
 
 from engine.journeys.state import Entered, JourneyState, PendingEntry, SeenEvent, Visit
@@ -121,6 +121,9 @@ class _History(Mapping[str, Entered]):
     def get(self, journey_id: str, default: Any = None) -> Any:
         entered = self.stored.get(journey_id)
         return default if entered is None else Entered(*entered)
+
+    def keys(self) -> KeysView[str]:
+        return self.stored.keys()  # what ``{**history}`` reads, without a view in Python
 
     def __contains__(self, journey_id: object) -> bool:
         return journey_id in self.stored

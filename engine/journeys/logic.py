@@ -41,7 +41,8 @@ def step(
         # The hot path: most inputs concern no journey of a user who is in none; the
         # state is left as it is (the same object).
         return JourneyResult(state)
-    state = state.copy() if state is not None else JourneyState()
+    # (Literals: a launch builds one per user, and default factories cost more.)
+    state = state.copy() if state is not None else JourneyState({}, {}, {}, [], [])
     on = INPUTS[type(input)]
     mover = Mover(catalog, state, facts, on.cause(input))
     drop_stale(mover, now)
