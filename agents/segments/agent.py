@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from engine.journeys import codec as journey_codec
 from engine.journeys import logic as journeys
 from engine.journeys.catalog import Catalog
 from engine.journeys.schedule import Run, latest_due_run, user_run_instant, user_zone
@@ -687,15 +688,17 @@ class SegmentRuntime:
         if self.journey_topics is not None and (
             journey_state is not None or journeys.may_start(self.catalog, journey_input)
         ):
+            decoded = journey_codec.decode(journey_state)
             moved = journeys.step(
                 self.catalog,
-                journey_state,
+                decoded,
                 journeys.Facts(user, tags, members),
                 journey_input,
                 to_ms(now),
                 result.changes if result is not None else (),
             )
-            journey_state = moved.state
+            if moved.state is not decoded:  # else stored as it was
+                journey_state = journey_codec.encode(moved.state)
             if moved.next_due is not None:
                 timer = moved.next_due if timer is None else min(timer, moved.next_due)
             self._queue_journey_outputs(moved)
@@ -807,8 +810,8 @@ def _inside(
     """A sweep's pick: ``input`` for the users inside ``journey_id`` (or waiting to enter)."""
 
     def pick(stored: Mapping[str, Any]) -> journeys.Input | None:
-        state = stored[JOURNEYS] or {}
-        inside = journey_id in state.get("in", {}) or journey_id in state.get("pe", {})
+        state = journey_codec.decode(stored[JOURNEYS])
+        inside = state is not None and (journey_id in state.visits or journey_id in state.pending)
         return input if inside else None
 
     return pick

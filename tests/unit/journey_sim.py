@@ -10,14 +10,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import yaml
 
 from engine.journeys.catalog import Catalog
+from engine.journeys.codec import decode, encode
 from engine.journeys.logic import (
     AudienceRun,
     Facts,
     Input,
     JourneyResult,
+    JourneyState,
     Stopped,
     Tick,
     next_due,
@@ -89,7 +92,7 @@ ADDRESSES = {
 class User:
     tags: dict[str, Any] = field(default_factory=dict)
     members: dict[str, int] = field(default_factory=dict)
-    state: dict[str, Any] | None = None
+    state: JourneyState | None = None
 
 
 @dataclass
@@ -155,7 +158,8 @@ class Sim:
         user = self.users.setdefault(user_id, User(dict(ADDRESSES)))
         facts = Facts(user_id, user.tags, user.members)
         result = step(self.catalog, user.state, facts, input, to_ms(self.now), tuple(changes))
-        user.state = result.state
+        # Through the stored form, as the worker keeps it.
+        user.state = decode(orjson.loads(orjson.dumps(encode(result.state))))
         self.commands.extend(result.commands)
         self.activity.extend(result.activity)
         self.tag_updates.extend(result.tag_updates)

@@ -16,6 +16,7 @@ from engine.journeys.lifecycle import (
     schedule_over,
 )
 from engine.journeys.logic import Facts, step
+from engine.journeys.state import JourneyState, Visit
 from schemas.definitions import JourneyAction, JourneyStatus, JourneyStatusChanged
 from schemas.events import Event
 from schemas.journeys import JourneyDefinition, Schedule
@@ -199,7 +200,8 @@ def test_schedules_count_from_the_current_launch() -> None:
 def test_an_unloaded_catalog_ends_no_visit() -> None:
     """Before the registry is read, a journey the catalog lacks is unknown yet, not
     stopped: the user's visit is kept as it is."""
-    state = {"in": {"welcome": {"v": 1, "r": "1-now", "n": "email", "s": 1, "d": 10**13}}}
+    visit = Visit(version=1, run="1-now", node="email", steps=1, kind="api", due=10**13)
+    state = JourneyState(visits={"welcome": visit})
     later = Event(user_id="a", name="Browse", timestamp=datetime(2026, 12, 10, 9, tzinfo=UTC))
     moved = step(Catalog.unloaded(), state, Facts("a", {}, {}), later, 1_800_000_000_000)
     assert moved.activity == []

@@ -74,7 +74,7 @@ def test_seed_campaign_once_opened_exits_not_opened_gets_the_second_email() -> N
     assert counts[("second-email", "sent")] == 1
     assert counts[("done", "exited")] == 2
     assert sim.users["opens"].state is not None
-    assert "in" not in sim.users["opens"].state  # nobody inside any more
+    assert sim.users["opens"].state.visits == {}  # nobody inside any more
 
 
 def test_command_ids_name_their_step_and_are_deterministic() -> None:
@@ -571,6 +571,19 @@ def test_an_unrelated_event_costs_nothing_for_a_user_outside_every_journey() -> 
     result = step(sim.catalog, None, Facts("u2", {}, {}), Tick(), 0)
     assert result.state is None
     assert result.next_due is None
+
+
+def test_an_unrelated_event_leaves_the_state_of_a_user_out_of_every_journey_as_it_is() -> None:
+    sim = launched(SEED["reengage-once"])
+    sim.user("u1", "inactive-7d")
+    sim.run("reengage-once", "r")
+    sim.advance(10 * DAY)  # through the journey and out: only its history is left
+    state = sim.users["u1"].state
+    assert state is not None
+    assert state.visits == {}
+    result = step(sim.catalog, state, Facts("u1", {}, {}), Tick(), _ms(sim.now))
+    assert result.state is state  # nothing to store again
+    assert (result.commands, result.activity, result.next_due) == ([], [], None)
 
 
 def test_replaying_inputs_from_the_same_state_gives_the_same_commands() -> None:
