@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from agents.segments import agent as agent_module
+from agents.segments import outputs as outputs_module
 from agents.segments.agent import SegmentRuntime
 from schemas.events import Event
 from schemas.segment_language import parse
@@ -157,7 +157,7 @@ async def test_a_definition_over_many_users_sends_records_of_bounded_size(
     # sent as one record, 50,000 users made a record over the producer's limit and the
     # send failed. Outputs go in records of at most OUTPUT_RECORD_BYTES.
     limit = 16 * 1024
-    monkeypatch.setattr(agent_module, "OUTPUT_RECORD_BYTES", limit, raising=False)
+    monkeypatch.setattr(outputs_module, "OUTPUT_RECORD_BYTES", limit)
     worker = make_worker(segments=True, clock="simulated")
     runtime, outputs = await ready(worker)
     users = [f"user-{n:05d}" for n in range(1500)]
