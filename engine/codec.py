@@ -21,7 +21,7 @@ def decode(value: Mapping[str, Any] | None) -> UserRecord:
     return tuple.__new__(
         UserRecord,
         (
-            SegmentPart.of_stored(get(STATE)),
+            SegmentPart(None, get(STATE)),
             get(MEMBERS, {}),
             get(OFFSETS, {}),
             get(TIMER),

@@ -144,59 +144,15 @@ def process(
     kind = type(input)
     if kind is Received:
         assert isinstance(input, Received)
-        item = input.item
-        state = record.segments.state
-        if input.not_before_seen and state.seen is not None and to_ms(now) < state.seen:
-            now = from_ms(state.seen)
-        segment_input: segments.Input = item
-        journey_input: journeys.Input
-        if isinstance(item, Event):
-            journey_input = item
-        elif isinstance(item, Feedback):
-            journey_input = item
-            # A journey's command id names its journey and step, for message conditions
-            # by journey or step.
-            ref = parse_command_id(item.command_id)
-            if ref is not None:
-                segment_input = JourneyFeedback(item, ref.journey, ref.node)
-        else:
-            journey_input = journeys.Tick()
-        result = segments.step(
-            model.index, model.definitions, state, record.members, segment_input, now
+        return received(
+            model, user, record, input.item, input.source, input.offset, now, input.not_before_seen
         )
-        offsets = {**record.offsets, input.source: input.offset}
-        return _moved(model, user, record, offsets, result, journey_input, now, _cause(item))
     if kind is TimerDue:
         assert isinstance(input, TimerDue)
-        at = input.at
-        if record.timer != at:
-            return None  # superseded by a later or earlier timer for this user
-        state = record.segments.state
-        # Evaluated at the instant the timer was set for, so a change carries the moment
-        # it happened whatever the tick granularity; never before the user's newest
-        # input, already evaluated at its own time, nor after now (an event stamped in
-        # the future is counted, not awaited).
-        when = from_ms(max(at, min(state.seen or at, to_ms(now))))
-        result = segments.step(
-            model.index, model.definitions, state, record.members, segments.Tick(), when
-        )
-        return _moved(
-            model, user, record, record.offsets, result, journeys.Tick(), when, f"timer:{at}"
-        )
+        return timer_due(model, user, record, input.at, to_ms(now))
     if kind is Redefined:
         assert isinstance(input, Redefined)
-        result = segments.on_definitions_changed(
-            model.index,
-            model.definitions,
-            record.segments.state,
-            record.members,
-            input.changed,
-            now,
-        )
-        if not result.changes and result.next_timer_ms == record.timer:
-            return None
-        cause = _definitions_cause(model.definitions, input.changed, record)
-        return _moved(model, user, record, record.offsets, result, journeys.Tick(), now, cause)
+        return redefined(model, user, record, input.changed, now)
     if kind is Entered:
         assert isinstance(input, Entered)
         request = input.request
@@ -204,6 +160,73 @@ def process(
         return _moved(model, user, record, offsets, None, request, request.at)
     assert isinstance(input, journeys.AudienceRun | journeys.Stopped | journeys.Tick)
     return _moved(model, user, record, record.offsets, None, input, now)
+
+
+# The cases of ``process`` the runtime calls most, callable without building an input
+# (a worker calls them once per input item and per timer).
+
+
+def received(
+    model: Model,
+    user: str,
+    record: UserRecord,
+    item: UserInput,
+    source: str,
+    offset: int,
+    now: datetime,
+    not_before_seen: bool = False,
+) -> Outcome:
+    """``process`` of ``Received(item, source, offset, not_before_seen)``."""
+    state = record.segments.state
+    if not_before_seen and state.seen is not None and to_ms(now) < state.seen:
+        now = from_ms(state.seen)
+    segment_input: segments.Input = item
+    journey_input: journeys.Input
+    if isinstance(item, Event):
+        journey_input = item
+    elif isinstance(item, Feedback):
+        journey_input = item
+        # A journey's command id names its journey and step, for message conditions by
+        # journey or step.
+        ref = parse_command_id(item.command_id)
+        if ref is not None:
+            segment_input = JourneyFeedback(item, ref.journey, ref.node)
+    else:
+        journey_input = journeys.Tick()
+    result = segments.step(
+        model.index, model.definitions, state, record.members, segment_input, now
+    )
+    offsets = {**record.offsets, source: offset}
+    return _moved(model, user, record, offsets, result, journey_input, now, _cause(item))
+
+
+def timer_due(model: Model, user: str, record: UserRecord, at: int, now_ms: int) -> Outcome | None:
+    """``process`` of ``TimerDue(at)`` at ``now_ms``."""
+    if record.timer != at:
+        return None  # superseded by a later or earlier timer for this user
+    state = record.segments.state
+    # Evaluated at the instant the timer was set for, so a change carries the moment it
+    # happened whatever the tick granularity; never before the user's newest input,
+    # already evaluated at its own time, nor after now (an event stamped in the future
+    # is counted, not awaited).
+    when = from_ms(max(at, min(state.seen or at, now_ms)))
+    result = segments.step(
+        model.index, model.definitions, state, record.members, segments.Tick(), when
+    )
+    return _moved(model, user, record, record.offsets, result, journeys.Tick(), when, f"timer:{at}")
+
+
+def redefined(
+    model: Model, user: str, record: UserRecord, changed: frozenset[str], now: datetime
+) -> Outcome | None:
+    """``process`` of ``Redefined(changed)``."""
+    result = segments.on_definitions_changed(
+        model.index, model.definitions, record.segments.state, record.members, changed, now
+    )
+    if not result.changes and result.next_timer_ms == record.timer:
+        return None
+    cause = _definitions_cause(model.definitions, changed, record)
+    return _moved(model, user, record, record.offsets, result, journeys.Tick(), now, cause)
 
 
 def _moved(

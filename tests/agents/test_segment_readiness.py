@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.segments import agent as agent_module
+from agents.segments import sweeps as sweeps_module
 from agents.segments.agent import JOURNEYS_KEY, RUNS_KEY, SEGMENTS_KEY, SegmentRuntime
 from schemas.definitions import JourneyAction
 from schemas.events import Event
@@ -208,7 +208,7 @@ class StallingOutputs(Outputs):
 async def test_a_launch_cut_short_mid_sweep_resumes_and_nobody_enters_twice(
     make_worker: Callable[..., Worker], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(agent_module, "TIMERS_PER_ROUND", 5)
+    monkeypatch.setattr(sweeps_module, "TIMERS_PER_ROUND", 5)
     worker = make_worker(segments=True, clock="simulated")
     runtime, _, registry = await ready(worker)
     users = [f"u{n:02d}" for n in range(12)]
