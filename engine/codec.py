@@ -21,7 +21,7 @@ def decode(value: Mapping[str, Any] | None) -> UserRecord:
     return tuple.__new__(
         UserRecord,
         (
-            SegmentPart(None, get(STATE)),
+            tuple.__new__(SegmentPart, (None, get(STATE))),
             get(MEMBERS, {}),
             get(OFFSETS, {}),
             get(TIMER),

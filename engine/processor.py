@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from engine.journeys import logic as journeys
 from engine.journeys.catalog import Catalog
 from engine.journeys.schedule import Run, user_run_instant, user_zone
-from engine.record import SegmentPart, UserRecord
+from engine.record import UNREAD, SegmentPart, UserRecord
 from engine.segments import logic as segments
 from engine.segments.index import SegmentIndex
 from engine.segments.logic import JourneyFeedback, StepResult
@@ -244,7 +244,7 @@ def _moved(
     what made the membership changes (their identity: never an instant)."""
     timer: int | None
     if result is not None:
-        part = SegmentPart(result.state)
+        part = tuple.__new__(SegmentPart, (result.state, UNREAD))
         members = result.memberships
         timer = result.next_timer_ms
         tags = result.state.tags
@@ -278,17 +278,18 @@ def _moved(
     if result is not None and result.changes:
         # The fields of schemas.memberships.MembershipChanged, built from values the
         # logic produced (a model per change cost more than the change itself).
-        changes = [
-            {
-                "segment_id": change.segment_id,
-                "user_id": user,
-                "change": change.kind,
-                "at": change.at,
-                "version": change.version,
-                "cause": cause,
-            }
-            for change in result.changes
-        ]
+        changes = []
+        for change in result.changes:
+            changes.append(
+                {
+                    "segment_id": change.segment_id,
+                    "user_id": user,
+                    "change": change.kind,
+                    "at": change.at,
+                    "version": change.version,
+                    "cause": cause,
+                }
+            )
     return tuple.__new__(Outcome, (new, changes, commands, activity, tag_updates))
 
 

@@ -11,50 +11,55 @@ from typing import Any, NamedTuple
 from engine.journeys.logic import State as JourneyState
 from engine.segments.state import EMPTY, UserState
 
-_UNREAD: Any = object()
+UNREAD: Any = object()
+"""The stored form of a segment part not encoded yet."""
 
 
-class SegmentPart:
+class SegmentPart(tuple[UserState | None, Any]):
     """The segment state of a record: a ``UserState``, decoded from its stored JSON only
     when read, and encoded again only when it changed. A sweep over a partition's users
-    (journey runs, stops) touches neither."""
+    (journey runs, stops) touches neither. A tuple of the decoded state (None: not
+    decoded) and the stored form (``UNREAD``: not encoded); read ``state`` once per
+    input (it decodes on each read)."""
 
-    __slots__ = ("_state", "_stored")
+    __slots__ = ()
 
-    def __init__(self, state: UserState | None = None, stored: Any = _UNREAD) -> None:
-        self._state = state
-        self._stored = stored
+    def __new__(cls, state: UserState | None = None, stored: Any = UNREAD) -> SegmentPart:
+        return tuple.__new__(cls, (state, stored))
 
     @classmethod
     def of_stored(cls, stored: Mapping[str, Any] | None) -> SegmentPart:
         """The part as stored (None: a user with no segment state yet)."""
-        return cls(None, stored)
+        return tuple.__new__(cls, (None, stored))
+
+    @classmethod
+    def of_state(cls, state: UserState) -> SegmentPart:
+        """A new state, encoded when stored."""
+        return tuple.__new__(cls, (state, UNREAD))
 
     @property
     def state(self) -> UserState:
-        state = self._state
-        if state is None:
-            state = self._state = UserState.from_json(self._stored) if self._stored else EMPTY
-        return state
+        state, stored = self
+        if state is not None:
+            return state
+        return UserState.from_json(stored) if stored else EMPTY
 
     @property
     def tags(self) -> Mapping[str, Any]:
-        if self._state is not None:
-            return self._state.tags
-        return UserState.stored_tags(self._stored)
+        state, stored = self
+        return state.tags if state is not None else UserState.stored_tags(stored)
 
     @property
     def timers(self) -> Mapping[str, int]:
-        if self._state is not None:
-            return self._state.timers
-        return UserState.stored_timers(self._stored)
+        state, stored = self
+        return state.timers if state is not None else UserState.stored_timers(stored)
 
     def stored(self) -> Any:
         """The stored form: as loaded when it did not change, else encoded."""
-        stored = self._stored
-        if stored is _UNREAD:
-            assert self._state is not None
-            stored = self._stored = self._state.to_json()
+        state, stored = self
+        if stored is UNREAD:
+            assert state is not None
+            return state.to_json()
         return stored
 
     def __eq__(self, other: object) -> bool:
@@ -62,8 +67,11 @@ class SegmentPart:
             return NotImplemented
         return bool(self.stored() == other.stored())
 
-    def __hash__(self) -> int:  # pragma: no cover - records are not hashed
-        raise TypeError("unhashable type: 'SegmentPart'")
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"SegmentPart({self.state!r})"

@@ -4,7 +4,9 @@ durable timers, and the output topics (memberships; send commands, journey activ
 tag updates from journeys).
 
 Everything that decides is in ``engine.processor.process``; this module loads a user's
-record, calls it, stores the new record, queues its timer and sends its outputs. One
+record, calls it, stores the new record, queues its timer and sends its outputs
+(``agents.segments.outputs``); the work over all of a partition's users (definition
+changes, journey sweeps, audience runs, previews) is in ``agents.segments.sweeps``. One
 lock serialises the writers of user state (input records, timers, definition changes,
 journey sweeps) in the worker's single event loop.
 

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from engine import codec
@@ -43,7 +43,8 @@ PREVIEW_SLICE_SECONDS = 0.02
 
 
 class Sweeps:
-    """The sweeps of ``agents.segments.agent.SegmentRuntime`` (its base class)."""
+    """The sweeps of ``agents.segments.agent.SegmentRuntime``, its base class: what they
+    use of the runtime is declared here for the type checker, and defined there."""
 
     table: CoalescingTable
     model: Model
@@ -52,28 +53,25 @@ class Sweeps:
     _held: set[int]
     _ready: set[int]
 
-    async def _until_ready(self, partition: int) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:
 
-    def _users(self, partition: int) -> Iterator[tuple[str, UserRecord]]:
-        raise NotImplementedError
+        async def _until_ready(self, partition: int) -> None: ...
 
-    def _load(self, partition: int, user: str) -> UserRecord:
-        raise NotImplementedError
+        def _users(self, partition: int) -> Iterator[tuple[str, UserRecord]]: ...
 
-    def _process(
-        self,
-        partition: int,
-        user: str,
-        record: UserRecord,
-        input: Input,
-        now: datetime,
-        model: Model | None = None,
-    ) -> Outcome | None:
-        raise NotImplementedError
+        def _load(self, partition: int, user: str) -> UserRecord: ...
 
-    async def _send(self, partition: int) -> None:
-        raise NotImplementedError
+        def _process(
+            self,
+            partition: int,
+            user: str,
+            record: UserRecord,
+            input: Input,
+            now: datetime,
+            model: Model | None = None,
+        ) -> Outcome | None: ...
+
+        async def _send(self, partition: int) -> None: ...
 
     async def redefine(
         self,

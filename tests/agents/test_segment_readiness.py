@@ -14,6 +14,7 @@ import pytest
 
 from agents.segments import sweeps as sweeps_module
 from agents.segments.agent import JOURNEYS_KEY, RUNS_KEY, SEGMENTS_KEY, SegmentRuntime
+from engine import codec
 from schemas.definitions import JourneyAction
 from schemas.events import Event
 from schemas.segment_language import parse
@@ -84,7 +85,9 @@ async def test_an_input_waits_for_the_definitions_instead_of_ending_visits(
     assert activity(outputs, again) == []  # still inside, not "journey stopped"
     entry = runtime.table.get(0, "a")
     assert entry is not None
-    assert "welcome" in entry.value["j"]["in"]
+    journeys = codec.decode(entry.value).journeys
+    assert journeys is not None
+    assert "welcome" in journeys["in"]
     # Its split times out as the journey says.
     await runtime.fire_timers(0, NOW + timedelta(days=2))
     assert [c["step"] for c in commands(outputs, again)] == ["sms"]
@@ -276,4 +279,6 @@ async def test_the_intake_agent_holds_a_record_until_the_definitions_are_loaded(
     assert activity(outputs, again) == []
     entry = runtime.table.get(0, "a")
     assert entry is not None
-    assert "welcome" in entry.value["j"]["in"]
+    journeys = codec.decode(entry.value).journeys
+    assert journeys is not None
+    assert "welcome" in journeys["in"]
