@@ -201,7 +201,7 @@ class Harness:
     def sweep(self, pick: Pick) -> None:
         """Give every user the input ``pick`` chooses for them (None: none)."""
         for user in list(self.stored):
-            input = pick(self.record(user) or codec.decode(None))
+            input = pick(codec.decode(self.stored[user]))
             if input is not None:
                 self.process(user, input)
 
@@ -230,7 +230,7 @@ class Harness:
         record = codec.decode(self.stored.get(user_id))
         if tags is not None:
             state = record.state.with_(tags=dict(tags))
-            record = record._replace(segments=SegmentPart(state))
+            record = record._replace(segments=SegmentPart.of_state(state))
         if members is not None:
             record = record._replace(members=dict(members))
         self.stored[user_id] = codec.encode(record)
