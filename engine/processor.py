@@ -9,31 +9,29 @@ audience runs, journey stops and resumes. It does no I/O: the runtime (the Faust
 adapter in ``agents.segments.agent``, or ``engine.testing``) loads the record, calls,
 stores the record, sends the outputs and queues the timer.
 
-The partition-wide decisions of the catch-ups and sweeps (which segments to
-re-evaluate, which journeys stopped or resumed, which users an audience run reaches)
-are here too, as functions of the definitions and a partition's markers."""
+The decisions over all of a partition's users (which segments to re-evaluate, which
+journeys stopped or resumed, which users an audience run reaches) are in
+``engine.sweeps``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from engine.journeys import logic as journeys
 from engine.journeys.catalog import Catalog
-from engine.journeys.schedule import Run, user_run_instant, user_zone
 from engine.record import UNREAD, SegmentPart, UserRecord
 from engine.segments import logic as segments
 from engine.segments.index import SegmentIndex
 from engine.segments.logic import JourneyFeedback, StepResult
 from engine.segments.state import DEFAULT_HORIZON, from_ms, to_ms
 from schemas.commands import JourneyEntryRequest, parse_command_id
-from schemas.definitions import Journey, JourneyStatus
+from schemas.definitions import Journey
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.identity import content_id
-from schemas.journeys import USER_ZONE, AudienceEntry
 from schemas.segments import SegmentDefinition
 from schemas.tags import TagUpdate
 
@@ -314,91 +312,3 @@ def _definitions_cause(
         for segment_id in changed
     )
     return "d:" + content_id(versions, record.offsets, record.timer)
-
-
-# --- partition-wide decisions -----------------------------------------------------------
-
-
-def segment_versions(model: Model) -> dict[str, int]:
-    """Segment id -> version: what a partition records once its users were evaluated."""
-    return {segment_id: d.version for segment_id, d in model.definitions.items()}
-
-
-def segments_to_redo(
-    model: Model,
-    changed: Collection[str],
-    applied: Mapping[str, Any] | None,
-    members: Collection[str],
-) -> frozenset[str]:
-    """The segments to re-evaluate a partition's users for: ``changed``, and those whose
-    version differs from the one the partition recorded (``applied``; None: never
-    recorded, so every segment, and those its users are members of)."""
-    versions = segment_versions(model)
-    todo = set(changed)
-    if applied is None:
-        todo |= set(versions) | set(members)
-    else:
-        todo |= {s for s in versions.keys() | applied.keys() if applied.get(s) != versions.get(s)}
-    return frozenset(todo)
-
-
-def journey_statuses(catalog: Catalog) -> dict[str, list[Any]]:
-    """Journey id -> ``[launch, status]``: what a partition records once swept."""
-    return {
-        journey_id: [journey.status.launch, journey.status.status.value]
-        for journey_id, journey in catalog.journeys.items()
-        if journey.status is not None
-    }
-
-
-def journey_sweeps(
-    statuses: Mapping[str, list[Any]], applied: Mapping[str, Any] | None
-) -> Iterator[tuple[str, JourneyOnly]]:
-    """The sweeps a partition owes since it recorded ``applied``: (journey, input for
-    its users inside) for each journey stopped (everyone drops out) or resumed (due
-    visits move on). Never recorded: none (stale visits end lazily)."""
-    if applied is None:
-        return
-    for journey_id, (launch, status) in sorted(statuses.items()):
-        before = applied.get(journey_id)
-        if before == [launch, status]:
-            continue
-        if status == JourneyStatus.STOPPED:
-            yield journey_id, journeys.Stopped(journey_id)
-        elif status == JourneyStatus.LAUNCHED and before == [launch, "paused"]:
-            yield journey_id, journeys.Tick()
-
-
-Pick = Callable[[UserRecord], JourneyOnly | None]
-"""A sweep's choice of input per user (None: the user is left alone)."""
-
-
-def inside(journey_id: str, input: JourneyOnly) -> Pick:
-    """``input`` for the users inside ``journey_id`` (or waiting to enter)."""
-
-    def pick(record: UserRecord) -> JourneyOnly | None:
-        state = record.journeys or {}
-        if journey_id in state.get("in", {}) or journey_id in state.get("pe", {}):
-            return input
-        return None
-
-    return pick
-
-
-def audience(catalog: Catalog, journey_id: str, entry: AudienceEntry, run: Run) -> Pick:
-    """The run of ``entry`` for the members of its segment, at the run's instant in the
-    user's zone when the schedule says so."""
-    journey = catalog.journeys[journey_id]
-    default_zone = journey.latest.settings.timezone
-    in_user_zone = entry.schedule.timezone == USER_ZONE and run.local is not None
-
-    def pick(record: UserRecord) -> JourneyOnly | None:
-        if entry.segment not in record.members:
-            return None
-        due = None
-        if in_user_zone:
-            zone = user_zone(record.segments.tags, default_zone)
-            due = to_ms(user_run_instant(run, zone))
-        return journeys.AudienceRun(journey_id, run.id, due)
-
-    return pick

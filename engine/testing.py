@@ -23,11 +23,13 @@ from typing import Any
 
 from engine import codec
 from engine import processor as core
+from engine import sweeps as sweeping
 from engine.journeys import logic as journeys
 from engine.journeys.schedule import Run, latest_due_run
-from engine.processor import Input, Model, Outcome, Pick, Record
+from engine.processor import Input, Model, Outcome, Record
 from engine.record import SegmentPart, UserRecord
 from engine.segments.state import DEFAULT_HORIZON, from_ms, to_ms
+from engine.sweeps import Pick
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import Definitions, JourneyAction, JourneyStatus
 from schemas.events import Event
@@ -124,9 +126,9 @@ class Harness:
         event = self.registry.prepare_action(journey_id, JourneyAction(action), self.now, name)
         self.registry.fold(event)
         self.reload()
-        statuses = core.journey_statuses(self.model.catalog)
-        for swept, input in core.journey_sweeps(statuses, self._statuses):
-            self.sweep(core.inside(swept, input))
+        statuses = sweeping.journey_statuses(self.model.catalog)
+        for swept, input in sweeping.journey_sweeps(statuses, self._statuses):
+            self.sweep(sweeping.inside(swept, input))
         self._statuses = statuses
         self._run_schedules()
 
@@ -292,7 +294,7 @@ class Harness:
                 after = last[1] if last and last[0] == status.launch else None
                 run = latest_due_run(entry.schedule, status.launched_at, after, self.now)
                 if run is not None:
-                    self.sweep(core.audience(catalog, journey_id, entry, run))
+                    self.sweep(sweeping.audience(catalog, journey_id, entry, run))
                     self._runs[marker] = (status.launch, run)
 
     # --- reading ----------------------------------------------------------------------

@@ -16,11 +16,13 @@ from zoneinfo import ZoneInfo
 
 from engine import codec
 from engine import processor as core
+from engine import sweeps as sweeping
 from engine.journeys.schedule import Run, latest_due_run
-from engine.processor import Input, Model, Outcome, Pick
+from engine.processor import Input, Model, Outcome
 from engine.record import UserRecord
 from engine.segments.evaluate import compile_condition
 from engine.segments.state import from_ms, to_ms
+from engine.sweeps import Pick
 from schemas.definitions import Journey, JourneyStatus
 from schemas.journeys import AudienceEntry
 from schemas.segments import Condition, SegmentDefinition
@@ -94,12 +96,12 @@ class Sweeps:
                 return
             model = self.model
             applied = self._marker(partition, SEGMENTS_KEY)
-            todo = core.segments_to_redo(model, changed, applied, self.members[partition])
+            todo = sweeping.segments_to_redo(model, changed, applied, self.members[partition])
             if todo:
                 redefined = core.Redefined(todo)
                 for user, record in list(self._users(partition)):
                     self._process(partition, user, record, redefined, now, model)
-            versions = core.segment_versions(model)
+            versions = sweeping.segment_versions(model)
             if applied != versions:
                 # In the same cut as the users' new state: both are durable, or neither.
                 self.table.put(partition, SEGMENTS_KEY, versions, applied_offset=0)
@@ -156,13 +158,13 @@ class Sweeps:
             await self._catch_up_journeys(partition, now)
 
     async def _catch_up_journeys(self, partition: int, now: datetime) -> None:
-        statuses = core.journey_statuses(self.model.catalog)
+        statuses = sweeping.journey_statuses(self.model.catalog)
         async with self.lock:
             if partition not in self._held:
                 return
             applied = self._marker(partition, JOURNEYS_KEY)
-        for journey_id, input in core.journey_sweeps(statuses, applied):
-            if not await self._sweep(partition, now, core.inside(journey_id, input)):
+        for journey_id, input in sweeping.journey_sweeps(statuses, applied):
+            if not await self._sweep(partition, now, sweeping.inside(journey_id, input)):
                 return  # released meanwhile: the new owner sweeps again
         async with self.lock:
             if partition in self._held and applied != statuses:
@@ -196,7 +198,7 @@ class Sweeps:
                 run = latest_due_run(entry.schedule, status.launched_at, after, now)
                 if run is None:
                     continue
-                pick = core.audience(catalog, journey_id, entry, run)
+                pick = sweeping.audience(catalog, journey_id, entry, run)
                 if not await self._sweep(partition, now, pick):
                     return started  # released meanwhile: the new owner sweeps again
                 # Marked once every user was swept, in the same cut as the last of them:
