@@ -13,7 +13,7 @@ from mode import Service
 
 from agents.clock import follow_clock, wait_for_inputs
 from agents.intake.agent import send_dead_letters
-from agents.segments import agent as agent_module
+from agents.segments import outputs as outputs_module
 from agents.segments.agent import JourneyTopics, SegmentRuntime
 from engine.codecs import InputCodec
 from engine.intake import Source, intake
@@ -49,7 +49,9 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
     )
     runtime.now = engine.clock.now
     runtime.lease = engine.lease
-    runtime.record_limit = min(agent_module.OUTPUT_RECORD_BYTES, settings.max_record_bytes)
+    runtime.outputs.record_limit = min(
+        outputs_module.OUTPUT_RECORD_BYTES, settings.max_record_bytes
+    )
 
     async def recovered(partitions: set[int]) -> None:
         await runtime.start()

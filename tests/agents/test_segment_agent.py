@@ -10,8 +10,9 @@ from typing import Any
 
 import orjson
 
-from agents.segments import agent as agent_module
+from agents.segments import outputs as outputs_module
 from agents.segments.agent import SegmentRuntime
+from engine import codec
 from schemas.events import Event
 from schemas.segment_language import parse
 from schemas.segments import SegmentDefinition
@@ -85,7 +86,7 @@ async def test_events_make_members_and_state_is_flushed_before_acks(
     assert runtime.table.dirty_count == 0
     entry = runtime.table.get(1, "u1")
     assert entry is not None
-    assert entry.value["m"] == {"buyers": 1}
+    assert codec.decode(entry.value).members == {"buyers": 1}
 
 
 async def test_a_replayed_record_changes_nothing(
@@ -98,7 +99,7 @@ async def test_a_replayed_record_changes_nothing(
         await driver.put(record, partition=0)
     before = runtime.table.get(0, "u1")
     assert before is not None
-    applied = before.value["o"]["e"]
+    applied = codec.decode(before.value).offsets["e"]
     # A record at an offset already applied (a replay after a crash): skipped.
     item = Event.model_validate(event("u1", "InAppPurchase", "2026-11-03T10:00:00Z"))
     await runtime.apply(0, applied, "e", [item], lambda item: NOW)
@@ -157,7 +158,7 @@ async def test_a_definition_over_many_users_sends_records_of_bounded_size(
     # sent as one record, 50,000 users made a record over the producer's limit and the
     # send failed. Outputs go in records of at most OUTPUT_RECORD_BYTES.
     limit = 16 * 1024
-    monkeypatch.setattr(agent_module, "OUTPUT_RECORD_BYTES", limit, raising=False)
+    monkeypatch.setattr(outputs_module, "OUTPUT_RECORD_BYTES", limit)
     worker = make_worker(segments=True, clock="simulated")
     runtime, outputs = await ready(worker)
     users = [f"user-{n:05d}" for n in range(1500)]

@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.segments import agent as agent_module
+from agents.segments import sweeps as sweeps_module
 from agents.segments.agent import JOURNEYS_KEY, RUNS_KEY, SEGMENTS_KEY, SegmentRuntime
+from engine import codec
 from schemas.definitions import JourneyAction
 from schemas.events import Event
 from schemas.segment_language import parse
@@ -84,7 +85,10 @@ async def test_an_input_waits_for_the_definitions_instead_of_ending_visits(
     assert activity(outputs, again) == []  # still inside, not "journey stopped"
     entry = runtime.table.get(0, "a")
     assert entry is not None
-    assert "welcome" in entry.value["j"]["in"]
+    journeys = codec.decode(entry.value).journeys
+    assert journeys is not None
+    assert journeys.state is not None
+    assert "welcome" in journeys.state.visits
     # Its split times out as the journey says.
     await runtime.fire_timers(0, NOW + timedelta(days=2))
     assert [c["step"] for c in commands(outputs, again)] == ["sms"]
@@ -208,7 +212,7 @@ class StallingOutputs(Outputs):
 async def test_a_launch_cut_short_mid_sweep_resumes_and_nobody_enters_twice(
     make_worker: Callable[..., Worker], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(agent_module, "TIMERS_PER_ROUND", 5)
+    monkeypatch.setattr(sweeps_module, "TIMERS_PER_ROUND", 5)
     worker = make_worker(segments=True, clock="simulated")
     runtime, _, registry = await ready(worker)
     users = [f"u{n:02d}" for n in range(12)]
@@ -276,4 +280,7 @@ async def test_the_intake_agent_holds_a_record_until_the_definitions_are_loaded(
     assert activity(outputs, again) == []
     entry = runtime.table.get(0, "a")
     assert entry is not None
-    assert "welcome" in entry.value["j"]["in"]
+    journeys = codec.decode(entry.value).journeys
+    assert journeys is not None
+    assert journeys.state is not None
+    assert "welcome" in journeys.state.visits

@@ -1,41 +1,31 @@
-"""A journey simulation in plain Python: a registry, users with tags and memberships,
-and time that moves only when told. Each user's due timers fire at their instants,
-as the runtime fires them."""
+"""A journey simulation: a registry, users with tags and memberships set by the test,
+and time that moves only when told, on the testing harness (``engine.testing``). Each
+user's due timers fire at their instants, as the runtime fires them."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import yaml
 
 from engine.journeys.catalog import Catalog
-from engine.journeys.codec import decode, encode
-from engine.journeys.logic import (
-    AudienceRun,
-    Facts,
-    Input,
-    JourneyResult,
-    JourneyState,
-    Stopped,
-    Tick,
-    next_due,
-    step,
-)
-from engine.segments.logic import MembershipChange
-from engine.time import from_ms, to_ms
+from engine.journeys.logic import AudienceRun, Input
+from engine.processor import Outcome
+from engine.testing import Harness
+from engine.time import to_ms
 from schemas.commands import JourneyEntryRequest
-from schemas.definitions import Definitions, JourneyAction
+from schemas.definitions import Definitions
 from schemas.events import Event
 from schemas.feedback import Feedback, FeedbackStatus
 from schemas.journey_nodes import Channel, MessageNode
 from schemas.journeys import JourneyDefinition
 from schemas.presets import PresetDefinition
 from schemas.segments import SegmentDefinition
+from schemas.tags import TagUpdate
 
 T0 = datetime(2026, 12, 10, 8, 0, tzinfo=UTC)
 
@@ -48,16 +38,6 @@ def load_journeys(path: str) -> list[JourneyDefinition]:
 def load_presets(path: str = "examples/seed-presets.yaml") -> list[PresetDefinition]:
     with open(path) as handle:
         return [PresetDefinition.model_validate(item) for item in yaml.safe_load(handle)]
-
-
-def segment(segment_id: str) -> SegmentDefinition:
-    return SegmentDefinition.model_validate(
-        {
-            "id": segment_id,
-            "name": segment_id,
-            "condition": {"kind": "tag", "tag": "x", "type": "string", "op": "exists"},
-        }
-    )
 
 
 MINIMAL_CONTENT: dict[Channel, dict[str, Any]] = {
@@ -90,24 +70,77 @@ ADDRESSES = {
 
 @dataclass
 class User:
+    """A simulated user's tags and memberships (a test may change them directly: they
+    are the user's starting point before each input) and journey state (read only)."""
+
     tags: dict[str, Any] = field(default_factory=dict)
     members: dict[str, int] = field(default_factory=dict)
-    state: JourneyState | None = None
+    state: dict[str, Any] | None = None
 
 
-@dataclass
+LEFT = "left "
+"""A simulated segment holds while the user has no tag ``left <segment>``: ``leave``
+sets it, and the segment's evaluation makes the exit."""
+
+
+def segment(segment_id: str) -> SegmentDefinition:
+    return SegmentDefinition.model_validate(
+        {
+            "id": segment_id,
+            "name": segment_id,
+            "condition": {
+                "kind": "tag",
+                "tag": LEFT + segment_id,
+                "type": "string",
+                "op": "not_exists",
+            },
+        }
+    )
+
+
 class Sim:
-    now: datetime = T0
-    registry: Definitions = field(default_factory=Definitions)
-    users: dict[str, User] = field(default_factory=dict)
-    commands: list[dict[str, Any]] = field(default_factory=list)
-    activity: list[dict[str, Any]] = field(default_factory=list)
-    tag_updates: list[dict[str, Any]] = field(default_factory=list)
-    catalog: Catalog = field(default_factory=lambda: Catalog.build({}))
+    """Journeys over users whose tags and memberships a test sets directly, on the
+    testing harness (``engine.testing``): every input goes through the user processor.
+    Audience runs start only when a test calls ``run``."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.engine = Harness(now=now, schedules=False)
+        self.users: dict[str, User] = {}
+        self._ids = 0
+
+    @property
+    def now(self) -> datetime:
+        return self.engine.now
+
+    @now.setter
+    def now(self, moment: datetime) -> None:
+        self.engine.now = moment
+
+    @property
+    def registry(self) -> Definitions:
+        return self.engine.registry
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.engine.model.catalog
+
+    @property
+    def commands(self) -> list[dict[str, Any]]:
+        return self.engine.commands
+
+    @property
+    def activity(self) -> list[dict[str, Any]]:
+        return self.engine.activity
+
+    @property
+    def tag_updates(self) -> list[dict[str, Any]]:
+        return self.engine.tag_updates
 
     # --- definitions ------------------------------------------------------------------
 
     def define(self, *journeys: JourneyDefinition | Mapping[str, Any]) -> None:
+        """The journeys, with a segment and a preset for each one they name (taken as
+        they are: nobody is evaluated for them)."""
         for journey in journeys:
             definition = (
                 journey
@@ -125,45 +158,61 @@ class Sim:
         self._rebuild()
 
     def act(self, journey_id: str, action: str, name: str | None = None) -> None:
-        event = self.registry.prepare_action(journey_id, JourneyAction(action), self.now, name)
-        self.registry.fold(event)
-        self._rebuild()
-        if action == "stop":
-            for user_id in list(self.users):
-                self.apply(user_id, Stopped(journey_id))
-        elif action == "resume":
-            for user_id in list(self.users):
-                self.apply(user_id, Tick())
+        """Launch, pause, resume or stop: a stop or a resume reaches the users inside."""
+        for user_id in list(self.users):
+            self._given(user_id)
+        self.engine.act(journey_id, action, name)
+        for user_id in list(self.users):
+            self._taken(user_id)
 
     def _rebuild(self) -> None:
-        self.catalog = Catalog.build(self.registry.journeys)
+        """Take the registry as it is now, without a sweep."""
+        self.engine.reload()
 
     # --- users ------------------------------------------------------------------------
 
     def user(self, user_id: str, *segments: str, **tags: Any) -> User:
-        user = self.users.setdefault(user_id, User(dict(ADDRESSES)))
+        user = self.users.get(user_id)
+        if user is None:
+            user = self.users[user_id] = User(dict(ADDRESSES))
+            self._given(user_id)
         user.members.update(dict.fromkeys(segments, 1))
         user.tags.update({name.replace("_", " "): value for name, value in tags.items()})
         return user
 
     def leave(self, user_id: str, segment_id: str) -> None:
-        user = self.users[user_id]
-        version = user.members.pop(segment_id)
-        change = MembershipChange(segment_id, "exited", self.now, version)
-        self.apply(user_id, Tick(), changes=(change,))
+        """The user leaves the segment: evaluated, the exit moves the journeys."""
+        self._given(user_id)
+        update = TagUpdate(user_id=user_id, tags={LEFT + segment_id: "yes"}, timestamp=self.now)
+        self.engine.send(update)
+        self._taken(user_id)
 
-    def apply(
-        self, user_id: str, input: Input, changes: Iterable[MembershipChange] = ()
-    ) -> JourneyResult:
-        user = self.users.setdefault(user_id, User(dict(ADDRESSES)))
-        facts = Facts(user_id, user.tags, user.members)
-        result = step(self.catalog, user.state, facts, input, to_ms(self.now), tuple(changes))
-        # Through the stored form, as the worker keeps it.
-        user.state = decode(orjson.loads(orjson.dumps(encode(result.state))))
-        self.commands.extend(result.commands)
-        self.activity.extend(result.activity)
-        self.tag_updates.extend(result.tag_updates)
-        return result
+    def apply(self, user_id: str, input: Input) -> Outcome | None:
+        """One input for the user, through the user processor."""
+        self.user(user_id)
+        self._given(user_id)
+        if isinstance(input, Event | Feedback | JourneyEntryRequest):
+            outcome = self.engine.send(input)
+        else:
+            outcome = self.engine.process(user_id, input)
+        self._taken(user_id)
+        return outcome
+
+    def _given(self, user_id: str) -> None:
+        user = self.users[user_id]
+        self.engine.given(user_id, tags=user.tags, members=user.members)
+
+    def _taken(self, user_id: str) -> None:
+        record = self.engine.record(user_id)
+        if record is not None:
+            user = self.users[user_id]
+            user.tags, user.members = dict(record.state.tags), dict(record.members)
+            user.state = record.journeys.state if record.journeys is not None else None
+
+    def _id(self) -> str:
+        """Inputs of a simulation are distinct even with the same content and time."""
+        self._ids += 1
+        return f"sim-{self._ids}"
 
     # --- inputs -----------------------------------------------------------------------
 
@@ -172,18 +221,25 @@ class Sim:
         for user_id in list(self.users):
             self.apply(user_id, AudienceRun(journey_id, run, to_ms(due) if due else None))
 
-    def event(self, user_id: str, name: str, **attributes: Any) -> JourneyResult:
-        event = Event(user_id=user_id, name=name, timestamp=self.now, attributes=attributes)
+    def event(self, user_id: str, name: str, **attributes: Any) -> Outcome | None:
+        event = Event(
+            event_id=self._id(),
+            user_id=user_id,
+            name=name,
+            timestamp=self.now,
+            attributes=attributes,
+        )
         return self.apply(user_id, event)
 
-    def enter(self, journey_id: str, user_id: str, **properties: Any) -> JourneyResult:
+    def enter(self, journey_id: str, user_id: str, **properties: Any) -> Outcome | None:
         request = JourneyEntryRequest(
             journey_id=journey_id, user_id=user_id, at=self.now, properties=properties
         )
         return self.apply(user_id, request)
 
-    def feedback(self, command: Mapping[str, Any], status: str = "opened") -> JourneyResult:
+    def feedback(self, command: Mapping[str, Any], status: str = "opened") -> Outcome | None:
         feedback = Feedback(
+            feedback_id=self._id(),
             command_id=command["command_id"],
             user_id=command["user_id"],
             status=FeedbackStatus(status),
@@ -194,35 +250,20 @@ class Sim:
 
     def advance(self, delta: timedelta) -> None:
         """Move time forward, firing every due timer at its own instant."""
-        end = self.now + delta
-        while True:
-            dues = [
-                (due, user_id)
-                for user_id, user in self.users.items()
-                if (due := self._due(user)) is not None and due <= to_ms(end)
-            ]
-            if not dues:
-                break
-            due, user_id = min(dues)
-            self.now = max(self.now, from_ms(due))
-            self.apply(user_id, Tick())
-        self.now = end
-
-    def _due(self, user: User) -> int | None:
-        return next_due(self.catalog, user.state)
+        for user_id in list(self.users):
+            self._given(user_id)
+        self.engine.advance(delta)
+        for user_id in list(self.users):
+            self._taken(user_id)
 
     # --- reading ----------------------------------------------------------------------
 
     def sent(self, user_id: str | None = None) -> list[str]:
         """``step`` of each command, in order (of one user, or all)."""
-        return [c["step"] for c in self.commands if user_id is None or c["user_id"] == user_id]
+        return self.engine.sent(user_id)
 
     def counts(self, journey_id: str | None = None) -> Counter[tuple[str, str]]:
-        return Counter(
-            (row["step"], row["activity"])
-            for row in self.activity
-            if journey_id is None or row["journey_id"] == journey_id
-        )
+        return self.engine.counts(journey_id)
 
     def rows(self, user_id: str, activity: str) -> list[dict[str, Any]]:
-        return [r for r in self.activity if r["user_id"] == user_id and r["activity"] == activity]
+        return self.engine.rows(user_id, activity)
