@@ -6,17 +6,41 @@ Typed in memory; its stored form (compact keys) is ``engine.codec``'s business."
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from engine.journeys import codec as journey_codec
 from engine.journeys.state import JourneyState
 from engine.segments.state import EMPTY, UserState
 
+_S = TypeVar("_S")
+
 UNREAD: Any = object()
 """The stored form of a segment part not encoded yet."""
 
 
-class SegmentPart(tuple[UserState | None, Any]):
+class _Part(tuple[_S | None, Any]):
+    """A part of a record: (decoded state or None, stored form or ``UNREAD``). Two
+    parts are equal when they store the same."""
+
+    __slots__ = ()
+
+    def stored(self) -> Any:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _Part)
+        return bool(self.stored() == other.stored())
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class SegmentPart(_Part[UserState]):
     """The segment state of a record: a ``UserState``, decoded from its stored JSON only
     when read, and encoded again only when it changed. A sweep over a partition's users
     (journey runs, stops) touches neither. A tuple of the decoded state (None: not
@@ -63,17 +87,6 @@ class SegmentPart(tuple[UserState | None, Any]):
             return state.to_json()
         return stored
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SegmentPart):
-            return NotImplemented
-        return bool(self.stored() == other.stored())
-
-    def __ne__(self, other: object) -> bool:
-        equal = self.__eq__(other)
-        return equal if equal is NotImplemented else not equal
-
-    __hash__ = None  # type: ignore[assignment]
-
     def __repr__(self) -> str:
         return f"SegmentPart({self.state!r})"
 
@@ -81,7 +94,7 @@ class SegmentPart(tuple[UserState | None, Any]):
 NO_SEGMENTS = SegmentPart.of_stored(None)
 
 
-class JourneyPart(tuple[JourneyState | None, Any]):
+class JourneyPart(_Part[JourneyState]):
     """The journey state of a record, as ``SegmentPart`` holds the segment state:
     decoded (``engine.journeys.codec``) only when read, encoded again only when a step
     changed it. A tuple of the decoded state (None: not decoded) and the stored form
@@ -107,17 +120,6 @@ class JourneyPart(tuple[JourneyState | None, Any]):
         """The stored form: as loaded when no step changed it, else encoded."""
         state, stored = self
         return journey_codec.encode(state) if stored is UNREAD else stored
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, JourneyPart):
-            return NotImplemented
-        return bool(self.stored() == other.stored())
-
-    def __ne__(self, other: object) -> bool:
-        equal = self.__eq__(other)
-        return equal if equal is NotImplemented else not equal
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"JourneyPart({self.state!r})"

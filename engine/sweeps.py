@@ -7,11 +7,12 @@ processor (``engine.processor.process``)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from engine.journeys import logic as journeys
 from engine.journeys.catalog import Catalog
-from engine.journeys.schedule import Run, user_run_instant, user_zone
+from engine.journeys.schedule import Run, latest_due_run, user_run_instant, user_zone
 from engine.processor import JourneyOnly, Model
 from engine.record import UserRecord
 from engine.time import to_ms
@@ -103,3 +104,39 @@ def audience(catalog: Catalog, journey_id: str, entry: AudienceEntry, run: Run) 
         return journeys.AudienceRun(journey_id, run.id, due)
 
     return pick
+
+
+class DueRun(NamedTuple):
+    """An audience entry's run to start now."""
+
+    marker: str
+    """The entry (``journey/number``): where its last run started is kept."""
+    journey_id: str
+    entry: AudienceEntry
+    launch: int
+    """The launch the run belongs to."""
+    run: Run
+
+
+def due_runs(
+    catalog: Catalog, last_run: Callable[[str, int], Run | None], now: datetime
+) -> Iterator[DueRun]:
+    """The runs of launched journeys' audience entries due at ``now``, given the last
+    run started per entry and launch (``last_run(marker, launch)``). Only the latest
+    due run of an entry starts: runs missed while nothing ran are not caught up."""
+    for journey_id, journey in sorted(catalog.journeys.items()):
+        status = journey.status
+        if (
+            journey.state is not JourneyStatus.LAUNCHED
+            or status is None
+            or status.launched_at is None
+        ):
+            continue
+        for number, entry in enumerate(journey.latest.entries):
+            if not isinstance(entry, AudienceEntry):
+                continue
+            marker = f"{journey_id}/{number}"
+            after = last_run(marker, status.launch)
+            run = latest_due_run(entry.schedule, status.launched_at, after, now)
+            if run is not None:
+                yield DueRun(marker, journey_id, entry, status.launch, run)

@@ -25,17 +25,17 @@ from engine import codec
 from engine import processor as core
 from engine import sweeps as sweeping
 from engine.journeys import logic as journeys
-from engine.journeys.schedule import Run, latest_due_run
+from engine.journeys.schedule import Run
 from engine.processor import Input, Model, Outcome, Record
 from engine.record import SegmentPart, UserRecord
 from engine.segments.counters import DEFAULT_HORIZON
 from engine.sweeps import Pick
 from engine.time import from_ms, to_ms
 from schemas.commands import JourneyEntryRequest
-from schemas.definitions import Definitions, JourneyAction, JourneyStatus
+from schemas.definitions import Definitions, JourneyAction
 from schemas.events import Event
 from schemas.feedback import Feedback, FeedbackStatus
-from schemas.journeys import AudienceEntry, JourneyDefinition
+from schemas.journeys import JourneyDefinition
 from schemas.presets import PresetDefinition
 from schemas.segment_language import parse
 from schemas.segments import SegmentDefinition
@@ -279,24 +279,14 @@ class Harness:
         if not self.schedules:
             return
         catalog = self.model.catalog
-        for journey_id, journey in sorted(catalog.journeys.items()):
-            status = journey.status
-            if (
-                journey.state is not JourneyStatus.LAUNCHED
-                or status is None
-                or status.launched_at is None
-            ):
-                continue
-            for number, entry in enumerate(journey.latest.entries):
-                if not isinstance(entry, AudienceEntry):
-                    continue
-                marker = f"{journey_id}/{number}"
-                last = self._runs.get(marker)
-                after = last[1] if last and last[0] == status.launch else None
-                run = latest_due_run(entry.schedule, status.launched_at, after, self.now)
-                if run is not None:
-                    self.sweep(sweeping.audience(catalog, journey_id, entry, run))
-                    self._runs[marker] = (status.launch, run)
+
+        def last_run(marker: str, launch: int) -> Run | None:
+            last = self._runs.get(marker)
+            return last[1] if last and last[0] == launch else None
+
+        for due in sweeping.due_runs(catalog, last_run, self.now):
+            self.sweep(sweeping.audience(catalog, due.journey_id, due.entry, due.run))
+            self._runs[due.marker] = (due.launch, due.run)
 
     # --- reading ----------------------------------------------------------------------
 

@@ -17,14 +17,13 @@ from zoneinfo import ZoneInfo
 from engine import codec
 from engine import processor as core
 from engine import sweeps as sweeping
-from engine.journeys.schedule import Run, latest_due_run
+from engine.journeys.schedule import Run
 from engine.processor import Input, Model, Outcome
 from engine.record import UserRecord
 from engine.segments.evaluate import compile_condition
 from engine.sweeps import Pick
 from engine.time import from_ms, to_ms
-from schemas.definitions import Journey, JourneyStatus
-from schemas.journeys import AudienceEntry
+from schemas.definitions import Journey
 from schemas.segments import Condition, SegmentDefinition
 from streams.state import CoalescingTable
 
@@ -181,35 +180,24 @@ class Sweeps:
             return 0
         started = 0
         catalog = self.model.catalog
-        for journey_id, journey in sorted(catalog.journeys.items()):
-            status = journey.status
-            if (
-                journey.state is not JourneyStatus.LAUNCHED
-                or status is None
-                or status.launched_at is None
-            ):
-                continue
-            for number, entry in enumerate(journey.latest.entries):
-                if not isinstance(entry, AudienceEntry):
-                    continue
-                marker = f"{journey_id}/{number}"
-                last = self._runs(partition).get(marker)
-                after = _run_of(last[1:]) if last and last[0] == status.launch else None
-                run = latest_due_run(entry.schedule, status.launched_at, after, now)
-                if run is None:
-                    continue
-                pick = sweeping.audience(catalog, journey_id, entry, run)
-                if not await self._sweep(partition, now, pick):
-                    return started  # released meanwhile: the new owner sweeps again
-                # Marked once every user was swept, in the same cut as the last of them:
-                # a crash before redoes the sweep, and the journey logic lets nobody
-                # enter the same run twice.
-                async with self.lock:
-                    if partition not in self._held:
-                        return started
-                    runs = {**self._runs(partition), marker: [status.launch, *_run_fields(run)]}
-                    self.table.put(partition, RUNS_KEY, runs, applied_offset=0)
-                started += 1
+
+        def last_run(marker: str, launch: int) -> Run | None:
+            last = self._runs(partition).get(marker)
+            return _run_of(last[1:]) if last and last[0] == launch else None
+
+        for due in sweeping.due_runs(catalog, last_run, now):
+            pick = sweeping.audience(catalog, due.journey_id, due.entry, due.run)
+            if not await self._sweep(partition, now, pick):
+                return started  # released meanwhile: the new owner sweeps again
+            # Marked once every user was swept, in the same cut as the last of them:
+            # a crash before redoes the sweep, and the journey logic lets nobody
+            # enter the same run twice.
+            async with self.lock:
+                if partition not in self._held:
+                    return started
+                runs = {**self._runs(partition), due.marker: [due.launch, *_run_fields(due.run)]}
+                self.table.put(partition, RUNS_KEY, runs, applied_offset=0)
+            started += 1
         return started
 
     async def _sweep(self, partition: int, now: datetime, pick: Pick) -> bool:
