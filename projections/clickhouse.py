@@ -115,10 +115,15 @@ alone): their file and today's key."""
 
 ASIDE = "{}__before_upgrade"
 
+REDEFINED_VIEWS = {"journey_daily_from_activity": "activity != 'bounced'"}
+"""Rollup views whose query changed: a stored definition without the text given is an
+earlier one (``sql/migrations/004_rollup_views.sql``)."""
+
 
 def migrate(client: Client, database: str, files: dict[str, str]) -> list[str]:
     """Add the columns feedback rows gained (``sql/migrations/002_feedback_dimensions.sql``);
-    move the rows of tables with an earlier sorting key into today's layout
+    drop rollup views of an earlier definition (``redefine``); move the rows of tables
+    with an earlier sorting key into today's layout
     (``sql/migrations/001_fact_identities.sql``); returns the tables upgraded. Safe to
     run again after a crash at any statement."""
     text = _migration("001_fact_identities.sql")
@@ -126,6 +131,7 @@ def migrate(client: Client, database: str, files: dict[str, str]) -> list[str]:
     if "feedback" in _tables(client, database):
         for statement in _statements(_migration("002_feedback_dimensions.sql")):
             client.command(statement, parameters={"database": database})
+    redefine(client, database)
     for table, (file_name, key) in SORTED_BY_IDENTITY.items():
         aside = ASIDE.format(table)
         result = client.query(
@@ -151,6 +157,23 @@ def migrate(client: Client, database: str, files: dict[str, str]) -> list[str]:
         client.command(drop, parameters=names)
         upgraded.append(table)
     return upgraded
+
+
+def redefine(client: Client, database: str) -> list[str]:
+    """Drop the rollup views of an earlier definition (``REDEFINED_VIEWS``), which the
+    schema then creates again; returns their names."""
+    (drop,) = _statements(_migration("004_rollup_views.sql"))
+    result = client.query(
+        "SELECT name, create_table_query FROM system.tables WHERE database = {db:String}"
+        " AND has({names:Array(String)}, name)",
+        parameters={"db": database, "names": list(REDEFINED_VIEWS)},
+    )
+    dropped = []
+    for name, query in result.result_rows:
+        if REDEFINED_VIEWS[str(name)] not in str(query):
+            client.command(drop, parameters={"database": database, "view": str(name)})
+            dropped.append(str(name))
+    return dropped
 
 
 def _tables(client: Client, database: str) -> set[str]:

@@ -26,6 +26,7 @@ STEP_COUNTS = (
     "goal",
     "exited",
     "dropped",
+    "bounced",
 )
 
 # Columns are named here rather than read from the answer: chDB names none for an

@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from projections import rows
-from schemas.commands import Activity
+from schemas.commands import Activity, identity_command
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,8 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     )
     # The same parts as JourneyActivity.activity_id, so both paths give one row id:
     # content_id's bytes, without its options and fallbacks (no dicts, no models here).
-    canonical = orjson.dumps(("activity", *parts))
+    command = identity_command(activity, parts[7])
+    canonical = orjson.dumps(("activity", *parts[:7], command, *parts[8:]))
     identity = hashlib.blake2b(canonical, digest_size=16).hexdigest()
     return (identity, *parts[:5], activity, at, *parts[6:], *origin)
 

@@ -88,7 +88,12 @@ class Activity(StrEnum):
     OPENED = "opened"
     CLICKED = "clicked"
     NOT_OPENED = "not_opened"
+    """The open/ignore split of a message ended without an open (command: the
+    message's)."""
     FAILED = "failed"
+    """The channel could not deliver the message (feedback ``failed``)."""
+    BOUNCED = "bounced"
+    """The provider refused the message for the address (feedback ``bounced``)."""
     GOAL = "goal"
     EXITED = "exited"
     """Left through an exit step, or a goal that ends the journey."""
@@ -125,7 +130,10 @@ class JourneyActivity(BaseModel):
     def activity_id(self) -> str:
         """Row identity, from what happened and never from when it was computed: a
         replay at any ``now`` produces the same row. Within a visit ``visit`` tells
-        rows apart; rows an input makes directly carry it as ``cause``."""
+        rows apart; rows an input makes directly carry it as ``cause``. A
+        ``not_opened`` row's command is left out of it, as when such rows named none:
+        the visit's step tells them apart already, and a replay rewrites an earlier
+        version's row."""
         return content_id(
             "activity",
             self.journey_id,
@@ -135,10 +143,15 @@ class JourneyActivity(BaseModel):
             self.step,
             self.activity,
             self.detail,
-            self.command_id,
+            identity_command(self.activity, self.command_id),
             self.visit,
             self.cause,
         )
+
+
+def identity_command(activity: str, command: str) -> str:
+    """The command as an activity row's identity counts it: none for ``not_opened``."""
+    return "" if activity == "not_opened" else command
 
 
 def _int64_only(value: Any, where: str = "") -> Any:

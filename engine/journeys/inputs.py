@@ -139,7 +139,7 @@ _FEEDBACK_ACTIVITY = {
     FeedbackStatus.DELIVERED: Activity.DELIVERED,
     FeedbackStatus.OPENED: Activity.OPENED,
     FeedbackStatus.CLICKED: Activity.CLICKED,
-    FeedbackStatus.BOUNCED: Activity.FAILED,
+    FeedbackStatus.BOUNCED: Activity.BOUNCED,
     FeedbackStatus.FAILED: Activity.FAILED,
 }
 

@@ -172,6 +172,7 @@ class Mover:
         now: int,
         detail: str = "",
         cause: str = "",
+        command: str = "",
     ) -> None:
         self.result.activity.append(
             self.row(
@@ -182,7 +183,7 @@ class Mover:
                 activity,
                 now,
                 detail,
-                "",
+                command,
                 visit.steps,
                 cause,
             )

@@ -97,7 +97,8 @@ def _message_wait_over(
         if visit.opened_at is not None and visit.opened_at < end:
             mover.take(visit, definition, "opened", now)
         else:
-            mover.activity(definition.id, visit, node.id, Activity.NOT_OPENED, now)
+            command = visit.command or ""
+            mover.activity(definition.id, visit, node.id, Activity.NOT_OPENED, now, command=command)
             mover.take(visit, definition, "not_opened", now)
     else:  # silent hours over: try the step again
         visit.moving()

@@ -10,6 +10,8 @@
 --   ctr           clicked / delivered; clicked / sent for a journey whose channels
 --                 report no deliveries; NULL before the first send
 --   delivered     rows of activity 'delivered'
+--   failed, bounced: rows of that activity (a bounce is not a failure; rows an
+--                 earlier version wrote for bounces say 'failed')
 -- (The table inside is unqualified: it resolves in the view's own database, as in
 -- 060_segment_sizes.sql.)
 CREATE OR REPLACE VIEW {database:Identifier}.journey_stats AS
@@ -23,7 +25,9 @@ SELECT
     opened,
     clicked,
     clicked / nullIf(if(delivered > 0, delivered, sent), 0) AS ctr,
-    delivered
+    delivered,
+    failed,
+    bounced
 FROM
 (
     SELECT
@@ -35,7 +39,9 @@ FROM
         countIf(activity = 'sent') AS sent,
         countIf(activity = 'opened') AS opened,
         countIf(activity = 'clicked') AS clicked,
-        countIf(activity = 'delivered') AS delivered
+        countIf(activity = 'delivered') AS delivered,
+        countIf(activity = 'failed') AS failed,
+        countIf(activity = 'bounced') AS bounced
     FROM journey_activity FINAL
     GROUP BY journey_id
 )

@@ -2,6 +2,8 @@
 -- 'entered'; entering the journey is one such row at the start node, with detail
 -- 'journey'), and the rows of every other activity, from
 -- journey_activity FINAL (a replayed activity is one row: its activity_id).
+-- failed counts the messages a channel could not deliver, bounced those a provider
+-- refused for the address (rows an earlier version wrote for bounces say 'failed').
 -- first_at, the step's first activity, orders the steps as users reach them:
 --   SELECT * FROM journey_step_stats WHERE journey_id = 'onboarding' ORDER BY first_at
 -- (Kept apart from 090: one statement per file, as a server runs them.)
@@ -23,6 +25,7 @@ SELECT
     countIf(activity = 'failed') AS failed,
     countIf(activity = 'goal') AS goal,
     countIf(activity = 'exited') AS exited,
-    countIf(activity = 'dropped') AS dropped
+    countIf(activity = 'dropped') AS dropped,
+    countIf(activity = 'bounced') AS bounced
 FROM journey_activity FINAL
 GROUP BY journey_id, journey_version, step

@@ -165,7 +165,8 @@ def test_simulated_opens_move_the_campaign(simulated: SystemProcess) -> None:
         first_feedback = [statuses[c] for c, row in commands.items() if row[2] == "first-email"]
         assert steps["first-email"]["sent"] == n
         assert steps["first-email"]["delivered"] == sum("delivered" in f for f in first_feedback)
-        assert steps["first-email"]["failed"] == sum("bounced" in f for f in first_feedback)
+        assert steps["first-email"]["bounced"] == sum("bounced" in f for f in first_feedback)
+        assert steps["first-email"]["failed"] == sum("failed" in f for f in first_feedback)
         assert steps["first-email"]["opened"] == len(openers)
         assert steps["first-email"]["opened"] + steps["first-email"]["not_opened"] == n
         assert steps["second-email"]["sent"] == steps["first-email"]["not_opened"]

@@ -83,3 +83,24 @@ def test_anything_unexpected_goes_through_the_model(change: dict[str, Any]) -> N
     # The model takes what it can (a +01:00 instant is converted); the rest is left out.
     assert projected[0] == activity_row(good, ORIGIN)
     assert len(projected) in (1, 2)
+
+
+def test_a_not_opened_rows_identity_leaves_its_command_out() -> None:
+    # Rows of earlier versions named no command: a replay must rewrite the same row.
+    fields: dict[str, Any] = {
+        "journey_id": "j",
+        "journey_version": 1,
+        "run": "1-e1",
+        "user_id": "u1",
+        "step": "e",
+        "activity": "not_opened",
+        "at": "2026-12-01T10:00:00Z",
+        "visit": 1,
+    }
+    named = JourneyActivity(**fields, command_id="j:1:1-e1:e:1:0123456789abcdef")
+    before = JourneyActivity(**fields)
+    assert named.activity_id == before.activity_id
+    item = orjson.loads(orjson.dumps(named.model_dump(mode="json")))
+    assert activity_row(item, ORIGIN)[0] == before.activity_id
+    sent = JourneyActivity(**{**fields, "activity": "sent"}, command_id=named.command_id)
+    assert sent.activity_id != JourneyActivity(**{**fields, "activity": "sent"}).activity_id

@@ -663,3 +663,41 @@ def test_an_open_seen_while_paused_after_the_wait_ended_is_not_opened() -> None:
     sim.feedback(first)
     sim.act("reengage-once", "resume")
     assert sim.sent("u1") == ["first-email", "second-email"]
+
+
+def test_a_bounce_is_a_bounce_not_a_failure() -> None:
+    sim = launched(journey([message("e", next={"next": "done"}), EXIT]))
+    sim.enter("j", "u1")
+    sim.enter("j", "u2")
+    first, second = sim.commands
+    sim.feedback(first, "bounced")
+    sim.feedback(second, "failed")
+    [bounced] = sim.rows("u1", "bounced")
+    assert bounced["command_id"] == first["command_id"]
+    assert not sim.rows("u1", "failed")
+    assert [row["command_id"] for row in sim.rows("u2", "failed")] == [second["command_id"]]
+
+
+def test_not_opened_and_suppressed_rows_name_the_message() -> None:
+    sim = launched(
+        journey(
+            [
+                message(
+                    "e",
+                    split_after={"amount": 1, "unit": "hours"},
+                    next={"opened": "done", "not_opened": "s"},
+                ),
+                message("s", "sms", next={"next": "done"}),
+                EXIT,
+            ],
+        )
+    )
+    sim.user("u1", Unsubscribed=["sms"])
+    sim.enter("j", "u1")
+    [command] = sim.commands
+    sim.advance(timedelta(hours=2))
+    [not_opened] = sim.rows("u1", "not_opened")
+    assert not_opened["command_id"] == command["command_id"]
+    [suppressed] = sim.rows("u1", "suppressed")
+    assert suppressed["step"] == "s"
+    assert suppressed["command_id"] == ""  # no message went out: none to name

@@ -249,6 +249,7 @@ def test_format_stats_on_the_engine_answer(answer: dict[str, Any]) -> None:
         "0",
         "0",
         "1",
+        "0",  # bounced
     ]
 
 
@@ -278,7 +279,8 @@ def test_format_stats_aligns_columns() -> None:
             assert line[end - 1] != " "
             assert line[end : end + 1] in ("", " ")
     assert table[2].startswith("b ")
-    assert table[2].endswith("12345678901")
+    assert table[2].split()[1 + STEP_COUNTS.index("dropped")] == "12345678901"
+    assert table[2].endswith(" 0")  # the last column (bounced) ends the line
     assert len({len(line) for line in table}) == 1
 
 

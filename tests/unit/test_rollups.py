@@ -44,7 +44,10 @@ ACTIVITY = [
     activity("u2", "greet", "delivered", "2026-11-01T10:02:00Z", command_id=CMD["u2"], visit=1),
     activity("u3", "greet", "entered", "2026-11-01T11:00:00Z", detail="journey"),
     activity("u3", "greet", "sent", "2026-11-01T11:01:00Z", command_id=CMD["u3"], visit=1),
-    activity("u3", "greet", "failed", "2026-11-01T11:02:00Z", command_id=CMD["u3"], visit=1),
+    activity("u3", "greet", "bounced", "2026-11-01T11:02:00Z", command_id=CMD["u3"], visit=1,
+             cause="f:b1"),
+    activity("u3", "greet", "bounced", "2026-11-01T11:05:00Z", command_id=CMD["u3"], visit=1,
+             cause="f:b2"),
 ]
 FEEDBACK = [
     # u3's email bounced, reported twice (two feedback ids): one bounced command.
@@ -122,6 +125,8 @@ print(json.dumps({
     "keys": one("SELECT name, sorting_key FROM system.tables WHERE database = 'reach'"
                 " AND name IN ('send_commands', 'feedback') ORDER BY name"),
     "tables": one("SELECT name FROM system.tables WHERE database = 'reach' ORDER BY name"),
+    "steps": one("SELECT step, failed, bounced FROM journey_step_stats ORDER BY step"),
+    "journey": one("SELECT failed, bounced FROM journey_stats"),
     "comments": one("SELECT name, comment FROM system.tables WHERE database = 'reach'"
                     " AND name IN ('journey_daily', 'segment_daily') ORDER BY name"),
 }, default=str))
@@ -141,6 +146,17 @@ OLD_TABLES = [
         step LowCardinality(String), visit UInt32, properties String,
         at DateTime64(3, 'UTC'), source_partition UInt32, source_offset UInt64)
     ENGINE = ReplacingMergeTree ORDER BY command_id""",
+    (ROOT / "projections/sql/080_journey_activity.sql").read_text(),
+    (ROOT / "projections/sql/100_journey_daily.sql").read_text(),
+    # The daily rollup's view before bounces came from feedback alone.
+    """CREATE MATERIALIZED VIEW IF NOT EXISTS {database:Identifier}.journey_daily_from_activity
+    TO {database:Identifier}.journey_daily
+    AS
+    SELECT toDate(at) AS day, journey_id, journey_version, step,
+        if(activity = 'entered' AND detail = 'journey', 'entered_journey', activity) AS measure,
+        uniqExactState(sipHash64(activity_id)) AS ids
+    FROM journey_activity
+    GROUP BY day, journey_id, journey_version, step, measure""",
 ]
 
 
@@ -162,7 +178,7 @@ def _run(folder: Path, **payload: Any) -> dict[str, Any]:
 # day, step, entries, entered, sent, delivered, opened, clicked, failed, converted,
 # bounced, unsubscribed, open_rate, bounce_rate
 EXPECTED_DAILY = [
-    ["2026-11-01", "greet", 3, 3, 3, 2, 0, 0, 1, 0, 1, 0, 0.0, 1 / 3],
+    ["2026-11-01", "greet", 3, 3, 3, 2, 0, 0, 0, 0, 1, 0, 0.0, 1 / 3],
     ["2026-11-02", "done", 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, None, None],
     ["2026-11-02", "greet", 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, None, None],
     ["2026-11-03", "greet", 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, None, None],
@@ -179,6 +195,9 @@ def test_rollups_count_each_identity_once_and_bounces_from_feedback(tmp_path: Pa
     answer = _run(tmp_path / "clickhouse")
     assert answer["daily"] == EXPECTED_DAILY
     assert answer["sizes"] == EXPECTED_SIZES
+    # The views count rows: one 'bounced' row per bounce reported; none is a failure.
+    assert answer["steps"] == [["done", 0, 0], ["greet", 0, 2]]
+    assert answer["journey"] == [[0, 2]]
 
 
 def test_feedback_rows_name_their_journey_step(tmp_path: Path) -> None:
@@ -209,6 +228,7 @@ def test_an_earlier_data_directory_is_upgraded_and_backfilled(tmp_path: Path) ->
     assert [v for k, v in by_command.items() if k.startswith("welcome:")] == [
         ["welcome", 1, "r1", "greet"]
     ] * 2
+    # The rollup's view of the earlier definition is replaced: bounces count once.
     assert answer["daily"] == EXPECTED_DAILY
     assert answer["sizes"] == EXPECTED_SIZES
     assert not [name for (name,) in answer["tables"] if name.endswith("__before_upgrade")]
