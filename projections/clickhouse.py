@@ -121,15 +121,20 @@ earlier one (``sql/migrations/004_rollup_views.sql``)."""
 
 
 def migrate(client: Client, database: str, files: dict[str, str]) -> list[str]:
-    """Add the columns feedback rows gained (``sql/migrations/002_feedback_dimensions.sql``);
+    """Add the columns feedback rows gained (``sql/migrations/002_feedback_dimensions.sql``)
+    and those of send commands and journey activity (``005_fact_dimensions.sql``);
     drop rollup views of an earlier definition (``redefine``); move the rows of tables
     with an earlier sorting key into today's layout
     (``sql/migrations/001_fact_identities.sql``); returns the tables upgraded. Safe to
     run again after a crash at any statement."""
     text = _migration("001_fact_identities.sql")
     upgraded = []
-    if "feedback" in _tables(client, database):
+    tables = _tables(client, database)
+    if "feedback" in tables:
         for statement in _statements(_migration("002_feedback_dimensions.sql")):
+            client.command(statement, parameters={"database": database})
+    for statement in _statements(_migration("005_fact_dimensions.sql")):
+        if statement.split(".", 1)[1].split(" ", 1)[0] in tables:
             client.command(statement, parameters={"database": database})
     redefine(client, database)
     for table, (file_name, key) in SORTED_BY_IDENTITY.items():

@@ -103,7 +103,7 @@ ACTIVITIES = frozenset(Activity)
 def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     """``rows.journey_activity_row`` of an item the engine wrote, without the model."""
     activity = _text(item["activity"])
-    if activity not in ACTIVITIES or len(item) != 11:
+    if activity not in ACTIVITIES or len(item) != 16:
         raise ValueError("not an activity the engine writes")
     at = _instant(item["at"])
     visit = _number(item["visit"])
@@ -126,14 +126,28 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     command = identity_command(activity, parts[7])
     canonical = orjson.dumps(("activity", *parts[:7], command, *parts[8:]))
     identity = hashlib.blake2b(canonical, digest_size=16).hexdigest()
-    return (identity, *parts[:5], activity, at, *parts[6:], *origin)
+    event_at = item["event_at"]
+    return (
+        identity,
+        *parts[:5],
+        activity,
+        at,
+        *parts[6:],
+        *origin,
+        _text(item["country"]),
+        _text(item["language"]),
+        _text(item["timezone"]),
+        _text(item["variant"]),
+        at if event_at == item["at"] else _instant(event_at),
+    )
 
 
 def command_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     """``rows.send_command_row`` of a command the engine wrote, without the model."""
-    if len(item) != 14 or type(item["properties"]) is not dict:
+    if len(item) != 16 or type(item["properties"]) is not dict or type(item["tags"]) is not dict:
         raise ValueError("not a command the engine writes")
     preset, url = item["preset"], item["url"]
+    at, event_at = _instant(item["at"]), item["event_at"]
     return (
         _text(item["command_id"]),
         _text(item["user_id"]),
@@ -146,6 +160,9 @@ def command_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
         _text(item["step"]),
         _number(item["visit"]),
         orjson.dumps(item["properties"]).decode(),
-        _instant(item["at"]),
+        at,
         *origin,
+        *rows.tag_dimensions(item["tags"]),
+        _text(item["variant"]),
+        at if event_at == item["at"] else _instant(event_at),
     )

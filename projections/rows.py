@@ -102,6 +102,10 @@ SEGMENT_MEMBERSHIPS = Table(
     ),
 )
 
+DIMENSIONS = ("country", "language", "timezone", "variant", "event_at")
+"""The columns send commands and journey activity rows end with: the user's default
+tags when it happened, the A/B branch, the input's own instant."""
+
 SEND_COMMANDS = Table(
     "send_commands",
     (
@@ -119,6 +123,7 @@ SEND_COMMANDS = Table(
         "at",
         "source_partition",
         "source_offset",
+        *DIMENSIONS,
     ),
 )
 JOURNEY_ACTIVITY = Table(
@@ -138,6 +143,7 @@ JOURNEY_ACTIVITY = Table(
         "cause",
         "source_partition",
         "source_offset",
+        *DIMENSIONS,
     ),
 )
 
@@ -253,7 +259,20 @@ def send_command_row(command: SendCommand, origin: Origin) -> Row:
         command.at,
         origin.partition,
         origin.offset,
+        *tag_dimensions(command.tags),
+        command.variant,
+        command.event_at or command.at,
     )
+
+
+def tag_dimensions(tags: dict[str, Any]) -> tuple[str, str, str]:
+    """A send command's country, language and time zone: its tags' (empty: none)."""
+    return tuple(  # type: ignore[return-value]
+        value if type(value) is str else "" for value in map(tags.get, DIMENSION_TAGS)
+    )
+
+
+DIMENSION_TAGS = ("Country", "Language", "Time zone")
 
 
 def journey_activity_row(activity: JourneyActivity, origin: Origin) -> Row:
@@ -272,4 +291,9 @@ def journey_activity_row(activity: JourneyActivity, origin: Origin) -> Row:
         activity.cause,
         origin.partition,
         origin.offset,
+        activity.country,
+        activity.language,
+        activity.timezone,
+        activity.variant,
+        activity.event_at or activity.at,
     )

@@ -71,7 +71,13 @@ class SendCommand(BaseModel):
     """The user's address on the channel (their ``Email``, ``Phone``, ... tag)."""
     tags: dict[str, Any] = Field(default_factory=dict)
     """The user's tags when the step ran, as the segment state stores them (dates as
-    ``{"d": ms}``, ...), for personalisation: delivery needs no other lookup."""
+    ``{"d": ms}``, ...), for personalisation: delivery needs no other lookup. Their
+    ``Country``, ``Language`` and ``Time zone`` are the send's dimensions."""
+    variant: str = ""
+    """The branch the visit's last A/B split sent the user down (empty: none)."""
+    event_at: Timestamp | None = None
+    """The instant of the input that led to the send (an event's, an entry's), beside
+    ``at``, when it was applied; None in records of earlier versions (then ``at``)."""
 
 
 class Activity(StrEnum):
@@ -125,6 +131,18 @@ class JourneyActivity(BaseModel):
     """The input that made this row, when an input makes it directly (a goal's event,
     a feedback, a refused entry): ``e:`` event id, ``f:`` feedback id, ``a:`` entry id,
     ``r:`` audience run."""
+    country: str = ""
+    language: str = ""
+    timezone: str = ""
+    """The user's ``Country``, ``Language`` and ``Time zone`` tags when this happened
+    (empty: not known)."""
+    variant: str = ""
+    """The branch the visit's last A/B split sent the user down before this (empty:
+    none, or not a step of a visit in progress)."""
+    event_at: Timestamp | None = None
+    """The instant of the input that made this row (an event's, a feedback's, an
+    entry's), beside ``at``, when it was applied; the same as ``at`` for rows time
+    alone makes; None in records of earlier versions (then ``at``)."""
 
     @property
     def activity_id(self) -> str:

@@ -5,7 +5,8 @@ value as their segment state. Only this module knows the keys.
   steps taken ``s``, entry properties ``p`` (left out when empty), entry kind ``k``,
   what is awaited ``w``, the command awaiting an open ``c``, due instant ``d`` (ms), an
   open seen while paused ``o`` (ms), the branch an event took while paused ``e``
-  (``[branch, ms]``); fields with no value are left out;
+  (``[branch, ms]``), the branch an A/B split sent it down ``ab`` (``[variant, steps
+  taken there]``); fields with no value are left out;
 - ``h``: journey id -> ``[last run, last entry (ms), entries]``;
 - ``pe``: journey id -> ``[run, due (ms)]``;
 - ``x``: instants of recent sends (ms);
@@ -20,7 +21,14 @@ from __future__ import annotations
 from collections.abc import Iterator, KeysView, Mapping
 from typing import Any
 
-from engine.journeys.state import Entered, JourneyState, PendingEntry, SeenEvent, Visit
+from engine.journeys.state import (
+    Entered,
+    JourneyState,
+    PendingEntry,
+    SeenEvent,
+    Variant,
+    Visit,
+)
 
 JSON = dict[str, Any]
 
@@ -72,6 +80,7 @@ def encode(state: JourneyState | None) -> JSON | None:
 
 def _visit(value: JSON) -> Visit:
     seen = value.get("e")
+    variant = value.get("ab")
     return Visit(
         value["v"],
         value["r"],
@@ -84,6 +93,7 @@ def _visit(value: JSON) -> Visit:
         value.get("c"),
         value.get("o"),
         SeenEvent(*seen) if seen is not None else None,
+        Variant(*variant) if variant is not None else None,
     )
 
 
@@ -102,6 +112,8 @@ def _json(visit: Visit) -> JSON:
         value["o"] = visit.opened_at
     if visit.seen is not None:
         value["e"] = list(visit.seen)
+    if visit.variant is not None:
+        value["ab"] = list(visit.variant)
     return value
 
 

@@ -14,6 +14,7 @@ from engine.journeys.mover import Mover
 from engine.journeys.state import PendingEntry, SeenEvent
 from engine.journeys.types import AudienceRun, Stopped, Tick
 from engine.segments.logic import MembershipChange
+from engine.time import to_ms
 from schemas.commands import Activity, JourneyEntryRequest, parse_command_id
 from schemas.definitions import JourneyStatus
 from schemas.events import Event
@@ -155,7 +156,10 @@ def _feedback(mover: Mover, feedback: Feedback, now: int) -> None:
     if ref is None:
         return
     activity = _FEEDBACK_ACTIVITY.get(feedback.status)
+    visit = state.visits.get(ref.journey)
     if activity is not None:
+        # The visit's A/B branch, if it took it before this message (and still runs).
+        variant = visit.variant if visit is not None and visit.run == ref.run else None
         mover.result.activity.append(
             mover.row(
                 ref.journey,
@@ -167,11 +171,11 @@ def _feedback(mover: Mover, feedback: Feedback, now: int) -> None:
                 feedback.reason or "",
                 feedback.command_id,
                 cause=mover.cause,
+                variant=variant.name if variant is not None and variant.step < ref.visit else "",
             )
         )
     if feedback.status not in (FeedbackStatus.OPENED, FeedbackStatus.CLICKED):
         return
-    visit = state.visits.get(ref.journey)
     if visit is None or visit.command != feedback.command_id or visit.awaiting != "split":
         return  # the wait is over (or this is another visit's message)
     if mover.paused(ref.journey):
@@ -214,18 +218,31 @@ class On(NamedTuple):
     """The identity of the input, for the rows it makes directly (see
     ``JourneyActivity.cause``): never an instant, so a replay makes the same rows."""
     apply: Callable[[Mover, Any, int], None]
+    at: Callable[[Any], int | None]
+    """The input's own instant (ms), which the rows it makes carry as ``event_at``
+    beside the instant it was applied at; None: the same instant."""
 
 
 def _no_cause(input: Any) -> str:
     return ""
 
 
+def _no_instant(input: Any) -> None:
+    return None
+
+
 INPUTS: dict[type[Any], On] = {
-    Event: On(lambda event: f"e:{event.event_id}", _event),
-    Feedback: On(lambda feedback: f"f:{feedback.feedback_id}", _feedback),
-    JourneyEntryRequest: On(lambda request: f"a:{request.entry_id}", _entry_request),
-    AudienceRun: On(lambda run: f"r:{run.run}", _audience_run),
-    Stopped: On(_no_cause, _stopped),
-    Tick: On(_no_cause, _tick),
+    Event: On(lambda event: f"e:{event.event_id}", _event, lambda event: to_ms(event.timestamp)),
+    Feedback: On(
+        lambda feedback: f"f:{feedback.feedback_id}",
+        _feedback,
+        lambda feedback: to_ms(feedback.timestamp),
+    ),
+    JourneyEntryRequest: On(
+        lambda request: f"a:{request.entry_id}", _entry_request, lambda request: to_ms(request.at)
+    ),
+    AudienceRun: On(lambda run: f"r:{run.run}", _audience_run, _no_instant),
+    Stopped: On(_no_cause, _stopped, _no_instant),
+    Tick: On(_no_cause, _tick, _no_instant),
 }
 """Input type -> what it does."""

@@ -47,6 +47,7 @@ def step(
     mover = Mover(catalog, state, facts, on.cause(input))
     drop_stale(mover, now)
     due(mover, now)
+    mover.event_at = on.at(input)
     if changes:
         left_segments(mover, changes, now)
     on.apply(mover, input, now)

@@ -14,10 +14,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.journeys.catalog import Catalog
-from engine.journeys.schedule import user_zone
+from engine.journeys.schedule import TIME_ZONE_TAG, user_zone
 from engine.journeys.state import Awaiting, JourneyState, Visit
 from engine.journeys.steps import STEPS
 from engine.journeys.types import Facts, JourneyResult
+from engine.segments.defaults import COUNTRY, LANGUAGE
 from engine.time import from_ms
 from schemas.commands import Activity, command_id
 from schemas.definitions import JourneyStatus
@@ -40,6 +41,16 @@ class Mover:
         self.facts = facts
         self.cause = cause
         """The identity of the input, for the rows it makes directly."""
+        self.event_at: int | None = None
+        """The input's own instant (ms), once due visits have moved: the rows made from
+        then on carry it as ``event_at`` (the others: their own instant)."""
+        tags = facts.tags
+        self.dimensions = (
+            _text(tags.get(COUNTRY)),
+            _text(tags.get(LANGUAGE)),
+            _text(tags.get(TIME_ZONE_TAG)),
+        )
+        """The user's country, language and time zone (default tags) for every row."""
         self.result = JourneyResult(state)
 
     def paused(self, journey_id: str) -> bool:
@@ -130,6 +141,7 @@ class Mover:
         """Send: a command and its ``sent`` row; returns the command's id."""
         user = self.facts.user_id
         identity = command_id(definition.id, visit.version, visit.run, user, node, visit.steps)
+        variant = visit.variant.name if visit.variant is not None else ""
         self.result.commands.append(
             {
                 "command_id": identity,
@@ -146,6 +158,8 @@ class Mover:
                 "at": _instant(now),
                 "address": self.address(channel),
                 "tags": dict(self.facts.tags),
+                "variant": variant,
+                "event_at": _instant(now if self.event_at is None else self.event_at),
             }
         )
         self.result.activity.append(
@@ -159,6 +173,7 @@ class Mover:
                 "",
                 identity,
                 visit.steps,
+                variant=variant,
             )
         )
         return identity
@@ -186,6 +201,7 @@ class Mover:
                 command,
                 visit.steps,
                 cause,
+                visit.variant.name if visit.variant is not None else "",
             )
         )
 
@@ -201,8 +217,11 @@ class Mover:
         command: str = "",
         visit: int = 0,
         cause: str = "",
+        variant: str = "",
     ) -> dict[str, Any]:
         """The fields of a ``schemas.commands.JourneyActivity`` row."""
+        country, language, zone = self.dimensions
+        event_at = self.event_at
         return {
             "journey_id": journey_id,
             "journey_version": version,
@@ -215,6 +234,11 @@ class Mover:
             "command_id": command,
             "visit": visit,
             "cause": cause,
+            "country": country,
+            "language": language,
+            "timezone": zone,
+            "variant": variant,
+            "event_at": _instant(now if event_at is None else event_at),
         }
 
     # --- what is known of the user ----------------------------------------------------
@@ -243,6 +267,11 @@ class Mover:
         if name == "user":
             return user_zone(self.facts.tags, definition.settings.timezone)
         return user_zone({}, name)
+
+
+def _text(value: Any) -> str:
+    """A default tag's value as a dimension: its text, or empty."""
+    return value if type(value) is str else ""
 
 
 def _instant(ms: int) -> datetime:

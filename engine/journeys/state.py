@@ -27,6 +27,14 @@ class SeenEvent(NamedTuple):
     at: int
 
 
+class Variant(NamedTuple):
+    """The branch an A/B split sent the visit down, and the visit's step count there:
+    rows of later steps name it."""
+
+    name: str
+    step: int
+
+
 @dataclass(slots=True)
 class Visit:
     """One user's visit of one journey, in progress."""
@@ -50,6 +58,8 @@ class Visit:
     """An open seen while the journey was paused (ms), decided on resume."""
     seen: SeenEvent | None = None
     """The first awaited event seen while the journey was paused."""
+    variant: Variant | None = None
+    """The last A/B split's branch (None: the visit passed none)."""
 
     def copy(self) -> Visit:
         return Visit(
@@ -64,6 +74,7 @@ class Visit:
             self.command,
             self.opened_at,
             self.seen,
+            self.variant,
         )
 
     def moves_at(self) -> int | None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pydantic_core import to_jsonable_python
 
 from engine.journeys.schedule import delay_end, silent_until
-from engine.journeys.state import JourneyState, Visit
+from engine.journeys.state import JourneyState, Variant, Visit
 from engine.time import from_ms, to_ms
 from schemas.commands import WEBHOOK, Activity
 from schemas.identity import content_id
@@ -172,7 +172,12 @@ def _segment_split(
 def _ab_split(
     mover: Mover, visit: Visit, definition: JourneyDefinition, node: ABSplitNode, now: int
 ) -> str:
-    bucket = _bucket(mover.facts.user_id, definition.id, node.id)
+    name = _variant(node, _bucket(mover.facts.user_id, definition.id, node.id))
+    visit.variant = Variant(name, visit.steps)
+    return name
+
+
+def _variant(node: ABSplitNode, bucket: int) -> str:
     for variant in node.variants:
         if bucket < variant.percent:
             return variant.name

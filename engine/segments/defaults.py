@@ -17,6 +17,8 @@ JSON = Any
 LAST_APPLICATION_OPEN = "Last Application Open"
 FIRST_INSTALL = "First Install"
 APPLICATION_OPEN = "ApplicationOpen"
+COUNTRY = "Country"
+LANGUAGE = "Language"
 
 # Default tags filled from event attributes: tag -> (attribute names read, is a version).
 DEFAULT_ATTRIBUTE_TAGS: dict[str, tuple[tuple[str, ...], bool]] = {

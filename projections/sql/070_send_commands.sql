@@ -4,6 +4,10 @@
 -- columns, collapses into one row, and with FINAL every command appears once. Sorted
 -- by user first, a user's commands are read without the rest; a min/max index on
 -- `at` skips the granules outside a time filter.
+-- country, language, timezone: the user's tags the command carried; variant: the A/B
+-- branch; event_at: the instant of the input that led to the send (`at`: when it was
+-- applied, the engine's clock). Tables of earlier versions get them from
+-- migrations/005_fact_dimensions.sql.
 -- No PARTITION BY: rows only collapse within a partition, and a re-send's `at`
 -- could fall in another month.
 CREATE TABLE IF NOT EXISTS {database:Identifier}.send_commands
@@ -22,6 +26,11 @@ CREATE TABLE IF NOT EXISTS {database:Identifier}.send_commands
     at               DateTime64(3, 'UTC'),
     source_partition UInt32,
     source_offset    UInt64,
+    country          LowCardinality(String) COMMENT 'the user''s Country tag when it happened',
+    language         LowCardinality(String) COMMENT 'the user''s Language tag when it happened',
+    timezone         LowCardinality(String) COMMENT 'the user''s Time zone tag when it happened',
+    variant          LowCardinality(String) COMMENT 'the branch of the visit''s last A/B split',
+    event_at         DateTime64(3, 'UTC') DEFAULT at COMMENT 'the instant of the input that made it',
     INDEX at_range at TYPE minmax GRANULARITY 1
 )
 ENGINE = ReplacingMergeTree

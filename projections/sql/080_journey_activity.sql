@@ -10,6 +10,10 @@
 --   'skipped' (journey level, at the start node): an entry refused.
 --   'exited' / 'dropped': the user left the journey (finished / did not finish).
 --   command_id: the send command of a send's rows (sent ... failed); empty otherwise.
+--   country, language, timezone: the user's tags when it happened; variant: the branch
+--     of the visit's last A/B split; event_at: the instant of the input that made the
+--     row (a feedback's own timestamp, say), `at` being when the engine applied it.
+--     Tables of earlier versions get them from migrations/005_fact_dimensions.sql.
 -- activity is text, not an Enum: a kind added to the engine must never make an
 -- insert fail (the writer retries a failed insert until it succeeds).
 CREATE TABLE IF NOT EXISTS {database:Identifier}.journey_activity
@@ -27,7 +31,12 @@ CREATE TABLE IF NOT EXISTS {database:Identifier}.journey_activity
     visit            UInt32,
     cause            String,
     source_partition UInt32,
-    source_offset    UInt64
+    source_offset    UInt64,
+    country          LowCardinality(String) COMMENT 'the user''s Country tag when it happened',
+    language         LowCardinality(String) COMMENT 'the user''s Language tag when it happened',
+    timezone         LowCardinality(String) COMMENT 'the user''s Time zone tag when it happened',
+    variant          LowCardinality(String) COMMENT 'the branch of the visit''s last A/B split',
+    event_at         DateTime64(3, 'UTC') DEFAULT at COMMENT 'the instant of the input that made it'
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (journey_id, step, activity, activity_id)

@@ -13,7 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.journeys.codec import decode, encode
-from engine.journeys.state import Entered, JourneyState, PendingEntry, SeenEvent, Visit
+from engine.journeys.state import (
+    Entered,
+    JourneyState,
+    PendingEntry,
+    SeenEvent,
+    Variant,
+    Visit,
+)
 from tests.unit.journey_sim import T0, Sim, load_journeys
 
 SEED = {journey.id: journey for journey in load_journeys("examples/seed-journeys.yaml")}
@@ -186,6 +193,7 @@ visits = st.builds(
     command=st.none() | _ids,
     opened_at=st.none() | _ms,
     seen=st.none() | st.builds(SeenEvent, _ids, _ms),
+    variant=st.none() | st.builds(Variant, _ids, st.integers(0, 1000)),
 )
 states = st.builds(
     JourneyState,
@@ -214,3 +222,19 @@ def test_nothing_is_stored_as_nothing() -> None:
     assert encode(None) is None
     assert decode(None) is None
     assert decode({}) is None
+
+
+def test_the_ab_variant_is_stored_under_a_key_of_its_own() -> None:
+    visit = Visit(1, "1-e1", "email", 3, "api", variant=Variant("b", 2))
+    stored = encode(JourneyState(visits={"j": visit}))
+    assert stored == {
+        "in": {"j": {"v": 1, "r": "1-e1", "n": "email", "s": 3, "k": "api", "ab": ["b", 2]}}
+    }
+    state = decode(orjson.loads(orjson.dumps(stored)))
+    assert state is not None
+    assert state.visits["j"].variant == Variant("b", 2)
+    assert state.visits["j"].copy().variant == Variant("b", 2)
+    # A visit without one (and every value written before) has none.
+    before = decode(orjson.loads(WRITTEN_BEFORE["split"]))
+    assert before is not None
+    assert before.visits["reengage-once"].variant is None

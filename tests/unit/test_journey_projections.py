@@ -95,6 +95,7 @@ def test_a_not_opened_rows_identity_leaves_its_command_out() -> None:
         "step": "e",
         "activity": "not_opened",
         "at": "2026-12-01T10:00:00Z",
+        "event_at": "2026-12-01T10:00:00Z",
         "visit": 1,
     }
     named = JourneyActivity(**fields, command_id="j:1:1-e1:e:1:0123456789abcdef")

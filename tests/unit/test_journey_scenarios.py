@@ -12,6 +12,7 @@ import pytest
 from engine.journeys.logic import AudienceRun, Facts, Tick, step
 from schemas.commands import parse_command_id
 from schemas.definitions import JourneyAction
+from schemas.feedback import Feedback, FeedbackStatus
 from tests.unit.journey_sim import T0, Sim, load_journeys
 
 SEED = {journey.id: journey for journey in load_journeys("examples/seed-journeys.yaml")}
@@ -701,3 +702,99 @@ def test_not_opened_and_suppressed_rows_name_the_message() -> None:
     [suppressed] = sim.rows("u1", "suppressed")
     assert suppressed["step"] == "s"
     assert suppressed["command_id"] == ""  # no message went out: none to name
+
+
+AB_JOURNEY = journey(
+    [
+        message(
+            "first",
+            split_after={"amount": 1, "unit": "hours"},
+            next={"opened": "done", "not_opened": "ab"},
+        ),
+        {
+            "id": "ab",
+            "type": "ab_split",
+            "variants": [{"name": "a", "percent": 50}, {"name": "b", "percent": 50}],
+            "next": {"a": "e", "b": "e"},
+        },
+        message(
+            "e",
+            split_after={"amount": 1, "unit": "hours"},
+            next={"opened": "done", "not_opened": "done"},
+        ),
+        EXIT,
+    ]
+)
+
+
+def test_rows_and_commands_carry_the_users_dimensions_at_the_decision() -> None:
+    sim = launched(AB_JOURNEY)
+    sim.user("u1", Country="PT", Language="pt", Time_zone="Europe/Lisbon")
+    sim.enter("j", "u1")
+    [command] = sim.commands
+    assert command["tags"]["Country"] == "PT"  # the send's dimensions: its tags
+    for row in sim.activity:
+        assert (row["country"], row["language"], row["timezone"]) == (
+            "PT",
+            "pt",
+            "Europe/Lisbon",
+        )
+    sim.user("u1", Country="ES")
+    sim.advance(timedelta(hours=2))
+    not_opened = sim.rows("u1", "not_opened")[0]
+    assert not_opened["country"] == "ES"
+    sim.user("u2")
+    sim.enter("j", "u2")
+    assert {row["country"] for row in sim.activity if row["user_id"] == "u2"} == {""}
+
+
+def test_the_ab_variant_is_carried_on_the_visits_later_rows() -> None:
+    sim = launched(AB_JOURNEY)
+    for index in range(20):
+        sim.enter("j", f"u{index}")
+    first = {c["user_id"]: c for c in sim.commands}
+    sim.advance(timedelta(minutes=90))  # the second message's split waits
+    chosen = {}
+    for row in sim.activity:
+        if row["step"] in ("first", "ab"):
+            assert row["variant"] == "", row  # before the split
+        if row["step"] == "e" and row["activity"] == "sent":
+            chosen[row["user_id"]] = row["variant"]
+    assert set(chosen.values()) == {"a", "b"}
+    second = {c["user_id"]: c for c in sim.commands if c["step"] == "e"}
+    assert {user: c["variant"] for user, c in second.items()} == chosen
+    assert all(c["variant"] == "" for c in first.values())
+    # Feedback on the message before the split does not take the variant; after, it does.
+    sim.feedback(first["u1"], "delivered")
+    sim.feedback(second["u1"], "delivered")
+    delivered = {row["step"]: row["variant"] for row in sim.rows("u1", "delivered")}
+    assert delivered == {"first": "", "e": chosen["u1"]}
+    sim.advance(timedelta(hours=2))
+    [exited] = sim.rows("u1", "exited")
+    assert exited["variant"] == chosen["u1"]
+
+
+def test_rows_carry_the_inputs_own_instant_beside_the_processing_instant() -> None:
+    sim = launched(AB_JOURNEY)
+    sim.enter("j", "u1")
+    [command] = sim.commands
+    [sent] = sim.rows("u1", "sent")
+    assert sent["event_at"] == sent["at"] == command["event_at"] == command["at"]
+    reported = sim.now - timedelta(minutes=90)
+    sim.now += timedelta(minutes=30)
+    feedback = Feedback(
+        feedback_id="late",
+        command_id=command["command_id"],
+        user_id="u1",
+        status=FeedbackStatus.DELIVERED,
+        timestamp=reported,
+        channel="email",
+    )
+    sim.apply("u1", feedback)
+    [delivered] = sim.rows("u1", "delivered")
+    assert delivered["at"] == sim.now
+    assert delivered["event_at"] == reported
+    # Rows that time alone makes happen at their own instant.
+    sim.advance(timedelta(hours=2))
+    not_opened = sim.rows("u1", "not_opened")[0]
+    assert not_opened["event_at"] == not_opened["at"]

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from projections import rows
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # In a child process: the embedded engine allows one data path per process.
@@ -68,7 +70,8 @@ CHANGES = [
 ]
 COMMAND = SendCommand(command_id=CMD["u1"], user_id="u1", channel="email", preset="hello",
                       journey_id="welcome", journey_version=1, run="r1", step="greet", visit=1,
-                      at="2026-11-01T09:01:00Z")
+                      at="2026-11-01T09:01:00Z", tags={"Country": "PT", "Language": 3},
+                      variant="b", event_at="2026-11-01T09:00:00Z")
 
 def write(client, times):
     for _ in range(times):  # one insert per copy: separate parts, as replays make
@@ -96,7 +99,7 @@ if payload.get("old"):
     for _ in range(2):
         old_insert("feedback", rows.FEEDBACK.columns[:10],
                    [rows.feedback_row(f, rows.Origin(0, 2), NOW) for f in FEEDBACK])
-        old_insert("send_commands", rows.SEND_COMMANDS.columns,
+        old_insert("send_commands", rows.SEND_COMMANDS.columns[:14],
                    [rows.send_command_row(COMMAND, rows.Origin(0, 4))])
     old.close()
     client = connect("chdb://" + folder, "reach")
@@ -125,6 +128,10 @@ print(json.dumps({
     "keys": one("SELECT name, sorting_key FROM system.tables WHERE database = 'reach'"
                 " AND name IN ('send_commands', 'feedback') ORDER BY name"),
     "tables": one("SELECT name FROM system.tables WHERE database = 'reach' ORDER BY name"),
+    "dimensions": one("SELECT DISTINCT country, language, variant, event_at < at"
+                      " FROM send_commands ORDER BY country"),
+    "activity_columns": one("SELECT name FROM system.columns WHERE database = 'reach'"
+                            " AND table = 'journey_activity' ORDER BY position"),
     "steps": one("SELECT step, failed, bounced FROM journey_step_stats ORDER BY step"),
     "journey": one("SELECT failed, bounced FROM journey_stats"),
     "comments": one("SELECT name, comment FROM system.tables WHERE database = 'reach'"
@@ -146,7 +153,26 @@ OLD_TABLES = [
         step LowCardinality(String), visit UInt32, properties String,
         at DateTime64(3, 'UTC'), source_partition UInt32, source_offset UInt64)
     ENGINE = ReplacingMergeTree ORDER BY command_id""",
-    (ROOT / "projections/sql/080_journey_activity.sql").read_text(),
+    # journey_activity before its rows carried their dimensions.
+    """CREATE TABLE IF NOT EXISTS {database:Identifier}.journey_activity
+(
+    activity_id      String,
+    journey_id       LowCardinality(String),
+    journey_version  UInt32,
+    run              String,
+    user_id          String,
+    step             LowCardinality(String),
+    activity         LowCardinality(String),
+    at               DateTime64(3, 'UTC'),
+    detail           String,
+    command_id       String,
+    visit            UInt32,
+    cause            String,
+    source_partition UInt32,
+    source_offset    UInt64
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (journey_id, step, activity, activity_id)""",
     (ROOT / "projections/sql/100_journey_daily.sql").read_text(),
     # The daily rollup's view before bounces came from feedback alone.
     """CREATE MATERIALIZED VIEW IF NOT EXISTS {database:Identifier}.journey_daily_from_activity
@@ -214,6 +240,14 @@ def test_send_commands_are_sorted_by_user(tmp_path: Path) -> None:
     assert [count for _, count in answer["commands"]] == [1]
 
 
+def test_facts_carry_their_dimensions(tmp_path: Path) -> None:
+    answer = _run(tmp_path / "clickhouse")
+    # The country and language from the command's tags (a value not text: empty).
+    assert answer["dimensions"] == [["PT", "", "b", 1]]
+    columns = [name for (name,) in answer["activity_columns"]]
+    assert columns == list(rows.JOURNEY_ACTIVITY.columns)
+
+
 def test_an_earlier_data_directory_is_upgraded_and_backfilled(tmp_path: Path) -> None:
     # Rows written by the earlier version (without rollups, feedback without its step
     # columns, send_commands sorted by command_id), then by this one; opened twice.
@@ -231,6 +265,10 @@ def test_an_earlier_data_directory_is_upgraded_and_backfilled(tmp_path: Path) ->
     # The rollup's view of the earlier definition is replaced: bounces count once.
     assert answer["daily"] == EXPECTED_DAILY
     assert answer["sizes"] == EXPECTED_SIZES
+    # The earlier version's rows: no dimensions, their own instant as event_at.
+    assert answer["dimensions"] == [["", "", "", 0], ["PT", "", "b", 1]]
+    columns = [name for (name,) in answer["activity_columns"]]
+    assert columns == list(rows.JOURNEY_ACTIVITY.columns)
     assert not [name for (name,) in answer["tables"] if name.endswith("__before_upgrade")]
 
 

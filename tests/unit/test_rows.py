@@ -263,6 +263,8 @@ ACTIVITY = {
     "command_id": "welcome:2:r1:greet:1:0123456789abcdef",
 }
 
+NO_DIMENSIONS = {"country": "", "language": "", "timezone": "", "variant": "", "event_at": TS}
+
 
 def test_send_command_row() -> None:
     command = SendCommand.model_validate(COMMAND)
@@ -274,6 +276,8 @@ def test_send_command_row() -> None:
         "at": TS,
         "source_partition": 3,
         "source_offset": 1234,
+        # A record of an earlier version: no dimensions, its own instant as event_at.
+        **NO_DIMENSIONS,
     }
     assert orjson.loads(row["properties"]) == {"plan": "pro", "n": 2}
 
@@ -297,6 +301,7 @@ def test_journey_activity_row() -> None:
         "cause": "",
         "source_partition": 3,
         "source_offset": 1234,
+        **NO_DIMENSIONS,
     }
     assert type(row["activity"]) is str
 
