@@ -103,7 +103,8 @@ ACTIVITIES = frozenset(Activity)
 def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     """``rows.journey_activity_row`` of an item the engine wrote, without the model."""
     activity = _text(item["activity"])
-    if activity not in ACTIVITIES or len(item) != 16:
+    optional = _optional(item)
+    if activity not in ACTIVITIES or len(item) != 11 + len(optional):
         raise ValueError("not an activity the engine writes")
     at = _instant(item["at"])
     visit = _number(item["visit"])
@@ -126,7 +127,8 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     command = identity_command(activity, parts[7])
     canonical = orjson.dumps(("activity", *parts[:7], command, *parts[8:]))
     identity = hashlib.blake2b(canonical, digest_size=16).hexdigest()
-    event_at = item["event_at"]
+    if not optional:  # most rows: no dimension known, no A/B split, no input instant
+        return (identity, *parts[:5], activity, at, *parts[6:], *origin, "", "", "", "", at)
     return (
         identity,
         *parts[:5],
@@ -134,20 +136,45 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
         at,
         *parts[6:],
         *origin,
-        _text(item["country"]),
-        _text(item["language"]),
-        _text(item["timezone"]),
-        _text(item["variant"]),
-        at if event_at == item["at"] else _instant(event_at),
+        _text(optional.get("country", "")),
+        _text(optional.get("language", "")),
+        _text(optional.get("timezone", "")),
+        _text(optional.get("variant", "")),
+        _event_at(optional, at),
     )
+
+
+OPTIONAL = ("country", "language", "timezone", "variant", "event_at")
+"""Fields the engine leaves out of a row when they have no value (``Mover.row``)."""
+
+
+def _optional(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: item[name] for name in OPTIONAL if name in item}
+
+
+def _event_at(optional: dict[str, Any], at: datetime) -> datetime:
+    value = optional.get("event_at")
+    if value is None:
+        return at
+    moment = datetime.fromisoformat(_text(value))
+    if moment.utcoffset() != ZERO or not 1900 < moment.year < 2299:
+        raise ValueError("not a UTC instant the tables hold")
+    return moment
 
 
 def command_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     """``rows.send_command_row`` of a command the engine wrote, without the model."""
-    if len(item) != 16 or type(item["properties"]) is not dict or type(item["tags"]) is not dict:
+    optional: dict[str, Any] = {
+        name: item[name] for name in ("variant", "event_at") if name in item
+    }
+    if (
+        len(item) != 14 + len(optional)
+        or type(item["properties"]) is not dict
+        or type(item["tags"]) is not dict
+    ):
         raise ValueError("not a command the engine writes")
     preset, url = item["preset"], item["url"]
-    at, event_at = _instant(item["at"]), item["event_at"]
+    at = _instant(item["at"])
     return (
         _text(item["command_id"]),
         _text(item["user_id"]),
@@ -163,6 +190,6 @@ def command_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
         at,
         *origin,
         *rows.tag_dimensions(item["tags"]),
-        _text(item["variant"]),
-        at if event_at == item["at"] else _instant(event_at),
+        _text(optional.get("variant", "")),
+        _event_at(optional, at),
     )

@@ -45,12 +45,13 @@ class Mover:
         """The input's own instant (ms), once due visits have moved: the rows made from
         then on carry it as ``event_at`` (the others: their own instant)."""
         tags = facts.tags
-        self.dimensions = (
-            _text(tags.get(COUNTRY)),
-            _text(tags.get(LANGUAGE)),
-            _text(tags.get(TIME_ZONE_TAG)),
-        )
-        """The user's country, language and time zone (default tags) for every row."""
+        self.dimensions = {
+            key: value
+            for key, tag in DIMENSION_TAGS
+            if type(value := tags.get(tag)) is str and value
+        }
+        """The user's country, language and time zone (default tags) for every row;
+        those the user has no text for are left out of the rows (empty)."""
         self.result = JourneyResult(state)
 
     def paused(self, journey_id: str) -> bool:
@@ -158,10 +159,10 @@ class Mover:
                 "at": _instant(now),
                 "address": self.address(channel),
                 "tags": dict(self.facts.tags),
-                "variant": variant,
-                "event_at": _instant(now if self.event_at is None else self.event_at),
             }
         )
+        if variant or self.event_at is not None:
+            self.extra(self.result.commands[-1], variant, now)
         self.result.activity.append(
             self.row(
                 definition.id,
@@ -220,9 +221,7 @@ class Mover:
         variant: str = "",
     ) -> dict[str, Any]:
         """The fields of a ``schemas.commands.JourneyActivity`` row."""
-        country, language, zone = self.dimensions
-        event_at = self.event_at
-        return {
+        row = {
             "journey_id": journey_id,
             "journey_version": version,
             "run": run,
@@ -234,12 +233,22 @@ class Mover:
             "command_id": command,
             "visit": visit,
             "cause": cause,
-            "country": country,
-            "language": language,
-            "timezone": zone,
-            "variant": variant,
-            "event_at": _instant(now if event_at is None else event_at),
         }
+        if self.dimensions:
+            row.update(self.dimensions)
+        if variant or self.event_at is not None:
+            self.extra(row, variant, now)
+        return row
+
+    def extra(self, fields: dict[str, Any], variant: str, now: int) -> None:
+        """A row's or command's A/B ``variant`` and ``event_at``, in its fields when
+        they have a value: an empty variant and an ``event_at`` equal to ``at`` are
+        left out, as their defaults say the same (small records)."""
+        if variant:
+            fields["variant"] = variant
+        event_at = self.event_at
+        if event_at is not None and event_at != now:
+            fields["event_at"] = from_ms(event_at)
 
     # --- what is known of the user ----------------------------------------------------
 
@@ -269,9 +278,8 @@ class Mover:
         return user_zone({}, name)
 
 
-def _text(value: Any) -> str:
-    """A default tag's value as a dimension: its text, or empty."""
-    return value if type(value) is str else ""
+DIMENSION_TAGS = (("country", COUNTRY), ("language", LANGUAGE), ("timezone", TIME_ZONE_TAG))
+"""Row field -> the default tag it takes."""
 
 
 def _instant(ms: int) -> datetime:

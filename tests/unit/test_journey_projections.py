@@ -31,6 +31,7 @@ def engine_outputs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     sim.define(journey, renewal)
     sim.act(journey.id, "launch")
     sim.act(renewal.id, "launch")
+    sim.user("u1", Country="PT", Time_zone="Europe/Lisbon")  # dimensions on its rows
     sim.event("u1", "FlightChanged")
     sim.now += timedelta(milliseconds=1234)
     sim.feedback(sim.commands[0], "delivered")
@@ -57,6 +58,8 @@ def test_the_trusted_command_row_is_the_models_row() -> None:
 def test_the_trusted_row_is_the_models_row() -> None:
     items = engine_activity()
     assert len(items) >= 5
+    assert any("country" in item for item in items)
+    assert any("country" not in item for item in items)
     for item in items:
         model = JourneyActivity.model_validate(item)
         assert activity_row(item, ORIGIN) == rows.journey_activity_row(model, ORIGIN)
