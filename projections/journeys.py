@@ -103,7 +103,7 @@ ACTIVITIES = frozenset(Activity)
 def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     """``rows.journey_activity_row`` of an item the engine wrote, without the model."""
     activity = _text(item["activity"])
-    optional = _optional(item)
+    optional = _optional(item) if len(item) != 11 else _NONE
     if activity not in ACTIVITIES or len(item) != 11 + len(optional):
         raise ValueError("not an activity the engine writes")
     at = _instant(item["at"])
@@ -146,6 +146,9 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
 
 OPTIONAL = ("country", "language", "timezone", "variant", "event_at")
 """Fields the engine leaves out of a row when they have no value (``Mover.row``)."""
+
+
+_NONE: dict[str, Any] = {}
 
 
 def _optional(item: dict[str, Any]) -> dict[str, Any]:
