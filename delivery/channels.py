@@ -55,6 +55,10 @@ class Result:
     later: tuple[Later, ...] = field(default_factory=tuple)
     """What a simulated channel decides will follow; real channels report it through
     the HTTP API (tracking pixel, click redirect) or a provider's callback."""
+    unregistered: tuple[str, ...] = field(default_factory=tuple)
+    """Ids (``schemas.devices.device_id``) of the command's devices the provider said
+    are gone (APNs 410 ``Unregistered``, FCM ``UNREGISTERED``, web push 404/410): the
+    worker unregisters them from the user's devices."""
 
 
 class ChannelAdapter(Protocol):

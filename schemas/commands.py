@@ -16,6 +16,7 @@ from typing import Annotated, Any, NamedTuple
 import orjson
 from pydantic import AfterValidator, BaseModel, Field
 
+from schemas.devices import Device
 from schemas.identity import content_id
 from schemas.values import CONTRACT, Timestamp, UserId
 
@@ -69,6 +70,10 @@ class SendCommand(BaseModel):
     at: Timestamp
     address: str | None = None
     """The user's address on the channel (their ``Email``, ``Phone``, ... tag)."""
+    devices: list[Device] = Field(default_factory=list, max_length=64)
+    """The user's live devices of the channel in the device registry when the step ran
+    (``schemas.devices``): the message goes to each. Empty: only ``address`` (a tag),
+    or a channel without addresses (in-app)."""
     tags: dict[str, Any] = Field(default_factory=dict)
     """The user's tags when the step ran, as the segment state stores them (dates as
     ``{"d": ms}``, ...), for personalisation: delivery needs no other lookup. Their
