@@ -9,6 +9,8 @@ from enum import StrEnum
 class Scope(StrEnum):
     INGEST = "ingest"
     READ = "read"
+    INAPP = "inapp"
+    """Apps reading their users' in-app messages (api/messaging.py)."""
     ADMIN = "admin"  # every scope
 
 
@@ -30,7 +32,7 @@ def parse_api_keys(text: str) -> dict[str, frozenset[Scope]]:
             keys[key] = frozenset(Scope(scope) for scope in scopes.split("+"))
         except ValueError:
             raise ApiKeyError(
-                f"unknown scope in {scopes!r}; scopes are ingest, read, admin"
+                f"unknown scope in {scopes!r}; scopes are ingest, read, inapp, admin"
             ) from None
     return keys
 

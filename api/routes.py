@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from api.auth import Scope
+from api.messaging import TokenAnswer, TokenRequest
+from delivery.sms import STATUS_PATH as SMS_STATUS_PATH
 from delivery.tracking import CLICK_PATH, OPEN_PATH, UNSUBSCRIBE_PATH
 from schemas.events import Event
 from schemas.feedback import Feedback
@@ -28,6 +30,7 @@ from schemas.tags import TagUpdate
 Method = Literal["GET", "POST", "DELETE"]
 OPENAPI_PATH = "/v1/openapi.json"
 JOURNEY_ACTIONS = ("launch", "pause", "resume", "stop", "rename")
+WHATSAPP_PATH = "/t/whatsapp"
 
 # --- bodies the routes read field by field -----------------------------------------------
 
@@ -274,6 +277,26 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", UNSUBSCRIBE_PATH + "{token}", "tracking.unsubscribed", None,
           "One-click unsubscribe, RFC 8058 (signed token)", response_type="text/plain",
           errors=(404, 503)),
+    # SMS, WhatsApp and in-app (api/messaging.py).
+    Route("POST", SMS_STATUS_PATH, "messaging.sms_status", None,
+          "SMS provider status callback (X-Twilio-Signature)", response_type="text/plain",
+          errors=(403, 404, 503)),
+    Route("GET", WHATSAPP_PATH, "messaging.whatsapp_verify", None,
+          "WhatsApp webhook verification (hub.challenge)", response_type="text/plain",
+          errors=(403, 404)),
+    Route("POST", WHATSAPP_PATH, "messaging.whatsapp_webhook", None,
+          "WhatsApp status webhook (X-Hub-Signature-256)", response_type="text/plain",
+          errors=(400, 403, 404, 503)),
+    Route("GET", "/v1/users/{user_id}/inapp", "messaging.inapp_list", Scope.INAPP,
+          "A user's in-app messages (key with scope inapp, or the user's token)",
+          patterns={"user_id": ".+"}),
+    Route("POST", "/v1/users/{user_id}/inapp/token", "messaging.inapp_token", Scope.INAPP,
+          "A token for one user's app to read its in-app messages (a key only)",
+          TokenRequest, response=TokenAnswer, patterns={"user_id": ".+"}),
+    Route("POST", "/v1/users/{user_id}/inapp/{command_id}/{action}", "messaging.inapp_report",
+          Scope.INAPP, "Report an in-app message's impression, click or dismissal (feedback)",
+          errors=(404, 503),
+          patterns={"user_id": ".+"}),
 )  # fmt: skip
 """Every route of the API. 503 means a part this worker does not run or has not
 opened yet (ClickHouse, segment previews), or a broker that did not take a record."""

@@ -25,6 +25,7 @@ from api.clock import ClockRoutes
 from api.ingest import check_items
 from api.journeys import JourneyRoutes
 from api.keyless import keyless_refusal
+from api.messaging import MessagingRoutes
 from api.openapi import openapi
 from api.presets import PresetRoutes
 from api.routes import ROUTES
@@ -107,6 +108,7 @@ class HttpApi:
         self._query_slots = asyncio.Semaphore(settings.query_concurrency)
         self._clock = ClockRoutes(engine, _json)
         self._openapi: bytes | None = None
+        self._messaging: MessagingRoutes | None = None
 
     def build(self) -> web.Application:
         api = web.Application(
@@ -118,7 +120,10 @@ class HttpApi:
         for route in ROUTES:
             handler = handlers[route.handler]
             if route.scope is not None:
-                handler = self._scoped(route.scope, handler)
+                # An app may also read its user's in-app messages with the user's token.
+                user_token = route.scope is Scope.INAPP and not route.path.endswith("/token")
+                also = self._messaging.user_token_allows if self._messaging and user_token else None
+                handler = self._scoped(route.scope, handler, also)
             # A GET also answers HEAD (link checkers look at tracking links that way).
             api.router.add_route(route.method, route.aiohttp_path, handler)
             if route.method == "GET":
@@ -141,6 +146,7 @@ class HttpApi:
         # No API key: recipients' mail clients (and mailbox providers' one-click
         # unsubscribe) call these; a signed token is the check.
         tracking = TrackingRoutes(self.engine, self._ready_producer)
+        self._messaging = MessagingRoutes(self.engine, self._ready_producer, _json)
         handlers: dict[str, Handler] = {
             "healthz": self.healthz,
             "openapi": self.openapi,
@@ -155,6 +161,7 @@ class HttpApi:
             ("presets", presets),
             ("journeys", journeys),
             ("tracking", tracking),
+            ("messaging", self._messaging),
         ):
             for route in ROUTES:
                 name = route.handler
@@ -192,18 +199,22 @@ class HttpApi:
 
     async def stop(self) -> None:
         await self._clock.close()
+        if self._messaging is not None:
+            await self._messaging.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._producer is not None:
             await self._producer.stop()
         await asyncio.to_thread(self._analysts.close)
 
-    def _scoped(self, scope: Scope, handler: Handler) -> Handler:
+    def _scoped(
+        self, scope: Scope, handler: Handler, also: Callable[[web.Request], bool] | None = None
+    ) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
             presented = presented_key(
                 request.headers.get("Authorization"), request.headers.get("X-Api-Key")
             )
-            if not allowed(self._keys, presented, scope):
+            if not allowed(self._keys, presented, scope) and not (also and also(request)):
                 return _json({"error": f"an API key with scope '{scope}' is required"}, 401)
             if request.body_exists:
                 # Read here, within the time allowed; the handler gets it from the request.

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from engine.journeys.schedule import user_zone
 from engine.time import from_ms
@@ -33,6 +33,7 @@ from schemas.presets import (
     link_templates,
     parse_template,
 )
+from schemas.sms_text import SmsSegments, over_limit, segments_of
 from schemas.values import CONTRACT, parse_timestamp
 
 LANGUAGE_TAG = "Language"
@@ -48,6 +49,8 @@ class RenderedContent(BaseModel):
     language: str | None
     """The variant's language; for the base content, the preset's ``default_language``."""
     content: Content
+    sms: SmsSegments | None = Field(default=None, exclude_if=lambda value: value is None)
+    """For SMS: the rendered text's encoding and segment count."""
 
 
 class RenderFailure(BaseModel):
@@ -104,6 +107,10 @@ def render(
         filler.problems.append(
             f"text: {length} characters once rendered, over the SMS limit of {SMS_LIMIT}"
         )
+    if isinstance(content, SmsContent) and not filler.problems:
+        refused = over_limit(update["text"], content.max_segments)
+        if refused is not None:
+            filler.problems.append(f"text: once rendered, {refused}")
     if filler.problems:
         return RenderFailure(
             preset_id=preset.id,
@@ -119,6 +126,7 @@ def render(
         channel=preset.channel,
         language=language,
         content=content.model_copy(update=update),
+        sms=segments_of(update["text"]) if isinstance(content, SmsContent) else None,
     )
 
 
@@ -155,6 +163,10 @@ class _Filler:
             return type(value)(self.fill(item, f"{path}.{n}") for n, item in enumerate(value))
         if isinstance(value, dict):
             return {key: self.fill(item, f"{path}.{key}") for key, item in value.items()}
+        if isinstance(value, BaseModel):  # an in-app button: its own template fields
+            names = getattr(value, "templates", ())
+            filled = {name: self.fill(getattr(value, name), f"{path}.{name}") for name in names}
+            return value.model_copy(update=filled)
         return value
 
     def _text(self, text: str, path: str, escape: bool) -> str:

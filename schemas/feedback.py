@@ -18,6 +18,8 @@ class FeedbackStatus(StrEnum):
     BOUNCED = "bounced"
     FAILED = "failed"
     UNSUBSCRIBED = "unsubscribed"
+    DISMISSED = "dismissed"
+    """The user closed an in-app message without acting on it."""
 
 
 def _derive_feedback_id(data: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from schemas.journey_nodes import Channel, PresetId
+from schemas.sms_text import MAX_SEGMENTS, over_limit
 from schemas.values import CONTRACT
 
 # --- placeholders -------------------------------------------------------------------
@@ -256,33 +257,90 @@ SMS_LIMIT = 1600
 class SmsContent(_Content):
     channel: Literal["sms"] = "sms"
     text: Text = Field(min_length=1, max_length=SMS_LIMIT)
+    max_segments: int | None = Field(default=None, ge=1, le=MAX_SEGMENTS)
+    """Segments the rendered text may take (schemas/sms_text.py); None: no limit but
+    ``SMS_LIMIT`` characters."""
 
     templates = ("text",)
 
+    @model_validator(mode="after")
+    def _within_segments(self) -> SmsContent:
+        # The written text alone (placeholders left out) must fit already. (Also run
+        # on rendered content, whose user values may hold braces: never refused here.)
+        try:
+            parts = parse_template(self.text)
+        except PlaceholderError:
+            return self
+        written = "".join(part for part in parts if isinstance(part, str))
+        refused = over_limit(written, self.max_segments)
+        if refused is not None:
+            raise ValueError(f"text: as written, {refused}")
+        return self
+
 
 class WhatsAppContent(_Content):
-    """An approved WhatsApp template, by name and language, with its body parameters."""
+    """An approved WhatsApp template, by name and language, with its body parameters;
+    or a free-form ``text``, which WhatsApp delivers only within 24 hours of the
+    user's last message to the business (docs/messaging.md#whatsapp)."""
 
     channel: Literal["whatsapp"] = "whatsapp"
-    template: str = Field(pattern=r"^[a-z0-9_]{1,512}$")
-    language: str = Field(pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
+    template: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,512}$")
+    language: str | None = Field(default=None, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
     parameters: tuple[Annotated[Text, Field(max_length=1024)], ...] = Field(
         default=(), max_length=100
     )
+    text: Text | None = Field(default=None, min_length=1, max_length=4096)
 
-    templates = ("parameters",)
+    templates = ("parameters", "text")
+
+    @model_validator(mode="after")
+    def _template_or_text(self) -> WhatsAppContent:
+        if (self.template is None) == (self.text is None):
+            raise ValueError("a WhatsApp message is a template (with its language) or a text")
+        if self.template is not None and self.language is None:
+            raise ValueError("a WhatsApp template needs its language (en_US, pt_BR, ...)")
+        if self.text is not None and self.parameters:
+            raise ValueError("parameters belong to a template; write them into the text")
+        return self
+
+
+class InAppButton(_Content):
+    """A button of an in-app message: ``open`` a link (a deep link or a web page), or
+    ``dismiss`` the message."""
+
+    label: Text = Field(min_length=1, max_length=64)
+    action: Literal["open", "dismiss"] = "open"
+    link: Link | None = None
+
+    templates = ("label", "link")
+
+    @model_validator(mode="after")
+    def _link_to_open(self) -> InAppButton:
+        if self.action == "open" and self.link is None:
+            raise ValueError("a button that opens needs its link")
+        return self
 
 
 class InAppContent(_Content):
-    """A JSON payload for the app to show; placeholders in its strings are rendered."""
+    """An in-app message: a layout (title, body, image, buttons) and/or a JSON payload
+    of the app's own; placeholders in its strings are rendered. Kept for the app until
+    it is dismissed or ``expires_hours`` pass (docs/messaging.md#in-app)."""
 
     channel: Literal["in_app"] = "in_app"
-    payload: dict[str, Any] = Field(min_length=1)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    title: Text | None = Field(default=None, max_length=256)
+    body: Text | None = Field(default=None, max_length=4096)
+    image: WebUrl | None = None
+    buttons: tuple[InAppButton, ...] = Field(default=(), max_length=4)
+    expires_hours: float | None = Field(default=None, gt=0, le=24 * 3660)
+    """None: ``REACH_INAPP_DAYS``."""
 
-    templates = ("payload",)
+    templates = ("payload", "title", "body", "image", "buttons")
 
     @model_validator(mode="after")
     def _placeholders(self) -> InAppContent:
+        if not self.payload and not self.title and not self.body:
+            raise ValueError("an in-app message needs a title, a body or a payload")
         for path, text in json_strings(self.payload):
             try:
                 parse_template(text)

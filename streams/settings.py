@@ -7,7 +7,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.outbound import AllowEntry, parse_allow_list
@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8642, ge=0, le=65535)
     api_keys: str = Field(
         default="",
-        description="KEY:SCOPE[+SCOPE],... with scopes ingest, read, admin. "
+        description="KEY:SCOPE[+SCOPE],... with scopes ingest, read, inapp, admin. "
         "Required when the HTTP API binds to a non-loopback address.",
     )
     max_record_bytes: int = Field(default=1_000_000, ge=1024)
@@ -256,6 +256,32 @@ class Settings(BaseSettings):
     tracking_base_url: str = Field(
         default="", description="Public URL of the HTTP API in emails; empty: its own URL."
     )
+    # SMS, WhatsApp and in-app (delivery/sms.py, delivery/whatsapp.py, delivery/inapp.py);
+    # each channel goes to the simulator until it is configured. Secrets: the value, or
+    # the *_file setting naming a file that holds it.
+    twilio_account_sid: str = Field(
+        default="", description="Account SID of the SMS provider; empty: SMS is simulated."
+    )
+    twilio_auth_token: SecretStr | None = None
+    twilio_auth_token_file: Path | None = None
+    twilio_from: str = Field(default="", description="Sender id or number of SMS messages.")
+    twilio_messaging_service_sid: str = ""
+    twilio_base_url: str = "https://api.twilio.com"
+    whatsapp_phone_number_id: str = Field(
+        default="", description="WhatsApp Business sender; empty: WhatsApp is simulated."
+    )
+    whatsapp_access_token: SecretStr | None = None
+    whatsapp_access_token_file: Path | None = None
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_app_secret_file: Path | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_api_version: str = Field(default="v21.0", pattern=r"^v[0-9]+\.[0-9]+$")
+    whatsapp_base_url: str = "https://graph.facebook.com"
+    inapp: bool = Field(
+        default=False, description="Keep in-app messages for apps; false: simulated."
+    )
+    inapp_max_per_user: int = Field(default=50, ge=1, le=1000)
+    inapp_days: float = Field(default=30.0, gt=0, le=3660)
 
 
 def bootstrap_servers(broker_url: str) -> str:

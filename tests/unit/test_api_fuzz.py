@@ -63,6 +63,7 @@ KEYS = {
     "admin": "admin-key-0123456789",
     "read": "read-key-01234567890",
     "ingest": "ingest-key-012345678",
+    "inapp": "inapp-key-0123456789",
 }
 WRONG_KEY = "wrong-key-0123456789"
 EXAMPLES_PER_OPERATION = int(os.environ.get("REACH_FUZZ_EXAMPLES", "20"))
@@ -261,6 +262,7 @@ CALLERS = {
     "wrong key": {"Authorization": f"Bearer {WRONG_KEY}"},
     "ingest": {"Authorization": f"Bearer {KEYS['ingest']}"},
     "read": {"Authorization": f"Bearer {KEYS['read']}"},
+    "inapp": {"Authorization": f"Bearer {KEYS['inapp']}"},
     "admin": {"Authorization": f"Bearer {KEYS['admin']}"},
 }
 

@@ -121,7 +121,7 @@ def test_html_may_close_css_blocks_but_not_open_placeholders_badly() -> None:
             ("content", "whatsapp", "template"),
             "pattern",
         ),
-        ("in_app", {"payload": {}}, ("content", "in_app", "payload"), "at least 1 item"),
+        ("in_app", {"payload": {}}, ("content", "in_app"), "needs a title, a body or a payload"),
     ],
 )
 def test_bad_content_is_refused_naming_the_field(
