@@ -94,13 +94,17 @@ async def send(
     raise ProviderUnavailable(f"{fault} ({retries.attempts} attempts)", asked)
 
 
-def client(base_url: str, **options: object) -> httpx.AsyncClient:
+def client(
+    base_url: str,
+    headers: dict[str, str] | None = None,
+    auth: tuple[str, str] | None = None,
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=TIMEOUT,
         trust_env=False,
-        headers={"User-Agent": "reachstream"},
-        **options,  # type: ignore[arg-type]
+        headers={"User-Agent": "reachstream", **(headers or {})},
+        auth=auth,
     )
 
 

@@ -163,7 +163,7 @@ class WhatsAppAdapter:
         if self._client is None:
             self._client = client(
                 self._settings.whatsapp_base_url.rstrip("/"),
-                headers={"Authorization": f"Bearer {self._token}", "User-Agent": "reachstream"},
+                headers={"Authorization": f"Bearer {self._token}"},
             )
 
     async def stop(self) -> None:
