@@ -8,10 +8,12 @@ token answers the first message again and delivers nothing more.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,3 +215,28 @@ async def running(fake: FakeTwilio | FakeWhatsApp) -> AsyncIterator[str]:
         yield fake.url
     finally:
         await runner.cleanup()
+
+
+@contextmanager
+def running_in_thread(fake: FakeTwilio | FakeWhatsApp) -> Iterator[str]:
+    """Serve ``fake`` from a thread of its own (for a system in another process);
+    yields its base URL."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with running(fake):
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the fake provider did not start")
+    try:
+        yield fake.url
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
