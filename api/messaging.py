@@ -278,6 +278,11 @@ class MessagingRoutes:
         token = self._user_tokens().make(user_id, expires)
         return self._json({"token": token, "expires_at": expires.isoformat()})
 
+    async def forget(self, user_id: str) -> None:
+        """Delete the user's in-app messages (``DELETE /v1/users/{id}``)."""
+        store = await self._inapp_store()
+        await asyncio.to_thread(store.forget, user_id)
+
     async def close(self) -> None:
         store, self._store = self._store, None
         if store is not None:

@@ -251,6 +251,8 @@ class HttpApi:
             return _json({"error": str(error)}, 400)
         topic = self.engine.topics.tags
         partition = await send_forget(self.engine.bootstrap, topic, forget)
+        if self._messaging is not None and self.engine.settings.inapp:
+            await self._messaging.forget(forget.user_id)
         return _json({"user_id": forget.user_id, "topic": topic, "partition": partition}, 202)
 
     @web.middleware

@@ -59,6 +59,7 @@ class Api:
     engine: Engine
     producer: StubProducer
     settings: Settings
+    http: HttpApi
 
     def feedback(self) -> list[Feedback]:
         return self.producer.feedback()
@@ -93,7 +94,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     http = HttpApi(engine)
     http._producer = cast(IngestProducer, producer)
     async with TestClient(TestServer(http.build())) as client:
-        yield Api(client, engine, producer, settings)
+        yield Api(client, engine, producer, settings, http)
     if http._messaging is not None:
         await http._messaging.close()
 
@@ -426,3 +427,13 @@ async def test_secrets_are_never_in_status_nor_in_the_logs(
 
 def test_keys_used_here_are_the_tracking_key(tmp_path: Path) -> None:
     assert tracking_key(configured(tmp_path)) == b"messaging-routes-secret"
+
+
+async def test_forgetting_a_user_deletes_their_in_app_messages(api: Api) -> None:
+    await keep(api, (command("in_app"), LAYOUT), (command("in_app", user="u2"), LAYOUT))
+    assert api.http._messaging is not None
+    await api.http._messaging.forget("u1")  # what DELETE /v1/users/u1 does besides
+    listed = await api.client.get("/v1/users/u1/inapp", headers=bearer(INAPP_KEY))
+    assert (await listed.json())["messages"] == []
+    other = await api.client.get("/v1/users/u2/inapp", headers=bearer(INAPP_KEY))
+    assert len((await other.json())["messages"]) == 1
