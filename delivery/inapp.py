@@ -19,6 +19,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import re
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from schemas.presets import InAppContent
 from streams.settings import Settings
 
 FILE = "inapp.sqlite3"
+_SCRIPTED = re.compile(r"^\s*(javascript|data|vbscript|file):", re.IGNORECASE)
+"""Link schemes a user's value must not give a button (deep links of apps are fine)."""
 Mark = Literal["opened", "clicked", "dismissed"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inapp (
@@ -196,6 +199,9 @@ class InAppAdapter:
         if rendered is None or not isinstance(rendered.content, InAppContent):
             return Result(Outcome("failed", "no in-app content to keep"))
         content = rendered.content
+        for button in content.buttons:
+            if button.link is not None and _SCRIPTED.match(button.link):
+                return Result(Outcome("failed", f"the button {button.label!r} links to a script"))
         command = message.command
         hours = content.expires_hours
         kept = (

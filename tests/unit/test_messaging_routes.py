@@ -429,6 +429,18 @@ def test_keys_used_here_are_the_tracking_key(tmp_path: Path) -> None:
     assert tracking_key(configured(tmp_path)) == b"messaging-routes-secret"
 
 
+async def test_a_button_a_users_value_turned_into_a_script_is_not_kept(api: Api) -> None:
+    button = InAppButton(label="Open", link="javascript:alert(1)")
+    adapter = InAppAdapter(api.settings)
+    content = LAYOUT.model_copy(update={"buttons": (button,)})
+    result = await adapter.deliver(Message(command("in_app"), rendered("in_app", content)))
+    await adapter.stop()
+    assert (result.outcome.status, result.outcome.reason) == (
+        "failed",
+        "the button 'Open' links to a script",
+    )
+
+
 async def test_forgetting_a_user_deletes_their_in_app_messages(api: Api) -> None:
     await keep(api, (command("in_app"), LAYOUT), (command("in_app", user="u2"), LAYOUT))
     assert api.http._messaging is not None
