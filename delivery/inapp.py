@@ -19,6 +19,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import os
 import re
 import sqlite3
 import threading
@@ -76,6 +77,8 @@ class InAppStore:
 
     def __init__(self, path: Path, max_per_user: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only, as the data dir's other files (SQLite gives its journal the same).
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         self.path = path
         self.max_per_user = max_per_user
         self._lock = threading.Lock()

@@ -16,7 +16,7 @@ from yarl import URL
 
 from api.server import HttpApi
 from delivery.channels import Message
-from delivery.inapp import InAppAdapter
+from delivery.inapp import InAppAdapter, InAppStore
 from delivery.providers import Reference, References
 from delivery.render import RenderedContent
 from delivery.sms import SmsAdapter
@@ -439,6 +439,12 @@ async def test_a_button_a_users_value_turned_into_a_script_is_not_kept(api: Api)
         "failed",
         "the button 'Open' links to a script",
     )
+
+
+def test_the_store_is_owner_only(tmp_path: Path) -> None:
+    store = InAppStore(tmp_path / "inapp.sqlite3", 10)
+    store.close()
+    assert (tmp_path / "inapp.sqlite3").stat().st_mode & 0o777 == 0o600
 
 
 async def test_forgetting_a_user_deletes_their_in_app_messages(api: Api) -> None:
