@@ -12,7 +12,7 @@ serves email too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -74,3 +74,14 @@ def build(settings: Settings, points: Iterable[EntryPoint] | None = None) -> dic
         simulator = next((a for a in instances.values() if isinstance(a, SimulatedChannels)), None)
         adapters[EMAIL] = simulator or SimulatedChannels(settings)
     return adapters
+
+
+def served(adapters: Mapping[str, Any]) -> dict[str, str]:
+    """Channel -> what serves it: ``simulated``, or the adapter's class (no settings,
+    no secrets), for ``/v1/status``."""
+    return {
+        name: "simulated"
+        if isinstance(adapter, SimulatedChannels)
+        else f"{type(adapter).__module__}.{type(adapter).__name__}"
+        for name, adapter in sorted(adapters.items())
+    }

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
+from delivery.push_payload import size_problems
 from engine.journeys.schedule import user_zone
 from engine.time import from_ms
 from schemas.journey_nodes import Channel
@@ -28,7 +29,9 @@ from schemas.presets import (
     EmailContent,
     Placeholder,
     PresetDefinition,
+    PushContent,
     SmsContent,
+    WebPushContent,
     link_allowed,
     link_templates,
     parse_template,
@@ -104,6 +107,8 @@ def render(
         filler.problems.append(
             f"text: {length} characters once rendered, over the SMS limit of {SMS_LIMIT}"
         )
+    if isinstance(content, PushContent | WebPushContent) and not filler.problems:
+        filler.problems += size_problems(content.model_copy(update=update))
     if filler.problems:
         return RenderFailure(
             preset_id=preset.id,
