@@ -491,3 +491,11 @@ def test_channels_check_without_credentials_says_push_is_simulated(tmp_path: Pat
     result = CliRunner().invoke(main, ["channels", "check"], env={"REACH_DATA_DIR": str(tmp_path)})
     assert result.exit_code == 0
     assert "push and web push go to the simulator" in result.output
+
+
+def test_the_delivery_benchmark_runs_both_paths_to_completion() -> None:
+    from benchmarks.delivery import run
+
+    rows = run(count=20, web_count=10, concurrency=4)
+    assert [row.commands for row in rows] == [20, 20, 10]
+    assert all(row.worker > 0 and row.raw > 0 for row in rows)
