@@ -307,7 +307,7 @@ async def measure(count: int, web_count: int, concurrency: int) -> list[Row]:
             process.join(15)
 
 
-def run(count: int = 3000, web_count: int = 1000, concurrency: int = 16) -> list[Row]:
+def run(count: int = 1000, web_count: int = 300, concurrency: int = 16) -> list[Row]:
     console.print(
         f"{count} commands per push provider, {web_count} web push, concurrency {concurrency} "
         "(REACH_DELIVERY_CONCURRENCY), against local fakes in a process of their own…"
@@ -335,8 +335,8 @@ def run(count: int = 3000, web_count: int = 1000, concurrency: int = 16) -> list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--commands", type=int, default=3000)
-    parser.add_argument("--web-commands", type=int, default=1000)
+    parser.add_argument("--commands", type=int, default=1000)
+    parser.add_argument("--web-commands", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=16)
     arguments = parser.parse_args()
     run(arguments.commands, arguments.web_commands, arguments.concurrency)

@@ -1,8 +1,9 @@
 """Which adapter serves each channel: the ``reachstream.channels`` entry point named
 after it, built with the worker's settings.
 
-reachstream ships the webhook, the simulator (push, web push, SMS, WhatsApp, in-app)
-and the SMTP email adapter. An installed package's entry point of the same name wins
+reachstream ships the webhook, the simulator (SMS, WhatsApp, in-app), the SMTP email
+adapter and the push and web push adapters (delivery/push.py: the providers when their
+credentials are set, else the simulator). An installed package's entry point of the same name wins
 over the one shipped here: a real push provider replaces the simulator by being
 installed. Email goes through the shipped ``email`` adapter only when an SMTP server
 is set (``smtp_host``); without one, and without a provider's ``email``, the simulator

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -171,7 +172,7 @@ class ApnsClient:
             headers["authorization"] = f"bearer {self.provider_token(force)}"
             try:
                 response = await client.post(
-                    f"/3/device/{device.token}", content=body, headers=headers
+                    f"/3/device/{quote(device.token, safe='')}", content=body, headers=headers
                 )
             except httpx.HTTPError as error:
                 return DeviceResult("retry", f"APNs: {type(error).__name__}")
