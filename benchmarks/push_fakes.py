@@ -554,8 +554,13 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 def serve(app: _App, tls: bool = False) -> Iterator[Served]:
     """Run ``app`` on 127.0.0.1 (a free port) in a thread until the block ends; with
     ``tls``, over HTTPS with a self-signed certificate (ALPN h2 and http/1.1)."""
-    from hypercorn.asyncio import serve as hypercorn_serve
-    from hypercorn.config import Config
+    try:
+        from hypercorn.asyncio import serve as hypercorn_serve
+        from hypercorn.config import Config
+    except ImportError:  # a development dependency
+        raise RuntimeError(
+            "the push fakes need hypercorn: pip install 'reachstream[dev]'"
+        ) from None
 
     directory = Path(tempfile.mkdtemp(prefix="reach-fake-"))
 
