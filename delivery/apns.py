@@ -118,9 +118,13 @@ class ApnsClient:
         self._clients: dict[PushEnvironment, httpx.AsyncClient] = {}
         self.tokens_made = 0
 
-    def provider_token(self, force: bool = False) -> str:
+    def provider_token(self, refused: str | None = None) -> str:
+        """The JWT to send; a new one when it is 40 minutes old, or when APNs refused
+        ``refused`` and it is still the current one (requests refused at once with the
+        same token make one new token, not one each)."""
         now = self.clock()
-        if force or self._token is None or now - self._token[1] >= TOKEN_LIFETIME:
+        stale = refused is not None and self._token is not None and self._token[0] == refused
+        if stale or self._token is None or now - self._token[1] >= TOKEN_LIFETIME:
             issued = int(now)
             token = jwt.encode(
                 {"iss": self.config.team_id, "iat": issued},
@@ -168,8 +172,10 @@ class ApnsClient:
         body = orjson.dumps(payload)
         client = self.client(device.environment)
         result = DeviceResult("retry", "APNs: not sent")
-        for force in (False, True):
-            headers["authorization"] = f"bearer {self.provider_token(force)}"
+        refused: str | None = None
+        for _ in range(2):
+            token = self.provider_token(refused)
+            headers["authorization"] = f"bearer {token}"
             try:
                 response = await client.post(
                     f"/3/device/{quote(device.token, safe='')}", content=body, headers=headers
@@ -179,6 +185,7 @@ class ApnsClient:
             result = answer(response)
             if not (response.status_code == 403 and _reason(response) in STALE_JWT):
                 break
+            refused = token
         return result
 
 

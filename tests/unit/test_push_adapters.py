@@ -235,6 +235,22 @@ async def test_an_expired_provider_token_is_made_again_and_sent_once_more(
     assert push.apns.tokens_made == made + 1
 
 
+async def test_requests_refused_at_once_for_a_stale_token_make_one_new_token(
+    push: PushAdapter, fakes: Fakes
+) -> None:
+    devices = [ios() for _ in range(4)]
+    for device in devices:
+        fakes.apns.script(device.token, Reply(403, {"reason": "ExpiredProviderToken"}))
+    await push.start()
+    assert push.apns is not None
+    push.apns.provider_token()
+    made = push.apns.tokens_made
+    result = await push.deliver(send("push", PUSH, devices))
+    assert result.outcome.status == "delivered"
+    assert result.outcome.reason is None  # every device accepted
+    assert push.apns.tokens_made == made + 1
+
+
 async def test_a_provider_token_signed_by_another_key_is_refused(
     fakes: Fakes, tmp_path: Path
 ) -> None:
