@@ -7,6 +7,7 @@ gone, as FCM says with ``UNREGISTERED``."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -28,10 +29,45 @@ TOPICS = Topics.from_settings(Settings())
 START = "2026-11-02T09:00:00Z"
 JOURNEY = "follow-up-push-email"
 TOKENS = {"ana": "fcm-token-of-ana", "bo": "fcm-token-of-bo"}
-SEGMENT = {
-    "id": "has-push-token",
-    "name": "Has a push token",
-    "expression": 'T("Push Token", string, exists)',
+SEGMENTS = [
+    {
+        "id": "has-push-token",
+        "name": "Has a push token",
+        "expression": 'T("Push Token", string, exists)',
+    },
+    {
+        "id": "has-web-push",
+        "name": "Has a web push subscription",
+        "expression": 'T("Web Push Token", string, exists)',
+    },
+]
+BROWSER_USER = "cy"
+WEB_PRESET = {
+    "id": "flight-changed-web",
+    "name": "Flight changed (web push)",
+    "channel": "web_push",
+    "content": {
+        "title": "Flight changed: {{property.flight|your trip}}",
+        "body": "New departure time: {{property.departure|see the site}}.",
+        "url": "https://reach.example/trips/{{property.booking|latest}}",
+        "urgency": "high",
+    },
+}
+WEB_JOURNEY = {
+    "id": "flight-changed-web",
+    "name": "Flight changed (web push)",
+    "entries": [{"kind": "trigger", "match": {"event": "FlightChanged"}}],
+    "start": "web",
+    "nodes": [
+        {
+            "id": "web",
+            "type": "message",
+            "channel": "web_push",
+            "preset": "flight-changed-web",
+            "next": {"next": "done"},
+        },
+        {"id": "done", "type": "exit"},
+    ],
 }
 
 
@@ -94,7 +130,7 @@ def test_the_seed_push_then_email_journey_through_the_fakes(
         assert body["channels"]["sms"] == "simulated"
         await send_tick(settings, TOPICS.clock, parse_timestamp(START))
         await define_workspace(api)
-        assert (await api.call("POST", "/v1/segments", [SEGMENT]))[0] == 200
+        assert (await api.call("POST", "/v1/segments", SEGMENTS))[0] == 200
         tags = [
             {
                 "user_id": user,
@@ -103,13 +139,21 @@ def test_the_seed_push_then_email_journey_through_the_fakes(
             }
             for user, token in TOKENS.items()
         ]
-        assert (await api.call("POST", "/v1/tags", tags))[0] == 200
-        await rows(
-            api, "SELECT user_id FROM segment_memberships WHERE segment_id = 'has-push-token'", 2
+        # A browser's PushSubscription JSON in a tag, as kept before the device registry.
+        subscription = fakes.web_push.subscribe()
+        keys = {"p256dh": subscription.p256dh, "auth": subscription.auth}
+        web_tag = json.dumps({"endpoint": subscription.endpoint, "keys": keys})
+        tags.append(
+            {"user_id": BROWSER_USER, "timestamp": START, "tags": {"Web Push Token": web_tag}}
         )
+        assert (await api.call("POST", "/v1/tags", tags))[0] == 200
+        await rows(api, "SELECT user_id FROM segment_memberships", 3)
+        assert (await api.call("POST", "/v1/presets", [WEB_PRESET]))[0] == 200
         [journey] = [j for j in seed_journeys() if j["id"] == JOURNEY]
-        assert (await api.call("POST", "/v1/journeys", journey))[0] == 200
-        assert (await api.call("POST", f"/v1/journeys/{JOURNEY}/launch"))[0] == 200
+        for definition in (journey, WEB_JOURNEY):
+            assert (await api.call("POST", "/v1/journeys", definition))[0] == 200
+            launched = f"/v1/journeys/{definition['id']}/launch"
+            assert (await api.call("POST", launched))[0] == 200
         changed = [
             {
                 "user_id": user,
@@ -117,7 +161,7 @@ def test_the_seed_push_then_email_journey_through_the_fakes(
                 "timestamp": "2026-11-02T09:00:01Z",
                 "attributes": {"flight": "TP 1234", "departure": "18:40", "booking": "B7"},
             }
-            for user in TOKENS
+            for user in [*TOKENS, BROWSER_USER]
         ]
         assert (await api.call("POST", "/v1/events", changed))[0] == 200
 
@@ -138,6 +182,21 @@ def test_the_seed_push_then_email_journey_through_the_fakes(
         assert by_user["ana"][0] == "delivered"
         assert by_user["bo"][0] == "failed"
         assert "UNREGISTERED" in by_user["bo"][1]
+
+        # The browser's push service got the web push, encrypted for its keys.
+        deadline = time.monotonic() + 60
+        name = subscription.endpoint.rsplit("/", 1)[1]
+        got: list[dict[str, Any]] = []
+        while not got and time.monotonic() < deadline:
+            got = [r for r in fakes.web_push.received if r["subscription"] == name]
+            await asyncio.sleep(0.1)
+        assert got, fakes.web_push.refused
+        assert got[0]["payload"] == {
+            "title": "Flight changed: TP 1234",
+            "body": "New departure time: 18:40.",
+            "url": "https://reach.example/trips/B7",
+        }
+        assert got[0]["headers"]["urgency"] == "high"
 
         # Half an hour on, Ana has not opened the push: the email follows.
         await send_tick(settings, TOPICS.clock, parse_timestamp("2026-11-02T09:31:00Z"))
