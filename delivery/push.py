@@ -64,6 +64,8 @@ class PushAdapter(_Adapter):
         self.apns_config = apns_config(settings) if settings.apns_configured else None
         self.fcm_pace = Pacer(settings.fcm_rate_per_second)
         self.apns_pace = Pacer(settings.apns_rate_per_second)
+        self.app_rate = settings.push_app_rate_per_second
+        self._app_paces: dict[str, Pacer] = {}
         self.fcm: FcmClient | None = None
         self.apns: ApnsClient | None = None
         self._http: httpx.AsyncClient | None = None
@@ -105,9 +107,16 @@ class PushAdapter(_Adapter):
             sends.append((ident, self._sender(device, ident, content, command.command_id, sent_at)))
         return await self._each(sends)
 
+    def _app_pace(self, app_id: str) -> Pacer:
+        pace = self._app_paces.get(app_id)
+        if pace is None:
+            pace = self._app_paces[app_id] = Pacer(self.app_rate)
+        return pace
+
     def _sender(
         self, device: PushDevice, ident: str, content: PushContent, command_id: str, sent_at: float
     ) -> Callable[[], Awaitable[DeviceResult]]:
+        app_pace = self._app_pace(device.app_id)
         if device.platform == Platform.IOS:
             apns = self.apns
             payload = apns_payload(content)
@@ -116,6 +125,7 @@ class PushAdapter(_Adapter):
             async def to_apns() -> DeviceResult:
                 if apns is None:
                     return DeviceResult("failed", "APNs is not configured")
+                await app_pace()
                 await self.apns_pace()
                 return await apns.send(device, payload, content, notification, sent_at)
 
@@ -126,6 +136,7 @@ class PushAdapter(_Adapter):
         async def to_fcm() -> DeviceResult:
             if fcm is None:
                 return DeviceResult("failed", "FCM is not configured")
+            await app_pace()
             await self.fcm_pace()
             return await fcm.send(message)
 

@@ -282,6 +282,9 @@ class Settings(BaseSettings):
     )
     vapid_subject: str = Field(default="", description="Web push: mailto: or https: contact.")
     web_push_rate_per_second: float | None = Field(default=None, gt=0)
+    push_app_rate_per_second: float | None = Field(
+        default=None, gt=0, description="Push sends per second per app id, per worker."
+    )
     push_ca_file: Path | None = Field(
         default=None, description="More CA certificates (PEM) trusted by the push channels."
     )

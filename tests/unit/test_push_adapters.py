@@ -369,6 +369,17 @@ async def test_every_device_is_sent_and_one_gone_is_named(push: PushAdapter, fak
     assert any(m["token"] == tablet.token for m in fakes.fcm.accepted)
 
 
+async def test_sends_of_one_app_keep_to_its_rate(fakes: Fakes) -> None:
+    adapter = PushAdapter(fakes.make_settings(push_app_rate_per_second=4))
+    devices = [android() for _ in range(8)]
+    started = datetime.now(UTC)
+    result = await adapter.deliver(send("push", PUSH, devices))
+    elapsed = datetime.now(UTC) - started
+    await adapter.stop()
+    assert result.outcome.status == "delivered"
+    assert elapsed >= timedelta(seconds=0.9)  # a burst of 4, then 4 more at 4/s
+
+
 # --- Web Push -----------------------------------------------------------------------
 
 
