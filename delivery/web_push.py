@@ -14,7 +14,6 @@ Answers: 201/200/202 accepted; 404, 410 -> the subscription is gone; 413 -> fail
 from __future__ import annotations
 
 import asyncio
-import binascii
 import json
 import socket
 import time
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 from pywebpush import WebPusher
 
@@ -54,8 +54,11 @@ def vapid_key(settings: Settings) -> Vapid02:
             vapid = Vapid02.from_pem(text.encode())
         else:
             vapid = Vapid02.from_string(text.strip())
-    except (ValueError, TypeError, binascii.Error, Exception):
+    except Exception:  # py-vapid lets its parsers' errors through, of many kinds
         raise CredentialsError("the VAPID private key does not load") from None
+    key = vapid.private_key
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise CredentialsError("the VAPID key is not an EC P-256 key")
     subject = settings.vapid_subject
     if not subject.startswith(("mailto:", "https://")):
         raise CredentialsError("the VAPID subject is a mailto: or https: URL")

@@ -526,3 +526,40 @@ def test_the_delivery_benchmark_runs_both_paths_to_completion() -> None:
     rows = run(count=20, web_count=10, concurrency=4)
     assert [row.commands for row in rows] == [20, 20, 10]
     assert all(row.worker > 0 and row.raw > 0 for row in rows)
+
+
+def test_keys_of_the_wrong_kind_are_named(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from pydantic import SecretStr
+
+    from delivery.provider import CredentialsError
+    from delivery.web_push import vapid_key
+
+    rsa_pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    ec_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    settings = Settings(data_dir=tmp_path, vapid_private_key=rsa_pem, vapid_subject="mailto:a@b.c")
+    with pytest.raises(CredentialsError, match="not an EC P-256 key"):
+        vapid_key(settings)
+    with pytest.raises(CredentialsError, match="mailto: or https:"):
+        vapid_key(
+            settings.model_copy(
+                update={"vapid_private_key": SecretStr(ec_pem), "vapid_subject": "a@b.c"}
+            )
+        )
