@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic_core import from_json
 
 from api.definitions import DefinitionRoutes
+from delivery.push_payload import preset_problems
 from delivery.render import RenderedContent, render
 from files.presets import from_document
 from schemas.definitions import (
@@ -51,6 +52,10 @@ class PresetRoutes(DefinitionRoutes):
         presets = await self._document(request, "preset", from_document)
         if isinstance(presets, web.Response):
             return presets
+        for preset in presets:
+            too_big = preset_problems(preset)
+            if too_big:
+                return self._json({"error": f"preset '{preset.id}': {'; '.join(too_big)}"}, 400)
         await self._engine.definitions.ready.wait()
         async with self._writing:
             now = self._engine.clock.now()

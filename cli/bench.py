@@ -139,3 +139,15 @@ def bench_rollups(rows: int, repeats: int) -> None:
     from benchmarks.rollups import run
 
     run(rows, repeats)
+
+
+@bench.command(name="delivery")
+@click.option("--commands", "count", type=click.IntRange(min=10), default=1000, show_default=True)
+@click.option("--web-commands", type=click.IntRange(min=10), default=300, show_default=True)
+@click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True)
+def bench_delivery(count: int, web_commands: int, concurrency: int) -> None:
+    """Commands/s per worker through the push adapters against local fakes, next to a
+    raw client loop against the same fakes."""
+    from benchmarks.delivery import run
+
+    run(count, web_commands, concurrency)

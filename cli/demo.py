@@ -233,6 +233,7 @@ def run_demo(
                 f"up in {time.monotonic() - started:.1f}s — HTTP API "
                 f"{system.info.http}, broker {system.info.broker}"
             )
+            console.print(asyncio.run(simulated_channels(system.info.http)))
             demo_settings = Settings(data_dir=Path(folder))
             fed = asyncio.run(_simulate(system, demo_settings, users, days, seed))
             ok, page = asyncio.run(check(system.http, fed))
@@ -243,6 +244,18 @@ def run_demo(
         if keep is not None:
             console.print(kept_message(Path(folder)), soft_wrap=True)
         return ok
+
+
+async def simulated_channels(url: str) -> str:
+    """Which channels the running worker simulates (``channels`` in its status)."""
+    status, body = await HttpClient(url).call("GET", "/v1/status")
+    served = body.get("channels", {}) if status == 200 and isinstance(body, dict) else {}
+    simulated = [name for name, adapter in served.items() if adapter == "simulated"]
+    real = [name for name, adapter in served.items() if adapter != "simulated"]
+    return (
+        f"simulated channels (nothing is sent): {', '.join(simulated) or 'none'}; "
+        f"real: {', '.join(real) or 'none'}"
+    )
 
 
 def kept_message(folder: Path) -> str:

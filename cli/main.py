@@ -14,6 +14,7 @@ import orjson
 
 from cli import common
 from cli.bench import bench
+from cli.channels import channels
 from cli.clock import clock
 from cli.common import api_key_option
 from cli.common import settings as _settings
@@ -248,7 +249,7 @@ def schemas(folder: Path) -> None:
         click.echo(str(path))
 
 
-for command in (segments, presets, journeys, clock, bench, query_command):
+for command in (segments, presets, journeys, clock, bench, query_command, channels):
     main.add_command(command)
 
 

@@ -1,8 +1,9 @@
 """Which adapter serves each channel: the ``reachstream.channels`` entry point named
 after it, built with the worker's settings.
 
-reachstream ships the webhook, the simulator (push, web push, SMS, WhatsApp, in-app)
-and the SMTP email adapter. An installed package's entry point of the same name wins
+reachstream ships the webhook, the simulator (SMS, WhatsApp, in-app), the SMTP email
+adapter and the push and web push adapters (delivery/push.py: the providers when their
+credentials are set, else the simulator). An installed package's entry point of the same name wins
 over the one shipped here: a real push provider replaces the simulator by being
 installed. Email goes through the shipped ``email`` adapter only when an SMTP server
 is set (``smtp_host``); without one, and without a provider's ``email``, the simulator
@@ -12,7 +13,7 @@ serves email too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -74,3 +75,14 @@ def build(settings: Settings, points: Iterable[EntryPoint] | None = None) -> dic
         simulator = next((a for a in instances.values() if isinstance(a, SimulatedChannels)), None)
         adapters[EMAIL] = simulator or SimulatedChannels(settings)
     return adapters
+
+
+def served(adapters: Mapping[str, Any]) -> dict[str, str]:
+    """Channel -> what serves it: ``simulated``, or the adapter's class (no settings,
+    no secrets), for ``/v1/status``."""
+    return {
+        name: "simulated"
+        if isinstance(adapter, SimulatedChannels)
+        else f"{type(adapter).__module__}.{type(adapter).__name__}"
+        for name, adapter in sorted(adapters.items())
+    }

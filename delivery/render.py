@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, ValidationError
 
+from delivery.push_payload import size_problems
 from engine.journeys.schedule import user_zone
 from engine.time import from_ms
 from schemas.journey_nodes import Channel
@@ -28,7 +29,9 @@ from schemas.presets import (
     EmailContent,
     Placeholder,
     PresetDefinition,
+    PushContent,
     SmsContent,
+    WebPushContent,
     link_allowed,
     link_templates,
     parse_template,
@@ -111,6 +114,8 @@ def render(
         refused = over_limit(update["text"], content.max_segments)
         if refused is not None:
             filler.problems.append(f"text: once rendered, {refused}")
+    if isinstance(content, PushContent | WebPushContent) and not filler.problems:
+        filler.problems += size_problems(content.model_copy(update=update))
     if filler.problems:
         return RenderFailure(
             preset_id=preset.id,

@@ -212,14 +212,47 @@ class _Content(BaseModel):
     """Fields whose rendered values are HTML-escaped."""
 
 
+_RESERVED_DATA = ("aps", "from", "notification", "message_type", "google.", "gcm.")
+
+
+def _custom_data(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if key.startswith(_RESERVED_DATA) or key in ("image", "deep_link"):
+            raise ValueError(f"data key {key!r} is reserved by the push providers")
+    return value
+
+
 class PushContent(_Content):
+    """A mobile push notification (APNs and FCM); delivery/push_payload.py builds each
+    provider's payload from it and refuses one over the provider's size limit."""
+
     channel: Literal["push"] = "push"
     title: Text = Field(min_length=1, max_length=256)
     body: Text = Field(min_length=1, max_length=4096)
     deep_link: Link | None = None
     image: WebUrl | None = None
+    badge: int | None = Field(default=None, ge=0, le=99_999)
+    sound: str | None = Field(default=None, min_length=1, max_length=256)
+    data: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=128)], Text],
+        AfterValidator(_custom_data),
+    ] = Field(default_factory=dict, max_length=50)
+    """Custom key/values for the app (strings; placeholders rendered)."""
+    collapse_id: str | None = Field(default=None, min_length=1, max_length=64)
+    """Notifications with one collapse id replace each other on the device."""
+    ttl_seconds: int | None = Field(default=None, ge=0, le=2_419_200)
+    """How long the provider keeps trying an offline device (None: its default)."""
+    priority: Literal["high", "normal"] = "high"
 
-    templates = ("title", "body", "deep_link", "image")
+    templates = ("title", "body", "deep_link", "image", "data")
+
+
+class WebPushAction(BaseModel):
+    model_config = CONTRACT
+
+    action: str = Field(min_length=1, max_length=64)
+    title: str = Field(min_length=1, max_length=128)
+    icon: WebUrl | None = None
 
 
 class WebPushContent(_Content):
@@ -228,8 +261,15 @@ class WebPushContent(_Content):
     body: Text = Field(min_length=1, max_length=4096)
     url: WebUrl | None = None
     icon: WebUrl | None = None
+    image: WebUrl | None = None
+    actions: tuple[WebPushAction, ...] = Field(default=(), max_length=2)
+    """Buttons of the notification (browsers show at most two)."""
+    ttl_seconds: int | None = Field(default=None, ge=0, le=2_419_200)
+    urgency: Literal["very-low", "low", "normal", "high"] | None = None
+    topic: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    """A message with the same topic replaces an undelivered one (RFC 8030)."""
 
-    templates = ("title", "body", "url", "icon")
+    templates = ("title", "body", "url", "icon", "image")
 
 
 class EmailContent(_Content):

@@ -191,6 +191,22 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def fcm_configured(self) -> bool:
+        return bool(
+            self.fcm_service_account_file or self.fcm_service_account_json.get_secret_value()
+        )
+
+    @property
+    def apns_configured(self) -> bool:
+        key = self.apns_key_file or self.apns_key.get_secret_value()
+        return bool(key and self.apns_key_id and self.apns_team_id)
+
+    @property
+    def web_push_configured(self) -> bool:
+        key = self.vapid_private_key_file or self.vapid_private_key.get_secret_value()
+        return bool(key and self.vapid_subject)
+
+    @property
     def clickhouse(self) -> str:
         return self.clickhouse_dsn or f"chdb://{self.data_dir / 'clickhouse'}"
 
@@ -238,6 +254,48 @@ class Settings(BaseSettings):
     tracking_secret: str = Field(
         default="",
         description="Key of the open/click tracking tokens; empty: one kept in the data dir.",
+    )
+    # Mobile and web push (delivery/push.py, docs/channels.md). Secrets from a file or
+    # the environment; SecretStr keeps them out of logs and reprs.
+    fcm_service_account_file: Path | None = Field(
+        default=None, description="FCM: the service account's JSON key file."
+    )
+    fcm_service_account_json: SecretStr = Field(
+        default=SecretStr(""), description="FCM: the service account's JSON key itself."
+    )
+    fcm_project_id: str = Field(default="", description="FCM: empty: the service account's.")
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    fcm_token_url: str = Field(default="", description="OAuth2 token URL; empty: the key's.")
+    fcm_rate_per_second: float | None = Field(default=None, gt=0)
+    apns_key_file: Path | None = Field(default=None, description="APNs: the .p8 signing key.")
+    apns_key: SecretStr = Field(default=SecretStr(""), description="APNs: the .p8 key's PEM.")
+    apns_key_id: str = ""
+    apns_team_id: str = ""
+    apns_production_url: str = "https://api.push.apple.com"
+    apns_sandbox_url: str = "https://api.sandbox.push.apple.com"
+    apns_rate_per_second: float | None = Field(default=None, gt=0)
+    vapid_private_key_file: Path | None = Field(
+        default=None, description="Web push: the VAPID private key (PEM)."
+    )
+    vapid_private_key: SecretStr = Field(
+        default=SecretStr(""), description="Web push: the VAPID private key (PEM or base64url)."
+    )
+    vapid_subject: str = Field(default="", description="Web push: mailto: or https: contact.")
+    web_push_rate_per_second: float | None = Field(default=None, gt=0)
+    push_app_rate_per_second: float | None = Field(
+        default=None, gt=0, description="Push sends per second per app id, per worker."
+    )
+    push_ca_file: Path | None = Field(
+        default=None, description="More CA certificates (PEM) trusted by the push channels."
+    )
+    push_timeout_seconds: float = Field(default=10.0, gt=0)
+    push_attempts: int = Field(
+        default=3, ge=1, le=10, description="Tries of one device within a delivery."
+    )
+    push_retry_after_max_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="A longer Retry-After is left to the worker's retry of the command.",
     )
     # Personal data (projections/addresses.py).
     pii_key: str = Field(

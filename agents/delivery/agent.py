@@ -38,6 +38,7 @@ def build(app: faust.App, engine: Engine) -> DeliveryWorker:
     )
     engine.checkpoint.before_ack.append(worker.flush)
     engine.status_parts["delivery"] = worker.status
+    engine.status_parts["channels"] = lambda: channel_adapters.served(worker.adapters)
     engine.delivery = worker
     _register_commands(app, engine, worker)
     _register_clock(app, engine, worker)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from engine.codecs import InputCodec
 from schemas import DeadLetter, DeadLetterReason, Event, Feedback, TagUpdate
@@ -301,6 +301,8 @@ def test_sql_examples_run_on_the_projection_tables(tmp_path: Path) -> None:
 
 def _default_cell(name: str) -> str:
     value = Settings.model_fields[name].get_default(call_default_factory=True)
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
     if value is None:
         return "unset"
     if value == "":

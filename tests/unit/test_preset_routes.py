@@ -169,6 +169,12 @@ async def test_render_previews_a_users_content(api: Api) -> None:
             "body": "Nova hora de partida: veja na app. Toque para ver os detalhes.",
             "deep_link": "reach://trips/latest",
             "image": None,
+            "badge": None,
+            "sound": None,
+            "data": {},
+            "collapse_id": None,
+            "ttl_seconds": None,
+            "priority": "high",
         },
     }
     await api.call("POST", "/v1/presets", SMS)
@@ -215,3 +221,17 @@ async def test_scopes(api: Api) -> None:
         assert (status != 401) is allowed, (method, path, key)
     applied = [PresetApplied.model_validate_json(v) for _, k, v in api.producer.keyed]
     assert [event.definition.id for event in applied] == ["hello"]
+
+
+async def test_a_push_preset_over_the_providers_limit_is_refused_at_apply(api: Api) -> None:
+    big = {
+        "id": "big-push",
+        "name": "Big",
+        "channel": "push",
+        "content": {"title": "Hi", "body": "é" * 2100},
+    }
+    status, body = await api.call("POST", "/v1/presets", [SMS, big])
+    assert status == 400
+    assert body["error"].startswith("preset 'big-push': content: the APNs payload is 42")
+    assert "over APNs' limit of 4096" in body["error"]
+    assert api.producer.keyed == []

@@ -115,6 +115,12 @@ async def test_rendered_content_goes_along(receiver: Receiver, adapter: WebhookA
         "body": "Welcome",
         "deep_link": None,
         "image": None,
+        "badge": None,
+        "sound": None,
+        "data": {},
+        "collapse_id": None,
+        "ttl_seconds": None,
+        "priority": "high",
     }
     assert (body["content"]["preset_id"], body["content"]["version"]) == ("hello", 2)
 

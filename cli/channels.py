@@ -1,0 +1,34 @@
+"""``reach channels check``: the push channels' credentials, checked without sending
+(``--live``: FCM's dry run too). Secrets are never printed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from cli.common import settings as _settings
+
+
+@click.group()
+def channels() -> None:
+    """The delivery channels' providers."""
+
+
+@channels.command(name="check")
+@click.option("--live", is_flag=True, help="Also ask FCM for a token and a validate_only send.")
+def channels_check(live: bool) -> None:
+    """Check the configured push credentials' shape (keys load, fields present)."""
+    from delivery.push_check import check_fcm_live, check_shapes
+
+    settings = _settings()
+    checks = check_shapes(settings)
+    if live and settings.fcm_configured:
+        checks.append(asyncio.run(check_fcm_live(settings)))
+    for check in checks:
+        mark = {True: "ok", False: "FAILED", None: "-"}[check.ok]
+        click.echo(f"{check.provider:10} {mark:7} {check.detail}")
+    if not any(check.ok is not None for check in checks):
+        click.echo("no push provider configured: push and web push go to the simulator")
+    if any(check.ok is False for check in checks):
+        raise SystemExit(1)
