@@ -13,6 +13,7 @@ import click
 import orjson
 
 from cli import common
+from cli.backtest import backtest
 from cli.bench import bench
 from cli.clock import clock
 from cli.common import api_key_option
@@ -248,7 +249,7 @@ def schemas(folder: Path) -> None:
         click.echo(str(path))
 
 
-for command in (segments, presets, journeys, clock, bench, query_command):
+for command in (segments, presets, journeys, clock, bench, query_command, backtest):
     main.add_command(command)
 
 

@@ -95,6 +95,8 @@ class JourneyCounts:
     """Step -> activity -> rows (as ``journey_step_stats`` counts them)."""
     silent: Counter[str] = field(default_factory=Counter)
     """Step -> sends that silent hours held back."""
+    edges: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(from step, output, to step) -> users who went that way."""
 
     def total(self, activity: str) -> int:
         return sum(counts[activity] for counts in self.steps.values())
@@ -103,6 +105,7 @@ class JourneyCounts:
         return {
             "entries": self.entries,
             "unique_users": len(self.users),
+            "inside_now": self.entries - self.total("exited") - self.total("dropped"),
             "sent": self.total("sent"),
             "delivered": self.total("delivered"),
             "opened": self.total("opened"),
@@ -413,9 +416,14 @@ class _UserReplay:
         for row in outcome.activity:
             counts = report.journeys[row["journey_id"]]
             activity = row["activity"]
-            if activity == "entered" and row["detail"] == "journey":
-                counts.entries += 1
-                counts.users.add(self.user)
+            if activity == "entered":
+                detail = row["detail"]
+                if detail == "journey":
+                    counts.entries += 1
+                    counts.users.add(self.user)
+                elif "." in detail:
+                    source, _, output = detail.partition(".")
+                    counts.edges[(source, output, row["step"])] += 1
             elif activity == "goal":
                 counts.goals += 1
             counts.steps[row["step"]][activity] += 1

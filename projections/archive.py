@@ -9,7 +9,7 @@ what it is."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,8 +17,9 @@ from typing import Any
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from engine.backtest import Timeline
+from engine.backtest import Backtest, Report, Timeline
 from engine.processor import UserInput
+from engine.time import from_ms
 from projections import rows
 from schemas.events import Event
 from schemas.feedback import Feedback
@@ -197,3 +198,21 @@ def store_inputs(
     for table in tables.values():
         flush(table)
     return written
+
+
+def replay(
+    client: Client,
+    database: str,
+    tests: Sequence[Backtest],
+    selection: Selection = Selection(),
+    progress: Callable[[int], None] | None = None,
+) -> list[Report]:
+    """Read the archive once, up to the latest end of ``tests``, and replay each user
+    through every one of them (a comparison reads the archive once)."""
+    end = max(from_ms(test.end_ms) for test in tests)
+    for timeline in timelines(client, database, end, selection):
+        for test in tests:
+            test.user(timeline)
+        if progress is not None:
+            progress(len(timeline.inputs))
+    return [test.report for test in tests]
