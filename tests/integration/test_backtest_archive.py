@@ -6,6 +6,7 @@ over the inputs themselves."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,64 @@ def test_the_archive_reads_back_user_by_user_in_time_order(tmp_path: Path) -> No
     assert found["first_counted"] == found["first_inputs"] > 0
     assert found["segment"] == ["warm"]
     assert found["early"] == found["early_direct"]
+
+
+_ARCHIVE = """
+import sys
+from datetime import UTC, datetime
+from projections.archive import store_inputs
+from projections.clickhouse import connect
+from tests.unit.test_backtest import archive
+client = connect("chdb://" + sys.argv[1], "reach")
+store_inputs(client, archive(), datetime(2026, 12, 30, tzinfo=UTC))
+"""
+
+
+def test_reach_backtest_reports_from_the_archive_as_json_and_html(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    subprocess.run(
+        [sys.executable, "-c", _ARCHIVE, str(data / "clickhouse")],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
+    seed = ROOT / "examples"
+    report = tmp_path / "backtest.html"
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "reach"),
+            "backtest",
+            str(seed / "seed-journeys.yaml"),
+            "--journey",
+            "reengage-once",
+            "--segments",
+            str(seed / "seed-segments.yaml"),
+            "--from",
+            "2026-12-07",
+            "--to",
+            "2026-12-21",
+            "--compare",
+            str(seed / "seed-journeys.yaml"),
+            "--format",
+            "json",
+            "--html",
+            str(report),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "REACH_DATA_DIR": str(data)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout)
+    first = found["backtest"]["journeys"]["reengage-once"]
+    assert first["entries"] == 2
+    assert first["steps"]["first-email"]["sent"] == 2
+    assert found["backtest"]["users"] == 4
+    assert found["compare"]["journeys"]["reengage-once"]["entries"] == 2
+    assert found["difference"]["reengage-once"]["sent"] == 0
+    page = report.read_text()
+    assert "reengage-once" in page
+    assert "<svg" in page
