@@ -315,6 +315,7 @@ class _UserReplay:
         run_index = 0
         index = 0
         count = len(inputs)
+        times = [to_ms(item.timestamp) for item in inputs]
         report = test.report
         report.users += 1
         while True:
@@ -330,11 +331,10 @@ class _UserReplay:
             if run_index < len(runs):
                 due = _earliest(due, runs[run_index].at)
             if index < count:
-                item = inputs[index]
-                at = to_ms(item.timestamp)
+                at = times[index]
                 if at < end and (due is None or at < due):
                     index += 1
-                    self._input(item)
+                    self._input(inputs[index - 1])
                     continue
             if due is None or due > end:
                 return self.record
