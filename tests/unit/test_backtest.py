@@ -13,6 +13,7 @@ import pytest
 
 from engine.backtest import Backtest, Report, Timeline, split_by_user
 from engine.processor import Record, UserInput
+from engine.time import to_ms
 from files.journeys import load as load_journeys
 from files.segments import load as load_segments
 from schemas.commands import parse_command_id
@@ -248,3 +249,70 @@ def test_timelines_group_inputs_by_user_in_time_order() -> None:
     a1 = Event(user_id="a", name="X", timestamp=START)
     b1 = Event(user_id="b", name="X", timestamp=START)
     assert split_by_user([b1, a2, a1]) == [Timeline("a", [a1, a2]), Timeline("b", [b1])]
+
+
+def test_feedback_that_reached_the_live_system_late_is_where_the_two_differ() -> None:
+    """The one legitimate difference: live, feedback is applied when it arrives; the
+    archive keeps its own instant, and the back-test applies it then. An open stamped
+    within the split window that arrived after the split ended: live, the user got the
+    second email; back-tested, the open came in time and the user left at ``done``."""
+    from engine.testing import Harness
+    from files.presets import load as load_presets
+
+    once = JOURNEYS["reengage-once"]
+    live = Harness(
+        segments=SEGMENTS,
+        presets=load_presets(Path("examples/seed-presets.yaml")),
+        journeys=[once],
+        now=datetime(2026, 10, 1, tzinfo=UTC),
+        launch=False,
+    )
+    inputs: list[UserInput] = [
+        profile("late"),
+        *opens("late", datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 25, tzinfo=UTC)),
+    ]
+    for item in inputs:
+        live.advance_to(max(live.now, item.timestamp))
+        live.send(item)
+    live.advance_to(START)
+    live.act(once.id, "launch")
+    live.advance_to(RUN + timedelta(hours=1), tick=timedelta(hours=1))
+    (first,) = live.commands
+    opened = Feedback(
+        command_id=first["command_id"],
+        user_id="late",
+        status=FeedbackStatus.OPENED,
+        timestamp=RUN + DAY,
+        channel="email",
+    )
+    live.advance_to(RUN + 6 * DAY, tick=timedelta(hours=1))
+    live.send(opened)  # arrives a day after the split ended
+    assert live.sent("late") == ["first-email", "second-email"]
+
+    report = backtest().run(split_by_user([*inputs, opened]))
+    assert [c["command_id"] for c in report.commands] == [first["command_id"]]
+    assert report.journeys[once.id].steps["first-email"]["opened"] == 1
+    assert report.journeys[once.id].steps["first-email"]["not_opened"] == 0
+
+
+def test_the_diverted_delivery_gives_the_simulator_s_feedback_as_the_worker_emits_it() -> None:
+    from delivery.backtest import simulated
+    from delivery.simulator import DEFAULTS, decide
+    from schemas.commands import SendCommand
+
+    report = backtest().run(split_by_user(archive()))
+    command = report.commands[0]
+    simulate = simulated(DEFAULTS, 3)
+    now = to_ms(command["at"])
+    found = simulate(command, now)
+    result = decide(SendCommand.model_validate(command), DEFAULTS["email"], 3)
+    expected = [result.outcome.status, *(later.status for later in result.later)]
+    assert [f.status.value for f in found] == expected
+    assert found[0].timestamp == result.outcome.at
+    assert simulate(command, now) == found  # the same draws, the same feedback ids
+    no_address = {**command, "address": None, "devices": []}
+    (failed,) = simulate(no_address, now)
+    assert failed.status is FeedbackStatus.FAILED
+    assert failed.timestamp == command["at"]
+    webhook = {**command, "channel": "webhook", "preset": None, "url": "https://example.com/hook"}
+    assert [f.status.value for f in simulate(webhook, now)] == ["delivered"]
