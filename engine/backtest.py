@@ -245,6 +245,7 @@ class Backtest:
         self.before = Model.build(definitions.segments, {}, horizon)
         self.after = Model.build(definitions.segments, dict(definitions.journeys), horizon)
         self.tested = frozenset(journey.id for journey in journeys)
+        self.silent_hours = any(journey.settings.silent_hours for journey in journeys)
         self.runs = self._schedule()
         self.report = Report(start, end)
 
@@ -437,7 +438,8 @@ class _UserReplay:
             if item.update_id not in self.tag_ids:
                 self.tag_ids.add(item.update_id)
                 self._apply(item, "t")
-        self._silent()
+        if self.test.silent_hours:
+            self._silent()
 
     def _deliver(self, command: Record) -> None:
         command_id = command["command_id"]
