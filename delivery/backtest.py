@@ -27,7 +27,8 @@ def simulated(profiles: Mapping[str, Profile], seed: int) -> Simulate:
     """The simulator's feedback for a command delivered at ``now`` (ms)."""
 
     def simulate(record: Record, now: int) -> Sequence[Feedback]:
-        command = SendCommand.model_validate(record)
+        # The core made it: its fields are right; only a few are read here.
+        command = SendCommand.model_construct(**record)
         profile = profiles.get(command.channel)
         if profile is None:
             pending: list[tuple[str, int, str | None]] = [("delivered", now, None)]

@@ -91,6 +91,10 @@ def test_a_backtest_of_the_demo_period_agrees_with_what_the_live_system_did(
     )
     found = _compare(folder, days)
     assert len(found["live_commands"]) > 0
+    # Both branches of the campaign's split happened: opens, and second emails.
+    steps = found["live_steps"]
+    assert sum(s["opened"] for k, s in steps.items() if k.endswith("/first-email")) > 0
+    assert sum(s["sent"] for k, s in steps.items() if k.endswith("/second-email")) > 0
     assert found["tested_commands"] == found["live_commands"]
     assert found["tested_steps"] == found["live_steps"]
     # Every command existed live: its archived feedback was used, none simulated.
