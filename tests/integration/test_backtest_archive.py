@@ -142,3 +142,17 @@ def test_reach_backtest_reports_from_the_archive_as_json_and_html(tmp_path: Path
     page = report.read_text()
     assert "reengage-once" in page
     assert "<svg" in page
+
+
+def test_the_benchmark_runs_at_a_small_size() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "from benchmarks.backtest import run; run(3000, 300, live=False)"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "back-test of reengage-once" in done.stdout
+    assert "inputs/s" in done.stdout
