@@ -132,7 +132,7 @@ def backtest(
     if other is not None:
         label = _label(other)
         label = f"{label} (compared)" if label == runs[0][0] else label
-        runs.append((label, _journeys(other, only, api_key)))
+        runs.append((label, next_versions(tested, _journeys(other, only, api_key))))
     if segment is not None and segment not in {s.id for s in segments}:
         raise click.UsageError(f"no segment '{segment}' among the definitions")
     simulate = simulated(profiles(settings.simulator), settings.simulator_seed)
@@ -197,6 +197,21 @@ def _replay(
     ) as progress:
         task = progress.add_task("", total=total)
         return replay(client, database, tests, selection, lambda n: progress.advance(task, n))
+
+
+def next_versions(
+    first: Sequence[JourneyDefinition], other: Sequence[JourneyDefinition]
+) -> list[JourneyDefinition]:
+    """The compared journeys, a journey at the same id and version as a first one taken
+    as its next version: another definition makes other commands (ids of their own),
+    whose feedback the archive cannot have."""
+    versions = {journey.id: journey.version or 1 for journey in first}
+    return [
+        journey.model_copy(update={"version": versions[journey.id] + 1})
+        if journey.id in versions and (journey.version or 1) == versions[journey.id]
+        else journey
+        for journey in other
+    ]
 
 
 def _label(source: str) -> str:

@@ -76,3 +76,15 @@ def test_ticks_are_durations() -> None:
         parse_tick("0h")
     with pytest.raises(click.BadParameter):
         parse_tick("soon")
+
+
+def test_a_compared_journey_at_the_same_version_is_the_next_version() -> None:
+    from cli.backtest import next_versions
+    from files.journeys import load
+
+    journeys = {j.id: j for j in load(Path("examples/seed-journeys.yaml"))}
+    once, weekly = journeys["reengage-once"], journeys["reengage-weekly"]
+    found = next_versions([once], [once, weekly])
+    assert [(j.id, j.version) for j in found] == [("reengage-once", 2), ("reengage-weekly", 0)]
+    later = once.model_copy(update={"version": 5})
+    assert next_versions([once], [later]) == [later]
