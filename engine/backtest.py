@@ -414,7 +414,13 @@ class _UserReplay:
             hour = at - at % 3_600_000
             delta = 1 if change["change"] == "entered" else -1
             report.size_changes[change["segment_id"]][hour] += delta
-        for row in outcome.activity:
+        tested = self.test.tested
+        rows = outcome.activity
+        if any(row["journey_id"] not in tested for row in rows):
+            # Feedback on another journey's command (an input here) is recorded against
+            # that journey: not the back-test's to count.
+            rows = [row for row in rows if row["journey_id"] in tested]
+        for row in rows:
             counts = report.journeys[row["journey_id"]]
             activity = row["activity"]
             if activity == "entered":
@@ -429,7 +435,7 @@ class _UserReplay:
                 counts.goals += 1
             counts.steps[row["step"]][activity] += 1
         if self.test.keep:
-            report.activity.extend(outcome.activity)
+            report.activity.extend(rows)
             report.commands.extend(outcome.commands)
         for command in outcome.commands:
             self._deliver(command)

@@ -316,3 +316,18 @@ def test_the_diverted_delivery_gives_the_simulator_s_feedback_as_the_worker_emit
     assert failed.timestamp == command["at"]
     webhook = {**command, "channel": "webhook", "preset": None, "url": "https://example.com/hook"}
     assert [f.status.value for f in simulate(webhook, now)] == ["delivered"]
+
+
+def test_feedback_on_another_journey_s_commands_counts_for_none_of_the_tested() -> None:
+    weekly = "reengage-weekly:1:1-20261211T1700:first-email:1:0123456789abcdef"
+    other = Feedback(
+        command_id=weekly,
+        user_id="lapsed-open",
+        status=FeedbackStatus.OPENED,
+        timestamp=RUN + DAY,
+        channel="email",
+    )
+    report = backtest().run(split_by_user([*archive(), other]))
+    assert set(report.journeys) == {"reengage-once"}
+    assert report.inputs["feedback"] == 1  # an input all the same (message conditions)
+    assert all(row["journey_id"] == "reengage-once" for row in report.activity)
