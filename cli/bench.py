@@ -151,3 +151,19 @@ def bench_delivery(count: int, web_commands: int, concurrency: int) -> None:
     from benchmarks.delivery import run
 
     run(count, web_commands, concurrency)
+
+
+@bench.command(name="backtest")
+@click.option("--events", type=click.IntRange(min=1), default=1_000_000, show_default=True)
+@click.option("--users", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option(
+    "--live/--no-live",
+    default=True,
+    show_default=True,
+    help="Also measure the live engine on the same inputs (the baseline).",
+)
+def bench_backtest(events: int, users: int, live: bool) -> None:
+    """Back-test inputs/s (archive read + replay) next to the live engine's, same inputs."""
+    from benchmarks.backtest import run
+
+    run(events, users, live)

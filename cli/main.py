@@ -13,6 +13,7 @@ import click
 import orjson
 
 from cli import common
+from cli.backtest import backtest
 from cli.bench import bench
 from cli.channels import channels
 from cli.clock import clock
@@ -249,7 +250,7 @@ def schemas(folder: Path) -> None:
         click.echo(str(path))
 
 
-for command in (segments, presets, journeys, clock, bench, query_command, channels):
+for command in (segments, presets, journeys, clock, bench, query_command, channels, backtest):
     main.add_command(command)
 
 
