@@ -249,11 +249,12 @@ class Sim:
         )
         return self.apply(command["user_id"], feedback)
 
-    def advance(self, delta: timedelta) -> None:
-        """Move time forward, firing every due timer at its own instant."""
+    def advance(self, delta: timedelta, tick: timedelta | None = None) -> None:
+        """Move time forward, firing every due timer at its own instant (with ``tick``,
+        in ticks, each starting the audience runs due if schedules are on)."""
         for user_id in list(self.users):
             self._given(user_id)
-        self.engine.advance(delta)
+        self.engine.advance(delta, tick)
         for user_id in list(self.users):
             self._taken(user_id)
 

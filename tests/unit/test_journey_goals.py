@@ -5,7 +5,7 @@ users kept out of every journey, their goals still counted for lift)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.journeys.codec import decode, encode
@@ -13,7 +13,7 @@ from engine.journeys.holdout import Holdout
 from engine.journeys.state import ConversionWindow, JourneyState
 from schemas.commands import JourneyActivity
 from schemas.events import Event
-from tests.unit.journey_sim import T0, Sim
+from tests.unit.journey_sim import T0, Sim, load_journeys
 
 DAY = timedelta(days=1)
 PURCHASED = {"name": "purchased", "match": {"event": "Purchase"}}
@@ -277,3 +277,29 @@ def test_held_out_users_goals_are_counted_for_the_holdout_group() -> None:
     assert sim.rows(user, "goal") == []
     sim.advance(3 * DAY)  # the window (counted from the entry) is over
     assert not state_of(sim, user).windows
+
+
+# --- frequency caps in the example workspace ------------------------------------------
+
+
+def test_the_example_workspace_sends_no_user_more_than_two_messages_in_seven_days() -> None:
+    """The two re-engagement journeys share a segment: the one-off run on Thursday and
+    the weekly one on Friday would send four emails within a week to a user who opens
+    none. Their caps keep it to two in any seven days; later runs send again."""
+    seed = {j.id: j for j in load_journeys("examples/seed-journeys.yaml")}
+    sim = Sim(now=datetime(2026, 12, 9, tzinfo=UTC))
+    sim.engine.schedules = True  # the runs start when their time comes
+    sim.define(seed["reengage-once"], seed["reengage-weekly"])
+    users = [f"u{n}" for n in range(20)]
+    for user in users:
+        sim.user(user, "inactive-7d")
+    for journey_id in ("reengage-once", "reengage-weekly"):
+        sim.act(journey_id, "launch")
+    sim.advance(21 * DAY, tick=timedelta(hours=1))
+    week = 7 * DAY
+    for user in users:
+        times = sorted(c["at"] for c in sim.commands if c["user_id"] == user)
+        assert len(times) >= 3, user  # every week brings its email
+        busiest = max(sum(1 for t in times if start <= t < start + week) for start in times)
+        assert busiest <= 2, (user, times)
+    assert sim.counts()[("second-email", "capped")] > 0
