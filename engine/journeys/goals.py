@@ -102,9 +102,8 @@ def held_out(mover: Mover, definition: JourneyDefinition, run: str, now: int) ->
             Activity.HELD_OUT,
             now,
             HELD_OUT,
-            cause=mover.cause,
         )
-    )
+    )  # no cause: one row per entry (its run), whichever input made it
     window = window_ms(definition)
     if window is not None:
         mover.state.open_window(

@@ -11,8 +11,10 @@ from typing import Any
 from engine.journeys.codec import decode, encode
 from engine.journeys.holdout import Holdout
 from engine.journeys.state import ConversionWindow, JourneyState
+from engine.processor import Model
 from schemas.commands import JourneyActivity
 from schemas.events import Event
+from streams.settings import Settings
 from tests.unit.journey_sim import T0, Sim, load_journeys
 
 DAY = timedelta(days=1)
@@ -260,6 +262,7 @@ def test_held_out_users_get_no_message_from_any_journey_and_are_recorded() -> No
         ]
         assert rows[0]["step"] == "email"
         assert rows[0]["detail"] == "global holdout"
+        assert rows[0]["cause"] == ""  # one row per entry (its run), whatever input made it
     treated = next(user for user in users if user not in held)
     assert sim.rows(treated, "held_out") == []
 
@@ -303,3 +306,13 @@ def test_the_example_workspace_sends_no_user_more_than_two_messages_in_seven_day
         busiest = max(sum(1 for t in times if start <= t < start + week) for start in times)
         assert busiest <= 2, (user, times)
     assert sim.counts()[("second-email", "capped")] > 0
+
+
+def test_the_holdout_setting_reaches_every_catalog() -> None:
+    settings = Settings(global_holdout_percent=12.5, global_holdout_salt="spring")
+    holdout = Holdout(settings.global_holdout_percent, settings.global_holdout_salt)
+    model = Model.build({}, None, holdout=holdout)
+    assert model.catalog.holdout == holdout
+    assert model.with_journeys({}).with_segments({}).catalog.holdout == holdout
+    assert Model.build({}, {}, holdout=Holdout(0, "x")).catalog.holdout is None
+    assert Settings().global_holdout_percent == 0
