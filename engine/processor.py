@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from engine.journeys import logic as journeys
 from engine.journeys.catalog import Catalog
+from engine.journeys.holdout import Holdout
 from engine.record import UNREAD, JourneyPart, SegmentPart, UserRecord
 from engine.segments import logic as segments
 from engine.segments.counters import DEFAULT_HORIZON
@@ -59,9 +60,13 @@ class Model:
         registry: Mapping[str, Journey] | None = None,
         horizon: timedelta = DEFAULT_HORIZON,
         journeys: bool = True,
+        holdout: Holdout | None = None,
     ) -> Model:
-        """From the registry's segments and journeys (None: not read yet)."""
-        catalog = Catalog.unloaded() if registry is None else Catalog.build(registry)
+        """From the registry's segments and journeys (None: not read yet); ``holdout``:
+        the global holdout, kept by every later catalog."""
+        catalog = (
+            Catalog.unloaded(holdout) if registry is None else Catalog.build(registry, holdout)
+        )
         definitions = dict(definitions)
         return cls(SegmentIndex.build(definitions, horizon), definitions, catalog, journeys)
 
@@ -71,7 +76,7 @@ class Model:
         return replace(self, index=index, definitions=definitions)
 
     def with_journeys(self, registry: Mapping[str, Journey]) -> Model:
-        return replace(self, catalog=Catalog.build(registry))
+        return replace(self, catalog=Catalog.build(registry, self.catalog.holdout))
 
 
 # --- inputs: what can happen to a user --------------------------------------------------

@@ -25,6 +25,7 @@ from engine import codec
 from engine import processor as core
 from engine import sweeps as sweeping
 from engine.journeys import logic as journeys
+from engine.journeys.holdout import Holdout
 from engine.journeys.schedule import Run
 from engine.processor import Input, Model, Outcome, Record
 from engine.record import SegmentPart, UserRecord
@@ -69,12 +70,14 @@ class Harness:
         horizon: timedelta = DEFAULT_HORIZON,
         launch: bool = True,
         schedules: bool = True,
+        holdout: Holdout | None = None,
     ) -> None:
         """``launch``: launch the ``journeys`` given here; ``schedules``: audience runs
-        start by themselves when time reaches them (off: only ``run`` starts one)."""
+        start by themselves when time reaches them (off: only ``run`` starts one);
+        ``holdout``: the global holdout (``Holdout(percent, salt)``)."""
         self.now = now
         self.registry = Definitions()
-        self.model = Model.build({}, {}, horizon)
+        self.model = Model.build({}, {}, horizon, holdout=holdout)
         self.schedules = schedules
         self.stored: dict[str, dict[str, Any]] = {}
         """User -> the stored form of the user's record."""

@@ -112,6 +112,12 @@ class Activity(StrEnum):
     """Left without finishing: the journey stopped, the user left its segment."""
     SKIPPED = "skipped"
     """An entry refused: already inside, or re-entry not allowed."""
+    HELD_OUT = "held_out"
+    """An entry the global holdout kept out (journey level, at the start node): the
+    user gets nothing from the journey, and counts in its holdout group."""
+    HOLDOUT_GOAL = "holdout_goal"
+    """A goal of a held-out user, within the goal's ``after_exit`` of the held-out
+    entry (detail: the goal's name): the holdout group's conversion."""
 
 
 class JourneyActivity(BaseModel):

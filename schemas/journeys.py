@@ -158,13 +158,23 @@ class Reentry(BaseModel):
 
 class Goal(BaseModel):
     """A conversion: a matching event while the user is inside. With ``exits`` the
-    user leaves the journey there."""
+    user leaves the journey there. With ``after_exit`` it also counts, once, up to
+    that long after the journey's last message to the user once they left (their
+    conversion window), attributed to their last opened message, else their last sent
+    one; and for users of the global holdout, that long after their would-be entry."""
 
     model_config = CONTRACT
 
     name: OutputName
     match: EventMatch
     exits: bool = True
+    after_exit: Duration | None = None
+
+    @model_validator(mode="after")
+    def _window_at_most_a_year(self) -> Goal:
+        if self.after_exit is not None and self.after_exit.delta > timedelta(days=366):
+            raise ValueError("a goal counts at most a year after exit")
+        return self
 
 
 class FrequencyCap(BaseModel):

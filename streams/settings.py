@@ -126,6 +126,20 @@ class Settings(BaseSettings):
     segment_horizon_days: int = Field(
         default=90, ge=1, le=3660, description="How long per-user event counts are kept."
     )
+    global_holdout_percent: float = Field(
+        default=0.0,
+        ge=0,
+        le=50,
+        description="Share of users (percent, 0 to 50) kept out of every journey as the "
+        "global control group: no message, a held_out row at each entry, their goals "
+        "counted apart (holdout_goal) for lift. 0: nobody.",
+    )
+    global_holdout_salt: str = Field(
+        default="reach",
+        max_length=256,
+        description="Who is held out follows from a hash of the user id and this salt: "
+        "the same users while it stays the same; a new salt draws a new group.",
+    )
     role: Literal["all", "projections", "segments", "delivery"] = Field(
         default="all",
         description="What this worker does. all: everything (the embedded default). "

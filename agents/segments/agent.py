@@ -36,6 +36,7 @@ from agents.segments.outputs import Outputs
 from agents.segments.sweeps import JOURNEYS_KEY, MARKERS, RUNS_KEY, SEGMENTS_KEY, Sweeps
 from engine import codec
 from engine import processor as core
+from engine.journeys.holdout import Holdout
 from engine.processor import Input, Model, Outcome
 from engine.record import UserRecord
 from engine.time import to_ms
@@ -70,11 +71,14 @@ class SegmentRuntime(Sweeps):
         horizon: timedelta,
         journey_topics: JourneyTopics | None = None,
         timers: Timers | None = None,
+        holdout: Holdout | None = None,
     ):
         self.table = table
         self.bootstrap = bootstrap
         self.topic = topic
-        self.model = Model.build({}, None, horizon, journeys=journey_topics is not None)
+        self.model = Model.build(
+            {}, None, horizon, journeys=journey_topics is not None, holdout=holdout
+        )
         topics = journey_topics or JourneyTopics("", "", "")
         self.outputs = Outputs(topic, topics.commands, topics.activity, topics.tags)
         self.lock = asyncio.Lock()

@@ -17,6 +17,7 @@ from agents.segments import outputs as outputs_module
 from agents.segments.agent import JourneyTopics, SegmentRuntime
 from engine.codecs import InputCodec
 from engine.intake import Source, intake
+from engine.journeys.holdout import Holdout
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import (
     JourneyApplied,
@@ -46,6 +47,7 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
             tags=engine.topics.tags,
         ),
         timers=engine.timer_queue("timers"),
+        holdout=Holdout(settings.global_holdout_percent, settings.global_holdout_salt),
     )
     runtime.now = engine.clock.now
     runtime.lease = engine.lease

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from typing import Any
 
+from engine.journeys.holdout import Holdout
 from engine.segments.defaults import stored
 from engine.segments.evaluate import compile_predicate
 from engine.time import to_ms
@@ -47,14 +48,16 @@ class Catalog:
     """Launched journeys' audience segments, by journey id."""
     loaded: bool = True
     """False until the registry was read: a journey missing then is not known yet."""
+    holdout: Holdout | None = None
+    """The global holdout: users it holds enter no journey (None: nobody is held)."""
 
     @classmethod
-    def unloaded(cls) -> Catalog:
+    def unloaded(cls, holdout: Holdout | None = None) -> Catalog:
         """The catalog before the registry is read: it knows no journey yet."""
-        return cls(journeys={}, loaded=False)
+        return cls(journeys={}, loaded=False, holdout=holdout)
 
     @classmethod
-    def build(cls, journeys: Mapping[str, Journey]) -> Catalog:
+    def build(cls, journeys: Mapping[str, Journey], holdout: Holdout | None = None) -> Catalog:
         triggers: dict[str, list[tuple[str, TriggerEntry]]] = {}
         listened: set[str] = set()
         launched: dict[str, JourneyDefinition] = {}
@@ -78,6 +81,7 @@ class Catalog:
             listened=frozenset(listened | set(triggers)),
             open=launched,
             audiences=audiences,
+            holdout=holdout if holdout is not None and holdout.percent > 0 else None,
         )
 
     def status(self, journey_id: str) -> JourneyStatus | None:

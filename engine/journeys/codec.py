@@ -6,11 +6,16 @@ value as their segment state. Only this module knows the keys.
   what is awaited ``w``, the command awaiting an open ``c``, due instant ``d`` (ms), an
   open seen while paused ``o`` (ms), the branch an event took while paused ``e``
   (``[branch, ms]``), the branch an A/B split sent it down ``ab`` (``[variant, steps
-  taken there]``); fields with no value are left out;
+  taken there]``), the message goals after exit are attributed to ``m`` (``[step,
+  command, last sent (ms)]``, then ``1`` when that message was opened); fields with
+  no value are left out;
 - ``h``: journey id -> ``[last run, last entry (ms), entries]``;
 - ``pe``: journey id -> ``[run, due (ms)]``;
 - ``x``: instants of recent sends (ms);
-- ``u``: channels the user opted out of.
+- ``u``: channels the user opted out of;
+- ``cw``: journey id -> the conversion window after exit ``[version, run, step,
+  command, last message (ms), until (ms)]``, then ``[goals counted, opened]`` when
+  either has a value.
 
 Empty parts are left out, and a state with nothing in it is stored as nothing (None).
 A value reads back as it was written, whatever the order of its keys.
@@ -22,8 +27,10 @@ from collections.abc import Iterator, KeysView, Mapping
 from typing import Any
 
 from engine.journeys.state import (
+    ConversionWindow,
     Entered,
     JourneyState,
+    LastMessage,
     PendingEntry,
     SeenEvent,
     Variant,
@@ -52,6 +59,8 @@ def decode(value: JSON | None) -> JourneyState | None:
             }
         elif key == "u":
             state.opted_out = part
+        elif key == "cw":
+            state.windows = {journey_id: _window(window) for journey_id, window in part.items()}
     return state
 
 
@@ -75,12 +84,38 @@ def encode(state: JourneyState | None) -> JSON | None:
         value["x"] = state.sends
     if state.opted_out:
         value["u"] = state.opted_out
+    if state.windows:
+        value["cw"] = {
+            journey_id: _window_json(window) for journey_id, window in state.windows.items()
+        }
     return value or None
+
+
+def _window(value: list[Any]) -> ConversionWindow:
+    if len(value) == 6:
+        return ConversionWindow(*value)
+    version, run, step, command, last, until, done, opened = value
+    return ConversionWindow(version, run, step, command, last, until, tuple(done), bool(opened))
+
+
+def _window_json(window: ConversionWindow) -> list[Any]:
+    value: list[Any] = [
+        window.version,
+        window.run,
+        window.step,
+        window.command,
+        window.last,
+        window.until,
+    ]
+    if window.done or window.opened:
+        value += [list(window.done), int(window.opened)]
+    return value
 
 
 def _visit(value: JSON) -> Visit:
     seen = value.get("e")
     variant = value.get("ab")
+    message = value.get("m")
     return Visit(
         value["v"],
         value["r"],
@@ -94,7 +129,13 @@ def _visit(value: JSON) -> Visit:
         value.get("o"),
         SeenEvent(*seen) if seen is not None else None,
         Variant(*variant) if variant is not None else None,
+        _message(message) if message is not None else None,
     )
+
+
+def _message(value: list[Any]) -> LastMessage:
+    step, command, at, *opened = value
+    return LastMessage(step, command, at, bool(opened and opened[0]))
 
 
 def _json(visit: Visit) -> JSON:
@@ -114,6 +155,13 @@ def _json(visit: Visit) -> JSON:
         value["e"] = list(visit.seen)
     if visit.variant is not None:
         value["ab"] = list(visit.variant)
+    message = visit.message
+    if message is not None:
+        value["m"] = (
+            [message.step, message.command, message.at, 1]
+            if message.opened
+            else [message.step, message.command, message.at]
+        )
     return value
 
 

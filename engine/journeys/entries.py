@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from engine.journeys import goals
 from engine.journeys.state import Entered, EntryKind, Visit
 from schemas.commands import Activity
 from schemas.journeys import JourneyDefinition
@@ -68,6 +69,12 @@ def enter(
             )
         return
     state.entered(journey_id, Entered(run, now, entries + 1))
+    if state.windows:
+        state.close_window(journey_id)  # a new entry: the last visit's window ends
+    holdout = mover.catalog.holdout
+    if holdout is not None and holdout.holds(mover.facts.user_id):
+        goals.held_out(mover, definition, run, now)
+        return
     visit = state.visits[journey_id] = Visit(
         definition.version, run, definition.start, 0, kind, properties
     )

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from pydantic_core import to_jsonable_python
 
+from engine.journeys import goals
 from engine.journeys.catalog import matches
 from engine.journeys.entries import enter, enter_audience
 from engine.journeys.mover import Mover
@@ -48,8 +49,11 @@ def _current(mover: Mover, journey_id: str, run: str) -> bool:
 
 
 def due(mover: Mover, now: int) -> None:
-    """Move every visit and waiting entry whose instant has come, at that instant."""
+    """Move every visit and waiting entry whose instant has come, at that instant;
+    close the conversion windows whose end has come."""
     state = mover.state
+    if state.windows:
+        goals.expire(state, now)
     if not state.visits and not state.pending:
         return
     while True:
@@ -99,8 +103,9 @@ def left_segments(mover: Mover, changes: Sequence[MembershipChange], now: int) -
 
 
 def _event(mover: Mover, event: Event, now: int) -> None:
-    """Goals, awaited events, then trigger entries."""
+    """Goals (inside, then after exit), awaited events, then trigger entries."""
     catalog = mover.catalog
+    windows = mover.state.windows  # as before the event: a goal's exit opens one
     for journey_id, visit in list(mover.state.visits.items()):
         definition = catalog.version(journey_id, visit.version)
         if definition is None:
@@ -112,6 +117,10 @@ def _event(mover: Mover, event: Event, now: int) -> None:
                 )
                 if goal.exits:
                     mover.leave(journey_id, visit, Activity.EXITED, f"goal {goal.name}", now)
+                    window = mover.state.windows.get(journey_id)
+                    if window is not None and window is not windows.get(journey_id):
+                        # Reached inside: not counted again after exit.
+                        mover.state.open_window(journey_id, window._replace(done=(goal.name,)))
                     break
         else:
             node = definition.node(visit.node)
@@ -126,6 +135,8 @@ def _event(mover: Mover, event: Event, now: int) -> None:
                         else:
                             mover.take(visit, definition, branch.name, now)
                         break
+    if windows:
+        goals.counted(mover, dict(windows), event, now)
     entered: set[str] = set()  # several matching entries still make one entry
     for journey_id, entry in catalog.triggers.get(event.name, ()):
         if journey_id not in entered and matches(entry.match, event):
@@ -176,6 +187,8 @@ def _feedback(mover: Mover, feedback: Feedback, now: int) -> None:
         )
     if feedback.status not in (FeedbackStatus.OPENED, FeedbackStatus.CLICKED):
         return
+    if state.windows or (visit is not None and visit.message is not None):
+        goals.opened(state, ref.journey, ref.run, ref.node, feedback.command_id)
     if visit is None or visit.command != feedback.command_id or visit.awaiting != "split":
         return  # the wait is over (or this is another visit's message)
     if mover.paused(ref.journey):

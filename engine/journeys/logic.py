@@ -36,13 +36,13 @@ def step(
     """Apply due timers up to ``now``, the membership ``changes`` the same input made,
     then ``input`` itself. ``state`` is not changed: the result holds the new one (the
     same object when nothing changed)."""
-    idle = state is None or not (state.visits or state.pending)
+    idle = state is None or not (state.visits or state.pending or state.windows)
     if idle and not may_start(catalog, input):
         # The hot path: most inputs concern no journey of a user who is in none; the
         # state is left as it is (the same object).
         return JourneyResult(state)
     # (Literals: a launch builds one per user, and default factories cost more.)
-    state = state.copy() if state is not None else JourneyState({}, {}, {}, [], [])
+    state = state.copy() if state is not None else JourneyState({}, {}, {}, [], [], {})
     on = INPUTS[type(input)]
     mover = Mover(catalog, state, facts, on.cause(input))
     drop_stale(mover, now)
@@ -59,10 +59,12 @@ def step(
 
 def next_due(catalog: Catalog, state: JourneyState | None) -> int | None:
     """The earliest instant a visit or a waiting entry of ``state`` moves (visits of
-    paused journeys wait for the resume)."""
+    paused journeys wait for the resume), or a conversion window closes."""
     if state is None:
         return None
     dues = [entry.due for entry in state.pending.values()]
+    if state.windows:
+        dues.extend(window.until for window in state.windows.values())
     for journey_id, visit in state.visits.items():
         at = visit.moves_at()
         if at is not None and catalog.status(journey_id) is not JourneyStatus.PAUSED:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.journeys import goals
 from engine.journeys.catalog import Catalog
 from engine.journeys.schedule import TIME_ZONE_TAG, user_zone
 from engine.journeys.state import Awaiting, JourneyState, Visit
@@ -126,6 +127,8 @@ class Mover:
     ) -> None:
         self.state.visits.pop(journey_id, None)
         self.activity(journey_id, visit, visit.node, activity, now, detail)
+        if visit.message is not None:
+            goals.left(self, journey_id, visit, now)
 
     # --- outputs ----------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """A user's journey state, typed: the visits in progress, the entries made, audience
-entries waiting for the user's local time, recent sends and opt-outs.
+entries waiting for the user's local time, recent sends and opt-outs, and the
+conversion windows still open after a visit left.
 
 The step moves a copy of the state it is given (``JourneyState.copy``) and returns it;
 how the state is stored is ``engine.journeys.codec``'s business.
@@ -35,6 +36,44 @@ class Variant(NamedTuple):
     step: int
 
 
+class LastMessage(NamedTuple):
+    """A visit's message a goal is attributed to: its last opened message, else its
+    last sent one; and when the visit's last message was sent (ms). Kept only by
+    journeys with a goal counted after exit."""
+
+    step: str
+    command: str
+    at: int
+    """When the visit's last message was sent (ms), opened or not."""
+    opened: bool = False
+
+
+class ConversionWindow(NamedTuple):
+    """After a visit left a journey with goals counted after exit: the goals a matching
+    event still counts, attributed to ``step`` (its message ``command``), until
+    ``until``. For a user held out of the journey (``command`` empty): the goals of
+    the holdout group, counted from the would-be entry."""
+
+    version: int
+    run: str
+    step: str
+    command: str
+    last: int
+    """The visit's last message (or the held-out entry), ms: each goal counts until
+    its own ``after_exit`` after it."""
+    until: int
+    """When the window closes (ms): the longest ``after_exit`` after ``last``."""
+    done: tuple[str, ...] = ()
+    """Goals counted already: each counts once after exit."""
+    opened: bool = False
+    """Whether ``step`` is an opened message's (an open of another no longer moves
+    the attribution to a message that was only sent)."""
+
+    @property
+    def held_out(self) -> bool:
+        return not self.command
+
+
 @dataclass(slots=True)
 class Visit:
     """One user's visit of one journey, in progress."""
@@ -60,6 +99,9 @@ class Visit:
     """The first awaited event seen while the journey was paused."""
     variant: Variant | None = None
     """The last A/B split's branch (None: the visit passed none)."""
+    message: LastMessage | None = None
+    """The message goals after exit are attributed to (None: none sent, or the
+    journey counts no goal after exit)."""
 
     def copy(self) -> Visit:
         return Visit(
@@ -75,6 +117,7 @@ class Visit:
             self.opened_at,
             self.seen,
             self.variant,
+            self.message,
         )
 
     def moves_at(self) -> int | None:
@@ -117,8 +160,8 @@ class JourneyState:
     """Everything the journeys remember of one user.
 
     Only the visits change in place: the other parts are replaced whole when they
-    change (``entered``, ``pend``, ``unpend``; new lists of sends and opt-outs), so a
-    copy and the stored form may share them."""
+    change (``entered``, ``pend``, ``unpend``, ``open_window``, ``close_window``; new
+    lists of sends and opt-outs), so a copy and the stored form may share them."""
 
     visits: dict[str, Visit] = field(default_factory=dict)
     """Journey id -> the visit in progress (at most one per journey)."""
@@ -130,6 +173,8 @@ class JourneyState:
     """Instants of recent sends of every journey (ms), for frequency caps."""
     opted_out: list[str] = field(default_factory=list)
     """Channels the user unsubscribed from."""
+    windows: Mapping[str, ConversionWindow] = field(default_factory=dict)
+    """Journey id -> the conversion window open after the user's last visit left."""
 
     def copy(self) -> JourneyState:
         """A copy the step may change."""
@@ -139,6 +184,7 @@ class JourneyState:
             self.pending,
             self.sends,
             self.opted_out,
+            self.windows,
         )
 
     def entered(self, journey_id: str, entered: Entered) -> None:
@@ -154,5 +200,19 @@ class JourneyState:
             self.pending = {key: value for key, value in self.pending.items() if key != journey_id}
         return entry
 
+    def open_window(self, journey_id: str, window: ConversionWindow) -> None:
+        self.windows = {**self.windows, journey_id: window}
+
+    def close_window(self, journey_id: str) -> None:
+        if journey_id in self.windows:
+            self.windows = {key: value for key, value in self.windows.items() if key != journey_id}
+
     def __bool__(self) -> bool:
-        return bool(self.visits or self.history or self.pending or self.sends or self.opted_out)
+        return bool(
+            self.visits
+            or self.history
+            or self.pending
+            or self.sends
+            or self.opted_out
+            or self.windows
+        )

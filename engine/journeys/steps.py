@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic_core import to_jsonable_python
 
+from engine.journeys import goals
 from engine.journeys.schedule import delay_end, silent_until
 from engine.journeys.state import JourneyState, Variant, Visit
 from engine.time import from_ms, to_ms
@@ -75,6 +76,8 @@ def _message(
         mover.activity(journey_id, visit, node.id, Activity.CAPPED, now)
         return skip
     command = mover.command(visit, definition, node.id, node.channel, node.preset, now)
+    if settings.goals:
+        goals.sent(visit, definition, node.id, command, now)
     if node.split_after is None:
         return "next"
     visit.awaiting = "split"

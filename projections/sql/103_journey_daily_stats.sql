@@ -5,7 +5,10 @@
 --   entries       entries into the journey (at its start node)
 --   entered       entries into the step (the start node's include the journey's entries)
 --   sent, delivered, opened, clicked, not_opened, failed: journey activity rows
---   converted     goal rows (a goal event while inside the journey)
+--   converted     goal rows (a goal event while inside the journey, or within its
+--                 after_exit once out: at the step the goal is attributed to)
+--   held_out, holdout_converted: the global holdout's would-be entries into the
+--                 journey and their goal rows (at the start node), for lift
 --   bounced, unsubscribed: commands with such feedback, on the feedback's day
 --   open_rate, click_rate, unsubscribe_rate: over delivered (NULL when nothing was);
 --   bounce_rate over sent. Rates of a day divide that day's figures: over several
@@ -30,7 +33,9 @@ SELECT
     opened / nullIf(delivered, 0) AS open_rate,
     clicked / nullIf(delivered, 0) AS click_rate,
     unsubscribed / nullIf(delivered, 0) AS unsubscribe_rate,
-    bounced / nullIf(sent, 0) AS bounce_rate
+    bounced / nullIf(sent, 0) AS bounce_rate,
+    held_out,
+    holdout_converted
 FROM
 (
     SELECT
@@ -48,7 +53,9 @@ FROM
         uniqExactMergeIf(ids, measure = 'failed') AS failed,
         uniqExactMergeIf(ids, measure = 'goal') AS converted,
         uniqExactMergeIf(ids, measure = 'unsubscribed') AS unsubscribed,
-        uniqExactMergeIf(ids, measure = 'bounced') AS bounced
+        uniqExactMergeIf(ids, measure = 'bounced') AS bounced,
+        uniqExactMergeIf(ids, measure = 'held_out') AS held_out,
+        uniqExactMergeIf(ids, measure = 'holdout_goal') AS holdout_converted
     FROM journey_daily
     GROUP BY day, journey_id, journey_version, step
 )

@@ -46,6 +46,15 @@ def number(user: str) -> int:
     return int(user[1:])
 
 
+def uncapped() -> list[dict[str, Any]]:
+    """The seed journeys without their frequency caps: every second email of both
+    journeys goes out, so the splits of both are counted whole."""
+    journeys = seed_journeys()
+    for journey in journeys:
+        journey["settings"]["frequency_cap"] = None
+    return journeys
+
+
 # Who opens which first email, and when (simulated time).
 ONCE_OPENS = {  # by n % 4; 3 never opens
     0: "2026-12-11T10:00:00Z",  # first worker alone
@@ -164,7 +173,7 @@ def test_segments_workers_rebalance_in_the_middle_of_the_campaign_without_a_seco
             )
             await tick("2026-12-10T07:00:00Z")
             await count_is(ch, members, len(USERS))
-            assert (await api.call("POST", "/v1/journeys", seed_journeys()))[0] == 200
+            assert (await api.call("POST", "/v1/journeys", uncapped()))[0] == 200
             for journey in (ONCE, WEEKLY):
                 status, body = await api.call("POST", f"/v1/journeys/{journey}/launch")
                 assert status == 200, body

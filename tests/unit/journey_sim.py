@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from engine.journeys.catalog import Catalog
+from engine.journeys.holdout import Holdout
 from engine.journeys.logic import AudienceRun, Input
 from engine.processor import Outcome
 from engine.testing import Harness
@@ -103,8 +104,8 @@ class Sim:
     testing harness (``engine.testing``): every input goes through the user processor.
     Audience runs start only when a test calls ``run``."""
 
-    def __init__(self, now: datetime = T0) -> None:
-        self.engine = Harness(now=now, schedules=False)
+    def __init__(self, now: datetime = T0, holdout: Holdout | None = None) -> None:
+        self.engine = Harness(now=now, schedules=False, holdout=holdout)
         self.users: dict[str, User] = {}
         self._ids = 0
 
@@ -248,11 +249,12 @@ class Sim:
         )
         return self.apply(command["user_id"], feedback)
 
-    def advance(self, delta: timedelta) -> None:
-        """Move time forward, firing every due timer at its own instant."""
+    def advance(self, delta: timedelta, tick: timedelta | None = None) -> None:
+        """Move time forward, firing every due timer at its own instant (with ``tick``,
+        in ticks, each starting the audience runs due if schedules are on)."""
         for user_id in list(self.users):
             self._given(user_id)
-        self.engine.advance(delta)
+        self.engine.advance(delta, tick)
         for user_id in list(self.users):
             self._taken(user_id)
 

@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 
 from engine.journeys.codec import decode, encode
 from engine.journeys.state import (
+    ConversionWindow,
     Entered,
     JourneyState,
+    LastMessage,
     PendingEntry,
     SeenEvent,
     Variant,
@@ -194,6 +196,18 @@ visits = st.builds(
     opened_at=st.none() | _ms,
     seen=st.none() | st.builds(SeenEvent, _ids, _ms),
     variant=st.none() | st.builds(Variant, _ids, st.integers(0, 1000)),
+    message=st.none() | st.builds(LastMessage, _ids, _ids, _ms, st.booleans()),
+)
+windows = st.builds(
+    ConversionWindow,
+    version=st.integers(1, 10**6),
+    run=_ids,
+    step=_ids,
+    command=st.just("") | _ids,
+    last=_ms,
+    until=_ms,
+    done=st.lists(_ids, max_size=3, unique=True).map(tuple),
+    opened=st.booleans(),
 )
 states = st.builds(
     JourneyState,
@@ -202,6 +216,7 @@ states = st.builds(
     pending=st.dictionaries(_ids, st.builds(PendingEntry, _ids, _ms), max_size=2),
     sends=st.lists(_ms, max_size=4),
     opted_out=st.lists(_ids, max_size=3, unique=True),
+    windows=st.dictionaries(_ids, windows, max_size=2),
 )
 
 

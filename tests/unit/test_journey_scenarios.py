@@ -495,7 +495,11 @@ def test_unsubscribe_feedback_is_remembered() -> None:
 
 
 def test_leaving_the_segment_mid_journey_drops_only_where_the_journey_says_so() -> None:
-    base = SEED["reengage-once"]
+    seed = SEED["reengage-once"]
+    # Uncapped: both copies send their second email to the user who stays.
+    base = seed.model_copy(
+        update={"settings": seed.settings.model_copy(update={"frequency_cap": None})}
+    )
     strict = base.model_copy(
         update={
             "id": "strict",
