@@ -66,9 +66,9 @@ def _message(
     if not mover.reachable(node.channel, address=False):
         mover.activity(journey_id, visit, node.id, Activity.SUPPRESSED, now, "opted out")
         return skip
-    tag = ADDRESS_TAGS.get(node.channel)
-    if tag is not None and mover.address(node.channel) is None:
+    if not mover.reachable(node.channel):
         # No command a provider could only refuse: the user goes on as if not opened.
+        tag = ADDRESS_TAGS.get(node.channel)
         mover.activity(journey_id, visit, node.id, Activity.UNREACHABLE, now, f"no {tag}")
         return skip
     if not _counted_send(mover.state, settings.frequency_cap, now):
