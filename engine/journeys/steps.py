@@ -66,9 +66,10 @@ def _message(
     if not mover.reachable(node.channel, address=False):
         mover.activity(journey_id, visit, node.id, Activity.SUPPRESSED, now, "opted out")
         return skip
-    if not mover.reachable(node.channel):
+    tag = ADDRESS_TAGS.get(node.channel)
+    # Reachable (engine.devices.reachable): a live device of the channel, or an address.
+    if tag is not None and mover.address(node.channel) is None and not mover.devices(node.channel):
         # No command a provider could only refuse: the user goes on as if not opened.
-        tag = ADDRESS_TAGS.get(node.channel)
         mover.activity(journey_id, visit, node.id, Activity.UNREACHABLE, now, f"no {tag}")
         return skip
     if not _counted_send(mover.state, settings.frequency_cap, now):

@@ -85,7 +85,8 @@ def test_register_updates_unregister_unknown_is_a_no_op_and_the_limit_refuses() 
         full = registry.apply(full, update(device=device), index).registry
     refused = registry.apply(full, update(device=IPHONE), 99)
     assert refused.registry is full
-    assert refused.refused is not None and f"({MAX_DEVICES})" in refused.refused
+    assert refused.refused is not None
+    assert f"({MAX_DEVICES})" in refused.refused
     # Updating one already there is no new device.
     again = registry.apply(full, update(device={"kind": "email", "address": "u0@example.com"}), 9)
     assert again.refused is None
@@ -167,7 +168,8 @@ def test_a_replayed_device_update_changes_nothing() -> None:
     again = core.process(
         engine.model, "u1", codec.decode(stored), core.Received(first, "d", 99), engine.now
     )
-    assert again is not None and again.changes == []
+    assert again is not None
+    assert again.changes == []
     assert codec.encode(again.record)["v"] == stored["v"]
 
 
@@ -178,7 +180,8 @@ def test_a_registration_beyond_the_limit_is_refused_with_a_reason() -> None:
     assert engine.refused == []
     engine.register("u1", IPHONE)
     [(item, reason)] = engine.refused
-    assert isinstance(item, DeviceUpdate) and "unregister one first" in reason
+    assert isinstance(item, DeviceUpdate)
+    assert "unregister one first" in reason
     assert engine.members("push") == set()
 
 
@@ -194,7 +197,8 @@ def journey(channel: str) -> dict[str, Any]:
         "nodes": [
             {"id": "check", "type": "reachability", "channel": channel,
              "next": {"reachable": "send", "unreachable": "done"}},
-            {"id": "send", "type": "message", "channel": channel, "preset": "p", "next": {"next": "done"}},
+            {"id": "send", "type": "message", "channel": channel, "preset": "p",
+             "next": {"next": "done"}},
             {"id": "done", "type": "exit"},
         ],
     }  # fmt: skip
@@ -241,3 +245,67 @@ def test_no_live_device_and_no_tag_is_unreachable_and_an_unsubscribe_opts_out() 
         )
     )
     assert segments.members("push") == set()
+
+
+# --- the projection -------------------------------------------------------------------
+
+
+def test_the_projection_keeps_no_token_in_clear_and_hashes_personal_data() -> None:
+    from projections import rows
+    from projections.addresses import CLEAR, AddressMask
+
+    origin = rows.Origin(3, 17)
+    keyed = AddressMask(b"k" * 32)
+    row = dict(
+        zip(
+            rows.DEVICES.columns,
+            rows.device_row(update(device=IPHONE), origin, NOW, keyed),
+            strict=True,
+        )
+    )
+    assert row["kind"] == "push"
+    assert (row["platform"], row["app_id"], row["environment"]) == (
+        "ios",
+        "com.example.app",
+        "production",
+    )
+    assert row["channels"] == ["push"]
+    assert row["live"] == 1
+    assert row["registered_at"] == NOW
+    assert row["unregistered_at"] is None
+    assert IPHONE["token"] not in str(row)
+    clear = rows.device_row(update(device=IPHONE), origin, NOW, CLEAR)
+    assert IPHONE["token"] not in str(clear)  # a secret, even with addresses in clear
+    phone = dict(
+        zip(
+            rows.DEVICES.columns,
+            rows.device_row(update(device=PHONE), origin, NOW, keyed),
+            strict=True,
+        )
+    )
+    assert PHONE["number"] not in str(phone)
+    assert phone["channels"] == ["sms", "whatsapp"]
+    shown = dict(
+        zip(
+            rows.DEVICES.columns,
+            rows.device_row(update(device=PHONE), origin, NOW, CLEAR),
+            strict=True,
+        )
+    )
+    assert shown["address"] == PHONE["number"]
+    gone = update(op="unregister", device_id="abc", reason="provider: Unregistered")
+    row = dict(zip(rows.DEVICES.columns, rows.device_row(gone, origin, NOW, keyed), strict=True))
+    assert (row["device_id"], row["live"], row["unregistered_at"], row["reason"]) == (
+        "abc",
+        0,
+        NOW,
+        "provider: Unregistered",
+    )
+    opted = dict(
+        zip(
+            rows.DEVICES.columns,
+            rows.device_row(update(op="opt_out", channel="sms"), origin, NOW, keyed),
+            strict=True,
+        )
+    )
+    assert (opted["device_id"], opted["kind"], opted["live"]) == ("consent:sms", "consent", 0)
