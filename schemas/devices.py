@@ -206,16 +206,18 @@ class DeviceUpdate(BaseModel):
     @model_validator(mode="after")
     def _fields_fit_op(self) -> DeviceUpdate:
         op = self.op
+        if self.device is not None and self.device_id not in (None, device_id(self.device)):
+            raise ValueError("device_id is not the device's id (leave it out)")
         if op is DeviceOp.REGISTER:
             if self.device is None:
                 raise ValueError("'register' needs a device")
-            if self.device_id is not None and self.device_id != device_id(self.device):
-                raise ValueError("device_id is not the device's id (leave it out)")
         elif op is DeviceOp.UNREGISTER:
             if self.device is None and self.device_id is None:
                 raise ValueError("'unregister' needs a device_id or a device")
         elif self.channel is None:
             raise ValueError(f"'{op}' needs a channel")
+        elif self.device is not None or self.device_id is not None:
+            raise ValueError(f"'{op}' takes a channel, no device")
         if op in (DeviceOp.REGISTER, DeviceOp.UNREGISTER) and self.channel is not None:
             raise ValueError(f"'{op}' takes no channel")
         return self

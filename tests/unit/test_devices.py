@@ -57,6 +57,8 @@ def test_update_ids_are_derived_from_content() -> None:
         ({"op": "opt_out"}, "needs a channel"),
         ({"op": "register", "device": MAIL, "channel": "email"}, "takes no channel"),
         ({"op": "register", "device": MAIL, "device_id": "x"}, "not the device's id"),
+        ({"op": "unregister", "device": MAIL, "device_id": "x"}, "not the device's id"),
+        ({"op": "opt_in", "channel": "sms", "device_id": "x"}, "no device"),
         ({"device": {"kind": "phone", "number": "912345678"}}, "E.164"),
         ({"device": {"kind": "fax", "number": "1"}}, "kind"),
     ],
