@@ -248,11 +248,11 @@ def _changed_defaults(
 
 
 def _record_hash(input: Event | TagUpdate | Feedback | JourneyFeedback | DevicesChanged) -> int:
-    if isinstance(input, DevicesChanged):
-        return input_hash(input.kind, input.record_id)
     if isinstance(input, Event):
         return input_hash("event", input.event_id)
     if isinstance(input, TagUpdate):
         return input_hash("tags", input.update_id)
+    if isinstance(input, DevicesChanged):
+        return input_hash(input.kind, input.record_id)
     feedback = input.feedback if isinstance(input, JourneyFeedback) else input
     return input_hash("feedback", feedback.feedback_id)
