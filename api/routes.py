@@ -20,6 +20,7 @@ from api.auth import Scope
 from api.messaging import TokenAnswer, TokenRequest
 from delivery.sms import STATUS_PATH as SMS_STATUS_PATH
 from delivery.tracking import CLICK_PATH, OPEN_PATH, UNSUBSCRIBE_PATH
+from schemas.devices import DeviceUpdate
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.journeys import JourneyDefinition
@@ -229,6 +230,10 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/feedback", "ingest", Scope.INGEST,
           "Send delivery feedback (JSON, a list or NDJSON)",
           Feedback, request_list=True, response=IngestAnswer, ndjson=True),
+    Route("POST", "/v1/devices", "ingest", Scope.INGEST,
+          "Register and unregister users' devices and addresses, and their opt-outs"
+          " (JSON, a list or NDJSON)",
+          DeviceUpdate, request_list=True, response=IngestAnswer, ndjson=True),
     Route("POST", "/v1/segments/preview", "segments.preview", Scope.READ,
           "Count and sample the users matching a condition now; nothing is saved",
           PreviewRequest, response=PreviewAnswer, errors=(503,)),

@@ -36,6 +36,7 @@ from projections.clickhouse import AnalystClients, AnalystQuery, QueryLimits
 from projections.query_guard import QueryRefused
 from projections.store import Projections
 from schemas import Event, Feedback, TagUpdate
+from schemas.devices import DeviceUpdate
 from streams.engine import Engine
 from streams.forget import BadUser, forget_request, send_forget
 from streams.ingest import IngestProducer
@@ -92,6 +93,7 @@ class HttpApi:
             "events": (topics.events, InputCodec(Event, limit)),
             "tags": (topics.tags, InputCodec(TagUpdate, limit)),
             "feedback": (topics.feedback, InputCodec(Feedback, limit)),
+            "devices": (topics.devices, InputCodec(DeviceUpdate, limit)),
         }
         self._runner: web.AppRunner | None = None
         self._analysts = AnalystClients(

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from engine.segments import (
+    DevicesChanged,
     Input,
     JourneyFeedback,
     SegmentIndex,
@@ -144,7 +145,7 @@ def make_inputs(count: int, users: int, seed: int = 7) -> list[tuple[datetime, I
 def _user_of(item: Input) -> str:
     if isinstance(item, JourneyFeedback):
         return item.feedback.user_id
-    assert not isinstance(item, Tick)
+    assert not isinstance(item, Tick | DevicesChanged)
     return item.user_id
 
 

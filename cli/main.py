@@ -143,6 +143,7 @@ for _kind, _help in (
     ("events", "Send behavioural events."),
     ("tags", "Send tag updates."),
     ("feedback", "Send message feedback."),
+    ("devices", "Send device updates: register, unregister, opt_out, opt_in (docs/devices.md)."),
 ):
 
     def _command(source: BinaryIO, validate: bool, partial: bool, kind: str = _kind) -> None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from engine.codecs import InputCodec
 from schemas import Event, Feedback, TagUpdate
+from schemas.devices import DeviceUpdate
 from streams import runfile
 from streams.ingest import IngestProducer
 from streams.partitioning import partition_for
@@ -73,6 +74,7 @@ INPUT_MODELS: dict[str, type[BaseModel]] = {
     "events": Event,
     "tags": TagUpdate,
     "feedback": Feedback,
+    "devices": DeviceUpdate,
 }
 
 

@@ -77,7 +77,7 @@ def _exponential(uniform: float, mean_ms: float) -> int:
 def decide(command: SendCommand, profile: Profile, seed: int) -> Result:
     """What happens to ``command``: its outcome, and the opens and clicks to follow."""
     channel = command.channel
-    if channel not in ADDRESSLESS and not command.address:
+    if channel not in ADDRESSLESS and not command.address and not command.devices:
         return Result(Outcome("failed", f"no {channel} address"))
 
     def chance(what: str) -> float:

@@ -7,10 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from engine.devices import Registry
 from engine.record import EMPTY_RECORD, JourneyPart, SegmentPart, UserRecord
 
-STATE, MEMBERS, OFFSETS, TIMER, JOURNEYS = "s", "m", "o", "d", "j"
-"""Segment state, memberships, applied offsets, next timer (ms), journey state."""
+STATE, MEMBERS, OFFSETS, TIMER, JOURNEYS, DEVICES = "s", "m", "o", "d", "j", "v"
+"""Segment state, memberships, applied offsets, next timer (ms), journey state, device
+registry (``engine.devices.Registry.to_json``: absent in values stored before it)."""
 
 
 def decode(value: Mapping[str, Any] | None) -> UserRecord:
@@ -26,6 +28,7 @@ def decode(value: Mapping[str, Any] | None) -> UserRecord:
             get(OFFSETS, {}),
             get(TIMER),
             _journeys(get(JOURNEYS)),
+            _devices(get(DEVICES)),
         ),
     )
 
@@ -42,7 +45,15 @@ def encode(record: UserRecord) -> dict[str, Any]:
         journeys = record.journeys.stored()
         if journeys is not None:
             value[JOURNEYS] = journeys
+    if record.devices is not None:
+        devices = record.devices.to_json()
+        if devices:
+            value[DEVICES] = devices
     return value
+
+
+def _devices(stored: Any) -> Registry | None:
+    return Registry.from_json(stored) if stored else None
 
 
 def _journeys(stored: Any) -> JourneyPart | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from engine import devices as registry
 from engine.journeys import logic as journeys
 from engine.journeys.catalog import Catalog
 from engine.journeys.holdout import Holdout
@@ -27,12 +28,13 @@ from engine.record import UNREAD, JourneyPart, SegmentPart, UserRecord
 from engine.segments import logic as segments
 from engine.segments.counters import DEFAULT_HORIZON
 from engine.segments.index import SegmentIndex
-from engine.segments.logic import JourneyFeedback, StepResult
+from engine.segments.logic import DevicesChanged, JourneyFeedback, StepResult
 from engine.time import from_ms, to_ms
 from schemas.commands import JourneyEntryRequest, parse_command_id
 from schemas.definitions import Journey
+from schemas.devices import DeviceUpdate
 from schemas.events import Event
-from schemas.feedback import Feedback
+from schemas.feedback import Feedback, FeedbackStatus
 from schemas.identity import content_id
 from schemas.segments import SegmentDefinition
 from schemas.tags import TagUpdate
@@ -40,7 +42,7 @@ from schemas.tags import TagUpdate
 Record = dict[str, Any]
 """One output item (a membership change, a send command, ...) as sent on its topic."""
 
-UserInput = Event | TagUpdate | Feedback
+UserInput = Event | TagUpdate | Feedback | DeviceUpdate
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,9 @@ class Outcome(NamedTuple):
     """Journey activity (fields of ``schemas.commands.JourneyActivity``)."""
     tag_updates: list[Record]
     """Tag updates of update-profile steps (fields of ``schemas.tags.TagUpdate``)."""
+    refused: list[tuple[UserInput, str]] = []
+    """Input items the engine refused, and why (a device beyond the limit): for the
+    dead letters."""
 
 
 _NONE: list[Record] = []  # shared, never appended to
@@ -184,24 +189,59 @@ def received(
     state = record.segments.state
     if not_before_seen and state.seen is not None and to_ms(now) < state.seen:
         now = from_ms(state.seen)
-    segment_input: segments.Input = item
+    segment_input: segments.Input
     journey_input: journeys.Input
-    if isinstance(item, Event):
-        journey_input = item
+    refused = _NOT_REFUSED
+    if type(item) is DeviceUpdate or (
+        type(item) is Feedback and item.status is FeedbackStatus.UNSUBSCRIBED and item.channel
+    ):
+        assert isinstance(item, DeviceUpdate | Feedback)
+        record, segment_input, refused = _devices_changed(record, item, now)
+        journey_input = item if isinstance(item, Feedback) else journeys.Tick()
+    elif isinstance(item, Event):
+        segment_input = journey_input = item
     elif isinstance(item, Feedback):
-        journey_input = item
+        segment_input = journey_input = item
         # A journey's command id names its journey and step, for message conditions by
         # journey or step.
         ref = parse_command_id(item.command_id)
         if ref is not None:
             segment_input = JourneyFeedback(item, ref.journey, ref.node)
     else:
+        assert isinstance(item, TagUpdate)
+        segment_input = item
         journey_input = journeys.Tick()
     result = segments.step(
         model.index, model.definitions, state, record.members, segment_input, now
     )
     offsets = {**record.offsets, source: offset}
-    return _moved(model, user, record, offsets, result, journey_input, now, _cause(item))
+    outcome = _moved(model, user, record, offsets, result, journey_input, now, _cause(item))
+    return outcome if not refused else outcome._replace(refused=refused)
+
+
+_NOT_REFUSED: list[tuple[UserInput, str]] = []  # shared, never appended to
+
+
+def _devices_changed(
+    record: UserRecord, item: DeviceUpdate | Feedback, now: datetime
+) -> tuple[UserRecord, DevicesChanged, list[tuple[UserInput, str]]]:
+    """A device update, or an unsubscribe (an opt-out of its channel), folded into the
+    record's device registry; the segments' input that says so."""
+    before = record.devices or registry.NO_DEVICES
+    refused = _NOT_REFUSED
+    if isinstance(item, DeviceUpdate):
+        applied_ = registry.apply(before, item, to_ms(now))
+        after = applied_.registry
+        if applied_.refused is not None:
+            refused = [(item, applied_.refused)]
+        record_id = ("devices", item.update_id)
+    else:
+        assert item.channel is not None
+        after = registry.consent(before, str(item.channel), opted_in=False)
+        record_id = ("feedback", item.feedback_id)
+    if after is not before:
+        record = record._replace(devices=after)
+    return record, DevicesChanged(registry.summary(after), *record_id), refused
 
 
 def timer_due(model: Model, user: str, record: UserRecord, at: int, now_ms: int) -> Outcome | None:
@@ -269,7 +309,7 @@ def _moved(
         moved = journeys.step(
             model.catalog,
             decoded,
-            journeys.Facts(user, tags, members),
+            journeys.Facts(user, tags, members, record.devices),
             journey_input,
             to_ms(now),
             result.changes if result is not None else (),
@@ -281,7 +321,7 @@ def _moved(
         if moved.next_due is not None:
             timer = moved.next_due if timer is None else min(timer, moved.next_due)
         commands, activity, tag_updates = moved.commands, moved.activity, moved.tag_updates
-    new = tuple.__new__(UserRecord, (part, members, offsets, timer, journey_part))
+    new = tuple.__new__(UserRecord, (part, members, offsets, timer, journey_part, record.devices))
     changes = _NONE
     if result is not None and result.changes:
         # The fields of schemas.memberships.MembershipChanged, built from values the
@@ -298,7 +338,7 @@ def _moved(
                     "cause": cause,
                 }
             )
-    return tuple.__new__(Outcome, (new, changes, commands, activity, tag_updates))
+    return tuple.__new__(Outcome, (new, changes, commands, activity, tag_updates, _NOT_REFUSED))
 
 
 def _cause(item: UserInput) -> str:
@@ -307,6 +347,8 @@ def _cause(item: UserInput) -> str:
         return f"e:{item.event_id}"
     if isinstance(item, TagUpdate):
         return f"t:{item.update_id}"
+    if isinstance(item, DeviceUpdate):
+        return f"v:{item.update_id}"
     return f"f:{item.feedback_id}"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple, TypeVar
 
+from engine.devices import Registry
 from engine.journeys import codec as journey_codec
 from engine.journeys.state import JourneyState
 from engine.segments.state import EMPTY, UserState
@@ -133,13 +134,17 @@ class UserRecord(NamedTuple):
     members: Mapping[str, int]
     """Segment id -> the definition version the user is a member for."""
     offsets: Mapping[str, int]
-    """Input topic (``e`` events, ``t`` tag updates, ``f`` feedback, ``a`` API entries)
+    """Input topic (``e`` events, ``t`` tag updates, ``f`` feedback, ``a`` API entries,
+    ``d`` device updates)
     -> the offset of the last record applied: a replay skips what is already here."""
     timer: int | None
     """The user's next timer (ms): the earliest of the segments' and the journeys'. The
     timer queue is rebuilt from it on recovery."""
     journeys: JourneyPart | None
     """The journey state (None: in no journey)."""
+    devices: Registry | None = None
+    """The device registry (``engine.devices``; None: no device and no word on any
+    channel)."""
 
     @property
     def state(self) -> UserState:
@@ -147,5 +152,5 @@ class UserRecord(NamedTuple):
         return self.segments.state
 
 
-EMPTY_RECORD = UserRecord(NO_SEGMENTS, {}, {}, None, None)
+EMPTY_RECORD = UserRecord(NO_SEGMENTS, {}, {}, None, None, None)
 """The record of a user the engine has not seen."""

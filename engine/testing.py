@@ -34,6 +34,7 @@ from engine.sweeps import Pick
 from engine.time import from_ms, to_ms
 from schemas.commands import JourneyEntryRequest
 from schemas.definitions import Definitions, JourneyAction
+from schemas.devices import Device, DeviceOp, DeviceUpdate
 from schemas.events import Event
 from schemas.feedback import Feedback, FeedbackStatus
 from schemas.journeys import JourneyDefinition
@@ -45,7 +46,7 @@ from schemas.tags import TagUpdate
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 """The harness's start time unless given another (a Monday, 09:00 UTC)."""
 
-SOURCES = {Event: "e", TagUpdate: "t", Feedback: "f"}
+SOURCES = {Event: "e", TagUpdate: "t", Feedback: "f", DeviceUpdate: "d"}
 
 Definition = SegmentDefinition | JourneyDefinition | PresetDefinition
 
@@ -89,6 +90,8 @@ class Harness:
         """Journey activity rows, in order (fields of ``JourneyActivity``)."""
         self.tag_updates: list[Record] = []
         """Tag updates made by update-profile steps (fields of ``TagUpdate``)."""
+        self.refused: list[tuple[Any, str]] = []
+        """Inputs the engine refused, and why (a device beyond the limit)."""
         self._offsets: Counter[str] = Counter()  # per source: one input record per input
         self._runs: dict[str, tuple[int, Run]] = {}  # entry -> (launch, last run started)
         self._statuses: dict[str, list[Any]] = {}  # journey -> [launch, status] swept
@@ -152,7 +155,9 @@ class Harness:
 
     # --- inputs -----------------------------------------------------------------------
 
-    def send(self, item: Event | TagUpdate | Feedback | JourneyEntryRequest) -> Outcome | None:
+    def send(
+        self, item: Event | TagUpdate | Feedback | DeviceUpdate | JourneyEntryRequest
+    ) -> Outcome | None:
         """One input, in a record of its own, processed at the current time."""
         if isinstance(item, JourneyEntryRequest):
             self._offsets["a"] += 1
@@ -178,6 +183,34 @@ class Harness:
             {"user_id": user_id, "op": op, "tags": named, "timestamp": self.now}
         )
         return self.send(update)
+
+    def register(self, user_id: str, device: Device | Mapping[str, Any]) -> Outcome | None:
+        """Register one of the user's devices (a ``schemas.devices`` model or its JSON)."""
+        return self.send(
+            DeviceUpdate.model_validate(
+                {"user_id": user_id, "op": "register", "device": device, "timestamp": self.now}
+            )
+        )
+
+    def unregister(self, user_id: str, device_id: str, reason: str = "") -> Outcome | None:
+        return self.send(
+            DeviceUpdate(
+                user_id=user_id,
+                op=DeviceOp.UNREGISTER,
+                device_id=device_id,
+                reason=reason,
+                timestamp=self.now,
+            )
+        )
+
+    def consent(self, user_id: str, channel: str, opted_in: bool) -> Outcome | None:
+        """The user opts in to (or out of) ``channel``."""
+        op = DeviceOp.OPT_IN if opted_in else DeviceOp.OPT_OUT
+        return self.send(
+            DeviceUpdate.model_validate(
+                {"user_id": user_id, "op": op, "channel": channel, "timestamp": self.now}
+            )
+        )
 
     def feedback(self, command: Mapping[str, Any], status: str = "opened") -> Outcome | None:
         """Feedback on a send command (one of ``commands``)."""
@@ -223,6 +256,7 @@ class Harness:
         self.commands.extend(outcome.commands)
         self.activity.extend(outcome.activity)
         self.tag_updates.extend(outcome.tag_updates)
+        self.refused.extend(outcome.refused)
         return outcome
 
     def given(

@@ -60,6 +60,17 @@ class AddressMask:
             for name, value in tags.items()
         }
 
+    def personal(self, value: str) -> str:
+        """Personal data (a phone number, an email address): hashed unless in clear."""
+        return value if self.key is None else str(self.hash(value))
+
+    def secret(self, value: str) -> str:
+        """A secret (a push token, a web push endpoint): never in clear; keyed when
+        there is a key, else plain SHA-256."""
+        if self.key is None:
+            return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+        return str(self.hash(value))
+
     def hash(self, value: Any) -> Any:
         """A list's items one by one (a list of tokens stays a list), anything else as
         one value: text as its UTF-8 bytes, other values as their JSON."""

@@ -189,8 +189,10 @@ def store_inputs(
             table, row = rows.EVENTS, rows.event_row(item, origin, now)
         elif isinstance(item, TagUpdate):
             table, row = rows.TAG_UPDATES, rows.tag_update_row(item, origin, now)
-        else:
+        elif isinstance(item, Feedback):
             table, row = rows.FEEDBACK, rows.feedback_row(item, origin, now)
+        else:  # device updates: the archive keeps no tokens to replay
+            raise TypeError(f"the archive holds no {type(item).__name__} records")
         pending[table].append(row)
         written += 1
         if len(pending[table]) >= batch:

@@ -8,6 +8,7 @@ USER_TABLES = (
     "events",
     "tag_updates",
     "feedback",
+    "devices",
     "segment_memberships",
     "send_commands",
     "journey_activity",

@@ -1,4 +1,5 @@
-"""The input topics' projection: rows of valid events, tag updates and feedback, and a
+"""The input topics' projection: rows of valid events, tag updates, feedback and device
+updates (the device registry's table), and a
 forgotten user's rows deleted. The intake agent hands its valid items here (the worker
 factory passes this in when the role projects); the rows go through the sink."""
 
@@ -15,6 +16,9 @@ from projections.forget import delete_user_rows
 from projections.sink import BatchingSink
 from streams.settings import Settings
 
+DEVICE_UPDATES = "device_updates"
+"""The intake's name of device updates (their table is ``devices``)."""
+
 RowOf = Callable[[Any, rows.Origin, datetime], rows.Row]
 
 
@@ -28,6 +32,10 @@ class InputProjection:
                 functools.partial(rows.tag_update_row, addresses=addresses),
             ),
             rows.FEEDBACK.name: (rows.FEEDBACK, rows.feedback_row),
+            DEVICE_UPDATES: (
+                rows.DEVICES,
+                functools.partial(rows.device_row, addresses=addresses),
+            ),
         }
 
     @classmethod

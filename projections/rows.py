@@ -10,6 +10,14 @@ import orjson
 from projections.addresses import CLEAR, AddressMask
 from schemas import DeadLetter, Event, Feedback, TagUpdate
 from schemas.commands import CommandRef, JourneyActivity, SendCommand, parse_command_id
+from schemas.devices import (
+    DeviceOp,
+    DeviceUpdate,
+    PhoneNumber,
+    PushDevice,
+    WebPushSubscription,
+    device_channels,
+)
 from schemas.identity import _jsonable
 from schemas.memberships import membership_change_id
 
@@ -69,6 +77,28 @@ FEEDBACK = Table(
         "journey_version",
         "run",
         "step",
+    ),
+)
+DEVICES = Table(
+    "devices",
+    (
+        "user_id",
+        "device_id",
+        "kind",
+        "platform",
+        "app_id",
+        "environment",
+        "channels",
+        "address",
+        "live",
+        "registered_at",
+        "unregistered_at",
+        "reason",
+        "update_id",
+        "ts",
+        "source_partition",
+        "source_offset",
+        "ingested_at",
     ),
 )
 DEAD_LETTERS = Table(
@@ -178,6 +208,54 @@ def tag_update_row(
         update.user_id,
         update.op.value,
         _json(addresses.mask(update.tags)),
+        update.timestamp,
+        origin.partition,
+        origin.offset,
+        now,
+    )
+
+
+def device_row(
+    update: DeviceUpdate, origin: Origin, now: datetime, addresses: AddressMask = CLEAR
+) -> Row:
+    """A device update's row of the registry's projection: no token or endpoint in
+    clear, phone numbers and email addresses as ``addresses`` projects them."""
+    device = update.device
+    kind = platform = app_id = environment = address = ""
+    channels: list[str] = []
+    if update.channel is not None:  # opt-out or opt-in
+        kind, channels = "consent", [str(update.channel)]
+        key = f"consent:{update.channel}"
+        live = update.op is DeviceOp.OPT_IN
+    else:
+        key = update.target or ""
+        live = update.op is DeviceOp.REGISTER
+    if device is not None:
+        kind = device.kind
+        channels = [str(channel) for channel in device_channels(device)]
+        if isinstance(device, PushDevice):
+            platform, app_id, environment = device.platform, device.app_id, device.environment
+            address = addresses.secret(device.token)
+        elif isinstance(device, WebPushSubscription):
+            address = addresses.secret(device.endpoint)
+        elif isinstance(device, PhoneNumber):
+            address = addresses.personal(device.number)
+        else:
+            address = addresses.personal(device.address)
+    return (
+        update.user_id,
+        key,
+        kind,
+        str(platform),
+        app_id,
+        str(environment),
+        channels,
+        address,
+        int(live),
+        update.timestamp if live else None,
+        None if live else update.timestamp,
+        update.reason,
+        update.update_id,
         update.timestamp,
         origin.partition,
         origin.offset,

@@ -26,6 +26,8 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_OPERATION = "unknown_operation"
     BAD_TIMESTAMP = "bad_timestamp"
     INVALID_VALUE = "invalid_value"
+    TOO_MANY_DEVICES = "too_many_devices"
+    """A device registration beyond ``schemas.devices.MAX_DEVICES`` live devices."""
 
 
 HEADER_PREFIX = "reach.dlq."

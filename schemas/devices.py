@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import phonenumbers
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from schemas.identity import content_id
 from schemas.journey_nodes import Channel
-from schemas.values import CONTRACT
+from schemas.values import CONTRACT, Timestamp, UserId
 
 
 class Platform(StrEnum):
@@ -145,3 +145,86 @@ def device_channels(
             return (Channel.SMS, Channel.WHATSAPP) if device.whatsapp else (Channel.SMS,)
         case EmailAddress():
             return (Channel.EMAIL,)
+
+
+MAX_DEVICES = 20
+"""Live devices and addresses one user may have: a registration beyond it is refused
+(a dead letter with reason ``too_many_devices``) until one is unregistered."""
+
+DEVICE_ID_LENGTH = 16
+"""The length of a ``device_id``."""
+
+
+class DeviceOp(StrEnum):
+    REGISTER = "register"
+    """Add ``device``, or update it when its id is already registered."""
+    UNREGISTER = "unregister"
+    """Remove the device ``device_id`` (or the one ``device`` names); an unknown one:
+    nothing happens."""
+    OPT_OUT = "opt_out"
+    """The user opted out of ``channel``: not reachable on it, whatever devices they have."""
+    OPT_IN = "opt_in"
+    """The user opted in to ``channel`` again (after an ``opt_out`` or an unsubscribe)."""
+
+
+def _derive_update_id(data: dict[str, Any]) -> str:
+    device = data.get("device")
+    if isinstance(device, BaseModel):
+        device = device.model_dump(mode="json")
+    return content_id(
+        "devices",
+        data["user_id"],
+        data.get("op", DeviceOp.REGISTER),
+        data["timestamp"],
+        device,
+        data.get("device_id"),
+        data.get("channel"),
+    )
+
+
+class DeviceUpdate(BaseModel):
+    """One change to a user's devices and addresses (``schemas.devices``), or to their
+    consent on a channel.
+
+    - ``register``: ``device`` is added (registering an id already there updates it);
+    - ``unregister``: ``device_id`` (or ``device``) is removed; ``reason`` says why
+      (``provider: Unregistered`` when a provider said the token is gone);
+    - ``opt_out`` / ``opt_in``: ``channel``.
+    """
+
+    model_config = CONTRACT
+
+    user_id: UserId
+    op: DeviceOp = DeviceOp.REGISTER
+    device: Device | None = None
+    device_id: str | None = Field(default=None, min_length=1, max_length=64)
+    channel: Channel | None = None
+    reason: str = Field(default="", max_length=256)
+    timestamp: Timestamp
+    update_id: str = Field(default_factory=_derive_update_id, min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _fields_fit_op(self) -> DeviceUpdate:
+        op = self.op
+        if self.device is not None and self.device_id not in (None, device_id(self.device)):
+            raise ValueError("device_id is not the device's id (leave it out)")
+        if op is DeviceOp.REGISTER:
+            if self.device is None:
+                raise ValueError("'register' needs a device")
+        elif op is DeviceOp.UNREGISTER:
+            if self.device is None and self.device_id is None:
+                raise ValueError("'unregister' needs a device_id or a device")
+        elif self.channel is None:
+            raise ValueError(f"'{op}' needs a channel")
+        elif self.device is not None or self.device_id is not None:
+            raise ValueError(f"'{op}' takes a channel, no device")
+        if op in (DeviceOp.REGISTER, DeviceOp.UNREGISTER) and self.channel is not None:
+            raise ValueError(f"'{op}' takes no channel")
+        return self
+
+    @property
+    def target(self) -> str | None:
+        """The id of the device the update is about (None: a consent change)."""
+        if self.device is not None:
+            return device_id(self.device)
+        return self.device_id

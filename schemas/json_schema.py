@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
+from schemas.devices import DeviceUpdate
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.tags import TagOp, TagUpdate
@@ -48,6 +49,7 @@ FILES: dict[str, type[BaseModel]] = {
     "event.schema.json": Event,
     "tag-update.schema.json": TagUpdate,
     "feedback.schema.json": Feedback,
+    "device-update.schema.json": DeviceUpdate,
 }
 
 _TIMESTAMP_NOTE = "ISO 8601 text (read as UTC when it has no offset) or epoch milliseconds."
@@ -80,9 +82,23 @@ _DESCRIPTIONS: dict[type[BaseModel], dict[str, str]] = {
         "reason": "Free text, e.g. a provider's bounce or failure reason.",
         "feedback_id": _DERIVED_NOTE + " Derived from command_id, status and timestamp.",
     },
+    DeviceUpdate: {
+        "user_id": "The user whose devices change. Also the Kafka record key.",
+        "op": "register (the default), unregister, opt_out or opt_in.",
+        "device": "For register (or unregister): the device or address, by kind.",
+        "device_id": "For unregister: the device's id (as send commands and feedback "
+        "name it); or give the device.",
+        "channel": "For opt_out and opt_in: the channel.",
+        "reason": "Free text: why, e.g. 'provider: Unregistered'.",
+        "timestamp": "When the change happened. " + _TIMESTAMP_NOTE,
+        "update_id": _DERIVED_NOTE
+        + " Derived from user_id, op, timestamp, device, device_id and channel.",
+    },
 }
 _MODEL_DESCRIPTIONS: dict[type[BaseModel], str] = {
     Feedback: "What happened to a message after it was sent: one status change.",
+    DeviceUpdate: "One change to a user's devices and addresses, or to their consent "
+    "on a channel (docs/devices.md).",
 }
 
 

@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, get_args
 
 from lark import Token, Transformer, v_args
 from pydantic import BaseModel, ValidationError
@@ -29,6 +29,8 @@ from schemas.segments import (
     MessageCondition,
     Op,
     Price,
+    ReachableCondition,
+    ReachChannel,
     SegmentRef,
     TagCondition,
     TagType,
@@ -424,6 +426,24 @@ class ConditionBuilder(Transformer[Token, Any]):
 
     def step(self, meta: Any, children: list[Token]) -> _Part:
         return _Part("step", _text(children[0]), meta.line, meta.column)
+
+    def reachable(self, meta: Any, children: list[Token | None]) -> ReachableCondition:
+        channel_token, test = children
+        assert channel_token is not None
+        channel = _text(channel_token)
+        channels = get_args(ReachChannel)
+        if channel not in channels:
+            raise BuildProblem(
+                f"unknown channel {channel!r} (expected one of: {', '.join(channels)})", meta
+            )
+        if test is not None and str(test) != "registered":
+            raise BuildProblem(f"unknown reachability test '{test}' (expected: registered)", test)
+        return _model(
+            ReachableCondition,
+            meta,
+            channel=channel,
+            test="registered" if test is not None else "reachable",
+        )
 
     def segment(self, meta: Any, children: list[Token]) -> SegmentRef:
         segment_id = _text(children[0])

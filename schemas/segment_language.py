@@ -49,6 +49,7 @@ from schemas.segments import (
     MessageCondition,
     Predicate,
     Price,
+    ReachableCondition,
     SegmentRef,
     TagCondition,
     TagType,
@@ -242,6 +243,9 @@ def format(condition: Condition) -> str:
         return _message(condition)
     if isinstance(condition, SegmentRef):
         return f"S({_quote(condition.segment)})"
+    if isinstance(condition, ReachableCondition):
+        registered = ", registered" if condition.test == "registered" else ""
+        return f"R({_quote(condition.channel)}{registered})"
     _no_format(condition)
 
 

@@ -19,7 +19,7 @@ _FRIENDLY = {
     "WORD": "a name (operator, type or message action)",
     "$END": "the end of the text",
 }
-_CONDITION_STARTS = frozenset({"T", "E", "L", "M", "S", "all", "any"})
+_CONDITION_STARTS = frozenset({"T", "E", "L", "M", "R", "S", "all", "any"})
 _VALUE_STARTS = frozenset({"true", "false", "date", "days_ago", "price", "version", "["})
 _FUNCTIONS = _CONDITION_STARTS | {"A", "date", "days_ago", "price", "version"}
 _WORD_CHAR = re.compile(r"[A-Za-z0-9_]{2}")
@@ -51,7 +51,7 @@ def _expected(parser: Lark, names: Iterable[str]) -> tuple[str, ...]:
             described.add(name.lower())
     if literals >= _CONDITION_STARTS:
         literals -= _CONDITION_STARTS
-        described.add("a condition (T, E, L, M, S, all or any)")
+        described.add("a condition (T, E, L, M, R, S, all or any)")
     if {_FRIENDLY["STRING"], _FRIENDLY["NUMBER"]} <= described:
         literals -= _VALUE_STARTS
         described.discard(_FRIENDLY["STRING"])

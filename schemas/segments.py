@@ -306,6 +306,23 @@ class MessageCondition(BaseModel):
     window: Window = Field(default_factory=lambda: Window(kind="ever"))
 
 
+ReachChannel = Literal["push", "web_push", "email", "sms", "whatsapp", "in_app"]
+"""The channels (``schemas.journey_nodes.Channel``, which imports this module)."""
+
+
+class ReachableCondition(BaseModel):
+    """Reachable on a channel (``test: reachable``, the rule of
+    ``engine.devices.reachable``: a live device of the channel in the device registry,
+    or its address tag, and not opted out), or has a live device of the channel in the
+    registry whatever the consent (``test: registered``)."""
+
+    model_config = CONTRACT
+
+    kind: Literal["reachable"] = "reachable"
+    channel: ReachChannel
+    test: Literal["reachable", "registered"] = "reachable"
+
+
 class SegmentRef(BaseModel):
     model_config = CONTRACT
 
@@ -346,6 +363,7 @@ Condition = Annotated[
     | EventCondition
     | LastPerformedCondition
     | MessageCondition
+    | ReachableCondition
     | SegmentRef
     | All
     | Any_

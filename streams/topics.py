@@ -35,6 +35,8 @@ class Topics:
     journey_activity: str
     clock_applied: str = ""
     """Compacted: per role and partition, the last tick applied (``schemas.clock``)."""
+    devices: str = ""
+    """Device updates (``schemas.devices.DeviceUpdate``), keyed by user."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -51,11 +53,13 @@ class Topics:
             send_commands=f"{prefix}send-commands",
             journey_activity=f"{prefix}journey-activity",
             clock_applied=f"{prefix}clock-applied",
+            devices=f"{prefix}devices",
         )
 
     @property
-    def inputs(self) -> tuple[str, str, str]:
-        return self.events, self.tags, self.feedback
+    def inputs(self) -> tuple[str, ...]:
+        """The input records' topics (decoded, validated and dead-lettered alike)."""
+        return (self.events, self.tags, self.feedback, *((self.devices,) if self.devices else ()))
 
     @property
     def user_inputs(self) -> tuple[str, ...]:

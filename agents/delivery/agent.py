@@ -32,6 +32,7 @@ def build(app: faust.App, engine: Engine) -> DeliveryWorker:
         engine.bootstrap,
         engine.topics.feedback,
         timers=engine.timer_queue("delivery-timers"),
+        devices_topic=engine.topics.devices,
     )
     attach_to_faust(
         app, table, engine.topics.send_commands, worker.on_recovered, worker.on_released

@@ -54,6 +54,7 @@ from engine.codecs import InputCodec
 from engine.intake import Intake, Source, intake
 from engine.time import from_ms, to_ms
 from schemas.commands import WEBHOOK, SendCommand
+from schemas.devices import DeviceOp, DeviceUpdate
 from schemas.feedback import Feedback
 from schemas.presets import PresetDefinition
 from streams.clock import Clock
@@ -66,6 +67,8 @@ log = logging.getLogger(__name__)
 DAY_MS = 86_400_000
 MAX_REASON, MAX_CHANNEL = 1024, 64
 """Feedback's ``reason`` and ``channel`` are at most this long."""
+UNREGISTERED_REASON = "provider: Unregistered"
+"""The reason of the device updates unregistering a device a provider said is gone."""
 DUE_PER_ROUND = 500
 """Ledger lines released per hold of the lock: many at once must not stall commands."""
 
@@ -81,8 +84,11 @@ class DeliveryWorker:
         bootstrap: str,
         feedback_topic: str,
         timers: Timers | None = None,
+        devices_topic: str = "",
     ) -> None:
         self.table = table
+        self.devices_topic = devices_topic
+        """Where the devices a provider said are gone are unregistered ("": nowhere)."""
         self.adapters = dict(adapters)
         self.clock = clock
         self.presets = presets
@@ -106,6 +112,7 @@ class DeliveryWorker:
         self._pending: list[asyncio.Future[Any]] = []
         self._last_sent: dict[int, asyncio.Future[Any]] = {}
         self._out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self._gone: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self._adapters_started = False
         self._starting = asyncio.Lock()
         self._swept: dict[int, int] = {}
@@ -212,6 +219,7 @@ class DeliveryWorker:
             for command, attempt in zip(fresh.values(), attempts, strict=True):
                 entry = self._decided(command, 1, attempt, now)
                 self._settle(partition, command.command_id, entry, None, offset, now)
+                self._unregister(partition, command, attempt, now)
             await self._send(partition)
 
     async def _attempt_all(self, commands: list[SendCommand]) -> list[Result | str]:
@@ -336,6 +344,7 @@ class DeliveryWorker:
             ):
                 decided = self._decided(command, entry.attempts + 1, attempt, now)
                 self._settle(partition, key, decided, entry.next_due, offset, now)
+                self._unregister(partition, command, attempt, now)
             await self._send(partition)
 
     async def _sweep(self, partition: int, now: int) -> None:
@@ -371,6 +380,7 @@ class DeliveryWorker:
         for partition in partitions:
             self.timers.reset(partition)
             self._out.pop(partition, None)
+            self._gone.pop(partition, None)
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -415,9 +425,35 @@ class DeliveryWorker:
         elif previous_due is not None:
             self.timers.cancel(partition, previous_due, key)
 
+    def _unregister(
+        self, partition: int, command: SendCommand, attempt: Result | str, now: int
+    ) -> None:
+        """Queue the unregistering of the command's devices the provider said are gone:
+        device updates for the user's partition of the devices topic."""
+        if isinstance(attempt, str) or not attempt.unregistered or not self.devices_topic:
+            return
+        at = from_ms(now)
+        for gone in dict.fromkeys(attempt.unregistered):
+            update = DeviceUpdate(
+                user_id=command.user_id,
+                op=DeviceOp.UNREGISTER,
+                device_id=gone,
+                reason=UNREGISTERED_REASON,
+                timestamp=at,
+            )
+            self._gone[partition].append(update.model_dump(mode="json", exclude_defaults=True))
+            self.counts["unregistered"] += 1
+
     async def _send(self, partition: int) -> None:
         """The queued feedback of ``partition`` as one record (a JSON array), in that
-        partition: the users' partition on every topic."""
+        partition: the users' partition on every topic; and so the devices to
+        unregister, on the devices topic."""
+        gone = self._gone.pop(partition, None)
+        if gone and self._producer is not None:
+            sent = await self._producer.send(
+                self.devices_topic, orjson.dumps(gone), partition=partition
+            )
+            self._pending.append(sent)
         records = self._out.pop(partition, None)
         if not records or self._producer is None:
             return

@@ -16,6 +16,7 @@ from agents.segments.agent import SegmentRuntime
 from engine.codecs import InputCodec
 from engine.intake import Source, intake, is_forget
 from schemas import DeadLetter, Event, Feedback, TagUpdate
+from schemas.devices import DeviceUpdate
 from schemas.forget import ForgetUser
 from streams.clock import Clock
 from streams.engine import Engine
@@ -24,8 +25,9 @@ from streams.events import unacked_events
 M = TypeVar("M", bound=BaseModel)
 
 EVENTS, TAG_UPDATES, FEEDBACK = "events", "tag_updates", "feedback"
+DEVICE_UPDATES = "device_updates"
 """The inputs by name: their counters' and their tables' names."""
-SEGMENT_SOURCES = {EVENTS: "e", TAG_UPDATES: "t", FEEDBACK: "f"}
+SEGMENT_SOURCES = {EVENTS: "e", TAG_UPDATES: "t", FEEDBACK: "f", DEVICE_UPDATES: "d"}
 """How the segment runtime names each input."""
 
 
@@ -86,6 +88,8 @@ def register(app: faust.App, engine: Engine, into: IntakeTargets) -> None:
         (topics.tags, InputCodec(TagUpdate, limit), TAG_UPDATES),
         (topics.feedback, InputCodec(Feedback, limit), FEEDBACK),
     ]
+    if topics.devices:
+        inputs.append((topics.devices, InputCodec(DeviceUpdate, limit), DEVICE_UPDATES))
     for topic, codec, kind in inputs:
         _register_input(app, engine, into, dead_letters, topic, codec, kind)
 

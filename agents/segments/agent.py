@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from agents.segments import sweeps
@@ -41,7 +42,9 @@ from engine.processor import Input, Model, Outcome
 from engine.record import UserRecord
 from engine.time import to_ms
 from schemas.commands import JourneyEntryRequest
+from schemas.dead_letters import MAX_KEY_BYTES, DeadLetter, DeadLetterReason
 from schemas.definitions import Journey
+from schemas.devices import DeviceUpdate
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.segments import SegmentDefinition
@@ -60,6 +63,9 @@ class JourneyTopics:
     commands: str
     activity: str
     tags: str
+    devices: str = ""
+    """Where device updates come from, named by the dead letters of those refused."""
+    dead_letters: str = ""
 
 
 class SegmentRuntime(Sweeps):
@@ -81,6 +87,8 @@ class SegmentRuntime(Sweeps):
         )
         topics = journey_topics or JourneyTopics("", "", "")
         self.outputs = Outputs(topic, topics.commands, topics.activity, topics.tags)
+        self.outputs.dead_letters = topics.dead_letters
+        self._devices_topic = topics.devices
         self.lock = asyncio.Lock()
         # Partition -> segment -> members: a partition that moves away takes its own.
         self.members: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -198,8 +206,8 @@ class SegmentRuntime(Sweeps):
         partition: int,
         offset: int,
         source: str,
-        items: Iterable[Event | TagUpdate | Feedback],
-        now_of: Callable[[Event | TagUpdate | Feedback], datetime],
+        items: Iterable[Event | TagUpdate | Feedback | DeviceUpdate],
+        now_of: Callable[[Event | TagUpdate | Feedback | DeviceUpdate], datetime],
         not_before_seen: bool = False,
     ) -> None:
         """Fold one input record's items (all of ``partition``) into their users, each at
@@ -220,7 +228,23 @@ class SegmentRuntime(Sweeps):
                     self.model, user, record, item, source, offset, now_of(item), not_before_seen
                 )
                 self._store(partition, user, record, outcome)
+                for refused, reason in outcome.refused:
+                    self.outputs.dead(self._refusal(refused, reason, partition, offset))
             await self._send(partition)
+
+    def _refusal(self, item: Any, reason: str, partition: int, offset: int) -> DeadLetter:
+        """The dead letter of an input item the engine refused (a device too many)."""
+        return DeadLetter(
+            raw=orjson.dumps(item.model_dump(mode="json")),
+            key=str(item.user_id).encode()[:MAX_KEY_BYTES],
+            source_topic=self._devices_topic,
+            source_partition=partition,
+            source_offset=offset,
+            source_index=None,
+            reason=DeadLetterReason.TOO_MANY_DEVICES,
+            detail=reason,
+            at=self.now(),
+        )
 
     async def apply_entries(
         self, partition: int, offset: int, items: Iterable[JourneyEntryRequest]
@@ -375,7 +399,7 @@ class SegmentRuntime(Sweeps):
                 self.timers.push(partition, timer, user, replaces=record.timer)
             elif record.timer is not None:
                 self.timers.cancel(partition, record.timer, user)
-        _, changes, commands, activity, tag_updates = outcome
+        _, changes, commands, activity, tag_updates, _ = outcome
         if changes:
             counts = self.members[partition]
             for change in changes:

@@ -13,6 +13,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from engine.processor import Outcome, Record
+from schemas.dead_letters import DeadLetter
 
 OUTPUT_RECORD_BYTES = 256 * 1024
 """The largest output record: well under the producer's request size and the records
@@ -31,6 +32,9 @@ class Outputs:
             tags,
         )
         self.producer: AIOKafkaProducer | None = None
+        self.dead_letters = ""
+        """The dead letters' topic, for inputs the engine refused ("": dropped)."""
+        self._dead: list[DeadLetter] = []
         # The largest output record (0: OUTPUT_RECORD_BYTES); the worker lowers it to
         # REACH_MAX_RECORD_BYTES when that is smaller, which the topics' readers refuse.
         self.record_limit = 0
@@ -63,14 +67,29 @@ class Outputs:
         if outcome.tag_updates:
             self._out[self.tags].extend(outcome.tag_updates)
 
+    def dead(self, letter: DeadLetter) -> None:
+        """Queue the dead letter of an input the engine refused."""
+        if self.dead_letters:
+            self._dead.append(letter)
+
     async def send(self, partition: int, allowed: bool) -> None:
         """Send the queued outputs: one record per topic (a JSON array), in ``partition``,
         the users' partition on every topic. Not ``allowed`` (the partition was
         released, or another worker may own it now): they are dropped, with the state
         that made them, and whoever holds the partition replays the inputs."""
         outputs, self._out = self._out, defaultdict(list)
+        dead, self._dead = self._dead, []
         if self.producer is None or not allowed:
             return
+        for letter in dead:
+            sent = await self.producer.send(
+                self.dead_letters,
+                letter.raw,
+                key=letter.key,
+                headers=letter.headers(),
+                partition=partition,
+            )
+            self.pending.append(sent)
         for topic, records in outputs.items():
             for value in _records(records, self.record_limit or OUTPUT_RECORD_BYTES):
                 sent = await self.producer.send(topic, value, partition=partition)

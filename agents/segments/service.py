@@ -45,6 +45,8 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
             commands=engine.topics.send_commands,
             activity=engine.topics.journey_activity,
             tags=engine.topics.tags,
+            devices=engine.topics.devices,
+            dead_letters=engine.topics.dead_letters,
         ),
         timers=engine.timer_queue("timers"),
         holdout=Holdout(settings.global_holdout_percent, settings.global_holdout_salt),

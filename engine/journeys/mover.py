@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine import devices as registry
 from engine.journeys import goals
 from engine.journeys.catalog import Catalog
 from engine.journeys.schedule import TIME_ZONE_TAG, user_zone
@@ -23,7 +24,7 @@ from engine.segments.defaults import COUNTRY, LANGUAGE
 from engine.time import from_ms
 from schemas.commands import Activity, command_id
 from schemas.definitions import JourneyStatus
-from schemas.journey_nodes import ADDRESS_TAGS, OPT_OUT_TAG
+from schemas.journey_nodes import ADDRESS_TAGS
 from schemas.journeys import JourneyDefinition
 
 MAX_STEPS = 1000
@@ -54,6 +55,7 @@ class Mover:
         """The user's country, language and time zone (default tags) for every row;
         those the user has no text for are left out of the rows (empty)."""
         self.result = JourneyResult(state)
+        self._channels: dict[str, int] | None = None
 
     def paused(self, journey_id: str) -> bool:
         return self.catalog.status(journey_id) is JourneyStatus.PAUSED
@@ -164,6 +166,9 @@ class Mover:
                 "tags": dict(self.facts.tags),
             }
         )
+        devices = self.devices(channel)
+        if devices:
+            self.result.commands[-1]["devices"] = devices
         if variant or self.event_at is not None:
             self.extra(self.result.commands[-1], variant, now)
         self.result.activity.append(
@@ -256,23 +261,37 @@ class Mover:
     # --- what is known of the user ----------------------------------------------------
 
     def address(self, channel: str) -> str | None:
-        """The user's address on ``channel``, if it has one and they have it."""
+        """The user's address on ``channel``: its address tag's value, or else the
+        oldest live email address or phone number of the channel in the registry."""
         tag = ADDRESS_TAGS.get(channel)  # type: ignore[call-overload]
         value = self.facts.tags.get(tag) if tag else None
-        return value if isinstance(value, str) and value else None
+        if isinstance(value, str) and value:
+            return value
+        for device in self.devices(channel):
+            found = device.get("address") or device.get("number")
+            if isinstance(found, str):
+                return found
+        return None
+
+    def devices(self, channel: str) -> list[Any]:
+        """The user's live devices of ``channel`` (their contract's fields)."""
+        devices = self.facts.devices
+        return devices.live(channel) if devices is not None and devices.devices else []
 
     def reachable(self, channel: str, address: bool = True) -> bool:
-        """Not opted out of ``channel`` (and, with ``address``, an address on it)."""
-        opted = set(self.state.opted_out)
-        tagged = self.facts.tags.get(OPT_OUT_TAG)
-        if isinstance(tagged, list):
-            opted |= {str(item) for item in tagged}
-        if channel in opted:
-            return False
-        if not address:
-            return True
-        tag = ADDRESS_TAGS.get(channel)  # type: ignore[call-overload]
-        return tag is None or bool(self.facts.tags.get(tag))
+        """Not opted out of ``channel`` (and, with ``address``, a live device or an
+        address on it): ``engine.devices.reachable``."""
+        channels = self._channels
+        if channels is None:
+            devices = self.facts.devices
+            channels = self._channels = registry.summary(devices) if devices else {}
+        return registry.reachable(
+            channel,
+            channels.get(channel, 0),
+            self.facts.tags,
+            self.state.opted_out,
+            address=address,
+        )
 
     def zone(self, definition: JourneyDefinition, name: str) -> ZoneInfo:
         """The zone ``name`` (``user``: the user's own)."""

@@ -68,7 +68,8 @@ def _message(
         mover.activity(journey_id, visit, node.id, Activity.SUPPRESSED, now, "opted out")
         return skip
     tag = ADDRESS_TAGS.get(node.channel)
-    if tag is not None and mover.address(node.channel) is None:
+    # Reachable (engine.devices.reachable): a live device of the channel, or an address.
+    if tag is not None and mover.address(node.channel) is None and not mover.devices(node.channel):
         # No command a provider could only refuse: the user goes on as if not opened.
         mover.activity(journey_id, visit, node.id, Activity.UNREACHABLE, now, f"no {tag}")
         return skip

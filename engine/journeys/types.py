@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from engine.devices import Registry
 from engine.journeys.state import JourneyState
 from schemas.commands import JourneyEntryRequest
 from schemas.events import Event
@@ -47,6 +48,8 @@ class Facts(NamedTuple):
     user_id: str
     tags: Mapping[str, JSON]
     members: Mapping[str, int]
+    devices: Registry | None = None
+    """The user's device registry (None: none)."""
 
 
 @dataclass(slots=True)

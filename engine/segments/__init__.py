@@ -6,6 +6,7 @@ from engine.segments.counters import DEFAULT_HORIZON
 from engine.segments.evaluate import evaluate
 from engine.segments.index import SegmentIndex
 from engine.segments.logic import (
+    DevicesChanged,
     Input,
     JourneyFeedback,
     MembershipChange,
@@ -20,6 +21,7 @@ from engine.segments.windows import horizon_problems, window_problem
 
 __all__ = [
     "DEFAULT_HORIZON",
+    "DevicesChanged",
     "Input",
     "JourneyFeedback",
     "MembershipChange",

@@ -17,6 +17,7 @@ from datetime import datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
+from engine.devices import LIVE, reachable
 from engine.segments.cache import cached
 from engine.segments.defaults import JSON
 from engine.segments.keys import CounterOf, counter_of
@@ -35,6 +36,7 @@ from schemas.segments import (
     Op,
     Predicate,
     Price,
+    ReachableCondition,
     SegmentRef,
     TagCondition,
     TagType,
@@ -89,6 +91,8 @@ def _compile(condition: Condition) -> StateTest:
     if isinstance(condition, SegmentRef):
         segment = condition.segment
         return lambda state, now, tz, member_of: member_of(segment)
+    if isinstance(condition, ReachableCondition):
+        return _reachable_test(condition)
     if isinstance(condition, AndNot):
         include = compile_condition(condition.include)
         exclude = compile_condition(condition.exclude)
@@ -97,6 +101,15 @@ def _compile(condition: Condition) -> StateTest:
         )
     children = tuple(compile_condition(child) for child in condition.conditions)
     return _all(children) if isinstance(condition, All) else _any(children)
+
+
+def _reachable_test(condition: ReachableCondition) -> StateTest:
+    channel = condition.channel
+    if condition.test == "registered":
+        return lambda state, now, tz, member_of: bool(state.channels.get(channel, 0) & LIVE)
+    return lambda state, now, tz, member_of: reachable(
+        channel, state.channels.get(channel, 0), state.tags
+    )
 
 
 # Plain loops, not all() / any() over a generator: these run for every evaluation.

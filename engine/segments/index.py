@@ -20,6 +20,7 @@ from engine.segments.keys import Counted, MessageKey, condition_counts, filter_k
 from engine.segments.timing import Change, Verdict, compile_change, compile_verdict
 from engine.time import to_ms
 from schemas.events import Event
+from schemas.journey_nodes import ADDRESS_TAGS, OPT_OUT_TAG
 from schemas.segments import (
     All,
     AndNot,
@@ -29,6 +30,7 @@ from schemas.segments import (
     EventCondition,
     LastPerformedCondition,
     MessageCondition,
+    ReachableCondition,
     SegmentDefinition,
     TagCondition,
     reference_problems,
@@ -84,6 +86,8 @@ class SegmentIndex:
     """Segments reading an event name (its counts or its last instant)."""
     by_tag: Mapping[str, frozenset[str]]
     by_message: frozenset[str]
+    by_reach: frozenset[str]
+    """Segments reading the device registry (reachability conditions)."""
     referrers: Mapping[str, frozenset[str]]
     """Segments that refer to a segment, directly or through others."""
     counted: Counted
@@ -111,6 +115,7 @@ class SegmentIndex:
         by_event: dict[str, set[str]] = {}
         by_tag: dict[str, set[str]] = {}
         by_message: set[str] = set()
+        by_reach: set[str] = set()
         direct_referrers: dict[str, set[str]] = {}
         filters: dict[str, dict[str, FilterSignature]] = {}
         messages: set[MessageKey] = set()
@@ -124,6 +129,13 @@ class SegmentIndex:
                     by_event.setdefault(leaf.event, set()).add(segment_id)
                 elif isinstance(leaf, MessageCondition):
                     by_message.add(segment_id)
+                elif isinstance(leaf, ReachableCondition):
+                    by_reach.add(segment_id)
+                    if leaf.test == "reachable":  # also reads the opt-out and address tags
+                        address = ADDRESS_TAGS.get(leaf.channel)  # type: ignore[call-overload]
+                        for tag in (OPT_OUT_TAG, address):
+                            if tag:
+                                by_tag.setdefault(tag, set()).add(segment_id)
             for counted in condition_counts(definition.condition):
                 if isinstance(counted, EventCondition) and counted.filters:
                     key = filter_key(counted.event, counted.filters)
@@ -142,6 +154,7 @@ class SegmentIndex:
             by_event={name: frozenset(ids) for name, ids in by_event.items()},
             by_tag={name: frozenset(ids) for name, ids in by_tag.items()},
             by_message=frozenset(by_message),
+            by_reach=frozenset(by_reach),
             referrers={
                 segment_id: frozenset(_closure(segment_id, direct_referrers))
                 for segment_id in definitions
@@ -195,6 +208,9 @@ class SegmentIndex:
 
     def for_feedback(self) -> tuple[str, ...]:
         return self.affected(self.by_message)
+
+    def for_devices(self) -> tuple[str, ...]:
+        return self.affected(self.by_reach)
 
 
 def _closure(segment_id: str, edges: Mapping[str, set[str]]) -> set[str]:

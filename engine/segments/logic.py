@@ -49,7 +49,18 @@ class JourneyFeedback:
     step: str | None = None
 
 
-Input = Event | TagUpdate | Feedback | JourneyFeedback | Tick
+@dataclass(frozen=True, slots=True)
+class DevicesChanged:
+    """The user's device registry changed (a device update, or an unsubscribe that
+    became an opt-out): ``channels`` is its new ``engine.devices.summary``. ``kind`` and
+    ``record_id`` name the input record, to skip a re-send."""
+
+    channels: Mapping[str, int]
+    kind: str
+    record_id: str
+
+
+Input = Event | TagUpdate | Feedback | JourneyFeedback | DevicesChanged | Tick
 
 
 # MembershipChange and StepResult are NamedTuples, not frozen dataclasses: one of each
@@ -111,6 +122,12 @@ def step(
     elif isinstance(input, TagUpdate):
         new = apply_tag_update(state, input)
         affected = index.for_tags(input.tags)
+    elif isinstance(input, DevicesChanged):
+        if dict(input.channels) == dict(state.channels):
+            new, affected = state, ()
+        else:
+            new = state.with_(channels=input.channels)
+            affected = index.for_devices()
     else:
         feedback, journey, route = (
             (input.feedback, input.journey, input.step)
@@ -230,10 +247,12 @@ def _changed_defaults(
     return [name for name in DEFAULT_TAGS if name in read and old.get(name) != new.get(name)]
 
 
-def _record_hash(input: Event | TagUpdate | Feedback | JourneyFeedback) -> int:
+def _record_hash(input: Event | TagUpdate | Feedback | JourneyFeedback | DevicesChanged) -> int:
     if isinstance(input, Event):
         return input_hash("event", input.event_id)
     if isinstance(input, TagUpdate):
         return input_hash("tags", input.update_id)
+    if isinstance(input, DevicesChanged):
+        return input_hash(input.kind, input.record_id)
     feedback = input.feedback if isinstance(input, JourneyFeedback) else input
     return input_hash("feedback", feedback.feedback_id)

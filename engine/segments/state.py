@@ -53,6 +53,9 @@ class UserState(NamedTuple):
     seen: int | None = None  # the newest event instant, ms
     recent: tuple[int, ...] = ()  # hashes of the last inputs, newest last
     timers: Mapping[str, int] = _NONE  # segment -> ms it may change
+    channels: Mapping[str, int] = _NONE
+    """Channel -> the device registry's flags for it (``engine.devices.summary``), for
+    reachability conditions."""
 
     def to_json(self) -> dict[str, JSON]:
         """A plain dict for orjson; empty parts are left out."""
@@ -63,6 +66,7 @@ class UserState(NamedTuple):
             ("f", self.filtered),
             ("m", self.messages),
             ("n", self.timers),
+            ("c", self.channels),
         ):
             if part:
                 data[name] = part
@@ -86,6 +90,7 @@ class UserState(NamedTuple):
                 get("s"),
                 tuple(get("r", ())),
                 get("n", _NONE),
+                get("c", _NONE),
             )
         )
 
@@ -111,6 +116,7 @@ class UserState(NamedTuple):
         seen: int | None = None,
         recent: tuple[int, ...] | None = None,
         timers: Mapping[str, int] | None = None,
+        channels: Mapping[str, int] | None = None,
     ) -> UserState:
         """A copy with the given parts replaced."""
         return _new_state(
@@ -122,12 +128,13 @@ class UserState(NamedTuple):
                 self.seen if seen is None else seen,
                 self.recent if recent is None else recent,
                 self.timers if timers is None else timers,
+                self.channels if channels is None else channels,
             )
         )
 
 
 def _new_state(parts: tuple[Any, ...]) -> UserState:
-    """A state from its seven parts, in field order: without the NamedTuple's own
+    """A state from its eight parts, in field order: without the NamedTuple's own
     ``__new__`` (Python-level, it doubles the cost)."""
     return tuple.__new__(UserState, parts)
 

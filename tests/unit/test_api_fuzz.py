@@ -416,7 +416,7 @@ def _line(case: Any) -> bytes:
         return b"{}"
 
 
-@pytest.mark.parametrize("path", ["/v1/events", "/v1/tags", "/v1/feedback"])
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/tags", "/v1/feedback", "/v1/devices"])
 def test_no_ndjson_body_gets_a_server_error(served: Served, path: str) -> None:
     """NDJSON bodies of generated items, raw bytes and blank lines, whole or partial."""
     operation = OPERATIONS[f"POST {path}"]

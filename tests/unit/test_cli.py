@@ -111,6 +111,22 @@ def test_send_validates_with_the_kind_of_the_topic(
     assert "line 1:" in result.output
 
 
+def test_send_devices_validates_device_updates(tmp_path: Path, produced: list[list[bytes]]) -> None:
+    good = (
+        b'{"user_id": "u1", "device": {"kind": "email", "address": "a@example.com"},'
+        b' "timestamp": "2026-11-02T10:00:00Z"}'
+    )
+    bad = b'{"user_id": "u1", "device": {"kind": "phone", "number": "12"}, "timestamp": 1}'
+    result = invoke("send", "devices", ndjson(tmp_path, good, bad))
+    assert result.exit_code != 0
+    assert produced == []
+    assert "line 2: invalid_value" in result.output
+    result = invoke("send", "devices", ndjson(tmp_path, good))
+    assert result.exit_code == 0, result.output
+    assert produced == [[good]]
+    assert "reach.devices" in result.output
+
+
 def test_send_without_validation_produces_everything(
     tmp_path: Path, produced: list[list[bytes]]
 ) -> None:

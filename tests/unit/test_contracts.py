@@ -416,3 +416,12 @@ def test_any_dead_letter_round_trips_through_headers(
         at=at,
     )
     assert DeadLetter.from_record(raw, key, original.headers()) == original
+
+
+def test_reach_channels_are_the_journey_channels() -> None:
+    from typing import get_args
+
+    from schemas.journey_nodes import Channel
+    from schemas.segments import ReachChannel
+
+    assert set(get_args(ReachChannel)) == {str(channel) for channel in Channel}

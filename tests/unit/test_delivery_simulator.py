@@ -94,6 +94,12 @@ def test_a_message_without_an_address_is_not_sent_in_app_needs_none() -> None:
     assert fate.outcome.status == "delivered"
 
 
+def test_a_push_to_registered_devices_needs_no_address_tag() -> None:
+    device = {"kind": "push", "platform": "android", "token": "t1", "app_id": "com.ex"}
+    fate = decide(command(1, "push", address=None, devices=[device]), DEFAULTS["push"], seed=0)
+    assert fate.outcome.status == "delivered"
+
+
 def test_overrides_change_only_what_they_give() -> None:
     merged = profiles({"email": SimulatedChannel(opened=1.0, open_hours=1)})
     assert merged["email"].opened == 1.0

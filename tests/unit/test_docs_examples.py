@@ -5,11 +5,12 @@ An example in docs/contracts.md is a fenced block right after a marker comment:
 
     <!-- example: KIND [name=value ...] -->
 
-KIND is ``event``, ``tag-update`` or ``feedback`` (valid: one object, or an array as in
-a batch record), ``invalid-<kind>`` with ``reason=`` (and ``index=`` for a batch
-item), ``<kind>-request`` (an HTTP ingest body), ``http-answer``, ``query-request``,
-``python`` or ``sql``. Valid examples sharing ``same-id=`` must get the same derived
-id; ``partitions=`` and ``partition=`` state where a batch's users belong.
+KIND is ``event``, ``tag-update``, ``feedback`` or ``device-update`` (valid: one
+object, or an array as in a batch record), ``invalid-<kind>`` with ``reason=`` (and
+``index=`` for a batch item), ``<kind>-request`` (an HTTP ingest body),
+``http-answer``, ``query-request``, ``python`` or ``sql``. Valid examples sharing
+``same-id=`` must get the same derived id; ``partitions=`` and ``partition=`` state
+where a batch's users belong.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pydantic import BaseModel, SecretStr
 
 from engine.codecs import InputCodec
 from schemas import DeadLetter, DeadLetterReason, Event, Feedback, TagUpdate
+from schemas.devices import DeviceUpdate
 from streams.partitioning import partition_for
 from streams.settings import Settings
 
@@ -40,8 +42,14 @@ MODELS: dict[str, type[BaseModel]] = {
     "event": Event,
     "tag-update": TagUpdate,
     "feedback": Feedback,
+    "device-update": DeviceUpdate,
 }
-ID_FIELDS = {"event": "event_id", "tag-update": "update_id", "feedback": "feedback_id"}
+ID_FIELDS = {
+    "event": "event_id",
+    "tag-update": "update_id",
+    "feedback": "feedback_id",
+    "device-update": "update_id",
+}
 KINDS = {
     *MODELS,
     *(f"invalid-{kind}" for kind in MODELS),
@@ -176,7 +184,9 @@ def test_reason_table_lists_every_reason_once() -> None:
 
 def test_every_reason_but_too_large_and_tombstone_has_an_invalid_example() -> None:
     shown = {example.attrs["reason"] for example in _of(*(f"invalid-{k}" for k in MODELS))}
-    assert shown == {reason.value for reason in DeadLetterReason} - {"too_large", "tombstone"}
+    # too_many_devices: the engine's refusal of a valid record (tests/unit/test_devices.py).
+    unshown = {"too_large", "tombstone", "too_many_devices"}
+    assert shown == {reason.value for reason in DeadLetterReason} - unshown
 
 
 def test_too_large_is_what_the_docs_say() -> None:
@@ -240,6 +250,7 @@ from engine.intake import Source, intake
 from projections import rows
 from projections.clickhouse import connect, query_read_only
 from schemas import Event, Feedback, TagUpdate
+from schemas.devices import DeviceUpdate
 from engine.codecs import InputCodec
 
 folder, payload = sys.argv[1], json.loads(sys.stdin.read())
@@ -249,6 +260,7 @@ kinds = {
     "event": (Event, rows.EVENTS, rows.event_row),
     "tag-update": (TagUpdate, rows.TAG_UPDATES, rows.tag_update_row),
     "feedback": (Feedback, rows.FEEDBACK, rows.feedback_row),
+    "device-update": (DeviceUpdate, rows.DEVICES, rows.device_row),
 }
 letters = []
 for offset, (kind, raw) in enumerate(payload["records"]):

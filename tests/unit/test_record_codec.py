@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import codec
+from engine.devices import Registry
 from engine.journeys.codec import encode
 from engine.record import EMPTY_RECORD, JourneyPart, SegmentPart, UserRecord
 from engine.segments.state import UserState
@@ -92,19 +93,33 @@ states = st.builds(
     seen=st.none() | ms,
     recent=st.lists(ints, max_size=8).map(tuple),
     timers=st.dictionaries(names, ms),
+    channels=st.dictionaries(st.just("push"), st.integers(1, 7), max_size=1),
 )
 # Journey parts as a step leaves them (typed, not encoded yet); an empty state is
 # stored as nothing, so it comes back as no part.
 journey_states = st.none() | journey_codec_states.filter(
     lambda state: encode(state) is not None
 ).map(JourneyPart.of_state)
+# Registries as ``engine.devices.apply`` leaves them; an empty one is stored as nothing.
+registries = st.builds(
+    Registry,
+    devices=st.dictionaries(
+        names,
+        st.fixed_dictionaries({"kind": st.just("email"), "address": names}),
+        min_size=1,
+        max_size=2,
+    ),
+    since=st.dictionaries(names, ms, max_size=2),
+    consent=st.dictionaries(st.sampled_from(["push", "sms"]), st.booleans(), max_size=1),
+)
 records = st.builds(
     UserRecord,
     segments=states.map(SegmentPart),
     members=st.dictionaries(names, st.integers(min_value=1, max_value=99)),
-    offsets=st.dictionaries(st.sampled_from(["e", "t", "f", "a"]), ms),
+    offsets=st.dictionaries(st.sampled_from(["e", "t", "f", "a", "d"]), ms),
     timer=st.none() | ms,
     journeys=journey_states,
+    devices=st.none(),  # test_every_registry_survives_storage
 )
 
 
@@ -114,4 +129,13 @@ def test_every_record_survives_storage(record: UserRecord) -> None:
     again = codec.decode(stored)
     assert again == record
     assert again.state == record.state
+    assert orjson.dumps(codec.encode(again)) == orjson.dumps(codec.encode(record))
+
+
+@given(registries)
+def test_every_registry_survives_storage(registry: Registry) -> None:
+    record = codec.decode(STORED)._replace(devices=registry)
+    stored = orjson.loads(orjson.dumps(codec.encode(record)))
+    again = codec.decode(stored)
+    assert again.devices == registry
     assert orjson.dumps(codec.encode(again)) == orjson.dumps(codec.encode(record))

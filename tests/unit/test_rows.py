@@ -179,6 +179,7 @@ TABLES = [
     (rows.EVENTS, "010_events.sql"),
     (rows.TAG_UPDATES, "020_tag_updates.sql"),
     (rows.FEEDBACK, "030_feedback.sql"),
+    (rows.DEVICES, "150_devices.sql"),
     (rows.DEAD_LETTERS, "040_dead_letters.sql"),
     (rows.SEGMENT_MEMBERSHIPS, "050_segment_memberships.sql"),
     (rows.SEND_COMMANDS, "070_send_commands.sql"),
