@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from engine.journeys import logic as journeys
 from engine.journeys.catalog import Catalog
+from engine.profiles import profile_record, version_of
 from engine.record import UNREAD, JourneyPart, SegmentPart, UserRecord
 from engine.segments import logic as segments
 from engine.segments.counters import DEFAULT_HORIZON
@@ -124,6 +125,9 @@ class Outcome(NamedTuple):
     """Journey activity (fields of ``schemas.commands.JourneyActivity``)."""
     tag_updates: list[Record]
     """Tag updates of update-profile steps (fields of ``schemas.tags.TagUpdate``)."""
+    profiles: list[Record]
+    """The user's profile when the input changed their tags or opt-outs (at most one,
+    ``engine.profiles.profile_record``)."""
 
 
 _NONE: list[Record] = []  # shared, never appended to
@@ -255,7 +259,8 @@ def _moved(
         timer = min(timers.values()) if timers else None
         tags = part.tags
     journey_part = record.journeys
-    commands = activity = tag_updates = _NONE
+    commands = activity = tag_updates = profiles = _NONE
+    opted_out: list[str] | None = None  # the journeys' remembered opt-outs, when changed
     # Most inputs concern no journey of a user who is in none: not even asked.
     if model.journeys and (
         journey_part is not None or journeys.may_start(model.catalog, journey_input)
@@ -273,10 +278,16 @@ def _moved(
             journey_part = None
         elif moved.state is not decoded:  # the same object: nothing changed
             journey_part = tuple.__new__(JourneyPart, (moved.state, UNREAD))
+        if moved.state is not decoded:
+            after = moved.state.opted_out if moved.state is not None else []
+            if after != (decoded.opted_out if decoded is not None else []):
+                opted_out = after
         if moved.next_due is not None:
             timer = moved.next_due if timer is None else min(timer, moved.next_due)
         commands, activity, tag_updates = moved.commands, moved.activity, moved.tag_updates
     new = tuple.__new__(UserRecord, (part, members, offsets, timer, journey_part))
+    if opted_out is not None or (result is not None and tags is not record.segments.tags):
+        profiles = _profile(user, record, new, tags, opted_out, now, cause)
     changes = _NONE
     if result is not None and result.changes:
         # The fields of schemas.memberships.MembershipChanged, built from values the
@@ -293,7 +304,35 @@ def _moved(
                     "cause": cause,
                 }
             )
-    return tuple.__new__(Outcome, (new, changes, commands, activity, tag_updates))
+    return tuple.__new__(Outcome, (new, changes, commands, activity, tag_updates, profiles))
+
+
+def _profile(
+    user: str,
+    record: UserRecord,
+    new: UserRecord,
+    tags: Mapping[str, Any],
+    opted_out: list[str] | None,
+    now: datetime,
+    cause: str,
+) -> list[Record]:
+    """The profile output of a move whose tags or remembered opt-outs may have changed."""
+    if opted_out is None:
+        journey_state = new.journeys.state if new.journeys is not None else None
+        remembered = journey_state.opted_out if journey_state is not None else []
+    else:
+        remembered = opted_out
+    profile = profile_record(
+        user,
+        record.segments.tags,
+        tags,
+        remembered,
+        opted_out is not None,
+        now,
+        cause,
+        version_of(new.offsets),
+    )
+    return _NONE if profile is None else [profile]
 
 
 def _cause(item: UserInput) -> str:

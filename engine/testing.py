@@ -86,6 +86,8 @@ class Harness:
         """Journey activity rows, in order (fields of ``JourneyActivity``)."""
         self.tag_updates: list[Record] = []
         """Tag updates made by update-profile steps (fields of ``TagUpdate``)."""
+        self.profiles: list[Record] = []
+        """Profile records, in order (``engine.profiles.profile_record``)."""
         self._offsets: Counter[str] = Counter()  # per source: one input record per input
         self._runs: dict[str, tuple[int, Run]] = {}  # entry -> (launch, last run started)
         self._statuses: dict[str, list[Any]] = {}  # journey -> [launch, status] swept
@@ -220,6 +222,7 @@ class Harness:
         self.commands.extend(outcome.commands)
         self.activity.extend(outcome.activity)
         self.tag_updates.extend(outcome.tag_updates)
+        self.profiles.extend(outcome.profiles)
         return outcome
 
     def given(

@@ -35,6 +35,8 @@ class Topics:
     journey_activity: str
     clock_applied: str = ""
     """Compacted: per role and partition, the last tick applied (``schemas.clock``)."""
+    profiles: str = ""
+    """User profiles as their tags change (``engine.profiles``), for the projection."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -51,6 +53,7 @@ class Topics:
             send_commands=f"{prefix}send-commands",
             journey_activity=f"{prefix}journey-activity",
             clock_applied=f"{prefix}clock-applied",
+            profiles=f"{prefix}profiles",
         )
 
     @property
@@ -73,6 +76,7 @@ class Topics:
             self.send_commands,
             self.journey_activity,
             self.clock_applied,
+            *((self.profiles,) if self.profiles else ()),
         )
 
     @property

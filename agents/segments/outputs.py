@@ -23,13 +23,17 @@ OUTPUT_BATCH_BYTES = 512 * 1024
 
 
 class Outputs:
-    def __init__(self, memberships: str, commands: str, activity: str, tags: str) -> None:
+    def __init__(
+        self, memberships: str, commands: str, activity: str, tags: str, profiles: str = ""
+    ) -> None:
         self.memberships, self.commands, self.activity, self.tags = (
             memberships,
             commands,
             activity,
             tags,
         )
+        self.profiles = profiles
+        """The user profiles' topic (empty: profiles are not sent)."""
         self.producer: AIOKafkaProducer | None = None
         # The largest output record (0: OUTPUT_RECORD_BYTES); the worker lowers it to
         # REACH_MAX_RECORD_BYTES when that is smaller, which the topics' readers refuse.
@@ -62,6 +66,8 @@ class Outputs:
             self._out[self.activity].extend(outcome.activity)
         if outcome.tag_updates:
             self._out[self.tags].extend(outcome.tag_updates)
+        if outcome.profiles and self.profiles:
+            self._out[self.profiles].extend(outcome.profiles)
 
     async def send(self, partition: int, allowed: bool) -> None:
         """Send the queued outputs: one record per topic (a JSON array), in ``partition``,

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine import reachability
 from engine.journeys.catalog import Catalog
 from engine.journeys.schedule import TIME_ZONE_TAG, user_zone
 from engine.journeys.state import Awaiting, JourneyState, Visit
@@ -22,7 +23,6 @@ from engine.segments.defaults import COUNTRY, LANGUAGE
 from engine.time import from_ms
 from schemas.commands import Activity, command_id
 from schemas.definitions import JourneyStatus
-from schemas.journey_nodes import ADDRESS_TAGS, OPT_OUT_TAG
 from schemas.journeys import JourneyDefinition
 
 MAX_STEPS = 1000
@@ -254,22 +254,12 @@ class Mover:
 
     def address(self, channel: str) -> str | None:
         """The user's address on ``channel``, if it has one and they have it."""
-        tag = ADDRESS_TAGS.get(channel)  # type: ignore[call-overload]
-        value = self.facts.tags.get(tag) if tag else None
-        return value if isinstance(value, str) and value else None
+        return reachability.address(self.facts.tags, channel)
 
     def reachable(self, channel: str, address: bool = True) -> bool:
-        """Not opted out of ``channel`` (and, with ``address``, an address on it)."""
-        opted = set(self.state.opted_out)
-        tagged = self.facts.tags.get(OPT_OUT_TAG)
-        if isinstance(tagged, list):
-            opted |= {str(item) for item in tagged}
-        if channel in opted:
-            return False
-        if not address:
-            return True
-        tag = ADDRESS_TAGS.get(channel)  # type: ignore[call-overload]
-        return tag is None or bool(self.facts.tags.get(tag))
+        """Not opted out of ``channel`` (and, with ``address``, an address on it):
+        ``engine.reachability.reachable``, with the opt-outs this state remembers."""
+        return reachability.reachable(self.facts.tags, self.state.opted_out, channel, address)
 
     def zone(self, definition: JourneyDefinition, name: str) -> ZoneInfo:
         """The zone ``name`` (``user``: the user's own)."""
