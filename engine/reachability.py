@@ -36,7 +36,19 @@ def reachable(
     tags: Mapping[str, Any], remembered: Iterable[str], channel: str, address: bool = True
 ) -> bool:
     """Not opted out of ``channel`` (and, with ``address``, an address on it)."""
-    if channel in opted_out(tags, remembered):
+    return _reachable(tags, opted_out(tags, remembered), channel, address)
+
+
+def reachable_channels(
+    tags: Mapping[str, Any], remembered: Iterable[str], channels: Iterable[str]
+) -> set[str]:
+    """Those of ``channels`` the user is ``reachable`` on (with an address)."""
+    opted = opted_out(tags, remembered)
+    return {channel for channel in channels if _reachable(tags, opted, channel, True)}
+
+
+def _reachable(tags: Mapping[str, Any], opted: set[str], channel: str, address: bool) -> bool:
+    if channel in opted:
         return False
     if not address:
         return True

@@ -77,6 +77,7 @@ def profile_rows(
         elif name not in TYPED:
             other[name] = profiles.text(value)
     opted = reachability.opted_out(tags, remembered)
+    reachable = reachability.reachable_channels(tags, remembered, CHANNELS)
     version_tag = tags.get("Application Version")
     profile = (
         user,
@@ -88,7 +89,7 @@ def profile_rows(
         profiles.instant(tags.get(LAST_APPLICATION_OPEN)),
         _text(version_tag),
         *(channel in opted for channel in CHANNELS),
-        *(reachability.reachable(tags, remembered, channel) for channel in CHANNELS),
+        *(channel in reachable for channel in CHANNELS),
         other,
         pii,
         origin.partition,
