@@ -71,11 +71,13 @@ def profile_rows(
     remembered: list[str] = record.get("opted_out", [])
     other: dict[str, str] = {}
     pii: dict[str, str] = {}
+    text = profiles.text
+    is_address = addresses.is_address
     for name, value in tags.items():
-        if addresses.is_address(name):
-            pii[name] = profiles.text(_masked(addresses, name, value))
+        if is_address(name):
+            pii[name] = text(_masked(addresses, name, value))
         elif name not in TYPED:
-            other[name] = profiles.text(value)
+            other[name] = value if type(value) is str else text(value)
     opted = reachability.opted_out(tags, remembered)
     reachable = reachability.reachable_channels(tags, remembered, CHANNELS)
     version_tag = tags.get("Application Version")
