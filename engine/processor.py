@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from engine.journeys import logic as journeys
 from engine.journeys.catalog import Catalog
-from engine.profiles import profile_record, version_of
+from engine.profiles import profile_outputs
 from engine.record import UNREAD, JourneyPart, SegmentPart, UserRecord
 from engine.segments import logic as segments
 from engine.segments.counters import DEFAULT_HORIZON
@@ -287,7 +287,7 @@ def _moved(
         commands, activity, tag_updates = moved.commands, moved.activity, moved.tag_updates
     new = tuple.__new__(UserRecord, (part, members, offsets, timer, journey_part))
     if opted_out is not None or (result is not None and tags is not record.segments.tags):
-        profiles = _profile(user, record, new, tags, opted_out, now, cause)
+        profiles = profile_outputs(user, record, new, tags, opted_out, now, cause)
     changes = _NONE
     if result is not None and result.changes:
         # The fields of schemas.memberships.MembershipChanged, built from values the
@@ -305,34 +305,6 @@ def _moved(
                 }
             )
     return tuple.__new__(Outcome, (new, changes, commands, activity, tag_updates, profiles))
-
-
-def _profile(
-    user: str,
-    record: UserRecord,
-    new: UserRecord,
-    tags: Mapping[str, Any],
-    opted_out: list[str] | None,
-    now: datetime,
-    cause: str,
-) -> list[Record]:
-    """The profile output of a move whose tags or remembered opt-outs may have changed."""
-    if opted_out is None:
-        journey_state = new.journeys.state if new.journeys is not None else None
-        remembered = journey_state.opted_out if journey_state is not None else []
-    else:
-        remembered = opted_out
-    profile = profile_record(
-        user,
-        record.segments.tags,
-        tags,
-        remembered,
-        opted_out is not None,
-        now,
-        cause,
-        version_of(new.offsets),
-    )
-    return _NONE if profile is None else [profile]
 
 
 def _cause(item: UserInput) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from engine.record import UserRecord
 from engine.time import from_ms
 
 Record = dict[str, Any]
@@ -58,6 +59,36 @@ def profile_record(
     if opted_out:
         record["opted_out"] = list(opted_out)
     return record
+
+
+def profile_outputs(
+    user: str,
+    record: UserRecord,
+    new: UserRecord,
+    tags: Mapping[str, Any],
+    opted_out: list[str] | None,
+    now: datetime,
+    cause: str,
+) -> list[Record]:
+    """The processor's profile output for a move from ``record`` to ``new`` whose tags
+    (now ``tags``) or remembered opt-outs (``opted_out``; None: unchanged) may have
+    changed: none, or one record."""
+    if opted_out is None:
+        journey_state = new.journeys.state if new.journeys is not None else None
+        remembered = journey_state.opted_out if journey_state is not None else []
+    else:
+        remembered = opted_out
+    profile = profile_record(
+        user,
+        record.segments.tags,
+        tags,
+        remembered,
+        opted_out is not None,
+        now,
+        cause,
+        version_of(new.offsets),
+    )
+    return [] if profile is None else [profile]
 
 
 def version_of(offsets: Mapping[str, int]) -> int:
