@@ -24,6 +24,7 @@ from engine import devices as registry
 from engine.journeys import logic as journeys
 from engine.journeys.catalog import Catalog
 from engine.journeys.holdout import Holdout
+from engine.profiles import profile_outputs
 from engine.record import UNREAD, JourneyPart, SegmentPart, UserRecord
 from engine.segments import logic as segments
 from engine.segments.counters import DEFAULT_HORIZON
@@ -131,6 +132,9 @@ class Outcome(NamedTuple):
     """Journey activity (fields of ``schemas.commands.JourneyActivity``)."""
     tag_updates: list[Record]
     """Tag updates of update-profile steps (fields of ``schemas.tags.TagUpdate``)."""
+    profiles: list[Record]
+    """The user's profile when the input changed their tags or opt-outs (at most one,
+    ``engine.profiles.profile_record``)."""
     refused: list[tuple[UserInput, str]] = []
     """Input items the engine refused, and why (a device beyond the limit): for the
     dead letters."""
@@ -192,10 +196,12 @@ def received(
     segment_input: segments.Input
     journey_input: journeys.Input
     refused = _NOT_REFUSED
+    before: UserRecord | None = None
     if type(item) is DeviceUpdate or (
         type(item) is Feedback and item.status is FeedbackStatus.UNSUBSCRIBED and item.channel
     ):
         assert isinstance(item, DeviceUpdate | Feedback)
+        before = record
         record, segment_input, refused = _devices_changed(record, item, now)
         journey_input = item if isinstance(item, Feedback) else journeys.Tick()
     elif isinstance(item, Event):
@@ -215,7 +221,14 @@ def received(
         model.index, model.definitions, state, record.members, segment_input, now
     )
     offsets = {**record.offsets, source: offset}
-    outcome = _moved(model, user, record, offsets, result, journey_input, now, _cause(item))
+    cause = _cause(item)
+    outcome = _moved(model, user, record, offsets, result, journey_input, now, cause)
+    if before is not None and record.devices is not before.devices and not outcome.profiles:
+        # A device or consent change: the profile's reachability may have moved.
+        profiles = profile_outputs(
+            user, before, outcome.record, result.state.tags, None, now, cause, True
+        )
+        outcome = outcome._replace(profiles=profiles)
     return outcome if not refused else outcome._replace(refused=refused)
 
 
@@ -300,7 +313,8 @@ def _moved(
         timer = min(timers.values()) if timers else None
         tags = part.tags
     journey_part = record.journeys
-    commands = activity = tag_updates = _NONE
+    commands = activity = tag_updates = profiles = _NONE
+    opted_out: list[str] | None = None  # the journeys' remembered opt-outs, when changed
     # Most inputs concern no journey of a user who is in none: not even asked.
     if model.journeys and (
         journey_part is not None or journeys.may_start(model.catalog, journey_input)
@@ -318,10 +332,16 @@ def _moved(
             journey_part = None
         elif moved.state is not decoded:  # the same object: nothing changed
             journey_part = tuple.__new__(JourneyPart, (moved.state, UNREAD))
+        if moved.state is not decoded:
+            after = moved.state.opted_out if moved.state is not None else []
+            if after != (decoded.opted_out if decoded is not None else []):
+                opted_out = after
         if moved.next_due is not None:
             timer = moved.next_due if timer is None else min(timer, moved.next_due)
         commands, activity, tag_updates = moved.commands, moved.activity, moved.tag_updates
     new = tuple.__new__(UserRecord, (part, members, offsets, timer, journey_part, record.devices))
+    if opted_out is not None or (result is not None and tags is not record.segments.tags):
+        profiles = profile_outputs(user, record, new, tags, opted_out, now, cause)
     changes = _NONE
     if result is not None and result.changes:
         # The fields of schemas.memberships.MembershipChanged, built from values the
@@ -338,7 +358,9 @@ def _moved(
                     "cause": cause,
                 }
             )
-    return tuple.__new__(Outcome, (new, changes, commands, activity, tag_updates, _NOT_REFUSED))
+    return tuple.__new__(
+        Outcome, (new, changes, commands, activity, tag_updates, profiles, _NOT_REFUSED)
+    )
 
 
 def _cause(item: UserInput) -> str:

@@ -92,6 +92,8 @@ class Harness:
         """Tag updates made by update-profile steps (fields of ``TagUpdate``)."""
         self.refused: list[tuple[Any, str]] = []
         """Inputs the engine refused, and why (a device beyond the limit)."""
+        self.profiles: list[Record] = []
+        """Profile records, in order (``engine.profiles.profile_record``)."""
         self._offsets: Counter[str] = Counter()  # per source: one input record per input
         self._runs: dict[str, tuple[int, Run]] = {}  # entry -> (launch, last run started)
         self._statuses: dict[str, list[Any]] = {}  # journey -> [launch, status] swept
@@ -257,6 +259,7 @@ class Harness:
         self.activity.extend(outcome.activity)
         self.tag_updates.extend(outcome.tag_updates)
         self.refused.extend(outcome.refused)
+        self.profiles.extend(outcome.profiles)
         return outcome
 
     def given(

@@ -12,6 +12,8 @@ USER_TABLES = (
     "segment_memberships",
     "send_commands",
     "journey_activity",
+    "user_profiles",
+    "user_profile_changes",
 )
 """The projection tables with a user per row (the views over them follow)."""
 

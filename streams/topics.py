@@ -37,6 +37,8 @@ class Topics:
     """Compacted: per role and partition, the last tick applied (``schemas.clock``)."""
     devices: str = ""
     """Device updates (``schemas.devices.DeviceUpdate``), keyed by user."""
+    profiles: str = ""
+    """User profiles as their tags change (``engine.profiles``), for the projection."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -54,6 +56,7 @@ class Topics:
             journey_activity=f"{prefix}journey-activity",
             clock_applied=f"{prefix}clock-applied",
             devices=f"{prefix}devices",
+            profiles=f"{prefix}profiles",
         )
 
     @property
@@ -77,6 +80,7 @@ class Topics:
             self.send_commands,
             self.journey_activity,
             self.clock_applied,
+            *((self.profiles,) if self.profiles else ()),
         )
 
     @property

@@ -17,7 +17,7 @@ from agents.segments import service as segment_service
 from agents.segments.agent import SegmentRuntime
 from api.segments import Previewer
 from api.server import HttpApi
-from projections.agents import dead_letters, memberships
+from projections.agents import dead_letters, memberships, profiles
 from projections.agents import journeys as journey_projections
 from projections.inputs import InputProjection
 from projections.store import Projections
@@ -78,6 +78,7 @@ def create_app(settings: Settings, bootstrap: str) -> System:
     if settings.projects:
         dead_letters.register(app, engine, projections.sink)
         memberships.register(app, engine, projections.sink)
+        profiles.register(app, engine, projections.sink)
         journey_projections.register(app, engine, projections.sink)
         app.service(Running(projections))  # type: ignore[arg-type]
     segments = segment_service.build(app, engine) if settings.segments else None

@@ -399,7 +399,7 @@ class SegmentRuntime(Sweeps):
                 self.timers.push(partition, timer, user, replaces=record.timer)
             elif record.timer is not None:
                 self.timers.cancel(partition, record.timer, user)
-        _, changes, commands, activity, tag_updates, _ = outcome
+        _, changes, commands, activity, tag_updates, profiles, _ = outcome
         if changes:
             counts = self.members[partition]
             for change in changes:
@@ -407,7 +407,7 @@ class SegmentRuntime(Sweeps):
             self.changes += len(changes)
         if commands:
             self.commands += len(commands)
-        if changes or commands or activity or tag_updates:
+        if changes or commands or activity or tag_updates or profiles:
             self.outputs.queue(outcome)
 
     async def _send(self, partition: int) -> None:

@@ -24,13 +24,17 @@ OUTPUT_BATCH_BYTES = 512 * 1024
 
 
 class Outputs:
-    def __init__(self, memberships: str, commands: str, activity: str, tags: str) -> None:
+    def __init__(
+        self, memberships: str, commands: str, activity: str, tags: str, profiles: str = ""
+    ) -> None:
         self.memberships, self.commands, self.activity, self.tags = (
             memberships,
             commands,
             activity,
             tags,
         )
+        self.profiles = profiles
+        """The user profiles' topic (empty: profiles are not sent)."""
         self.producer: AIOKafkaProducer | None = None
         self.dead_letters = ""
         """The dead letters' topic, for inputs the engine refused ("": dropped)."""
@@ -66,6 +70,8 @@ class Outputs:
             self._out[self.activity].extend(outcome.activity)
         if outcome.tag_updates:
             self._out[self.tags].extend(outcome.tag_updates)
+        if outcome.profiles and self.profiles:
+            self._out[self.profiles].extend(outcome.profiles)
 
     def dead(self, letter: DeadLetter) -> None:
         """Queue the dead letter of an input the engine refused."""

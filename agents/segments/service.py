@@ -53,6 +53,7 @@ def build(app: faust.App, engine: Engine) -> SegmentRuntime:
     )
     runtime.now = engine.clock.now
     runtime.lease = engine.lease
+    runtime.outputs.profiles = engine.topics.profiles
     runtime.outputs.record_limit = min(
         outputs_module.OUTPUT_RECORD_BYTES, settings.max_record_bytes
     )

@@ -21,6 +21,10 @@ or ValueError for a record it cannot read, which is logged and skipped (these to
 are written by the engine itself)."""
 
 
+ToTables = Callable[[faust.EventT[bytes], rows.Origin], list[tuple[rows.Table, list[rows.Row]]]]
+"""Rows of one record for several tables (as ``ToRows``, per table)."""
+
+
 def register_projection(
     app: faust.App,
     engine: Engine,
@@ -29,6 +33,23 @@ def register_projection(
     table: rows.Table,
     to_rows: ToRows,
 ) -> None:
+    def to_tables(
+        event: faust.EventT[bytes], origin: rows.Origin
+    ) -> list[tuple[rows.Table, list[rows.Row]]]:
+        return [(table, to_rows(event, origin))]
+
+    register_tables_projection(app, engine, sink, topic_name, table.name, to_tables)
+
+
+def register_tables_projection(
+    app: faust.App,
+    engine: Engine,
+    sink: BatchingSink,
+    topic_name: str,
+    name: str,
+    to_tables: ToTables,
+) -> None:
+    """``register_projection`` of a topic whose records make rows of several tables."""
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
     checkpoint = engine.checkpoint
 
@@ -36,7 +57,7 @@ def register_projection(
         async for event in unacked_events(stream):
             message = event.message
             try:
-                projected = to_rows(event, rows.Origin(message.partition, message.offset))
+                projected = to_tables(event, rows.Origin(message.partition, message.offset))
             except (KeyError, TypeError, ValueError) as error:
                 log.warning(
                     "%s %s:%s not projected: %s",
@@ -46,8 +67,9 @@ def register_projection(
                     error,
                 )
             else:
-                sink.add(table, projected)
+                for table, table_rows in projected:
+                    sink.add(table, table_rows)
             checkpoint.hold(event)
             await checkpoint.keep_up()
 
-    app.agent(topic, name=f"project-{table.name}")(project)
+    app.agent(topic, name=f"project-{name}")(project)

@@ -76,8 +76,16 @@ async def test_events_make_members_and_state_is_flushed_before_acks(
     async with drive(worker, "intake-events") as driver:
         await driver.put(orjson.dumps(purchases), partition=1)
 
-    [(topic, partition, changes)] = outputs.sent
+    profiles = worker.engine.topics.profiles
+    [(topic, partition, changes)] = [sent for sent in outputs.sent if sent[0] != profiles]
     assert (topic, partition) == (worker.engine.topics.memberships, 1)
+    # Each user's first event fills their First Install: their profile changes.
+    [(_, profile_partition, records)] = [sent for sent in outputs.sent if sent[0] == profiles]
+    assert profile_partition == 1
+    assert [(r["user_id"], r["changed"]) for r in records] == [
+        ("u1", ["First Install"]),
+        ("u2", ["First Install"]),
+    ]
     assert [(c["segment_id"], c["user_id"], c["change"], c["at"]) for c in changes] == [
         ("buyers", "u1", "entered", "2026-11-02T10:00:00Z")
     ]
@@ -100,6 +108,7 @@ async def test_a_replayed_record_changes_nothing(
     before = runtime.table.get(0, "u1")
     assert before is not None
     applied = codec.decode(before.value).offsets["e"]
+    outputs.sent.clear()  # the first record's (u1's profile)
     # A record at an offset already applied (a replay after a crash): skipped.
     item = Event.model_validate(event("u1", "InAppPurchase", "2026-11-03T10:00:00Z"))
     await runtime.apply(0, applied, "e", [item], lambda item: NOW)

@@ -148,8 +148,14 @@ async def test_the_cut_flushes_only_state_whose_outputs_are_acknowledged(
     # after the cut was taken and is never acknowledged.
     await runtime.apply(0, 2, "t", [portugal("u2")], at)
     pending = [record for record in outputs.handed if record not in outputs.acked]
-    assert len(pending) == 2
-    outputs._unacked, later = outputs._unacked[:1], outputs._unacked[1:]
+    # Each user's membership change and profile, u1's first.
+    assert [(name, items[0]["user_id"]) for name, _, items in pending] == [
+        (topic, "u1"),
+        (worker.engine.topics.profiles, "u1"),
+        (topic, "u2"),
+        (worker.engine.topics.profiles, "u2"),
+    ]
+    outputs._unacked, later = outputs._unacked[:2], outputs._unacked[2:]
     outputs.ack_all()
     await asyncio.wait_for(committing, 5)
     durable = copy_of(changelog)  # killed: u2's output was never acknowledged

@@ -32,6 +32,13 @@ AGREEMENT = [
     " WHERE segment_id = 'country-portugal')"
     " = (SELECT countIf(change = 'entered') - countIf(change = 'exited')"
     " FROM segment_memberships FINAL WHERE segment_id = 'country-portugal')",
+    # One profile per user, whose country is the last Country of its history.
+    "SELECT 1 WHERE (SELECT count() FROM user_profiles FINAL)"
+    " = (SELECT uniqExact(user_id) FROM user_profiles) AND (SELECT count() FROM user_profiles) > 0",
+    "SELECT 1 WHERE (SELECT countIf(country != last) FROM user_profiles AS p FINAL"
+    " JOIN (SELECT user_id, argMax(value, version) AS last FROM user_profile_changes"
+    " WHERE tag = 'Country' GROUP BY user_id) AS h ON h.user_id = p.user_id) = 0"
+    " AND (SELECT countIf(country != '') FROM user_profiles FINAL) > 0",
 ]
 
 

@@ -50,7 +50,8 @@ def loaded(system: SystemProcess) -> SystemProcess:
         assert (await api.call("POST", "/v1/events", events))[0] == 200
 
         async def projected() -> bool:
-            counts = [await _count(api, t, u) for t in ("tag_updates", "events") for u in USERS]
+            tables = ("tag_updates", "events", "user_profiles")
+            counts = [await _count(api, t, u) for t in tables for u in USERS]
             return all(count == 1 for count in counts)
 
         await _until(projected)
@@ -85,6 +86,27 @@ def test_addresses_are_hashed_in_clickhouse(loaded: SystemProcess) -> None:
     assert plan == "gold"
 
 
+def test_profiles_keep_addresses_apart_and_hashed(loaded: SystemProcess) -> None:
+    async def read() -> tuple[list[list[Any]], list[list[Any]]]:
+        _, profile = await loaded.http.query(
+            "SELECT pii, tags, reachable_email, reachable_sms FROM user_profiles FINAL "
+            "WHERE user_id = 'pd-kept'"
+        )
+        _, changes = await loaded.http.query(
+            "SELECT tag, value FROM user_profile_changes FINAL "
+            "WHERE user_id = 'pd-kept' AND tag IN ('Email', 'Plan') ORDER BY tag"
+        )
+        return profile, changes
+
+    profile, changes = asyncio.run(read())
+    [(pii, tags, reachable_email, reachable_sms)] = profile
+    assert list(pii) == ["Email"]
+    assert pii["Email"].startswith("hmac-sha256:")
+    assert tags == {"Plan": "gold"}
+    assert (reachable_email, reachable_sms) == (True, False)
+    assert [list(change) for change in changes] == [["Email", pii["Email"]], ["Plan", "gold"]]
+
+
 def test_reach_users_forget_deletes_state_and_rows(loaded: SystemProcess) -> None:
     api = loaded.http
     done = subprocess.run(
@@ -100,11 +122,13 @@ def test_reach_users_forget_deletes_state_and_rows(loaded: SystemProcess) -> Non
 
     async def scenario() -> None:
         async def gone() -> bool:
-            return all([await _count(api, t, "pd-gone") == 0 for t in ("tag_updates", "events")])
+            tables = ("tag_updates", "events", "user_profiles", "user_profile_changes")
+            return all([await _count(api, t, "pd-gone") == 0 for t in tables])
 
         await _until(gone)
         assert await _count(api, "tag_updates", "pd-kept") == 1
         assert await _count(api, "events", "pd-kept") == 1
+        assert await _count(api, "user_profiles", "pd-kept") == 1
         # The state went too: the user is in no preview of the tags they had.
         status, body = await api.call(
             "POST", "/v1/segments/preview", {"expression": 'T("Plan", eq, "gold")'}

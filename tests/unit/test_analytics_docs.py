@@ -110,7 +110,7 @@ def run_queries(folder: Path, queries: list[str]) -> dict[str, Any]:
 
 def test_the_examples_and_the_dashboard_run_on_the_schema(tmp_path: Path) -> None:
     examples = example_queries()
-    assert len(examples) == 13
+    assert len(examples) == 15
     queries = [*examples, *dashboard_queries(["reengage-once"])]
     answer = run_queries(tmp_path / "clickhouse", queries)
     failed = [
