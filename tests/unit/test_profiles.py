@@ -216,3 +216,25 @@ def test_values_render_consistently(value: object, text: str, number: float | No
 def test_profile_instants_are_utc() -> None:
     assert profiles.instant({"d": 1_000}) == datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
     assert profiles.instant("x") is None
+
+
+def test_a_registered_device_makes_the_profile_reachable_and_an_opt_out_not() -> None:
+    # Reachability in the profile follows the device registry (engine.devices), as the
+    # journeys' steps do: a device or consent change alone emits the profile.
+    from schemas.devices import DeviceUpdate
+
+    engine = Harness()
+    engine.tags("u1", Country="PT")
+    device = {"kind": "push", "platform": "ios", "token": "t1", "app_id": "com.example"}
+    engine.send(DeviceUpdate.model_validate({"user_id": "u1", "device": device, "timestamp": T0}))
+    row, _ = profile_rows(_json(engine.profiles[-1]), Origin(0, 2))
+    columns = dict(zip(USER_PROFILES.columns, row, strict=True))
+    assert columns["reachable_push"] is True
+    assert columns["opted_out_push"] is False
+    opt_out = {"user_id": "u1", "op": "opt_out", "channel": "push", "timestamp": T0}
+    engine.send(DeviceUpdate.model_validate(opt_out))
+    row, _ = profile_rows(_json(engine.profiles[-1]), Origin(0, 3))
+    columns = dict(zip(USER_PROFILES.columns, row, strict=True))
+    assert columns["reachable_push"] is False
+    assert columns["opted_out_push"] is True
+    assert len(engine.profiles) == 3
