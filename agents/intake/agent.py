@@ -104,7 +104,7 @@ def _register_input(
     kind: str,
 ) -> None:
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
-    counters, checkpoint = engine.counters, engine.checkpoint
+    counters, checkpoint, clock = engine.counters, engine.checkpoint, engine.clock
     # Another role's workers project and dead-letter when this one only keeps segments.
     projects = engine.settings.projects
     # Forget requests travel on the tags topic, in the user's partition.
@@ -115,13 +115,16 @@ def _register_input(
         async for event in unacked_events(stream):
             message = event.message
             now = datetime.now(UTC)
+            # Dead letters carry the system's time: the newest tick in a simulated run,
+            # beside the rows it makes (those keep the wall clock as ingestion time).
+            letters_at = clock.now() if clock.simulated and clock.started else now
             source = Source(message.topic, message.partition, message.offset, message.key)
             if forgets is not None and is_forget(message.headers):
-                await _forget(engine, into, dead_letters, forgets, event.value, source, now)
+                await _forget(engine, into, dead_letters, forgets, event.value, source, letters_at)
                 checkpoint.hold(event)
                 await checkpoint.keep_up()
                 continue
-            result = intake(codec, event.value, source, now)
+            result = intake(codec, event.value, source, letters_at)
             if projects:
                 if result.valid and into.rows is not None:
                     into.rows.add(kind, message.partition, message.offset, result.valid, now)

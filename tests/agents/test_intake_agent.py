@@ -251,3 +251,19 @@ async def test_addresses_stay_in_clear_when_the_setting_says_so(
     await worker.flush()
     [row] = worker.clickhouse.rows("tag_updates")
     assert orjson.loads(row["tags"]) == {"Email": "ana@example.com"}
+
+
+async def test_a_dead_letter_in_simulated_time_is_stamped_with_the_clock(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    # The data of a simulated run lives in simulated time: a dead letter stamped with
+    # the wall clock could not be put beside the rows around it.
+    from datetime import UTC, datetime
+
+    worker = make_worker(clock="simulated")
+    tick = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    worker.engine.clock.learn(tick)
+    async with drive(worker, "intake-events") as driver:
+        await driver.put(b"not json", key=b"user-1", partition=0)
+    [letter] = letters(worker)
+    assert letter.at == tick
