@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import presented_key
 from delivery.inapp import InAppStore, Mark, UserTokens
-from delivery.providers import Reference, References, secret
+from delivery.provider import Reference, References, secret
 from delivery.tracking_config import tracking_base, tracking_key
 from schemas.feedback import Feedback, FeedbackStatus
 from streams.engine import Engine

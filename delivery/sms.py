@@ -30,8 +30,9 @@ from typing import Any
 import httpx
 
 from delivery.channels import Message, Outcome, Result
-from delivery.providers import (
+from delivery.provider import (
     Answers,
+    ProviderUnavailable,
     Reference,
     References,
     Retries,
@@ -136,7 +137,11 @@ class SmsAdapter:
             if (command.command_id, device) in self.sent:
                 answers.accepted.append(device)
                 continue
-            await self._one(message, device, number, rendered.content.text, answers)
+            try:
+                await self._one(message, device, number, rendered.content.text, answers)
+            except ProviderUnavailable as fault:
+                # The numbers found dead before this one are unregistered still.
+                raise fault.with_unregistered(answers.unregistered) from fault
         return answers.result(datetime.now(UTC))
 
     async def _one(

@@ -17,7 +17,7 @@ from yarl import URL
 from api.server import HttpApi
 from delivery.channels import Message
 from delivery.inapp import InAppAdapter, InAppStore
-from delivery.providers import Reference, References
+from delivery.provider import Reference, References
 from delivery.render import RenderedContent
 from delivery.sms import SmsAdapter
 from delivery.tracking_config import tracking_key

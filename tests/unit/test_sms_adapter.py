@@ -10,7 +10,7 @@ import pytest
 from yarl import URL
 
 from delivery.channels import Message
-from delivery.providers import ProviderUnavailable, References, Retries
+from delivery.provider import ProviderUnavailable, References, Retries
 from delivery.render import RenderedContent
 from delivery.simulator import SimulatedChannels
 from delivery.sms import SmsAdapter, idempotency_token, sms_channel
