@@ -53,6 +53,9 @@ IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 STATUS_PATH = "/t/sms/status"
 INVALID_NUMBER = frozenset({21211, 21614})
 """Not a valid phone number; not a mobile number: the number cannot get SMS."""
+DEAD_NUMBER = INVALID_NUMBER | {30005, 30006}
+"""Errors a status callback reports that say the number cannot get SMS at all: the
+above, an unknown handset (30005), a landline or unreachable carrier (30006)."""
 UNSUBSCRIBED = 21610
 """The recipient replied STOP: no more messages to them from this sender."""
 
