@@ -7,6 +7,9 @@ carries the signed reference the adapter sent with the message):
   (HMAC-SHA1 with the auth token over the URL and the sorted form parameters)
   checked; ``undelivered`` -> ``bounced``, ``failed`` -> ``failed`` feedback (error
   21610 -> ``unsubscribed``); ``delivered`` confirms what the send already reported.
+  An error saying the number cannot get SMS (``delivery.sms.DEAD_NUMBER``) also
+  unregisters the number: a device update on the devices topic, as
+  ``POST /v1/devices`` sends.
 - ``GET /t/whatsapp``: the webhook's verification challenge (``hub.verify_token``).
 - ``POST /t/whatsapp``: status webhooks, their ``X-Hub-Signature-256`` (HMAC-SHA256 of
   the body with the app secret) checked; ``read`` -> ``opened``, ``failed`` ->
@@ -41,8 +44,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import presented_key
 from delivery.inapp import InAppStore, Mark, UserTokens
-from delivery.providers import Reference, References, secret
+from delivery.provider import Reference, References, secret
+from delivery.sms import DEAD_NUMBER
 from delivery.tracking_config import tracking_base, tracking_key
+from schemas.devices import DeviceOp, DeviceUpdate
 from schemas.feedback import Feedback, FeedbackStatus
 from streams.engine import Engine
 from streams.ingest import IngestProducer
@@ -120,6 +125,35 @@ class MessagingRoutes:
         self._engine.counters["messaging_feedback"] += len(records)
         return True
 
+    async def _devices(self, updates: list[DeviceUpdate]) -> bool:
+        """Device updates on the devices topic, keyed by user as ``POST /v1/devices``
+        sends them; False if the broker did not take them."""
+        topic = self._engine.topics.devices
+        records = [
+            (item.user_id, item.model_dump_json(exclude_defaults=True).encode()) for item in updates
+        ]
+        try:
+            await self._producer().send_encoded(topic, records)
+        except Exception:
+            self._engine.counters["messaging_devices_lost"] += len(records)
+            log.exception("could not produce %d device updates", len(records))
+            return False
+        self._engine.counters["messaging_unregistered"] += len(records)
+        return True
+
+    def _gone(self, reference: Reference, reason: str) -> DeviceUpdate | None:
+        """The update unregistering the reference's device."""
+        try:
+            return DeviceUpdate(
+                user_id=reference.user_id,
+                op=DeviceOp.UNREGISTER,
+                device_id=reference.device_id,
+                reason=reason,
+                timestamp=self._engine.clock.now(),
+            )
+        except ValidationError:
+            return None
+
     def _made(
         self, reference: Reference, status: FeedbackStatus, reason: str | None = None
     ) -> Feedback | None:
@@ -164,6 +198,10 @@ class MessagingRoutes:
             found.append(self._made(reference, SMS_STATUSES[status], reason))
         if code == SMS_UNSUBSCRIBED:
             found.append(self._made(reference, FeedbackStatus.UNSUBSCRIBED, "STOP"))
+        if status in SMS_STATUSES and code.isdigit() and int(code) in DEAD_NUMBER:
+            gone = self._gone(reference, f"provider: SMS error {code}")
+            if gone is not None and not await self._devices([gone]):
+                raise web.HTTPServiceUnavailable(text="please try again later")
         if not await self._feedback([item for item in found if item is not None]):
             raise web.HTTPServiceUnavailable(text="please try again later")
         return web.Response(text="ok")

@@ -33,6 +33,7 @@ from rich.table import Table
 from agents.delivery.worker import DeliveryWorker
 from benchmarks.push_fakes import TOPIC, push_fakes
 from delivery.apns import apns_id, http2_client
+from delivery.channels import Result
 from delivery.push import PushAdapter, WebPushAdapter
 from delivery.push_payload import apns_payload, fcm_message, web_push_payload
 from delivery.web_push import encrypt
@@ -146,7 +147,7 @@ async def gated(concurrency: int, sends: list[Callable[[], Awaitable[bool]]]) ->
 
 async def through_worker(delivery: DeliveryWorker, batch: list[SendCommand]) -> int:
     results = await delivery._attempt_all(batch)
-    return sum(1 for r in results if not isinstance(r, str) and r.outcome.status == "delivered")
+    return sum(1 for r in results if isinstance(r, Result) and r.outcome.status == "delivered")
 
 
 ROUNDS = 3

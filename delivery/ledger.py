@@ -130,17 +130,25 @@ def after_fault(
     channel: str,
     now: int,
     policy: RetryPolicy,
+    retry_after_ms: int | None = None,
 ) -> LedgerEntry:
     """The ledger after the ``attempts``-th attempt raised ``fault``: retrying later, or
-    failed for good (its ``failed`` feedback due now) once out of attempts."""
+    failed for good (its ``failed`` feedback due now) once out of attempts.
+
+    The retry waits the policy's back-off, or what the provider asked for
+    (``retry_after_ms``, its ``Retry-After``) when that is longer, never longer than
+    the policy's longest wait."""
     if attempts < policy.max_attempts:
+        wait = policy.delay(attempts)
+        if retry_after_ms is not None:
+            wait = max(wait, min(retry_after_ms, policy.max_delay_ms))
         return LedgerEntry(
             State.RETRYING,
             attempts,
             now,
             user_id,
             channel,
-            retry_at=now + policy.delay(attempts),
+            retry_at=now + wait,
             command=command,
             fault=fault,
         )

@@ -30,8 +30,9 @@ from typing import Any
 import httpx
 
 from delivery.channels import Message, Outcome, Result
-from delivery.providers import (
+from delivery.provider import (
     Answers,
+    ProviderUnavailable,
     Reference,
     References,
     Retries,
@@ -52,6 +53,9 @@ IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 STATUS_PATH = "/t/sms/status"
 INVALID_NUMBER = frozenset({21211, 21614})
 """Not a valid phone number; not a mobile number: the number cannot get SMS."""
+DEAD_NUMBER = INVALID_NUMBER | {30005, 30006}
+"""Errors a status callback reports that say the number cannot get SMS at all: the
+above, an unknown handset (30005), a landline or unreachable carrier (30006)."""
 UNSUBSCRIBED = 21610
 """The recipient replied STOP: no more messages to them from this sender."""
 
@@ -136,7 +140,11 @@ class SmsAdapter:
             if (command.command_id, device) in self.sent:
                 answers.accepted.append(device)
                 continue
-            await self._one(message, device, number, rendered.content.text, answers)
+            try:
+                await self._one(message, device, number, rendered.content.text, answers)
+            except ProviderUnavailable as fault:
+                # The numbers found dead before this one are unregistered still.
+                raise fault.with_unregistered(answers.unregistered) from fault
         return answers.result(datetime.now(UTC))
 
     async def _one(

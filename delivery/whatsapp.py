@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from delivery.channels import Message, Outcome, Result
-from delivery.providers import (
+from delivery.provider import (
     Answers,
     ProviderUnavailable,
     Reference,
@@ -198,7 +198,11 @@ class WhatsAppAdapter:
                 continue
             reference = Reference(command.command_id, command.user_id, "whatsapp", device)
             payload = body(content, number, self._callback_data(reference))
-            await self._one(command.command_id, device, payload, answers)
+            try:
+                await self._one(command.command_id, device, payload, answers)
+            except ProviderUnavailable as fault:
+                # The numbers found dead before this one are unregistered still.
+                raise fault.with_unregistered(answers.unregistered) from fault
         return answers.result(datetime.now(UTC))
 
     async def _one(

@@ -31,7 +31,9 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from math import ceil
 from typing import Any
 
 import orjson
@@ -49,6 +51,7 @@ from delivery.ledger import (
     retry_due,
     should_deliver,
 )
+from delivery.provider import ProviderUnavailable
 from delivery.render import RenderFailure, render
 from engine.codecs import InputCodec
 from engine.intake import Intake, Source, intake
@@ -65,12 +68,28 @@ from streams.state.timers import HeapTimers, Timers
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+MAX_RETRY_AFTER = 86_400.0
+"""The longest ``Retry-After`` read (seconds); the retry policy caps the wait further."""
 MAX_REASON, MAX_CHANNEL = 1024, 64
 """Feedback's ``reason`` and ``channel`` are at most this long."""
 UNREGISTERED_REASON = "provider: Unregistered"
 """The reason of the device updates unregistering a device a provider said is gone."""
 DUE_PER_ROUND = 500
 """Ledger lines released per hold of the lock: many at once must not stall commands."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """An attempt an adapter ended with an exception: retried later."""
+
+    reason: str
+    retry_after_ms: int | None = None
+    """The wait the provider asked for (``Retry-After``), if it did."""
+    unregistered: tuple[str, ...] = ()
+    """The devices the provider said are gone in this attempt: unregistered at once."""
+
+
+Attempt = Result | Fault
 
 
 class DeliveryWorker:
@@ -222,17 +241,17 @@ class DeliveryWorker:
                 self._unregister(partition, command, attempt, now)
             await self._send(partition)
 
-    async def _attempt_all(self, commands: list[SendCommand]) -> list[Result | str]:
+    async def _attempt_all(self, commands: list[SendCommand]) -> list[Attempt]:
         """Each command's attempt, concurrently through the worker's gate, in order."""
 
-        async def one(command: SendCommand) -> Result | str:
+        async def one(command: SendCommand) -> Attempt:
             async with self.gate:
                 return await self._attempt(command)
 
         return list(await asyncio.gather(*(one(command) for command in commands)))
 
-    async def _attempt(self, command: SendCommand) -> Result | str:
-        """The adapter's result, or the fault (a string) that stopped it."""
+    async def _attempt(self, command: SendCommand) -> Attempt:
+        """The adapter's result, or the fault that stopped it."""
         message = self._message(command)
         if isinstance(message, Outcome):
             return Result(message)
@@ -248,7 +267,15 @@ class DeliveryWorker:
         except Exception as error:
             log.warning("%s: %s adapter failed: %r", command.command_id, command.channel, error)
             self.counts["faults"] += 1
-            return f"{type(error).__name__}: {error}"
+            reason = f"{type(error).__name__}: {error}"
+            if isinstance(error, ProviderUnavailable):
+                asked = error.retry_after
+                return Fault(
+                    reason,
+                    None if asked is None else ceil(min(asked, MAX_RETRY_AFTER) * 1000),
+                    error.unregistered,
+                )
+            return Fault(reason)
 
     def _message(self, command: SendCommand) -> Message | Outcome:
         """The command with its content rendered, or why it cannot be sent."""
@@ -274,17 +301,18 @@ class DeliveryWorker:
         return Message(command, rendered)
 
     def _decided(
-        self, command: SendCommand, attempts: int, attempt: Result | str, now: int
+        self, command: SendCommand, attempts: int, attempt: Attempt, now: int
     ) -> LedgerEntry:
-        if isinstance(attempt, str):
+        if isinstance(attempt, Fault):
             return after_fault(
                 attempts,
-                attempt,
+                attempt.reason,
                 command.model_dump(mode="json"),
                 command.user_id,
                 command.channel,
                 now,
                 self.policy,
+                attempt.retry_after_ms,
             )
         outcome = attempt.outcome
         self.counts[outcome.status] += 1
@@ -425,12 +453,11 @@ class DeliveryWorker:
         elif previous_due is not None:
             self.timers.cancel(partition, previous_due, key)
 
-    def _unregister(
-        self, partition: int, command: SendCommand, attempt: Result | str, now: int
-    ) -> None:
-        """Queue the unregistering of the command's devices the provider said are gone:
-        device updates for the user's partition of the devices topic."""
-        if isinstance(attempt, str) or not attempt.unregistered or not self.devices_topic:
+    def _unregister(self, partition: int, command: SendCommand, attempt: Attempt, now: int) -> None:
+        """Queue the unregistering of the command's devices the provider said are gone
+        (whether the attempt ended or is to be retried): device updates for the user's
+        partition of the devices topic."""
+        if not attempt.unregistered or not self.devices_topic:
             return
         at = from_ms(now)
         for gone in dict.fromkeys(attempt.unregistered):

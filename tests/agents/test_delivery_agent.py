@@ -16,6 +16,7 @@ import pytest
 
 from agents.delivery.worker import DeliveryWorker
 from delivery.channels import Message, Outcome, Result
+from delivery.provider import ProviderUnavailable
 from delivery.simulator import SimulatedChannels
 from schemas import DeadLetter, DeadLetterReason
 from schemas.commands import SendCommand
@@ -326,6 +327,29 @@ async def test_a_provider_fault_is_retried_later_then_given_up(
     failed = feedback(outputs, worker)[-1]
     assert failed["status"] == "failed"
     assert failed["reason"] == "gave up after 3 attempts: ConnectionError: still down"
+
+
+async def test_a_retry_waits_for_the_providers_retry_after(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker(
+        role="delivery", clock="simulated", delivery_max_attempts=3, delivery_retry_seconds=60
+    )
+    busy = Recording(
+        answers=[ProviderUnavailable("slow down", retry_after=600), Result(Outcome("delivered"))]
+    )
+    delivery, outputs = await ready(worker, busy)
+    async with drive(worker, "delivery-commands") as commands:
+        await commands.put(record(command(1)), partition=0)
+    assert len(busy.messages) == 1
+    # Not at the worker's own back-off (60 s): the provider asked for 10 minutes.
+    await delivery.release(0, NOW + timedelta(seconds=60))
+    await delivery.release(0, NOW + timedelta(seconds=599))
+    assert len(busy.messages) == 1
+    await delivery.release(0, NOW + timedelta(seconds=600))
+    assert len(busy.messages) == 2
+    [sent] = feedback(outputs, worker)
+    assert (sent["status"], sent["timestamp"]) == ("delivered", "2026-12-10T08:10:00Z")
 
 
 async def test_sends_on_a_limited_channel_are_spaced(

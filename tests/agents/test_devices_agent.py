@@ -13,6 +13,7 @@ import orjson
 
 from agents.delivery.worker import UNREGISTERED_REASON
 from delivery.channels import Outcome, Result
+from delivery.provider import ProviderUnavailable
 from engine import codec
 from schemas import DeadLetter, DeadLetterReason
 from schemas.devices import MAX_DEVICES, DeviceUpdate, PushDevice, device_id
@@ -135,4 +136,23 @@ async def test_devices_a_provider_says_are_gone_are_unregistered(
     assert (update.user_id, update.op, update.device_id) == ("u1", "unregister", gone)
     assert update.reason == UNREGISTERED_REASON == "provider: Unregistered"
     assert [f["status"] for f in feedback(outputs, worker)] == ["delivered"]
+    assert delivery.counts["unregistered"] == 1
+
+
+async def test_devices_gone_in_an_attempt_the_worker_retries_are_unregistered(
+    make_worker: Callable[..., Worker], drive: Callable[..., Any]
+) -> None:
+    worker = make_worker()
+    gone = device_id(PushDevice.model_validate(IPHONE))
+    later = ProviderUnavailable("APNs 503", retry_after=30, unregistered=(gone,))
+    adapter = Recording(answers=[later])
+    delivery, outputs = await delivery_ready(worker, adapter)
+    async with drive(worker, "delivery-commands") as driver:
+        await driver.put(record(command(1, devices=[IPHONE])), partition=2)
+    [(_topic, partition, items)] = [s for s in outputs.sent if s[0] == worker.engine.topics.devices]
+    assert partition == 2
+    [update] = [DeviceUpdate.model_validate(item) for item in items]
+    assert (update.user_id, update.op, update.device_id) == ("u1", "unregister", gone)
+    # The command itself waits for its retry: no feedback yet.
+    assert feedback(outputs, worker) == []
     assert delivery.counts["unregistered"] == 1

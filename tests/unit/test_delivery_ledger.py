@@ -58,6 +58,21 @@ def test_a_fault_is_retried_with_doubling_waits_then_fails_for_good() -> None:
     )
 
 
+def test_a_retry_waits_what_the_provider_asked_if_longer_than_the_back_off() -> None:
+    asked = after_fault(1, "busy", COMMAND, "u1", "sms", NOW, POLICY, retry_after_ms=600_000)
+    assert asked.retry_at == NOW + 600_000
+    assert not retry_due(asked, NOW + 30_000)
+    assert retry_due(asked, NOW + 600_000)
+    # A shorter wait than the back-off's: the back-off's.
+    short = after_fault(1, "busy", COMMAND, "u1", "sms", NOW, POLICY, retry_after_ms=1_000)
+    assert short.retry_at == NOW + 30_000
+    # Never longer than the policy's longest wait, whatever the provider says.
+    days = after_fault(1, "busy", COMMAND, "u1", "sms", NOW, POLICY, retry_after_ms=864_000_000)
+    assert days.retry_at == NOW + POLICY.max_delay_ms
+    # The stored line keeps the instant.
+    assert LedgerEntry.from_json(asked.to_json()).retry_at == NOW + 600_000
+
+
 def test_retry_waits_are_capped() -> None:
     policy = RetryPolicy(max_attempts=50, first_delay_ms=30_000, max_delay_ms=3_600_000)
     assert [policy.delay(n) for n in (1, 2, 3)] == [30_000, 60_000, 120_000]

@@ -17,13 +17,13 @@ from yarl import URL
 from api.server import HttpApi
 from delivery.channels import Message
 from delivery.inapp import InAppAdapter, InAppStore
-from delivery.providers import Reference, References
+from delivery.provider import Reference, References
 from delivery.render import RenderedContent
 from delivery.sms import SmsAdapter
 from delivery.tracking_config import tracking_key
 from delivery.whatsapp import WhatsAppAdapter
 from schemas.commands import SendCommand
-from schemas.devices import PhoneNumber
+from schemas.devices import DeviceOp, DeviceUpdate, PhoneNumber, device_id
 from schemas.feedback import Feedback, FeedbackStatus
 from schemas.presets import InAppButton, InAppContent, SmsContent, WhatsAppContent
 from schemas.values import parse_timestamp
@@ -62,7 +62,16 @@ class Api:
     http: HttpApi
 
     def feedback(self) -> list[Feedback]:
-        return self.producer.feedback()
+        topic = self.engine.topics.feedback
+        return [Feedback.model_validate_json(v) for t, _, v in self.producer.sent if t == topic]
+
+    def device_updates(self) -> list[tuple[str, DeviceUpdate]]:
+        topic = self.engine.topics.devices
+        return [
+            (user, DeviceUpdate.model_validate_json(value))
+            for t, user, value in self.producer.sent
+            if t == topic
+        ]
 
 
 def configured(tmp_path: Path, **more: Any) -> Settings:
@@ -178,6 +187,39 @@ async def test_sms_status_callbacks_become_feedback(
             "sms",
             NOW,
         )
+
+
+@pytest.mark.parametrize("error", ["21211", "21614", "30005", "30006"])
+async def test_a_dead_number_from_a_status_callback_is_unregistered(api: Api, error: str) -> None:
+    fake = FakeTwilio()
+    async with running(fake):
+        sent = await sent_sms(api, fake)
+    params = {"MessageSid": "SM1", "MessageStatus": "undelivered", "To": ALICE, "ErrorCode": error}
+    assert await callback(api, sent, params) == 200
+    [(user, update)] = api.device_updates()
+    assert user == "u1"
+    assert (update.user_id, update.op, update.device_id) == (
+        "u1",
+        DeviceOp.UNREGISTER,
+        device_id(PhoneNumber(number=ALICE)),
+    )
+    assert update.reason == f"provider: SMS error {error}"
+    assert update.timestamp == NOW
+    assert [item.status for item in api.feedback()] == [FeedbackStatus.BOUNCED]
+
+
+async def test_a_passing_sms_error_unregisters_nothing(api: Api) -> None:
+    fake = FakeTwilio()
+    async with running(fake):
+        sent = await sent_sms(api, fake)
+    params = {
+        "MessageSid": "SM1",
+        "MessageStatus": "undelivered",
+        "To": ALICE,
+        "ErrorCode": "30003",
+    }
+    assert await callback(api, sent, params) == 200
+    assert api.device_updates() == []
 
 
 async def test_a_forged_sms_callback_is_refused(api: Api) -> None:

@@ -194,9 +194,24 @@ async def test_a_long_retry_after_is_left_to_the_worker(push: PushAdapter, fakes
         device.token, Reply(429, {"reason": "TooManyRequests"}, {"retry-after": "60"})
     )
     started = datetime.now(UTC)
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderUnavailable) as raised:
         await push.deliver(send("push", PUSH, [device]))
     assert datetime.now(UTC) - started < timedelta(seconds=5)
+    # The worker is told how long the provider asked it to wait.
+    assert raised.value.retry_after == 60
+    assert raised.value.unregistered == ()
+
+
+async def test_a_gone_device_is_named_when_another_leaves_the_command_to_the_worker(
+    push: PushAdapter, fakes: Fakes
+) -> None:
+    gone, busy = ios(), ios()
+    fakes.apns.script(gone.token, Reply(410, {"reason": "Unregistered"}))
+    fakes.apns.script(busy.token, Reply(429, {"reason": "TooManyRequests"}, {"retry-after": "90"}))
+    with pytest.raises(ProviderUnavailable) as raised:
+        await push.deliver(send("push", PUSH, [gone, busy]))
+    assert raised.value.unregistered == (device_id(gone),)
+    assert raised.value.retry_after == 90
 
 
 async def test_apns_payload_too_large_fails(push: PushAdapter, fakes: Fakes) -> None:

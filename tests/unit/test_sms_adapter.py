@@ -10,7 +10,7 @@ import pytest
 from yarl import URL
 
 from delivery.channels import Message
-from delivery.providers import ProviderUnavailable, References, Retries
+from delivery.provider import ProviderUnavailable, References, Retries
 from delivery.render import RenderedContent
 from delivery.simulator import SimulatedChannels
 from delivery.sms import SmsAdapter, idempotency_token, sms_channel
@@ -252,3 +252,14 @@ def test_a_configured_account_needs_a_sender_and_a_token(tmp_path: Path) -> None
         SmsAdapter(settings("http://x", tmp_path, twilio_from=""))
     with pytest.raises(ValueError, match="REACH_TWILIO_AUTH_TOKEN"):
         SmsAdapter(settings("http://x", tmp_path, twilio_auth_token=None))
+
+
+async def test_a_dead_number_before_a_retryable_fault_is_still_named_gone(
+    fake: FakeTwilio, adapter: SmsAdapter
+) -> None:
+    fake.script[ALICE] = [twilio_error(400, 21211, "invalid")]
+    fake.script[BOB] = [twilio_error(429, 20429, "slow down", **{"Retry-After": "120"})]
+    with pytest.raises(ProviderUnavailable) as raised:
+        await adapter.deliver(message(ALICE, BOB))
+    assert raised.value.unregistered == (alice(),)
+    assert raised.value.retry_after == 120

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from delivery.channels import Message
-from delivery.providers import ProviderUnavailable, References, Retries
+from delivery.provider import ProviderUnavailable, References, Retries
 from delivery.render import RenderedContent
 from delivery.simulator import SimulatedChannels
 from delivery.tracking_config import tracking_key
