@@ -57,7 +57,7 @@ from engine.codecs import InputCodec
 from engine.intake import Intake, Source, intake
 from engine.time import from_ms, to_ms
 from schemas.commands import WEBHOOK, SendCommand
-from schemas.devices import DeviceOp, DeviceUpdate
+from schemas.devices import DeviceOp, DeviceUpdate, device_id
 from schemas.feedback import Feedback
 from schemas.presets import PresetDefinition
 from streams.clock import Clock
@@ -460,15 +460,21 @@ class DeliveryWorker:
         if not attempt.unregistered or not self.devices_topic:
             return
         at = from_ms(now)
+        # Named by the device itself where the command has it, so the projected row
+        # keeps its kind and platform; by id otherwise.
+        known = {device_id(device): device for device in command.devices}
         for gone in dict.fromkeys(attempt.unregistered):
+            device = known.get(gone)
             update = DeviceUpdate(
                 user_id=command.user_id,
                 op=DeviceOp.UNREGISTER,
+                device=device,
                 device_id=gone,
                 reason=UNREGISTERED_REASON,
                 timestamp=at,
             )
-            self._gone[partition].append(update.model_dump(mode="json", exclude_defaults=True))
+            # Not exclude_defaults: a device's ``kind`` is its default, and names it.
+            self._gone[partition].append(update.model_dump(mode="json", exclude_none=True))
             self.counts["unregistered"] += 1
 
     async def _send(self, partition: int) -> None:

@@ -134,6 +134,8 @@ async def test_devices_a_provider_says_are_gone_are_unregistered(
     assert partition == 2
     [update] = [DeviceUpdate.model_validate(item) for item in items]
     assert (update.user_id, update.op, update.device_id) == ("u1", "unregister", gone)
+    # Named by the device too, so the projected row keeps its kind and platform.
+    assert update.device == PushDevice.model_validate(IPHONE)
     assert update.reason == UNREGISTERED_REASON == "provider: Unregistered"
     assert [f["status"] for f in feedback(outputs, worker)] == ["delivered"]
     assert delivery.counts["unregistered"] == 1
