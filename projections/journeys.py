@@ -127,8 +127,22 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     command = identity_command(activity, parts[7])
     canonical = orjson.dumps(("activity", *parts[:7], command, *parts[8:]))
     identity = hashlib.blake2b(canonical, digest_size=16).hexdigest()
-    if not optional:  # most rows: no dimension known, no A/B split, no input instant
-        return (identity, *parts[:5], activity, at, *parts[6:], *origin, "", "", "", "", at)
+    if not optional:  # rows of earlier versions: no trigger, no dimension, no instant
+        return (
+            identity,
+            *parts[:5],
+            activity,
+            at,
+            *parts[6:],
+            *origin,
+            "",
+            "",
+            "",
+            "",
+            at,
+            *_NO_CAUSE,
+        )
+    offset = optional.get("offset")
     return (
         identity,
         *parts[:5],
@@ -141,11 +155,25 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
         _text(optional.get("timezone", "")),
         _text(optional.get("variant", "")),
         _event_at(optional, at),
+        _text(optional.get("trigger", "")),
+        _text(optional.get("source", "")),
+        0 if offset is None else _offset(offset),
     )
 
 
-OPTIONAL = ("country", "language", "timezone", "variant", "event_at")
-"""Fields the engine leaves out of a row when they have no value (``Mover.row``)."""
+OPTIONAL = ("country", "language", "timezone", "variant", "event_at", "trigger", "source", "offset")
+"""Fields the engine leaves out of a row when they have no value (``Mover.row``), or
+that rows of earlier versions do not have (``trigger``)."""
+
+_NO_CAUSE = ("", "", 0)
+"""The trigger, input topic and input offset of a row that names none."""
+
+
+def _offset(value: Any) -> int:
+    offset = _number(value)
+    if offset < 0:
+        raise ValueError("not an offset")
+    return offset
 
 
 _NONE: dict[str, Any] = {}

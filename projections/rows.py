@@ -99,8 +99,12 @@ SEGMENT_MEMBERSHIPS = Table(
         "cause",
         "source_partition",
         "source_offset",
+        *(CAUSES := ("reasons", "input_source", "input_offset")),
     ),
 )
+"""``reasons``: the values the segment's conditions had; ``input_source`` and
+``input_offset``: the topic letter and offset of the input record that made the change
+(its partition is ``source_partition``: a change goes to its input's partition)."""
 
 DIMENSIONS = ("country", "language", "timezone", "variant", "event_at")
 """The columns send commands and journey activity rows end with: the user's default
@@ -144,6 +148,9 @@ JOURNEY_ACTIVITY = Table(
         "source_partition",
         "source_offset",
         *DIMENSIONS,
+        "trigger",
+        "input_source",
+        "input_offset",
     ),
 )
 
@@ -225,6 +232,9 @@ def membership_row(change: dict[str, Any], origin: Origin) -> Row:
         cause,
         origin.partition,
         origin.offset,
+        list(change.get("reasons", ())),
+        change.get("source", ""),
+        change.get("offset") or 0,
     )
 
 
@@ -296,4 +306,7 @@ def journey_activity_row(activity: JourneyActivity, origin: Origin) -> Row:
         activity.timezone,
         activity.variant,
         activity.event_at or activity.at,
+        activity.trigger,
+        activity.source,
+        activity.offset or 0,
     )

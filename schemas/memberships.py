@@ -40,6 +40,29 @@ class MembershipChanged(BaseModel):
         ),
     )
 
+    reasons: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description=(
+            "The values the definition's conditions had at ``at``, one line per"
+            ' condition (``E("Open", count = 0, last 7 days): count 2 -> false``).'
+            " Not part of the change's identity."
+        ),
+    )
+    source: str = Field(
+        default="",
+        max_length=8,
+        description=(
+            "The topic (its letter: ``e`` events, ``t`` tag updates, ``f`` feedback, ``a``"
+            " API entries) of the input record that made the change; empty for timers and"
+            " definition changes. Not part of the identity: a replay by another path reads"
+            " other offsets."
+        ),
+    )
+    offset: int | None = Field(
+        default=None, description="That input record's offset in its partition."
+    )
+
     @property
     def change_id(self) -> str:
         """Row identity, from the change's cause and never from when it was computed: a

@@ -16,6 +16,7 @@ from typing import Literal, NamedTuple
 
 from engine.segments.defaults import DEFAULT_TAGS, JSON
 from engine.segments.index import SegmentIndex
+from engine.segments.reasons import reasons
 from engine.segments.state import (
     UserState,
     apply_event,
@@ -61,6 +62,9 @@ class MembershipChange(NamedTuple):
     version: int
     """The definition version that decided it (for a deleted segment: the version the
     user was a member of)."""
+    reasons: tuple[str, ...] = ()
+    """The values the definition's conditions had at ``at`` (``engine.segments.reasons``),
+    computed only for a change."""
 
 
 class StepResult(NamedTuple):
@@ -186,14 +190,18 @@ def _evaluate(
                     members = own_members = dict(members)
                     member_of = members.__contains__
                 if segment_id not in members:
-                    changes.append(MembershipChange(segment_id, "entered", now, definition.version))
+                    why = reasons(definition.condition, state, instant, zone, member_of)
+                    changes.append(
+                        MembershipChange(segment_id, "entered", now, definition.version, why)
+                    )
                 own_members[segment_id] = definition.version
         elif segment_id in members:
             if own_members is None:
                 members = own_members = dict(members)
                 member_of = members.__contains__
             del own_members[segment_id]
-            changes.append(MembershipChange(segment_id, "exited", now, definition.version))
+            why = reasons(definition.condition, state, instant, zone, member_of)
+            changes.append(MembershipChange(segment_id, "exited", now, definition.version, why))
         if timers.get(segment_id) != due:
             timers = own_timers = dict(timers) if own_timers is None else own_timers
             if due is None:
@@ -206,7 +214,9 @@ def _evaluate(
             members = own_members = dict(members) if own_members is None else own_members
             for segment_id in gone:
                 version = own_members.pop(segment_id)
-                changes.append(MembershipChange(segment_id, "exited", now, version))
+                changes.append(
+                    MembershipChange(segment_id, "exited", now, version, ("segment deleted",))
+                )
     if not timers.keys() <= definitions.keys():
         # A deleted segment's timer would stay due for ever: a tick that never ends it.
         timers = own_timers = {key: due for key, due in timers.items() if key in definitions}
