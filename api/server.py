@@ -30,6 +30,7 @@ from api.presets import PresetRoutes
 from api.routes import ROUTES
 from api.segments import Previewer, SegmentRoutes
 from api.tracking import TrackingRoutes
+from api.users import UserRoutes
 from engine.codecs import InputCodec
 from projections.clickhouse import AnalystClients, AnalystQuery, QueryLimits
 from projections.query_guard import QueryRefused
@@ -141,6 +142,7 @@ class HttpApi:
         # No API key: recipients' mail clients (and mailbox providers' one-click
         # unsubscribe) call these; a signed token is the check.
         tracking = TrackingRoutes(self.engine, self._ready_producer)
+        users = UserRoutes(self.engine, self.projections, _json)
         handlers: dict[str, Handler] = {
             "healthz": self.healthz,
             "openapi": self.openapi,
@@ -155,6 +157,7 @@ class HttpApi:
             ("presets", presets),
             ("journeys", journeys),
             ("tracking", tracking),
+            ("users", users),
         ):
             for route in ROUTES:
                 name = route.handler
