@@ -56,7 +56,8 @@ for change in engine.changes:
     written = {**change, "at": change["at"].isoformat().replace("+00:00", "Z")}
     add(rows.SEGMENT_MEMBERSHIPS, rows.membership_row(written, ORIGIN))
 for item in engine.activity:
-    add(rows.JOURNEY_ACTIVITY, rows.journey_activity_row(JourneyActivity.model_validate(item), ORIGIN))
+    activity = JourneyActivity.model_validate(item)
+    add(rows.JOURNEY_ACTIVITY, rows.journey_activity_row(activity, ORIGIN))
 for command in engine.commands:
     add(rows.SEND_COMMANDS, rows.send_command_row(SendCommand.model_validate(command), ORIGIN))
 for table, found in tables.items():
@@ -65,7 +66,8 @@ for table, found in tables.items():
 answers = {}
 segments = {INACTIVE.id: INACTIVE}
 for user, step in (("both", "second-email"), ("opener", "second-email"), ("active", None)):
-    stored = explain(fetch(client, "reach", user, "reengage-once"), SEED["reengage-once"], segments, step)
+    journey = SEED["reengage-once"]
+    stored = explain(fetch(client, "reach", user, journey.id), journey, segments, step)
     memory = explain(engine.facts(user), SEED["reengage-once"], segments, step)
     whole = explain(fetch(client, "reach", user), None, segments)
     answers[user] = {"stored": stored, "memory": memory, "whole": len(whole["timeline"]),
