@@ -11,11 +11,12 @@ with it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import tzinfo
 from typing import Any
 
-from engine.segments.evaluate import MemberOf, compile_condition
+from engine.segments.cache import cached
+from engine.segments.evaluate import MemberOf, StateTest, compile_condition
 from engine.segments.keys import counter_of
 from engine.segments.state import UserState
 from engine.segments.windows import window_counter
@@ -39,59 +40,98 @@ MAX_LENGTH = 240
 """Characters kept of one line."""
 
 
+Reader = Callable[[UserState, int, tzinfo, MemberOf], str]
+"""What a leaf condition read, as text: (state, now in ms, zone, member_of) -> text."""
+Leaf = tuple[str, Reader, StateTest]
+"""A leaf condition compiled: its text (with ``except `` for an excluded one), its
+reader, its test."""
+
+
 def reasons(
     condition: Condition, state: UserState, now: int, tz: tzinfo, member_of: MemberOf
 ) -> tuple[str, ...]:
     """One line per leaf condition of ``condition``: its text, its value in ``state`` at
     ``now`` (ms), and whether it held, in the definition's order."""
     lines = []
-    for index, line in enumerate(_lines(condition, state, now, tz, member_of)):
-        if index == MAX_REASONS:
-            lines.append("… more conditions")
-            break
+    for text, read, test in compile_reasons(condition):
+        if read is _nothing and test is _held:  # the leaves left out
+            lines.append(text)
+            continue
+        held = "true" if test(state, now, tz, member_of) else "false"
+        line = f"{text}: {read(state, now, tz, member_of)} -> {held}"
         lines.append(line if len(line) <= MAX_LENGTH else line[: MAX_LENGTH - 1] + "…")
     return tuple(lines)
 
 
-def _lines(
-    condition: Condition, state: UserState, now: int, tz: tzinfo, member_of: MemberOf
-) -> Iterator[str]:
+def compile_reasons(condition: Condition) -> tuple[Leaf, ...]:
+    """The leaves of ``condition``, compiled once per condition object (texts
+    formatted, counters and windows found), at most ``MAX_REASONS`` of them."""
+    return cached("reasons", condition, lambda: _compile(condition))
+
+
+def _compile(condition: Condition) -> tuple[Leaf, ...]:
+    leaves = list(_leaves(condition, ""))
+    if len(leaves) > MAX_REASONS:
+        more = f"… {len(leaves) - MAX_REASONS} more conditions"
+        leaves = [*leaves[:MAX_REASONS], (more, _nothing, _held)]
+    return tuple(leaves)
+
+
+def _leaves(condition: Condition, prefix: str) -> Iterator[Leaf]:
     if isinstance(condition, All | Any_):
         for child in condition.conditions:
-            yield from _lines(child, state, now, tz, member_of)
+            yield from _leaves(child, prefix)
         return
     if isinstance(condition, AndNot):
-        yield from _lines(condition.include, state, now, tz, member_of)
-        for line in _lines(condition.exclude, state, now, tz, member_of):
-            yield f"not {line}"
+        yield from _leaves(condition.include, prefix)
+        yield from _leaves(condition.exclude, prefix + "except ")
         return
-    held = compile_condition(condition)(state, now, tz, member_of)
-    yield f"{format(condition)}: {_value(condition, state, now, tz, member_of)} -> " + (
-        "true" if held else "false"
-    )
+    yield prefix + format(condition), _reader(condition), compile_condition(condition)
 
 
-def _value(
-    condition: Condition, state: UserState, now: int, tz: tzinfo, member_of: MemberOf
-) -> str:
-    """What the condition read: a count, a tag's value, a last instant, a membership."""
+def _reader(condition: Condition) -> Reader:
+    """What the condition reads: a count, a tag's value, a last instant, a membership."""
     if isinstance(condition, EventCondition | MessageCondition):
-        counter = counter_of(condition)(state)
-        count = 0 if counter is None else window_counter(condition.window)(counter, now, tz)
-        return f"count {count}"
+        get = counter_of(condition)
+        counted = window_counter(condition.window)
+
+        def count(state: UserState, now: int, tz: tzinfo, member_of: MemberOf) -> str:
+            counter = get(state)
+            return f"count {0 if counter is None else counted(counter, now, tz)}"
+
+        return count
     if isinstance(condition, LastPerformedCondition):
-        counter = state.events.get(condition.event)
-        return "never" if counter is None else f"last {_instant(counter[1])}"
+        event = condition.event
+
+        def last(state: UserState, now: int, tz: tzinfo, member_of: MemberOf) -> str:
+            counter = state.events.get(event)
+            return "never" if counter is None else f"last {_instant(counter[1])}"
+
+        return last
     if isinstance(condition, TagCondition):
-        value: Any = state.tags.get(condition.tag)
-        if value is None:
-            return "no value"
-        if isinstance(value, dict) and "d" in value:
-            return f"value {_instant(value['d'])}"
-        return f"value {value!r}"
+        tag = condition.tag
+
+        def value(state: UserState, now: int, tz: tzinfo, member_of: MemberOf) -> str:
+            found: Any = state.tags.get(tag)
+            if found is None:
+                return "no value"
+            if isinstance(found, dict) and "d" in found:
+                return f"value {_instant(found['d'])}"
+            return f"value {found!r}"
+
+        return value
     if isinstance(condition, SegmentRef):
-        return "member" if member_of(condition.segment) else "not a member"
+        segment = condition.segment
+        return lambda state, now, tz, member_of: "member" if member_of(segment) else "not a member"
+    return _nothing
+
+
+def _nothing(state: UserState, now: int, tz: tzinfo, member_of: MemberOf) -> str:
     return ""
+
+
+def _held(state: UserState, now: int, tz: tzinfo, member_of: MemberOf) -> bool:
+    return True
 
 
 def _instant(ms: Any) -> str:

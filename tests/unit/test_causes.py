@@ -5,7 +5,7 @@ identities, so a replay by another path rewrites the same rows."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from engine.testing import Harness, segment
@@ -16,6 +16,7 @@ from tests.unit.journey_sim import load_journeys, load_presets
 
 SEED = {journey.id: journey for journey in load_journeys("examples/seed-journeys.yaml")}
 DAY = timedelta(days=1)
+ZONE = UTC
 
 INACTIVE = segment(
     "inactive-7d", 'E("ApplicationOpen", count = 0, last 7 days) * T("Email", exists)'
@@ -146,3 +147,25 @@ def test_the_trigger_and_the_origin_stay_out_of_an_activity_identity() -> None:
             JourneyActivity.model_validate(row).activity_id
             == JourneyActivity.model_validate(bare).activity_id
         )
+
+
+def test_the_reasons_of_every_kind_of_condition() -> None:
+    from engine.segments.reasons import MAX_REASONS, reasons
+    from engine.segments.state import UserState
+    from schemas.segment_language import parse
+
+    condition = parse(
+        'S("buyers") * L("Open", within, 3 days) - (T("Country", eq, "PT")'
+        ' + M(opened, channel "email", last 2 days))'
+    )
+    lines = reasons(condition, UserState(), 0, ZONE, lambda segment: segment == "buyers")
+    assert lines == (
+        'S("buyers"): member -> true',
+        'L("Open", within, 3 days): never -> false',
+        'except T("Country", eq, "PT"): no value -> false',
+        'except M(opened, channel "email", last 2 days): count 0 -> false',
+    )
+    wide = parse(" + ".join(f'T("t{index}", exists)' for index in range(MAX_REASONS + 3)))
+    lines = reasons(wide, UserState(), 0, ZONE, lambda segment: False)
+    assert len(lines) == MAX_REASONS + 1
+    assert lines[-1] == "… 3 more conditions"
