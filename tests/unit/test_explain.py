@@ -15,6 +15,7 @@ from engine.testing import Harness
 from projections import rows
 from projections.explain import Facts, explain, timeline, why_not
 from schemas.commands import JourneyActivity, SendCommand
+from schemas.journeys import JourneyDefinition
 from schemas.events import Event
 from schemas.feedback import Feedback
 from schemas.segment_language import parse
@@ -204,3 +205,93 @@ def test_reach_explain_prints_the_timeline_and_the_answer(
     result = CliRunner().invoke(main, ["explain", "u", "--json"])
     assert orjson.loads(result.output)["why"]["answer"] == "not_in_segment"
     assert CliRunner().invoke(main, ["explain", "u", "--step", "s"]).exit_code == 2
+
+
+def api_journey(**settings: Any) -> JourneyDefinition:
+    """An API entry, an email with a two-day split, a second email."""
+    return JourneyDefinition.model_validate(
+        {
+            "id": "j",
+            "name": "J",
+            "entries": [{"kind": "api"}],
+            "start": "first",
+            "nodes": [
+                {"id": "first", "type": "message", "channel": "email", "preset": "we-miss-you",
+                 "split_after": {"amount": 2, "unit": "days"},
+                 "next": {"opened": "done", "not_opened": "second"}},
+                {"id": "second", "type": "message", "channel": "email",
+                 "preset": "we-miss-you-reminder", "next": {"next": "done"}},
+                {"id": "done", "type": "exit"},
+            ],
+            "settings": settings,
+        }
+    )  # fmt: skip
+
+
+def entered(journey: JourneyDefinition, email: bool = True) -> Recorder:
+    engine = Recorder(presets=load_presets(), journeys=[journey])
+    if email:
+        engine.tags("u", Email="u@example.com")
+    engine.enter(journey.id, "u")
+    return engine
+
+
+@pytest.mark.parametrize(
+    ("case", "answer", "words"),
+    [
+        ("unreachable", "unreachable", "no address on the channel (no Email)"),
+        ("opted_out", "opted_out", "opted out"),
+        ("capped", "capped", "frequency cap"),
+        ("goal", "goal_reached", "reached the goal"),
+        ("stopped", "journey_stopped", "the journey stopped"),
+        ("refused", "entry_refused", "was refused"),
+    ],
+)
+def test_why_not_names_what_kept_the_message_back(case: str, answer: str, words: str) -> None:
+    settings: dict[str, Any] = {}
+    if case == "goal":
+        settings = {"goals": [{"name": "bought", "match": {"event": "Purchase"}}]}
+    if case == "capped":
+        settings = {"frequency_cap": {"messages": 1, "period": {"amount": 7, "unit": "days"}}}
+    journey = api_journey(**settings)
+    engine = entered(journey, email=case != "unreachable")
+    first = [c for c in engine.commands if c["step"] == "first"]
+    step = "first" if case in ("unreachable", "refused") else "second"
+    if case == "opted_out":
+        engine.feedback(first[0], "unsubscribed")
+    elif case == "goal":
+        engine.event("u", "Purchase")
+    elif case == "stopped":
+        engine.act("j", "stop")
+    elif case == "refused":
+        engine = Recorder(presets=load_presets(), journeys=[journey])
+        engine.tags("u", Email="u@example.com")
+        engine.event("u", "Unrelated")
+        engine.enter(journey.id, "u")
+        engine.enter(journey.id, "u")  # already inside
+        engine.advance(3 * DAY)
+        engine.enter(journey.id, "u")  # re-entry not allowed
+        engine.advance(DAY)
+        step = "never-sent"
+    engine.advance(3 * DAY)
+    facts = engine.facts("u")
+    if case == "refused":
+        result = why_not(facts, journey, {}, "first")
+        assert result["answer"] == "sent"
+        rows = [row for row in facts.activity if row["activity"] == "skipped"]
+        assert rows
+        result = _inside(facts, journey)
+    else:
+        result = why_not(facts, journey, {}, step)
+    assert result["answer"] == answer, result
+    assert words in result["text"]
+    assert result["cites"]
+    assert all(cite for cite in result["cites"])
+
+
+def _inside(facts: Facts, journey: JourneyDefinition) -> dict[str, Any]:
+    """The answer for the step of a visit that never came, after a refused entry."""
+    from projections.explain import _inside_answer
+
+    rows = [row for row in facts.activity if row["journey_id"] == journey.id]
+    return _inside_answer(rows, journey, "second")
