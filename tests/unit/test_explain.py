@@ -15,9 +15,9 @@ from engine.testing import Harness
 from projections import rows
 from projections.explain import Facts, explain, timeline, why_not
 from schemas.commands import JourneyActivity, SendCommand
-from schemas.journeys import JourneyDefinition
 from schemas.events import Event
 from schemas.feedback import Feedback
+from schemas.journeys import JourneyDefinition
 from schemas.segment_language import parse
 from schemas.segments import SegmentDefinition
 from schemas.tags import TagUpdate
