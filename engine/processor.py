@@ -299,8 +299,9 @@ def _moved(
                 "at": change.at,
                 "version": change.version,
                 "cause": cause,
-                "reasons": list(change.reasons),
             }
+            if change.values is not None:
+                fields["values"] = change.values
             if origin is not None:
                 fields["source"], fields["offset"] = origin
             changes.append(fields)

@@ -17,11 +17,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from engine.segments.reasons import reasons
+from engine.segments.reasons import describe, explain_at
 from engine.testing import Harness
 from engine.time import to_ms
 from schemas.events import Event
@@ -60,7 +61,7 @@ _QUERIES = {
     "feedback": "SELECT feedback_id, command_id, status, channel, reason, ts, journey_id, step"
     " FROM {db:Identifier}.feedback FINAL WHERE user_id = {user:String}"
     " ORDER BY ts LIMIT {limit:UInt32}",
-    "memberships": "SELECT change_id, segment_id, change, at, version, cause, reasons"
+    "memberships": "SELECT change_id, segment_id, change, at, version, cause, condition_values"
     " FROM {db:Identifier}.segment_memberships FINAL WHERE user_id = {user:String}"
     " ORDER BY at LIMIT {limit:UInt32}",
     "activity": "SELECT activity_id, journey_id, journey_version, run, step, activity, at,"
@@ -117,11 +118,14 @@ def timeline(
     start: datetime | None = None,
     end: datetime | None = None,
     segments: Iterable[str] | None = None,
+    definitions: Mapping[str, SegmentDefinition] | None = None,
 ) -> list[Row]:
     """The user's moments, by event time: ``at``, ``kind`` (input, membership, journey,
     send), ``what`` happened, ``why`` (the cause, the condition values, the branch),
     and ``id`` (the row's identity, to cite). With ``journey``: its rows, and the
-    membership changes of ``segments`` (its audience) only."""
+    membership changes of ``segments`` (its audience) only. A change's condition values
+    are put in words with the segment's definition in ``definitions`` when it is of the
+    change's version."""
     kept = set(segments) if segments is not None else None
     moments: list[tuple[datetime, tuple[int, ...], Row]] = []
 
@@ -157,7 +161,7 @@ def timeline(
     for change in facts.memberships:
         if kept is not None and change["segment_id"] not in kept:
             continue
-        why = "; ".join(change["reasons"]) or "(no condition values recorded)"
+        why = "; ".join(_condition_values(change, definitions or {}))
         cause = describe_cause(change["cause"])
         add(
             change["at"],
@@ -188,6 +192,21 @@ def timeline(
         )
     moments.sort(key=lambda item: (item[0], item[1]))
     return [row for _, _, row in moments]
+
+
+def _condition_values(change: Row, definitions: Mapping[str, SegmentDefinition]) -> list[str]:
+    """A change's condition values in words, with its definition if it is the version
+    that read them; as recorded otherwise."""
+    text = change.get("condition_values") or ""
+    if not text:
+        deleted = change["change"] == "exited" and change["cause"].startswith("d:")
+        return ["segment deleted" if deleted else "no values recorded"]
+    found = orjson.loads(text)
+    definition = definitions.get(change["segment_id"])
+    if definition is None or definition.version != change["version"] or not isinstance(found, list):
+        return [f"values {text} (read for version {change['version']})"]
+    at = to_ms(change["at"])
+    return describe(definition.condition, found, at, ZoneInfo(definition.timezone))
 
 
 def _activity_text(row: Row) -> str:
@@ -410,10 +429,8 @@ def segment_values(
     assert record is not None
     zone = harness.model.index.plans[segment][1]
     definition = segments[segment]
-    return list(
-        reasons(
-            definition.condition, record.state, to_ms(instant), zone, record.members.__contains__
-        )
+    return explain_at(
+        definition.condition, record.state, to_ms(instant), zone, record.members.__contains__
     )
 
 
@@ -459,7 +476,9 @@ def explain(
         audience = [e.segment for e in definition.entries if isinstance(e, AudienceEntry)]
     answer: Row = {
         "user_id": facts.user_id,
-        "timeline": timeline(facts, definition.id if definition else None, start, end, audience),
+        "timeline": timeline(
+            facts, definition.id if definition else None, start, end, audience, segments
+        ),
     }
     if definition is not None:
         answer["journey_id"] = definition.id

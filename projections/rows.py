@@ -99,10 +99,11 @@ SEGMENT_MEMBERSHIPS = Table(
         "cause",
         "source_partition",
         "source_offset",
-        *(CAUSES := ("reasons", "input_source", "input_offset")),
+        *(CAUSES := ("condition_values", "input_source", "input_offset")),
     ),
 )
-"""``reasons``: the values the segment's conditions had; ``input_source`` and
+"""``condition_values``: the values the segment's leaf conditions read (JSON array);
+``input_source`` and
 ``input_offset``: the topic letter and offset of the input record that made the change
 (its partition is ``source_partition``: a change goes to its input's partition)."""
 
@@ -232,10 +233,15 @@ def membership_row(change: dict[str, Any], origin: Origin) -> Row:
         cause,
         origin.partition,
         origin.offset,
-        list(change.get("reasons", ())),
+        _values(change.get("values")),
         change.get("source", ""),
         change.get("offset") or 0,
     )
+
+
+def _values(found: Any) -> str:
+    """A change's condition values as their JSON text (empty: none recorded)."""
+    return "" if found is None else orjson.dumps(found).decode()
 
 
 def dead_letter_row(letter: DeadLetter, origin: Origin) -> Row:

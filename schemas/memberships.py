@@ -7,6 +7,7 @@ record's partition (the partition of the input that caused them).
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -40,13 +41,16 @@ class MembershipChanged(BaseModel):
         ),
     )
 
-    reasons: list[str] = Field(
-        default_factory=list,
+    values: list[Any] | None = Field(
+        default=None,
         max_length=64,
         description=(
-            "The values the definition's conditions had at ``at``, one line per"
-            ' condition (``E("Open", count = 0, last 7 days): count 2 -> false``).'
-            " Not part of the change's identity."
+            "The value each leaf condition of the definition read at ``at``, in the"
+            " definition's order: a count (event and message conditions), the tag's"
+            " stored value or null, the last occurrence in ms or null, whether a member"
+            " (segment references). ``reach explain`` puts them in words with the"
+            " definition of ``version``. Absent for a segment deleted and in records"
+            " of earlier versions. Not part of the change's identity."
         ),
     )
     source: str = Field(

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from engine.segments.defaults import DEFAULT_TAGS, JSON
 from engine.segments.index import SegmentIndex
-from engine.segments.reasons import reasons
+from engine.segments.reasons import values
 from engine.segments.state import (
     UserState,
     apply_event,
@@ -62,9 +62,10 @@ class MembershipChange(NamedTuple):
     version: int
     """The definition version that decided it (for a deleted segment: the version the
     user was a member of)."""
-    reasons: tuple[str, ...] = ()
-    """The values the definition's conditions had at ``at`` (``engine.segments.reasons``),
-    computed only for a change."""
+    values: list[Any] | None = None
+    """The value each leaf condition of the definition read at ``at``
+    (``engine.segments.reasons``), computed only for a change; None for a segment
+    deleted."""
 
 
 class StepResult(NamedTuple):
@@ -190,7 +191,7 @@ def _evaluate(
                     members = own_members = dict(members)
                     member_of = members.__contains__
                 if segment_id not in members:
-                    why = reasons(definition.condition, state, instant, zone, member_of)
+                    why = values(definition.condition, state, instant, zone, member_of)
                     changes.append(
                         MembershipChange(segment_id, "entered", now, definition.version, why)
                     )
@@ -200,7 +201,7 @@ def _evaluate(
                 members = own_members = dict(members)
                 member_of = members.__contains__
             del own_members[segment_id]
-            why = reasons(definition.condition, state, instant, zone, member_of)
+            why = values(definition.condition, state, instant, zone, member_of)
             changes.append(MembershipChange(segment_id, "exited", now, definition.version, why))
         if timers.get(segment_id) != due:
             timers = own_timers = dict(timers) if own_timers is None else own_timers
@@ -214,9 +215,7 @@ def _evaluate(
             members = own_members = dict(members) if own_members is None else own_members
             for segment_id in gone:
                 version = own_members.pop(segment_id)
-                changes.append(
-                    MembershipChange(segment_id, "exited", now, version, ("segment deleted",))
-                )
+                changes.append(MembershipChange(segment_id, "exited", now, version))
     if not timers.keys() <= definitions.keys():
         # A deleted segment's timer would stay due for ever: a tick that never ends it.
         timers = own_timers = {key: due for key, due in timers.items() if key in definitions}

@@ -3,7 +3,8 @@
 -- it), never of the instant it was computed at: a replay at any time rewrites the same
 -- rows. The sorting key is the identity alone (no instant, no partition by month), so
 -- that FINAL merges a replayed row with the first whatever its `at`.
--- reasons: the values the segment's conditions had at `at` (one line each);
+-- condition_values: the values the segment's leaf conditions read at `at` (a JSON
+-- array in the definition's order; `reach explain` puts them in words);
 -- input_source / input_offset: the topic letter and offset of the input record that
 -- made the change ('' / 0 for timers and definition changes; its partition is
 -- source_partition). Neither is part of the identity: a replay by another path reads
@@ -19,7 +20,7 @@ CREATE TABLE IF NOT EXISTS {database:Identifier}.segment_memberships
     cause            String,
     source_partition UInt32,
     source_offset    UInt64,
-    reasons          Array(String) COMMENT 'the values the segment''s conditions had',
+    condition_values String COMMENT 'the values the segment''s leaf conditions read (JSON)',
     input_source     LowCardinality(String) COMMENT 'the topic letter of the input that made it',
     input_offset     UInt64 COMMENT 'the offset of the input that made it'
 )

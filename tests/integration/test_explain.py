@@ -28,7 +28,7 @@ from schemas.commands import JourneyActivity, SendCommand
 from tests.unit.test_explain import INACTIVE, SEED, ORIGIN, fixture
 
 folder = sys.argv[1]
-NEW = ("reasons ", "input_source ", "input_offset ", "trigger ")
+NEW = ("condition_values ", "input_source ", "input_offset ", "trigger ")
 raw = clickhouse_connect.get_client(dsn="chdb://" + folder)
 for name, text in sql_files():
     if name.startswith(("001", "050", "080")):
@@ -64,12 +64,13 @@ for table, found in tables.items():
     client.insert(table.name, found, column_names=list(table.columns))
 
 answers = {}
-segments = {INACTIVE.id: INACTIVE}
+segments = {INACTIVE.id: INACTIVE.model_copy(update={"version": 1})}
 for user, step in (("both", "second-email"), ("opener", "second-email"), ("active", None)):
     journey = SEED["reengage-once"]
     stored = explain(fetch(client, "reach", user, journey.id), journey, segments, step)
     memory = explain(engine.facts(user), SEED["reengage-once"], segments, step)
     whole = explain(fetch(client, "reach", user), None, segments)
+    assert any("count 0 -> true" in m["why"] for m in whole["timeline"]), whole
     answers[user] = {"stored": stored, "memory": memory, "whole": len(whole["timeline"]),
                      "whole_memory": len(explain(engine.facts(user), None, segments)["timeline"])}
 columns = client.query(
@@ -93,7 +94,7 @@ def test_explain_reads_the_demo_cases_back_from_clickhouse(tmp_path: Path) -> No
     columns = result["columns"]
     for column in ("trigger", "input_source", "input_offset"):
         assert column in columns["journey_activity"]
-    for column in ("reasons", "input_source", "input_offset"):
+    for column in ("condition_values", "input_source", "input_offset"):
         assert column in columns["segment_memberships"]
     answers = result["answers"]
     for user, answer in answers.items():

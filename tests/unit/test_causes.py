@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, timedelta
 from typing import Any
 
+from engine.segments.reasons import describe
 from engine.testing import Harness, segment
 from engine.time import to_ms
 from schemas.commands import JourneyActivity
@@ -30,7 +31,8 @@ def test_a_segment_change_records_its_input_and_the_condition_values() -> None:
     assert entered["change"] == "entered"
     assert entered["cause"].startswith("t:")
     assert (entered["source"], entered["offset"]) == ("t", 1)
-    assert entered["reasons"] == [
+    assert entered["values"] == [0, "a@x"]
+    assert describe(INACTIVE.condition, entered["values"], to_ms(entered["at"]), UTC) == [
         'E("ApplicationOpen", count = 0, last 7 days): count 0 -> true',
         "T(\"Email\", exists): value 'a@x' -> true",
     ]
@@ -38,7 +40,7 @@ def test_a_segment_change_records_its_input_and_the_condition_values() -> None:
     exited = engine.changes[-1]
     assert exited["change"] == "exited"
     assert (exited["source"], exited["offset"]) == ("e", 1)
-    assert exited["reasons"][0] == 'E("ApplicationOpen", count = 0, last 7 days): count 1 -> false'
+    assert exited["values"] == [1, "a@x"]
     # A change the clock makes names its timer; the values are those at that instant.
     opened = engine.now
     engine.advance(8 * DAY)
@@ -47,16 +49,16 @@ def test_a_segment_change_records_its_input_and_the_condition_values() -> None:
     assert back["cause"] == f"timer:{to_ms(back['at'])}"
     assert back["at"] == opened + 7 * DAY
     assert "source" not in back
-    assert back["reasons"][0].endswith("count 0 -> true")
+    assert back["values"] == [0, "a@x"]
 
 
-def test_the_reasons_and_the_origin_stay_out_of_a_change_identity() -> None:
+def test_the_values_and_the_origin_stay_out_of_a_change_identity() -> None:
     engine = Harness(segments=[INACTIVE])
     engine.tags("u1", Email="a@x")
     (change,) = engine.changes
     model = MembershipChanged.model_validate(change)
     bare = {
-        key: value for key, value in change.items() if key not in ("reasons", "source", "offset")
+        key: value for key, value in change.items() if key not in ("values", "source", "offset")
     }
     assert model.change_id == MembershipChanged.model_validate(bare).change_id
     assert model.change_id == membership_change_id("inactive-7d", "u1", "entered", change["cause"])
@@ -66,7 +68,7 @@ def test_a_deleted_segment_says_so() -> None:
     engine = Harness(segments=[INACTIVE])
     engine.tags("u1", Email="a@x")
     engine.delete("inactive-7d")
-    assert engine.changes[-1]["reasons"] == ["segment deleted"]
+    assert "values" not in engine.changes[-1]
     assert engine.changes[-1]["cause"].startswith("d:")
 
 
@@ -149,8 +151,8 @@ def test_the_trigger_and_the_origin_stay_out_of_an_activity_identity() -> None:
         )
 
 
-def test_the_reasons_of_every_kind_of_condition() -> None:
-    from engine.segments.reasons import MAX_REASONS, reasons
+def test_the_values_of_every_kind_of_condition_in_words() -> None:
+    from engine.segments.reasons import MAX_REASONS, explain_at, values
     from engine.segments.state import UserState
     from schemas.segment_language import parse
 
@@ -158,14 +160,36 @@ def test_the_reasons_of_every_kind_of_condition() -> None:
         'S("buyers") * L("Open", within, 3 days) - (T("Country", eq, "PT")'
         ' + M(opened, channel "email", last 2 days))'
     )
-    lines = reasons(condition, UserState(), 0, ZONE, lambda segment: segment == "buyers")
-    assert lines == (
+    state = UserState(tags={"Country": "FR"})
+    member_of = {"buyers"}.__contains__
+    assert values(condition, state, 0, ZONE, member_of) == [True, None, "FR", 0]
+    assert explain_at(condition, state, 0, ZONE, member_of) == [
         'S("buyers"): member -> true',
         'L("Open", within, 3 days): never -> false',
-        'except T("Country", eq, "PT"): no value -> false',
+        'except T("Country", eq, "PT"): value \'FR\' -> false',
         'except M(opened, channel "email", last 2 days): count 0 -> false',
-    )
+    ]
     wide = parse(" + ".join(f'T("t{index}", exists)' for index in range(MAX_REASONS + 3)))
-    lines = reasons(wide, UserState(), 0, ZONE, lambda segment: False)
+    lines = explain_at(wide, UserState(), 0, ZONE, lambda segment: False)
     assert len(lines) == MAX_REASONS + 1
     assert lines[-1] == "… 3 more conditions"
+
+
+def test_the_words_agree_with_the_verdict() -> None:
+    """Each leaf's "held" in words is its test on the value it read: a whole
+    definition's verdict follows from them."""
+    from engine.segments.evaluate import holds
+    from engine.segments.reasons import explain_at
+    from engine.segments.state import UserState
+
+    engine = Harness(segments=[INACTIVE])
+    engine.tags("u1", Email="a@x")
+    engine.event("u1", "ApplicationOpen")
+    record = engine.record("u1")
+    assert record is not None
+    for later in (0, 3, 8):
+        now = to_ms(engine.now) + later * 86_400_000
+        lines = explain_at(INACTIVE.condition, record.state, now, UTC, lambda s: False)
+        verdict = holds(INACTIVE.condition, record.state, now, UTC, lambda s: False)
+        assert all(line.endswith("-> true") for line in lines) == verdict
+        assert UserState is not None

@@ -117,7 +117,8 @@ def test_the_user_who_got_both_emails(demo: tuple[Recorder, dict[str, Any]]) -> 
     assert answer["answer"] == "sent"
     second = [c for c in engine.commands if c["user_id"] == "both"][-1]
     assert second["command_id"] in answer["cites"]
-    moments = timeline(facts)
+    # The definitions as the registry holds them: versioned.
+    moments = timeline(facts, definitions={INACTIVE.id: INACTIVE.model_copy(update={"version": 1})})
     whats = [moment["what"] for moment in moments]
     assert whats.index("entered segment inactive-7d (v1)") < whats.index(
         "reengage-once: entered the journey (run 1-20261210T0900) at first-email"

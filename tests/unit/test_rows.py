@@ -318,7 +318,7 @@ def test_journey_activity_row_with_its_trigger_and_input() -> None:
     assert row["activity_id"] == JourneyActivity.model_validate(ACTIVITY).activity_id
 
 
-def test_membership_row_with_its_reasons_and_input() -> None:
+def test_membership_row_with_its_values_and_input() -> None:
     change = {
         "segment_id": "s",
         "user_id": "u1",
@@ -326,14 +326,14 @@ def test_membership_row_with_its_reasons_and_input() -> None:
         "at": "2024-05-01T10:00:00Z",
         "version": 1,
         "cause": "e:x",
-        "reasons": ['E("Open", count = 0, last 7 days): count 0 -> true'],
+        "values": [0, {"d": 1714521600000}, None, True],
         "source": "e",
         "offset": 9,
     }
     row = as_dict(rows.SEGMENT_MEMBERSHIPS, rows.membership_row(change, rows.Origin(1, 2)))
-    assert row["reasons"] == change["reasons"]
+    assert orjson.loads(row["condition_values"]) == change["values"]
     assert (row["input_source"], row["input_offset"]) == ("e", 9)
-    bare = {k: v for k, v in change.items() if k not in ("reasons", "source", "offset")}
+    bare = {k: v for k, v in change.items() if k not in ("values", "source", "offset")}
     assert row["change_id"] == rows.membership_row(bare, rows.Origin(5, 6))[0]
 
 
