@@ -103,8 +103,11 @@ ACTIVITIES = frozenset(Activity)
 def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     """``rows.journey_activity_row`` of an item the engine wrote, without the model."""
     activity = _text(item["activity"])
-    optional = _optional(item) if len(item) != 11 else _NONE
-    if activity not in ACTIVITIES or len(item) != 11 + len(optional):
+    # Every row of this version names its trigger; rows of earlier versions do not.
+    trigger = item.get("trigger")
+    base = 11 if trigger is None else 12
+    optional = _optional(item) if len(item) != base else _NONE
+    if activity not in ACTIVITIES or len(item) != base + len(optional):
         raise ValueError("not an activity the engine writes")
     at = _instant(item["at"])
     visit = _number(item["visit"])
@@ -127,7 +130,7 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     command = identity_command(activity, parts[7])
     canonical = orjson.dumps(("activity", *parts[:7], command, *parts[8:]))
     identity = hashlib.blake2b(canonical, digest_size=16).hexdigest()
-    if not optional:  # rows of earlier versions: no trigger, no dimension, no instant
+    if not optional:  # most rows: no dimension known, no A/B split, no input instant
         return (
             identity,
             *parts[:5],
@@ -140,7 +143,9 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
             "",
             "",
             at,
-            *_NO_CAUSE,
+            "" if trigger is None else _text(trigger),
+            "",
+            0,
         )
     offset = optional.get("offset")
     return (
@@ -155,18 +160,14 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
         _text(optional.get("timezone", "")),
         _text(optional.get("variant", "")),
         _event_at(optional, at),
-        _text(optional.get("trigger", "")),
+        "" if trigger is None else _text(trigger),
         _text(optional.get("source", "")),
         0 if offset is None else _offset(offset),
     )
 
 
-OPTIONAL = ("country", "language", "timezone", "variant", "event_at", "trigger", "source", "offset")
-"""Fields the engine leaves out of a row when they have no value (``Mover.row``), or
-that rows of earlier versions do not have (``trigger``)."""
-
-_NO_CAUSE = ("", "", 0)
-"""The trigger, input topic and input offset of a row that names none."""
+OPTIONAL = ("country", "language", "timezone", "variant", "event_at", "source", "offset")
+"""Fields the engine leaves out of a row when they have no value (``Mover.row``)."""
 
 
 def _offset(value: Any) -> int:
