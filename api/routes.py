@@ -153,6 +153,37 @@ class EntriesAnswer(_Body):
     entry_ids: list[str]
 
 
+class Moment(_Body):
+    at: str
+    kind: Literal["input", "membership", "journey", "send"]
+    what: str
+    why: str
+    id: str
+    """The row's identity (event, feedback, change, activity or command id), to cite."""
+
+
+class WhyAnswer(_Body):
+    """``answer``: sent, capped, opted_out, unreachable, entry_refused, goal_reached,
+    left_segment, journey_stopped, other_branch, waiting, not_in_segment, not_entered,
+    never_entered."""
+
+    answer: str
+    step: str
+    text: str
+    cites: list[str]
+    conditions: list[str] | SkipJsonSchema[None] = None
+    """For ``not_in_segment``: the entry segment's condition values at the run."""
+
+
+class ExplainAnswer(_Body):
+    """``?journey=J`` (with ``&step=S``), ``&from=``, ``&to=`` (ISO 8601): all optional."""
+
+    user_id: str
+    timeline: list[Moment]
+    journey_id: str | SkipJsonSchema[None] = None
+    why: WhyAnswer | SkipJsonSchema[None] = None
+
+
 # --- the table --------------------------------------------------------------------------
 
 Body = type[BaseModel] | tuple[type[BaseModel], ...]
@@ -223,6 +254,10 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/v1/users/{user_id}", "forget_user", Scope.ADMIN,
           "Forget a user: their tags, state and ClickHouse rows",
           response=ForgetAnswer, success=202, errors=(400,), patterns={"user_id": ".+"}),
+    Route("GET", "/v1/users/{user_id}/explain", "users.explain", Scope.READ,
+          "A user's timeline (inputs, memberships and why, journey steps, sends) and,"
+          " with ?journey=, why they did or did not get a step's message",
+          response=ExplainAnswer, errors=(400, 404, 503), patterns={"user_id": ".+"}),
     Route("POST", "/v1/events", "ingest", Scope.INGEST, "Send events (JSON, a list or NDJSON)",
           Event, request_list=True, response=IngestAnswer, ndjson=True),
     Route("POST", "/v1/tags", "ingest", Scope.INGEST, "Send tag updates (JSON, a list or NDJSON)",

@@ -31,6 +31,7 @@ from api.presets import PresetRoutes
 from api.routes import ROUTES
 from api.segments import Previewer, SegmentRoutes
 from api.tracking import TrackingRoutes
+from api.users import UserRoutes
 from engine.codecs import InputCodec
 from projections.clickhouse import AnalystClients, AnalystQuery, QueryLimits
 from projections.query_guard import QueryRefused
@@ -149,6 +150,7 @@ class HttpApi:
         # unsubscribe) call these; a signed token is the check.
         tracking = TrackingRoutes(self.engine, self._ready_producer)
         self._messaging = MessagingRoutes(self.engine, self._ready_producer, _json)
+        users = UserRoutes(self.engine, self.projections, _json)
         handlers: dict[str, Handler] = {
             "healthz": self.healthz,
             "openapi": self.openapi,
@@ -164,6 +166,7 @@ class HttpApi:
             ("journeys", journeys),
             ("tracking", tracking),
             ("messaging", self._messaging),
+            ("users", users),
         ):
             for route in ROUTES:
                 name = route.handler

@@ -20,6 +20,7 @@ from cli.clock import clock
 from cli.common import api_key_option
 from cli.common import settings as _settings
 from cli.definitions import journeys, presets, segments
+from cli.explain import explain
 from cli.output import cell, emit, format_options, output_format
 from cli.query import query as query_command
 
@@ -251,7 +252,17 @@ def schemas(folder: Path) -> None:
         click.echo(str(path))
 
 
-for command in (segments, presets, journeys, clock, bench, query_command, channels, backtest):
+for command in (
+    segments,
+    presets,
+    journeys,
+    clock,
+    bench,
+    query_command,
+    channels,
+    backtest,
+    explain,
+):
     main.add_command(command)
 
 

@@ -170,7 +170,9 @@ def process(
         assert isinstance(input, Entered)
         request = input.request
         offsets = {**record.offsets, "a": input.offset}
-        return _moved(model, user, record, offsets, None, request, request.at)
+        return _moved(
+            model, user, record, offsets, None, request, request.at, origin=("a", input.offset)
+        )
     assert isinstance(input, journeys.AudienceRun | journeys.Stopped | journeys.Tick)
     return _moved(model, user, record, record.offsets, None, input, now)
 
@@ -222,7 +224,9 @@ def received(
     )
     offsets = {**record.offsets, source: offset}
     cause = _cause(item)
-    outcome = _moved(model, user, record, offsets, result, journey_input, now, cause)
+    outcome = _moved(
+        model, user, record, offsets, result, journey_input, now, cause, (source, offset)
+    )
     if before is not None and record.devices is not before.devices and not outcome.profiles:
         # A device or consent change: the profile's reachability may have moved.
         profiles = profile_outputs(
@@ -295,10 +299,13 @@ def _moved(
     journey_input: journeys.Input,
     now: datetime,
     cause: str = "",
+    origin: tuple[str, int] | None = None,
 ) -> Outcome:
     """Move the user's journeys on ``journey_input`` after the segment ``result`` (None:
     the segments did not move) and build the new record and the outputs. ``cause`` names
-    what made the membership changes (their identity: never an instant)."""
+    what made the membership changes (their identity: never an instant) and the journey
+    rows they lead to; ``origin`` is the input record's topic letter and offset (for the
+    explanation only: a replay by another path reads other offsets)."""
     timer: int | None
     if result is not None:
         part = tuple.__new__(SegmentPart, (result.state, UNREAD))
@@ -327,6 +334,8 @@ def _moved(
             journey_input,
             to_ms(now),
             result.changes if result is not None else (),
+            cause,
+            origin,
         )
         if moved.state is None:
             journey_part = None
@@ -348,16 +357,19 @@ def _moved(
         # logic produced (a model per change cost more than the change itself).
         changes = []
         for change in result.changes:
-            changes.append(
-                {
-                    "segment_id": change.segment_id,
-                    "user_id": user,
-                    "change": change.kind,
-                    "at": change.at,
-                    "version": change.version,
-                    "cause": cause,
-                }
-            )
+            fields = {
+                "segment_id": change.segment_id,
+                "user_id": user,
+                "change": change.kind,
+                "at": change.at,
+                "version": change.version,
+                "cause": cause,
+            }
+            if change.values is not None:
+                fields["values"] = change.values
+            if origin is not None:
+                fields["source"], fields["offset"] = origin
+            changes.append(fields)
     return tuple.__new__(
         Outcome, (new, changes, commands, activity, tag_updates, profiles, _NOT_REFUSED)
     )

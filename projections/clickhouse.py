@@ -122,7 +122,8 @@ earlier one (``sql/migrations/004_rollup_views.sql``)."""
 
 def migrate(client: Client, database: str, files: dict[str, str]) -> list[str]:
     """Add the columns feedback rows gained (``sql/migrations/002_feedback_dimensions.sql``)
-    and those of send commands and journey activity (``005_fact_dimensions.sql``);
+    and those of send commands and journey activity (``005_fact_dimensions.sql``), the
+    causes of membership changes and journey activity (``030_causes.sql``);
     drop rollup views of an earlier definition (``redefine``); move the rows of tables
     with an earlier sorting key into today's layout
     (``sql/migrations/001_fact_identities.sql``); returns the tables upgraded. Safe to
@@ -133,9 +134,10 @@ def migrate(client: Client, database: str, files: dict[str, str]) -> list[str]:
     if "feedback" in tables:
         for statement in _statements(_migration("002_feedback_dimensions.sql")):
             client.command(statement, parameters={"database": database})
-    for statement in _statements(_migration("005_fact_dimensions.sql")):
-        if statement.split(".", 1)[1].split(" ", 1)[0] in tables:
-            client.command(statement, parameters={"database": database})
+    for name in ("005_fact_dimensions.sql", "030_causes.sql"):
+        for statement in _statements(_migration(name)):
+            if statement.split(".", 1)[1].split(" ", 1)[0] in tables:
+                client.command(statement, parameters={"database": database})
     redefine(client, database)
     for table, (file_name, key) in SORTED_BY_IDENTITY.items():
         aside = ASIDE.format(table)

@@ -103,8 +103,11 @@ ACTIVITIES = frozenset(Activity)
 def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     """``rows.journey_activity_row`` of an item the engine wrote, without the model."""
     activity = _text(item["activity"])
-    optional = _optional(item) if len(item) != 11 else _NONE
-    if activity not in ACTIVITIES or len(item) != 11 + len(optional):
+    # Every row of this version names its trigger; rows of earlier versions do not.
+    trigger = item.get("trigger")
+    base = 11 if trigger is None else 12
+    optional = _optional(item) if len(item) != base else _NONE
+    if activity not in ACTIVITIES or len(item) != base + len(optional):
         raise ValueError("not an activity the engine writes")
     at = _instant(item["at"])
     visit = _number(item["visit"])
@@ -128,7 +131,23 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
     canonical = orjson.dumps(("activity", *parts[:7], command, *parts[8:]))
     identity = hashlib.blake2b(canonical, digest_size=16).hexdigest()
     if not optional:  # most rows: no dimension known, no A/B split, no input instant
-        return (identity, *parts[:5], activity, at, *parts[6:], *origin, "", "", "", "", at)
+        return (
+            identity,
+            *parts[:5],
+            activity,
+            at,
+            *parts[6:],
+            *origin,
+            "",
+            "",
+            "",
+            "",
+            at,
+            "" if trigger is None else _text(trigger),
+            "",
+            0,
+        )
+    offset = optional.get("offset")
     return (
         identity,
         *parts[:5],
@@ -141,11 +160,21 @@ def activity_row(item: dict[str, Any], origin: rows.Origin) -> rows.Row:
         _text(optional.get("timezone", "")),
         _text(optional.get("variant", "")),
         _event_at(optional, at),
+        "" if trigger is None else _text(trigger),
+        _text(optional.get("source", "")),
+        0 if offset is None else _offset(offset),
     )
 
 
-OPTIONAL = ("country", "language", "timezone", "variant", "event_at")
+OPTIONAL = ("country", "language", "timezone", "variant", "event_at", "source", "offset")
 """Fields the engine leaves out of a row when they have no value (``Mover.row``)."""
+
+
+def _offset(value: Any) -> int:
+    offset = _number(value)
+    if offset < 0:
+        raise ValueError("not an offset")
+    return offset
 
 
 _NONE: dict[str, Any] = {}

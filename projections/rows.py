@@ -129,8 +129,13 @@ SEGMENT_MEMBERSHIPS = Table(
         "cause",
         "source_partition",
         "source_offset",
+        *(CAUSES := ("condition_values", "input_source", "input_offset")),
     ),
 )
+"""``condition_values``: the values the segment's leaf conditions read (JSON array);
+``input_source`` and
+``input_offset``: the topic letter and offset of the input record that made the change
+(its partition is ``source_partition``: a change goes to its input's partition)."""
 
 DIMENSIONS = ("country", "language", "timezone", "variant", "event_at")
 """The columns send commands and journey activity rows end with: the user's default
@@ -174,6 +179,9 @@ JOURNEY_ACTIVITY = Table(
         "source_partition",
         "source_offset",
         *DIMENSIONS,
+        "trigger",
+        "input_source",
+        "input_offset",
     ),
 )
 
@@ -303,7 +311,15 @@ def membership_row(change: dict[str, Any], origin: Origin) -> Row:
         cause,
         origin.partition,
         origin.offset,
+        _values(change.get("values")),
+        change.get("source", ""),
+        change.get("offset") or 0,
     )
+
+
+def _values(found: Any) -> str:
+    """A change's condition values as their JSON text (empty: none recorded)."""
+    return "" if found is None else orjson.dumps(found).decode()
 
 
 def dead_letter_row(letter: DeadLetter, origin: Origin) -> Row:
@@ -374,4 +390,7 @@ def journey_activity_row(activity: JourneyActivity, origin: Origin) -> Row:
         activity.timezone,
         activity.variant,
         activity.event_at or activity.at,
+        activity.trigger,
+        activity.source,
+        activity.offset or 0,
     )

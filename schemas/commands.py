@@ -141,7 +141,20 @@ class JourneyActivity(BaseModel):
     cause: str = Field(default="", max_length=256)
     """The input that made this row, when an input makes it directly (a goal's event,
     a feedback, a refused entry): ``e:`` event id, ``f:`` feedback id, ``a:`` entry id,
-    ``r:`` audience run."""
+    ``r:`` audience run. Part of the row's identity (``activity_id``)."""
+    trigger: str = Field(default="", max_length=256)
+    """What made this row, for every row (empty in records of earlier versions): the
+    input (``e:``/``f:``/``a:``/``r:`` as ``cause``, ``t:`` a tag update), a wait or a
+    waiting entry that came due (``timer:`` its instant in ms, whichever input or tick
+    the runtime moved it on), a segment timer (``timer:``), a definition change
+    (``d:``), a journey stopped (``stop:`` the journey), a sweep's tick (``tick``). Not
+    part of the identity: it explains the row, the row stays the fact it was."""
+    source: str = Field(default="", max_length=8)
+    """The topic letter of the input record that made the row (``e``, ``t``, ``f``,
+    ``a``); empty for rows time or a sweep made."""
+    offset: int | None = None
+    """That input record's offset (never in the identity: a replay by another path
+    reads other offsets)."""
     country: str = ""
     language: str = ""
     timezone: str = ""

@@ -7,6 +7,7 @@ record's partition (the partition of the input that caused them).
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -38,6 +39,32 @@ class MembershipChanged(BaseModel):
             " feedback id), a timer (``timer:`` its instant in ms), or a definition"
             " change (``d:``)."
         ),
+    )
+
+    values: list[Any] | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "The value each leaf condition of the definition read at ``at``, in the"
+            " definition's order: a count (event and message conditions), the tag's"
+            " stored value or null, the last occurrence in ms or null, whether a member"
+            " (segment references). ``reach explain`` puts them in words with the"
+            " definition of ``version``. Absent for a segment deleted and in records"
+            " of earlier versions. Not part of the change's identity."
+        ),
+    )
+    source: str = Field(
+        default="",
+        max_length=8,
+        description=(
+            "The topic (its letter: ``e`` events, ``t`` tag updates, ``f`` feedback, ``a``"
+            " API entries) of the input record that made the change; empty for timers and"
+            " definition changes. Not part of the identity: a replay by another path reads"
+            " other offsets."
+        ),
+    )
+    offset: int | None = Field(
+        default=None, description="That input record's offset in its partition."
     )
 
     @property

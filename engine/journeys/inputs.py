@@ -35,6 +35,7 @@ def drop_stale(mover: Mover, now: int) -> None:
         return
     for journey_id, visit in list(state.visits.items()):
         if not _current(mover, journey_id, visit.run):
+            mover.trigger = f"stop:{journey_id}"
             mover.leave(journey_id, visit, Activity.DROPPED, "journey stopped", now)
     for journey_id in list(state.pending):
         if catalog.status(journey_id) is not JourneyStatus.LAUNCHED:
@@ -70,6 +71,7 @@ def due(mover: Mover, now: int) -> None:
         if not pending:
             return
         at, kind, journey_id = min(pending)
+        mover.trigger = f"timer:{at}"
         if kind == 0:
             entry = state.unpend(journey_id)
             assert entry is not None

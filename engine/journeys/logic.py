@@ -32,10 +32,14 @@ def step(
     input: Input,
     now: int,
     changes: Sequence[MembershipChange] = (),
+    trigger: str = "",
+    origin: tuple[str, int] | None = None,
 ) -> JourneyResult:
     """Apply due timers up to ``now``, the membership ``changes`` the same input made,
     then ``input`` itself. ``state`` is not changed: the result holds the new one (the
-    same object when nothing changed)."""
+    same object when nothing changed). ``trigger`` names what made the input when the
+    input alone does not say (a timer, a tag update, a definition change), ``origin``
+    its record's topic letter and offset: both go in the rows, outside their identity."""
     idle = state is None or not (state.visits or state.pending or state.windows)
     if idle and not may_start(catalog, input):
         # The hot path: most inputs concern no journey of a user who is in none; the
@@ -44,10 +48,13 @@ def step(
     # (Literals: a launch builds one per user, and default factories cost more.)
     state = state.copy() if state is not None else JourneyState({}, {}, {}, [], [], {})
     on = INPUTS[type(input)]
-    mover = Mover(catalog, state, facts, on.cause(input))
+    cause = on.cause(input)
+    mover = Mover(catalog, state, facts, cause)
     drop_stale(mover, now)
     due(mover, now)
     mover.event_at = on.at(input)
+    mover.trigger = trigger or cause or _trigger(input)
+    mover.origin = origin
     if changes:
         left_segments(mover, changes, now)
     on.apply(mover, input, now)
@@ -55,6 +62,13 @@ def step(
     result.state = state if state else None
     result.next_due = next_due(catalog, result.state)
     return result
+
+
+def _trigger(input: Input) -> str:
+    """What made an input that names no cause of its own."""
+    if isinstance(input, Stopped):
+        return f"stop:{input.journey_id}"
+    return "tick"
 
 
 def next_due(catalog: Catalog, state: JourneyState | None) -> int | None:

@@ -43,6 +43,12 @@ class Mover:
         self.facts = facts
         self.cause = cause
         """The identity of the input, for the rows it makes directly."""
+        self.trigger = cause
+        """What made the rows made from now on (every row carries it, outside its
+        identity): the input (``cause``), or the instant a wait or entry came due
+        (``timer:`` ms), a definition change, a stop (``engine.journeys.logic``)."""
+        self.origin: tuple[str, int] | None = None
+        """The input record's topic letter and offset, while its own rows are made."""
         self.event_at: int | None = None
         """The input's own instant (ms), once due visits have moved: the rows made from
         then on carry it as ``event_at`` (the others: their own instant)."""
@@ -241,7 +247,10 @@ class Mover:
             "command_id": command,
             "visit": visit,
             "cause": cause,
+            "trigger": self.trigger,
         }
+        if self.origin is not None:
+            row["source"], row["offset"] = self.origin
         if self.dimensions:
             row.update(self.dimensions)
         if variant or self.event_at is not None:

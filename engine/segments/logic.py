@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from engine.segments.defaults import DEFAULT_TAGS, JSON
 from engine.segments.index import SegmentIndex
+from engine.segments.reasons import values
 from engine.segments.state import (
     UserState,
     apply_event,
@@ -72,6 +73,10 @@ class MembershipChange(NamedTuple):
     version: int
     """The definition version that decided it (for a deleted segment: the version the
     user was a member of)."""
+    values: list[Any] | None = None
+    """The value each leaf condition of the definition read at ``at``
+    (``engine.segments.reasons``), computed only for a change; None for a segment
+    deleted."""
 
 
 class StepResult(NamedTuple):
@@ -203,14 +208,18 @@ def _evaluate(
                     members = own_members = dict(members)
                     member_of = members.__contains__
                 if segment_id not in members:
-                    changes.append(MembershipChange(segment_id, "entered", now, definition.version))
+                    why = values(definition.condition, state, instant, zone, member_of)
+                    changes.append(
+                        MembershipChange(segment_id, "entered", now, definition.version, why)
+                    )
                 own_members[segment_id] = definition.version
         elif segment_id in members:
             if own_members is None:
                 members = own_members = dict(members)
                 member_of = members.__contains__
             del own_members[segment_id]
-            changes.append(MembershipChange(segment_id, "exited", now, definition.version))
+            why = values(definition.condition, state, instant, zone, member_of)
+            changes.append(MembershipChange(segment_id, "exited", now, definition.version, why))
         if timers.get(segment_id) != due:
             timers = own_timers = dict(timers) if own_timers is None else own_timers
             if due is None:

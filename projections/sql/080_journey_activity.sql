@@ -14,6 +14,10 @@
 --     of the visit's last A/B split; event_at: the instant of the input that made the
 --     row (a feedback's own timestamp, say), `at` being when the engine applied it.
 --     Tables of earlier versions get them from migrations/005_fact_dimensions.sql.
+--   trigger: what made the row, for every row (the input, `timer:` the instant a wait
+--     came due, `d:` a definition change, `stop:` a journey stopped); input_source /
+--     input_offset: the topic letter and offset of the input record. Neither is part
+--     of the identity. From migrations/030_causes.sql for tables of earlier versions.
 -- activity is text, not an Enum: a kind added to the engine must never make an
 -- insert fail (the writer retries a failed insert until it succeeds).
 CREATE TABLE IF NOT EXISTS {database:Identifier}.journey_activity
@@ -36,7 +40,10 @@ CREATE TABLE IF NOT EXISTS {database:Identifier}.journey_activity
     language         LowCardinality(String) COMMENT 'the user''s Language tag when it happened',
     timezone         LowCardinality(String) COMMENT 'the user''s Time zone tag when it happened',
     variant          LowCardinality(String) COMMENT 'the branch of the visit''s last A/B split',
-    event_at         DateTime64(3, 'UTC') DEFAULT at COMMENT 'the instant of the input that made it'
+    event_at         DateTime64(3, 'UTC') DEFAULT at COMMENT 'the instant of the input that made it',
+    trigger          String COMMENT 'what made the row',
+    input_source     LowCardinality(String) COMMENT 'the topic letter of the input that made it',
+    input_offset     UInt64 COMMENT 'the offset of the input that made it'
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (journey_id, step, activity, activity_id)

@@ -67,7 +67,11 @@ KEYS = {
 }
 WRONG_KEY = "wrong-key-0123456789"
 EXAMPLES_PER_OPERATION = int(os.environ.get("REACH_FUZZ_EXAMPLES", "20"))
-NEEDS_CLICKHOUSE = {("POST", "/v1/query"), ("GET", "/v1/journeys/{journey_id}/stats")}
+NEEDS_CLICKHOUSE = {
+    ("POST", "/v1/query"),
+    ("GET", "/v1/journeys/{journey_id}/stats"),
+    ("GET", "/v1/users/{user_id}/explain"),
+}
 """Routes that answer 503 here: this test runs no ClickHouse."""
 PARTITIONS = 4
 NOW = datetime(2026, 11, 1, 9, tzinfo=UTC)

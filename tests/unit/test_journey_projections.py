@@ -63,6 +63,15 @@ def test_the_trusted_row_is_the_models_row() -> None:
     for item in items:
         model = JourneyActivity.model_validate(item)
         assert activity_row(item, ORIGIN) == rows.journey_activity_row(model, ORIGIN)
+    # With the input record that made it, and as a record of an earlier version wrote it.
+    item = items[0]
+    for changed in (
+        {**item, "trigger": "e:x", "source": "e", "offset": 12},
+        {key: value for key, value in item.items() if key != "trigger"},
+    ):
+        model = JourneyActivity.model_validate(changed)
+        assert activity_row(changed, ORIGIN) == rows.journey_activity_row(model, ORIGIN)
+    assert all(item["trigger"] for item in items)
 
 
 @pytest.mark.parametrize(

@@ -303,8 +303,39 @@ def test_journey_activity_row() -> None:
         "source_partition": 3,
         "source_offset": 1234,
         **NO_DIMENSIONS,
+        # A record of an earlier version: nothing says what made it.
+        "trigger": "",
+        "input_source": "",
+        "input_offset": 0,
     }
     assert type(row["activity"]) is str
+
+
+def test_journey_activity_row_with_its_trigger_and_input() -> None:
+    caused = {**ACTIVITY, "trigger": "f:fb1", "source": "f", "offset": 77}
+    activity = JourneyActivity.model_validate(caused)
+    row = as_dict(rows.JOURNEY_ACTIVITY, rows.journey_activity_row(activity, ORIGIN))
+    assert (row["trigger"], row["input_source"], row["input_offset"]) == ("f:fb1", "f", 77)
+    assert row["activity_id"] == JourneyActivity.model_validate(ACTIVITY).activity_id
+
+
+def test_membership_row_with_its_values_and_input() -> None:
+    change = {
+        "segment_id": "s",
+        "user_id": "u1",
+        "change": "entered",
+        "at": "2024-05-01T10:00:00Z",
+        "version": 1,
+        "cause": "e:x",
+        "values": [0, {"d": 1714521600000}, None, True],
+        "source": "e",
+        "offset": 9,
+    }
+    row = as_dict(rows.SEGMENT_MEMBERSHIPS, rows.membership_row(change, rows.Origin(1, 2)))
+    assert orjson.loads(row["condition_values"]) == change["values"]
+    assert (row["input_source"], row["input_offset"]) == ("e", 9)
+    bare = {k: v for k, v in change.items() if k not in ("values", "source", "offset")}
+    assert row["change_id"] == rows.membership_row(bare, rows.Origin(5, 6))[0]
 
 
 def test_a_replayed_activity_gets_the_same_row_identity() -> None:
