@@ -1,8 +1,9 @@
 """Benchmark: send commands/s through one delivery worker's path (the preset rendered
 for the user, the worker's concurrency gate, the channel adapter, its provider client)
-per push provider, next to a raw client loop against the same local fake in the same
-run: APNs over one HTTP/2 connection with multiplexed streams, FCM with a cached
-OAuth token, Web Push encrypting each payload.
+per provider, next to a raw client loop against the same local fake in the same run:
+APNs over one HTTP/2 connection with multiplexed streams, FCM with a cached OAuth
+token, Web Push encrypting each payload, SMS through a Twilio-shaped Messages API,
+WhatsApp templates through a Cloud API-shaped one.
 
 The raw loop sends the same requests with everything prepared once (the payload, the
 JWT, the access token, the VAPID header) and the same concurrency, so the ratio is what
@@ -31,14 +32,18 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.delivery.worker import DeliveryWorker
+from benchmarks import messaging_fakes
+from benchmarks.messaging_fakes import FakeTwilio, FakeWhatsApp, running_in_thread
 from benchmarks.push_fakes import TOPIC, push_fakes
 from delivery.apns import apns_id, http2_client
 from delivery.channels import Result
 from delivery.push import PushAdapter, WebPushAdapter
 from delivery.push_payload import apns_payload, fcm_message, web_push_payload
+from delivery.sms import IDEMPOTENCY_HEADER, SmsAdapter
 from delivery.web_push import encrypt
+from delivery.whatsapp import WhatsAppAdapter
 from schemas.commands import SendCommand, command_id
-from schemas.devices import Platform, PushDevice, WebPushSubscription
+from schemas.devices import PhoneNumber, Platform, PushDevice, WebPushSubscription
 from schemas.presets import PresetDefinition, PushContent, WebPushContent
 from streams.clock import Clock
 from streams.settings import Settings
@@ -62,6 +67,26 @@ WEB = PresetDefinition.model_validate(
         "content": {"title": "Hello {{tag.First Name|there}}", "body": "Back in stock"},
     }
 )
+SMS = PresetDefinition.model_validate(
+    {
+        "id": "bench-sms",
+        "name": "Bench SMS",
+        "channel": "sms",
+        "content": {"text": "Hello {{tag.First Name|there}}, your cart is waiting"},
+    }
+)
+WHATSAPP = PresetDefinition.model_validate(
+    {
+        "id": "bench-whatsapp",
+        "name": "Bench WhatsApp",
+        "channel": "whatsapp",
+        "content": {
+            "template": "cart_reminder",
+            "language": "en_US",
+            "parameters": ["{{tag.First Name|there}}"],
+        },
+    }
+)
 AT = datetime(2026, 11, 1, 9, tzinfo=UTC)
 
 
@@ -77,16 +102,18 @@ class Row:
         return self.raw / self.worker if self.worker else float("inf")
 
 
-def commands(channel: str, preset: str, devices: list[Any], count: int) -> list[SendCommand]:
+def commands(
+    channel: str, preset: str, devices: list[Any], count: int, run: str = "r"
+) -> list[SendCommand]:
     return [
         SendCommand(
-            command_id=command_id("bench", 1, "r", f"u{n}", "send", 0),
+            command_id=command_id("bench", 1, run, f"u{n}", "send", 0),
             user_id=f"u{n}",
             channel=channel,
             preset=preset,
             journey_id="bench",
             journey_version=1,
-            run="r",
+            run=run,
             step="send",
             visit=0,
             at=AT,
@@ -109,15 +136,30 @@ class Served:
 
 
 def _serve_fakes(folder: str, connection: Connection, subscriptions: int) -> None:
-    with push_fakes(Path(folder)) as fakes:
+    with (
+        push_fakes(Path(folder)) as fakes,
+        running_in_thread(FakeTwilio()) as twilio,
+        running_in_thread(FakeWhatsApp()) as whatsapp,
+    ):
         made = [fakes.web_push.subscribe().model_dump() for _ in range(subscriptions)]
-        connection.send((fakes.settings, made))
+        settings = {
+            **fakes.settings,
+            "twilio_account_sid": messaging_fakes.SID,
+            "twilio_auth_token": messaging_fakes.TOKEN,
+            "twilio_from": "+14155550100",
+            "twilio_base_url": twilio,
+            "whatsapp_phone_number_id": messaging_fakes.WA_PHONE_ID,
+            "whatsapp_access_token": messaging_fakes.WA_TOKEN,
+            "whatsapp_app_secret": messaging_fakes.WA_SECRET,
+            "whatsapp_base_url": whatsapp,
+        }
+        connection.send((settings, made))
         connection.recv()  # until the benchmark is done
 
 
 def worker(fakes: Served, adapters: dict[str, Any], concurrency: int) -> DeliveryWorker:
     settings = fakes.make_settings(delivery_concurrency=concurrency)
-    presets = {PUSH.id: PUSH, WEB.id: WEB}
+    presets = {preset.id: preset for preset in (PUSH, WEB, SMS, WHATSAPP)}
     return DeliveryWorker(
         cast(Any, None),  # the ledger table: not used by an attempt
         adapters,
@@ -288,6 +330,96 @@ async def bench_web_push(fakes: Served, count: int, concurrency: int) -> Row:
     return Row("web_push: Web Push (aes128gcm, VAPID)", count, *rates)
 
 
+PHONES = [PhoneNumber(number=f"+1415555{n:04d}", whatsapp=True) for n in range(100)]
+"""Valid E.164 numbers (the 555 exchange), opted in to WhatsApp."""
+
+
+class Fresh:
+    """Batches of new command ids, one per timed run: the providers (and the SMS
+    adapter) remember an idempotency key or a (command, number) pair they already took,
+    and would answer a repeat without the work."""
+
+    def __init__(self, channel: str, preset: str, count: int) -> None:
+        self.channel, self.preset, self.count, self.runs = channel, preset, count, 0
+
+    def __call__(self) -> list[SendCommand]:
+        self.runs += 1
+        return commands(self.channel, self.preset, PHONES, self.count, f"r{self.runs}")
+
+
+async def bench_sms(fakes: Served, count: int, concurrency: int) -> Row:
+    settings = fakes.make_settings()
+    adapter = SmsAdapter(settings)
+    delivery = worker(fakes, {"sms": adapter}, concurrency)
+    await adapter.start()
+    fresh = Fresh("sms", SMS.id, count)
+    await through_worker(delivery, fresh()[:100])  # the connection
+    url = f"{settings.twilio_base_url}/2010-04-01/Accounts/{messaging_fakes.SID}/Messages.json"
+    auth = (messaging_fakes.SID, messaging_fakes.TOKEN)
+    async with httpx.AsyncClient(timeout=10, auth=auth) as client:
+
+        def send(command: SendCommand) -> Callable[[], Awaitable[bool]]:
+            device = command.devices[0]
+            assert isinstance(device, PhoneNumber)
+            form = {"To": device.number, "From": "+14155550100", "Body": "Hello Ana"}
+            headers = {IDEMPOTENCY_HEADER: command.command_id}
+
+            async def post() -> bool:
+                response = await client.post(url, data=form, headers=headers)
+                return response.status_code == 201
+
+            return post
+
+        rates = await compared(
+            lambda: through_worker(delivery, fresh()),
+            lambda: gated(concurrency, [send(c) for c in fresh()]),
+        )
+    await adapter.stop()
+    return Row("sms: Twilio-shaped Messages API", count, *rates)
+
+
+async def bench_whatsapp(fakes: Served, count: int, concurrency: int) -> Row:
+    settings = fakes.make_settings()
+    adapter = WhatsAppAdapter(settings)
+    delivery = worker(fakes, {"whatsapp": adapter}, concurrency)
+    await adapter.start()
+    fresh = Fresh("whatsapp", WHATSAPP.id, count)
+    await through_worker(delivery, fresh()[:100])
+    base, version = settings.whatsapp_base_url, settings.whatsapp_api_version
+    url = f"{base}/{version}/{messaging_fakes.WA_PHONE_ID}/messages"
+    headers = {"Authorization": f"Bearer {messaging_fakes.WA_TOKEN}"}
+    async with httpx.AsyncClient(timeout=10, headers=headers) as client:
+
+        def send(command: SendCommand) -> Callable[[], Awaitable[bool]]:
+            device = command.devices[0]
+            assert isinstance(device, PhoneNumber)
+            body = {
+                "messaging_product": "whatsapp",
+                "to": device.number,
+                "type": "template",
+                "template": {
+                    "name": "cart_reminder",
+                    "language": {"code": "en_US"},
+                    "components": [
+                        {"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}
+                    ],
+                },
+            }
+
+            async def post() -> bool:
+                response = await client.post(url, json=body)
+                return response.status_code == 200
+
+            return post
+
+        rates = await compared(
+            lambda: through_worker(delivery, fresh()),
+            lambda: gated(concurrency, [send(c) for c in fresh()]),
+        )
+    await adapter.stop()
+    return Row("whatsapp: Cloud API-shaped templates", count, *rates)
+
+
 async def measure(count: int, web_count: int, concurrency: int) -> list[Row]:
     fakes_side, bench_side = multiprocessing.get_context("spawn").Pipe()
     with tempfile.TemporaryDirectory(prefix="reach-bench-delivery-") as folder:
@@ -302,6 +434,8 @@ async def measure(count: int, web_count: int, concurrency: int) -> list[Row]:
                 await bench_apns(fakes, count, concurrency),
                 await bench_fcm(fakes, count, concurrency),
                 await bench_web_push(fakes, web_count, concurrency),
+                await bench_sms(fakes, count, concurrency),
+                await bench_whatsapp(fakes, count, concurrency),
             ]
         finally:
             bench_side.send("done")
@@ -310,7 +444,7 @@ async def measure(count: int, web_count: int, concurrency: int) -> list[Row]:
 
 def run(count: int = 1000, web_count: int = 300, concurrency: int = 16) -> list[Row]:
     console.print(
-        f"{count} commands per push provider, {web_count} web push, concurrency {concurrency} "
+        f"{count} commands per provider, {web_count} web push, concurrency {concurrency} "
         "(REACH_DELIVERY_CONCURRENCY), against local fakes in a process of their own…"
     )
     rows = asyncio.run(measure(count, web_count, concurrency))
