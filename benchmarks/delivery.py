@@ -207,6 +207,22 @@ async def compared(
     return worker_rate, raw_rate
 
 
+async def raced(
+    delivery: DeliveryWorker,
+    batches: Callable[[], list[SendCommand]],
+    send: Callable[[SendCommand], Callable[[], Awaitable[bool]]],
+    concurrency: int,
+    warm: int,
+) -> tuple[float, float]:
+    """``compared`` of the worker's path and the raw loop over the commands ``batches``
+    gives, after warming the raw loop's connection with ``warm`` of them."""
+    await gated(concurrency, [send(c) for c in batches()[:warm]])
+    return await compared(
+        lambda: through_worker(delivery, batches()),
+        lambda: gated(concurrency, [send(c) for c in batches()]),
+    )
+
+
 async def bench_apns(fakes: Served, count: int, concurrency: int) -> Row:
     devices = [
         PushDevice(platform=Platform.IOS, token=f"{n:064x}", app_id=TOPIC) for n in range(100)
@@ -242,11 +258,7 @@ async def bench_apns(fakes: Served, count: int, concurrency: int) -> Row:
 
             return post
 
-        await gated(concurrency, [send(c) for c in batch[:100]])
-        rates = await compared(
-            lambda: through_worker(delivery, batch),
-            lambda: gated(concurrency, [send(c) for c in batch]),
-        )
+        rates = await raced(delivery, lambda: batch, send, concurrency, 100)
     await adapter.stop()
     return Row("push: APNs (HTTP/2, one connection)", count, *rates)
 
@@ -281,11 +293,7 @@ async def bench_fcm(fakes: Served, count: int, concurrency: int) -> Row:
 
             return post
 
-        await gated(concurrency, [send(c) for c in batch[:100]])
-        rates = await compared(
-            lambda: through_worker(delivery, batch),
-            lambda: gated(concurrency, [send(c) for c in batch]),
-        )
+        rates = await raced(delivery, lambda: batch, send, concurrency, 100)
     await adapter.stop()
     return Row("push: FCM HTTP v1", count, *rates)
 
@@ -321,11 +329,7 @@ async def bench_web_push(fakes: Served, count: int, concurrency: int) -> Row:
 
             return post
 
-        await gated(concurrency, [send(c) for c in batch[:50]])
-        rates = await compared(
-            lambda: through_worker(delivery, batch),
-            lambda: gated(concurrency, [send(c) for c in batch]),
-        )
+        rates = await raced(delivery, lambda: batch, send, concurrency, 50)
     await adapter.stop()
     return Row("web_push: Web Push (aes128gcm, VAPID)", count, *rates)
 
@@ -370,10 +374,7 @@ async def bench_sms(fakes: Served, count: int, concurrency: int) -> Row:
 
             return post
 
-        rates = await compared(
-            lambda: through_worker(delivery, fresh()),
-            lambda: gated(concurrency, [send(c) for c in fresh()]),
-        )
+        rates = await raced(delivery, fresh, send, concurrency, 100)
     await adapter.stop()
     return Row("sms: Twilio-shaped Messages API", count, *rates)
 
@@ -412,10 +413,7 @@ async def bench_whatsapp(fakes: Served, count: int, concurrency: int) -> Row:
 
             return post
 
-        rates = await compared(
-            lambda: through_worker(delivery, fresh()),
-            lambda: gated(concurrency, [send(c) for c in fresh()]),
-        )
+        rates = await raced(delivery, fresh, send, concurrency, 100)
     await adapter.stop()
     return Row("whatsapp: Cloud API-shaped templates", count, *rates)
 
